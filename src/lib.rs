@@ -1,0 +1,13 @@
+//! ringmq: a single-node, durable, ordered message broker.
+//!
+//! Map of the crate:
+//! - [`batch`]: Kafka RecordBatch v2 — builder, validation, record iterator, base
+//!   offset stamping. The one format on disk and on the wire.
+//! - [`io`]: the narrow I/O layer (the only place that names tokio-uring): storage
+//!   backends (real files, and a fault-injecting simulation) and the shard runtime.
+//! - [`log`]: the partition log — segments, sparse indexes, recovery, retention —
+//!   and the per-shard group commit.
+
+pub mod batch;
+pub mod io;
+pub mod log;

@@ -1,0 +1,205 @@
+//! Group commit: one fdatasync per dirty file per round, however many producers
+//! wait.
+//!
+//! Producers append inline (the bytes reach the page cache at once) and, for
+//! `acks=durable`, register a waiter for their last offset and wake the flusher.
+//! A round takes every queued partition, builds its sync plan, submits all of the
+//! plans' fdatasyncs together (io_uring sees them in one submission), and then
+//! completes every waiter whose offsets are now durable. Appends that arrive while
+//! a round is in flight queue for the next round, which starts as soon as the
+//! current one ends. A failed fdatasync poisons its partition (never retried).
+//!
+//! With `flush_interval` set, `acks=written` appends queue their partition too and
+//! a round also runs on that interval, bounding how long acknowledged data stays
+//! only in the page cache.
+
+use super::partition::{run_plan, AppendInfo, PartitionLog};
+use super::LogError;
+use crate::io::Storage;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// A partition log shared by the tasks of its shard.
+pub type SharedLog<S> = Rc<RefCell<PartitionLog<S>>>;
+
+/// When a produce is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// Not answered at all.
+    None,
+    /// Once the bytes are in the page cache (survives a process crash).
+    Written,
+    /// Once the bytes are fdatasync'ed (survives power loss).
+    Durable,
+}
+
+/// Counters of one group commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupCommitStats {
+    /// Rounds that synced at least one partition.
+    pub rounds: u64,
+    /// fdatasyncs issued (files and directories).
+    pub fsyncs: u64,
+    /// Partitions poisoned by a failed round.
+    pub failures: u64,
+}
+
+struct Inner<S: Storage> {
+    queued: RefCell<Vec<SharedLog<S>>>,
+    wake: Notify,
+    stats: Cell<GroupCommitStats>,
+    flush_interval: Option<Duration>,
+    stopping: Cell<bool>,
+}
+
+/// The flusher of one shard. Clones share it.
+pub struct GroupCommit<S: Storage> {
+    inner: Rc<Inner<S>>,
+}
+
+impl<S: Storage> Clone for GroupCommit<S> {
+    fn clone(&self) -> Self {
+        GroupCommit { inner: self.inner.clone() }
+    }
+}
+
+impl<S: Storage> GroupCommit<S> {
+    /// `flush_interval`: also sync data acknowledged as `written` this often.
+    pub fn new(flush_interval: Option<Duration>) -> GroupCommit<S> {
+        GroupCommit {
+            inner: Rc::new(Inner {
+                queued: RefCell::new(Vec::new()),
+                wake: Notify::new(),
+                stats: Cell::new(GroupCommitStats::default()),
+                flush_interval,
+                stopping: Cell::new(false),
+            }),
+        }
+    }
+
+    pub fn stats(&self) -> GroupCommitStats {
+        self.inner.stats.get()
+    }
+
+    /// Appends `batch` and answers as `acks` asks. For `Durable`, returns after the
+    /// round that synced it; the error of a failed fdatasync is returned as is.
+    pub async fn append(&self, log: &SharedLog<S>, batch: &mut [u8], acks: Acks) -> Result<AppendInfo, LogError> {
+        let (info, waiter) = {
+            let mut partition = log.borrow_mut();
+            let info = partition.append(batch)?;
+            let waiter = (acks == Acks::Durable).then(|| partition.wait_durable(info.next_offset));
+            if waiter.is_some() || self.inner.flush_interval.is_some() {
+                self.queue(log, &mut partition);
+            }
+            (info, waiter)
+        };
+        if let Some(waiter) = waiter {
+            self.inner.wake.notify_one();
+            waiter.await.map_err(|_| LogError::Closed)??;
+        }
+        Ok(info)
+    }
+
+    /// Waits until every offset below `offset_end` of `log` is durable.
+    pub async fn wait_durable(&self, log: &SharedLog<S>, offset_end: u64) -> Result<(), LogError> {
+        let waiter = {
+            let mut partition = log.borrow_mut();
+            let waiter = partition.wait_durable(offset_end);
+            if partition.has_waiters() {
+                self.queue(log, &mut partition);
+            }
+            waiter
+        };
+        self.inner.wake.notify_one();
+        waiter.await.map_err(|_| LogError::Closed)?
+    }
+
+    fn queue(&self, log: &SharedLog<S>, partition: &mut PartitionLog<S>) {
+        if !partition.queued_for_flush {
+            partition.queued_for_flush = true;
+            self.inner.queued.borrow_mut().push(log.clone());
+        }
+    }
+
+    /// Runs one round: syncs every queued partition. Returns the fdatasyncs issued.
+    pub async fn flush_round(&self) -> u64 {
+        let queued = std::mem::take(&mut *self.inner.queued.borrow_mut());
+        let mut logs = Vec::new();
+        let mut before = Vec::new();
+        let mut active = Vec::new();
+        let mut targets = Vec::new();
+        let mut fsyncs = 0;
+        for log in queued {
+            let plan = {
+                let mut partition = log.borrow_mut();
+                partition.queued_for_flush = false;
+                partition.take_sync_plan()
+            };
+            if let Some(plan) = plan {
+                fsyncs += (plan.before.len() + plan.active.len()) as u64;
+                targets.push(plan.target_offset);
+                before.push(plan.before);
+                active.push(plan.active);
+                logs.push(log);
+            }
+        }
+        if logs.is_empty() {
+            return 0;
+        }
+        // Phase one (sealed segments, directories) for all partitions at once, then
+        // phase two (active segments) at once, skipping partitions whose phase
+        // one failed.
+        let phase_one = futures_util::future::join_all(before.into_iter().map(run_plan_phase)).await;
+        let phase_two = active.into_iter().zip(&phase_one).map(|(futures, first)| {
+            let skip = first.is_err();
+            async move {
+                if skip {
+                    return Ok(());
+                }
+                run_plan_phase(futures).await
+            }
+        });
+        let phase_two = futures_util::future::join_all(phase_two).await;
+        let mut stats = self.inner.stats.get();
+        for (((log, target), first), second) in logs.iter().zip(targets).zip(phase_one).zip(phase_two) {
+            let result = first.and(second);
+            if result.is_err() {
+                stats.failures += 1;
+            }
+            log.borrow_mut().complete_sync(target, result);
+        }
+        stats.rounds += 1;
+        stats.fsyncs += fsyncs;
+        self.inner.stats.set(stats);
+        fsyncs
+    }
+
+    /// The flusher loop: a round whenever a durable waiter arrives (and on the
+    /// flush interval, when set), until [`GroupCommit::stop`].
+    pub async fn run(self) {
+        loop {
+            match self.inner.flush_interval {
+                Some(interval) => {
+                    let _ = tokio::time::timeout(interval, self.inner.wake.notified()).await;
+                }
+                None => self.inner.wake.notified().await,
+            }
+            self.flush_round().await;
+            if self.inner.stopping.get() {
+                return;
+            }
+        }
+    }
+
+    /// Ends [`GroupCommit::run`] after one last round.
+    pub fn stop(&self) {
+        self.inner.stopping.set(true);
+        self.inner.wake.notify_one();
+    }
+}
+
+async fn run_plan_phase(futures: Vec<crate::io::SyncFuture>) -> std::io::Result<()> {
+    run_plan(super::partition::SyncPlan { before: futures, active: Vec::new(), target_offset: 0 }).await
+}

@@ -1,0 +1,949 @@
+//! One partition: a directory of segments.
+//!
+//! ```text
+//! DATA_DIR/topics/<topic>/<partition>/
+//!     00000000000000000000.log    batches back to back, base offsets stamped
+//!     00000000000000000000.idx    sparse offset -> position   (see index.rs)
+//!     00000000000000000000.tix    sparse timestamp -> offset  (see index.rs)
+//!     00000000000000004096.log    the next segment: named by its base offset,
+//!     ...                         20 decimal digits
+//! ```
+//!
+//! The last segment is *active* and takes appends; the others are *sealed*. Opening
+//! reads only the active segment (from its last index entry on) and, when that
+//! segment is empty or its predecessor lacks a seal entry, the predecessor's index
+//! tail. Sealed segments are opened and their indexes loaded on first use.
+//!
+//! Durability contract (docs/STORAGE.md): an offset below [`PartitionLog::durable_offset`]
+//! has been fdatasync'ed, together with every segment before it, and survives power
+//! loss; an offset below [`PartitionLog::high_watermark`] is in the page cache and
+//! survives a crash of the process.
+
+use super::index::{self, IndexEntry};
+use super::{LogConfig, LogError};
+use crate::batch::{self, Batch, BatchHeader, BATCH_HEADER_BYTES};
+use crate::io::{OpenMode, Storage, StorageFile, SyncFuture};
+use std::collections::VecDeque;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+
+/// Bytes a read takes from the file in one call beyond what the caller asked for,
+/// to find the batch holding the requested offset after an index entry.
+const READ_SLACK_BYTES: u64 = 64 * 1024;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn segment_file(dir: &Path, base_offset: u64, extension: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{extension}"))
+}
+
+fn parse_segment_name(name: &str) -> Option<(u64, &str)> {
+    let (stem, extension) = name.split_once('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((stem.parse().ok()?, extension))
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: u64,
+    pub last_offset: u64,
+    /// High watermark after the append (`last_offset + 1`).
+    pub next_offset: u64,
+}
+
+/// What opening the log found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Bytes cut from the tail of the active segment (torn or corrupt batches).
+    pub truncated_bytes: u64,
+    /// Why the first cut batch was refused.
+    pub truncation_reason: Option<String>,
+    /// Bytes of the log read to verify its tail.
+    pub scanned_bytes: u64,
+    /// Index files rewritten because they were missing or damaged.
+    pub indexes_rebuilt: u32,
+    /// Segments after a gap that were dropped (their data was never durable).
+    pub segments_dropped: u32,
+}
+
+/// What a retention pass deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub segments_deleted: u32,
+    pub bytes_deleted: u64,
+    pub earliest_offset: u64,
+}
+
+struct SegmentFiles<F> {
+    log: F,
+    offset_index: F,
+    time_index: F,
+}
+
+struct Segment<F> {
+    base_offset: u64,
+    /// One past the last offset: for a sealed segment not yet loaded, the next
+    /// segment's base offset.
+    next_offset: u64,
+    /// Bytes in the .log; valid once loaded.
+    size: u64,
+    files: Option<SegmentFiles<F>>,
+    /// Index entries; `None` until loaded (sealed segments load on first use).
+    entries: Option<Vec<IndexEntry>>,
+    max_timestamp: i64,
+    bytes_since_index: u64,
+    created_at_ms: i64,
+}
+
+impl<F: StorageFile> Segment<F> {
+    fn unloaded(base_offset: u64) -> Segment<F> {
+        Segment {
+            base_offset,
+            next_offset: base_offset,
+            size: 0,
+            files: None,
+            entries: None,
+            max_timestamp: -1,
+            bytes_since_index: 0,
+            created_at_ms: 0,
+        }
+    }
+
+    fn files(&self) -> &SegmentFiles<F> {
+        self.files.as_ref().expect("segment files are opened before use")
+    }
+
+    fn entries(&self) -> &[IndexEntry] {
+        self.entries.as_deref().unwrap_or(&[])
+    }
+}
+
+/// The outcome of scanning batches from an index entry.
+struct ScanResult {
+    next_offset: u64,
+    position: u64,
+    max_timestamp: i64,
+    bytes_since_index: u64,
+    new_entries: Vec<IndexEntry>,
+    /// Where and why the scan stopped before the end of the file.
+    failure: Option<(u64, String)>,
+    scanned_bytes: u64,
+}
+
+/// Reads batches from `start` to `log_length`, validating each (length, magic, CRC,
+/// dense base offset) and producing the index entries the append path would have
+/// written for them.
+fn scan<F: StorageFile>(
+    log: &F,
+    start: &IndexEntry,
+    log_length: u64,
+    index_interval_bytes: u64,
+) -> io::Result<ScanResult> {
+    let mut result = ScanResult {
+        next_offset: start.offset,
+        position: u64::from(start.position),
+        max_timestamp: start.timestamp_before,
+        bytes_since_index: 0,
+        new_entries: Vec::new(),
+        failure: None,
+        scanned_bytes: 0,
+    };
+    let mut buffer = Vec::new();
+    let mut first = true;
+    while result.position < log_length {
+        match read_checked_batch(log, result.position, log_length, result.next_offset, &mut buffer)? {
+            Err(reason) => {
+                result.failure = Some((result.position, reason));
+                break;
+            }
+            Ok(header) => {
+                let size = buffer.len() as u64;
+                // The batch at `start` is the one the index entry already describes.
+                let needs_entry = !first && result.bytes_since_index >= index_interval_bytes;
+                if needs_entry {
+                    result.new_entries.push(IndexEntry {
+                        offset: result.next_offset,
+                        position: result.position as u32,
+                        timestamp_before: result.max_timestamp,
+                    });
+                    result.bytes_since_index = 0;
+                }
+                if first {
+                    result.bytes_since_index = 0;
+                }
+                first = false;
+                result.bytes_since_index += size;
+                result.max_timestamp = result.max_timestamp.max(header.max_timestamp);
+                result.next_offset += header.records_count as u64;
+                result.position += size;
+                result.scanned_bytes += size;
+            }
+        }
+    }
+    Ok(result)
+}
+
+/// Reads the batch at `position` into `buffer` and validates it. The outer error
+/// is an I/O failure; the inner one says why the bytes are not a valid batch.
+fn read_checked_batch<F: StorageFile>(
+    log: &F,
+    position: u64,
+    log_length: u64,
+    expected_offset: u64,
+    buffer: &mut Vec<u8>,
+) -> io::Result<Result<BatchHeader, String>> {
+    let available = log_length - position;
+    if available < BATCH_HEADER_BYTES as u64 {
+        return Ok(Err(format!("{available} bytes at the end, fewer than a batch header")));
+    }
+    let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
+    log.read_exact_at(&mut header_bytes, position)?;
+    let size = match batch::batch_size(&header_bytes) {
+        Ok(Some(size)) => size,
+        Ok(None) => return Ok(Err("short header".into())),
+        Err(error) => return Ok(Err(error.to_string())),
+    };
+    if size as u64 > available {
+        return Ok(Err(format!("batch of {size} bytes but only {available} remain")));
+    }
+    buffer.resize(size, 0);
+    log.read_exact_at(buffer, position)?;
+    let batch = match Batch::validate_for_append(buffer) {
+        Ok(batch) => batch,
+        Err(error) => return Ok(Err(error.to_string())),
+    };
+    let header = *batch.header();
+    if header.base_offset != expected_offset as i64 {
+        return Ok(Err(format!("batch base offset {} where {expected_offset} was expected", header.base_offset)));
+    }
+    Ok(Ok(header))
+}
+
+/// Files whose fdatasync a flush round must issue, in two phases: `before` (sealed
+/// segments and the directory) completes before `active` starts, so data in a new
+/// segment is never durable while the segment before it is not.
+pub struct SyncPlan {
+    pub before: Vec<SyncFuture>,
+    pub active: Vec<SyncFuture>,
+    /// The high watermark when the plan was made: durable once both phases succeed.
+    pub target_offset: u64,
+}
+
+type Waiter = (u64, oneshot::Sender<Result<(), LogError>>);
+
+/// One partition's log. Owned by one shard; not `Send`.
+pub struct PartitionLog<S: Storage> {
+    storage: S,
+    dir: PathBuf,
+    config: LogConfig,
+    segments: Vec<Segment<S::File>>,
+    durable_offset: u64,
+    poisoned: Option<Arc<io::Error>>,
+    /// Sealed segments written since the last successful flush.
+    sealed_unsynced: Vec<u64>,
+    dir_dirty: bool,
+    dirty: bool,
+    waiters: VecDeque<Waiter>,
+    recovery: RecoveryReport,
+    /// True while this log sits in its group commit's dirty list.
+    pub(crate) queued_for_flush: bool,
+}
+
+impl<S: Storage> PartitionLog<S> {
+    /// Opens (creating if needed) the log in `dir`, recovers the active segment,
+    /// and makes what it found durable before returning.
+    pub async fn open(storage: S, dir: impl Into<PathBuf>, config: LogConfig) -> Result<PartitionLog<S>, LogError> {
+        config.validate()?;
+        let dir = dir.into();
+        storage.create_dir_all(&dir).map_err(|e| LogError::io("creating the partition directory", e))?;
+        let mut log = PartitionLog {
+            storage,
+            dir,
+            config,
+            segments: Vec::new(),
+            durable_offset: 0,
+            poisoned: None,
+            sealed_unsynced: Vec::new(),
+            dir_dirty: false,
+            dirty: false,
+            waiters: VecDeque::new(),
+            recovery: RecoveryReport::default(),
+            queued_for_flush: false,
+        };
+        log.discover_segments()?;
+        log.recover_active()?;
+        let plan = log.full_sync_plan();
+        run_plan(plan).await.map_err(|e| LogError::io("syncing the recovered log", e))?;
+        log.durable_offset = log.next_offset();
+        log.sealed_unsynced.clear();
+        log.dir_dirty = false;
+        log.dirty = false;
+        if log.recovery.truncated_bytes > 0 || log.recovery.segments_dropped > 0 {
+            eprintln!(
+                "ringmq: recovered {}: truncated {} bytes ({}), dropped {} segment(s) after a gap",
+                log.dir.display(),
+                log.recovery.truncated_bytes,
+                log.recovery.truncation_reason.as_deref().unwrap_or("no reason"),
+                log.recovery.segments_dropped
+            );
+        }
+        Ok(log)
+    }
+
+    /// Lists segment files; removes index files whose log is gone (a retention
+    /// pass interrupted between deletions).
+    fn discover_segments(&mut self) -> Result<(), LogError> {
+        let names = self.storage.list_dir(&self.dir).map_err(|e| LogError::io("listing the partition directory", e))?;
+        let mut bases: Vec<u64> = names
+            .iter()
+            .filter_map(|name| parse_segment_name(name))
+            .filter(|(_, extension)| *extension == "log")
+            .map(|(base, _)| base)
+            .collect();
+        bases.sort_unstable();
+        for (base, extension) in names.iter().filter_map(|name| parse_segment_name(name)) {
+            if (extension == "idx" || extension == "tix") && bases.binary_search(&base).is_err() {
+                let path = segment_file(&self.dir, base, extension);
+                self.storage.remove_file(&path).map_err(|e| LogError::io("removing an orphan index", e))?;
+            }
+        }
+        if bases.is_empty() {
+            bases.push(0);
+        }
+        self.segments = bases.iter().map(|&base| Segment::unloaded(base)).collect();
+        for index in 0..self.segments.len().saturating_sub(1) {
+            self.segments[index].next_offset = self.segments[index + 1].base_offset;
+        }
+        Ok(())
+    }
+
+    fn open_files(&self, base_offset: u64) -> Result<SegmentFiles<S::File>, LogError> {
+        let open = |extension| {
+            self.storage
+                .open(&segment_file(&self.dir, base_offset, extension), OpenMode::CreateOrOpen)
+                .map_err(|e| LogError::io("opening a segment file", e))
+        };
+        Ok(SegmentFiles { log: open("log")?, offset_index: open("idx")?, time_index: open("tix")? })
+    }
+
+    /// Recovers the last segment, then makes sure the segment before it ended
+    /// exactly where it begins; a gap means the later segment's data never became
+    /// durable, so it is dropped and the check repeats.
+    fn recover_active(&mut self) -> Result<(), LogError> {
+        loop {
+            let last = self.segments.len() - 1;
+            self.load_segment(last, true)?;
+            if last == 0 {
+                break;
+            }
+            let expected = self.segments[last].base_offset;
+            self.segments[last - 1].next_offset = expected;
+            let found = self.load_segment(last - 1, true)?;
+            if found == expected {
+                break;
+            }
+            let dropped = self.segments.pop().expect("checked above");
+            self.remove_segment_files(dropped.base_offset)?;
+            self.recovery.segments_dropped += 1;
+            self.dir_dirty = true;
+        }
+        let active = self.segments.last_mut().expect("one segment at least");
+        active.created_at_ms = now_ms();
+        // The predecessor may have been opened for the check: sealing it again is
+        // idempotent (its seal entry is already there or was just written).
+        Ok(())
+    }
+
+    /// Opens a segment's files, loads and checks its indexes, and scans its log
+    /// from the last good index entry. For the active segment (`repair`), bytes
+    /// after the first bad batch are cut. Returns the segment's end offset.
+    fn load_segment(&mut self, position_in_list: usize, repair: bool) -> Result<u64, LogError> {
+        let is_active = position_in_list + 1 == self.segments.len();
+        let base_offset = self.segments[position_in_list].base_offset;
+        let expected_end = self.segments[position_in_list].next_offset;
+        if self.segments[position_in_list].files.is_none() {
+            let files = self.open_files(base_offset)?;
+            self.segments[position_in_list].files = Some(files);
+        }
+        let interval = self.config.index_interval_bytes;
+        let segment = &self.segments[position_in_list];
+        let files = segment.files();
+        let log_length = files.log.len().map_err(|e| LogError::io("reading a segment's size", e))?;
+        let loaded = index::load(&files.offset_index, &files.time_index, base_offset, log_length)
+            .map_err(|e| LogError::io("reading a segment index", e))?;
+        let mut entries = loaded.entries;
+        let mut clean = loaded.clean;
+
+        // A sealed segment whose last entry is its seal needs no scan.
+        let sealed_cleanly = !is_active
+            && entries.last().is_some_and(|e| e.offset == expected_end && u64::from(e.position) == log_length);
+        let mut truncated = None;
+        let (next_offset, size, max_timestamp, bytes_since_index) = if sealed_cleanly {
+            let seal = *entries.last().expect("checked above");
+            (seal.offset, log_length, seal.timestamp_before, 0)
+        } else {
+            // Drop a seal entry (it is re-added below for sealed segments) and any
+            // entry whose batch is not where it claims to be.
+            while let Some(last) = entries.last().copied() {
+                let points_at_batch = u64::from(last.position) < log_length
+                    && read_base_offset_at(&files.log, last.position).map_err(|e| LogError::io("reading a batch", e))?
+                        == Some(last.offset);
+                if points_at_batch {
+                    break;
+                }
+                entries.pop();
+                clean = false;
+            }
+            let start = entries.last().copied().unwrap_or(IndexEntry { offset: base_offset, position: 0, timestamp_before: -1 });
+            let scanned = scan(&files.log, &start, log_length, interval)
+                .map_err(|e| LogError::io("scanning a segment", e))?;
+            self.recovery.scanned_bytes += scanned.scanned_bytes;
+            if entries.is_empty() && scanned.position > 0 {
+                entries.push(start);
+                clean = false;
+            }
+            if !scanned.new_entries.is_empty() {
+                entries.extend_from_slice(&scanned.new_entries);
+                clean = false;
+            }
+            if let Some((position, reason)) = scanned.failure {
+                truncated = Some((position, log_length - position, reason));
+            }
+            (scanned.next_offset, scanned.position, scanned.max_timestamp, scanned.bytes_since_index)
+        };
+
+        if let Some((position, bytes, reason)) = truncated {
+            if repair {
+                files.log.truncate(position).map_err(|e| LogError::io("truncating a torn segment tail", e))?;
+                self.recovery.truncated_bytes += bytes;
+                self.recovery.truncation_reason.get_or_insert(reason);
+            }
+        }
+        if !is_active && !sealed_cleanly && next_offset == expected_end {
+            entries.push(IndexEntry { offset: next_offset, position: size as u32, timestamp_before: max_timestamp });
+            clean = false;
+        }
+        if !clean {
+            index::rewrite(&files.offset_index, &files.time_index, base_offset, &entries)
+                .map_err(|e| LogError::io("rewriting a segment index", e))?;
+            self.recovery.indexes_rebuilt += 1;
+        }
+        let segment = &mut self.segments[position_in_list];
+        segment.entries = Some(entries);
+        segment.next_offset = next_offset;
+        segment.size = size;
+        segment.max_timestamp = max_timestamp;
+        segment.bytes_since_index = bytes_since_index;
+        Ok(next_offset)
+    }
+
+    /// Loads a sealed segment on first use.
+    fn ensure_loaded(&mut self, position_in_list: usize) -> Result<(), LogError> {
+        if self.segments[position_in_list].entries.is_none() {
+            self.load_segment(position_in_list, false)?;
+        }
+        Ok(())
+    }
+
+    fn remove_segment_files(&self, base_offset: u64) -> Result<(), LogError> {
+        remove_files(&self.storage, &self.dir, base_offset)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// The first offset still held.
+    pub fn earliest_offset(&self) -> u64 {
+        self.segments.first().map_or(0, |segment| segment.base_offset)
+    }
+
+    /// One past the last appended offset (Kafka's log end offset).
+    pub fn next_offset(&self) -> u64 {
+        self.segments.last().map_or(0, |segment| segment.next_offset)
+    }
+
+    /// Offsets below this are written to the page cache and visible to readers.
+    pub fn high_watermark(&self) -> u64 {
+        self.next_offset()
+    }
+
+    /// Offsets below this have been fdatasync'ed.
+    pub fn durable_offset(&self) -> u64 {
+        self.durable_offset
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Base offsets of all segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<u64> {
+        self.segments.iter().map(|segment| segment.base_offset).collect()
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    /// Appends one batch (RecordBatch v2, as a producer built it) and stamps its
+    /// base offset in place. Returns once the bytes are in the page cache.
+    pub fn append(&mut self, batch: &mut [u8]) -> Result<AppendInfo, LogError> {
+        self.append_at(batch, now_ms())
+    }
+
+    /// [`PartitionLog::append`] with an explicit clock, for age-based rolling.
+    pub fn append_at(&mut self, batch: &mut [u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        if let Some(cause) = &self.poisoned {
+            return Err(LogError::Poisoned { cause: cause.clone() });
+        }
+        let header = *Batch::validate_for_append(batch)?.header();
+        let records = header.records_count as u64;
+        self.maybe_roll(batch.len() as u64, records, now_ms)?;
+        let base_offset = self.next_offset();
+        batch::stamp_base_offset(batch, base_offset as i64)?;
+
+        let interval = self.config.index_interval_bytes;
+        let active = self.segments.last_mut().expect("one segment at least");
+        let position = active.size;
+        let entry_count = active.entries().len();
+        let needs_entry = entry_count == 0 || active.bytes_since_index >= interval;
+        let files = active.files();
+        let written = files.log.write_all_at(batch, position).and_then(|()| {
+            if needs_entry {
+                let entry = IndexEntry { offset: base_offset, position: position as u32, timestamp_before: active.max_timestamp };
+                index::append(&files.offset_index, &files.time_index, active.base_offset, entry_count, &entry)?;
+            }
+            Ok(())
+        });
+        if let Err(error) = written {
+            self.roll_back_append(position, entry_count)?;
+            return Err(LogError::io("appending to the segment", error));
+        }
+        let active = self.segments.last_mut().expect("one segment at least");
+        if needs_entry {
+            let entry = IndexEntry { offset: base_offset, position: position as u32, timestamp_before: active.max_timestamp };
+            active.entries.get_or_insert_with(Vec::new).push(entry);
+            active.bytes_since_index = 0;
+        }
+        active.bytes_since_index += batch.len() as u64;
+        active.size += batch.len() as u64;
+        active.next_offset += records;
+        active.max_timestamp = active.max_timestamp.max(header.max_timestamp);
+        self.dirty = true;
+        Ok(AppendInfo { base_offset, last_offset: base_offset + records - 1, next_offset: base_offset + records })
+    }
+
+    /// Undoes a partial append so no byte of it stays visible. If even that fails
+    /// the state of the files is unknown and the partition is poisoned.
+    fn roll_back_append(&mut self, position: u64, entry_count: usize) -> Result<(), LogError> {
+        let active = self.segments.last().expect("one segment at least");
+        let files = active.files();
+        let undone = files
+            .log
+            .truncate(position)
+            .and_then(|()| index::truncate(&files.offset_index, &files.time_index, entry_count));
+        if let Err(error) = undone {
+            let error = Arc::new(error);
+            self.poisoned = Some(error.clone());
+            return Err(LogError::Poisoned { cause: error });
+        }
+        Ok(())
+    }
+
+    fn maybe_roll(&mut self, batch_bytes: u64, records: u64, now_ms: i64) -> Result<(), LogError> {
+        let active = self.segments.last().expect("one segment at least");
+        if active.size == 0 {
+            return Ok(());
+        }
+        let too_big = active.size + batch_bytes > self.config.segment_bytes;
+        let too_old = self.config.segment_ms.is_some_and(|age| now_ms.saturating_sub(active.created_at_ms) >= age as i64);
+        let offsets_full = active.next_offset + records - active.base_offset > u64::from(u32::MAX);
+        if too_big || too_old || offsets_full {
+            self.roll(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment (writes its seal entry) and starts a new one.
+    fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
+        let new_base = self.next_offset();
+        let active = self.segments.last_mut().expect("one segment at least");
+        let entry_count = active.entries().len();
+        let seal = IndexEntry { offset: active.next_offset, position: active.size as u32, timestamp_before: active.max_timestamp };
+        let files = active.files();
+        if let Err(error) = index::append(&files.offset_index, &files.time_index, active.base_offset, entry_count, &seal) {
+            let _ = index::truncate(&files.offset_index, &files.time_index, entry_count);
+            return Err(LogError::io("sealing a segment", error));
+        }
+        let files = match self.open_files(new_base) {
+            Ok(files) => files,
+            Err(error) => {
+                let active = self.segments.last().expect("one segment at least");
+                let _ = index::truncate(&active.files().offset_index, &active.files().time_index, entry_count);
+                let _ = self.remove_segment_files(new_base);
+                return Err(error);
+            }
+        };
+        let active = self.segments.last_mut().expect("one segment at least");
+        active.entries.get_or_insert_with(Vec::new).push(seal);
+        self.sealed_unsynced.push(active.base_offset);
+        self.dir_dirty = true;
+        self.segments.push(Segment {
+            base_offset: new_base,
+            next_offset: new_base,
+            size: 0,
+            files: Some(files),
+            entries: Some(Vec::new()),
+            max_timestamp: -1,
+            bytes_since_index: 0,
+            created_at_ms: now_ms,
+        });
+        Ok(())
+    }
+
+    /// Whole stored batches starting with the one that holds `offset`, up to
+    /// `max_bytes` (always at least one whole batch, so a reader can progress past
+    /// a batch larger than its limit). Empty at the high watermark.
+    pub fn read(&mut self, offset: u64, max_bytes: usize) -> Result<Vec<u8>, LogError> {
+        let (earliest, latest) = (self.earliest_offset(), self.next_offset());
+        if offset < earliest || offset > latest {
+            return Err(LogError::OffsetOutOfRange { requested: offset, earliest, latest });
+        }
+        let mut at = self.segments.partition_point(|segment| segment.base_offset <= offset).saturating_sub(1);
+        while at < self.segments.len() {
+            self.ensure_loaded(at)?;
+            let bytes = self.read_from_segment(at, offset, max_bytes)?;
+            if !bytes.is_empty() {
+                return Ok(bytes);
+            }
+            // Nothing at or after `offset` in this segment: continue in the next.
+            at += 1;
+        }
+        Ok(Vec::new())
+    }
+
+    fn read_from_segment(&self, at: usize, offset: u64, max_bytes: usize) -> Result<Vec<u8>, LogError> {
+        let segment = &self.segments[at];
+        let start = index::floor_by_offset(segment.entries(), offset)
+            .map_or(0, |entry| u64::from(entry.position).min(segment.size));
+        let window_end = segment.size.min(start + max_bytes as u64 + READ_SLACK_BYTES + self.config.index_interval_bytes);
+        let log = &segment.files().log;
+        let mut window = vec![0u8; (window_end - start) as usize];
+        log.read_exact_at(&mut window, start).map_err(|e| LogError::io("reading a segment", e))?;
+        let mut cursor = 0usize;
+        // Skip batches that end before `offset`.
+        let mut first = None;
+        while cursor + BATCH_HEADER_BYTES <= window.len() {
+            let header = BatchHeader::parse(&window[cursor..]).map_err(corrupt)?;
+            let size = header.size_bytes();
+            if header.last_offset() >= offset as i64 {
+                first = Some((cursor, size));
+                break;
+            }
+            cursor += size;
+        }
+        let Some((first_at, first_size)) = first else {
+            return if window_end == segment.size { Ok(Vec::new()) } else { self.read_from_position(at, start + cursor as u64, offset, max_bytes) };
+        };
+        let mut end = first_at + first_size;
+        if end > window.len() {
+            // One batch larger than the window: read it on its own.
+            let mut batch = vec![0u8; first_size];
+            log.read_exact_at(&mut batch, start + first_at as u64).map_err(|e| LogError::io("reading a segment", e))?;
+            return Ok(batch);
+        }
+        while end + BATCH_HEADER_BYTES <= window.len() {
+            let size = BatchHeader::parse(&window[end..]).map_err(corrupt)?.size_bytes();
+            if end + size > window.len() || end + size - first_at > max_bytes {
+                break;
+            }
+            end += size;
+        }
+        window.truncate(end);
+        window.drain(..first_at);
+        Ok(window)
+    }
+
+    /// Continues a read whose batch lies past the first window (a sparse index
+    /// over very small batches): walks headers from `position` one at a time.
+    fn read_from_position(&self, at: usize, mut position: u64, offset: u64, max_bytes: usize) -> Result<Vec<u8>, LogError> {
+        let segment = &self.segments[at];
+        let log = &segment.files().log;
+        let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
+        while position + BATCH_HEADER_BYTES as u64 <= segment.size {
+            log.read_exact_at(&mut header_bytes, position).map_err(|e| LogError::io("reading a segment", e))?;
+            let header = BatchHeader::parse(&header_bytes).map_err(corrupt)?;
+            if header.last_offset() >= offset as i64 {
+                return self.read_window_at(at, position, max_bytes);
+            }
+            position += header.size_bytes() as u64;
+        }
+        Ok(Vec::new())
+    }
+
+    /// Whole batches from `position` (a batch boundary) up to `max_bytes`.
+    fn read_window_at(&self, at: usize, position: u64, max_bytes: usize) -> Result<Vec<u8>, LogError> {
+        let segment = &self.segments[at];
+        let log = &segment.files().log;
+        let window_end = segment.size.min(position + (max_bytes as u64).max(BATCH_HEADER_BYTES as u64));
+        let mut window = vec![0u8; (window_end - position) as usize];
+        log.read_exact_at(&mut window, position).map_err(|e| LogError::io("reading a segment", e))?;
+        let first_size = BatchHeader::parse(&window).map_err(corrupt)?.size_bytes();
+        if first_size > window.len() {
+            let mut batch = vec![0u8; first_size];
+            log.read_exact_at(&mut batch, position).map_err(|e| LogError::io("reading a segment", e))?;
+            return Ok(batch);
+        }
+        let mut end = first_size;
+        while end + BATCH_HEADER_BYTES <= window.len() {
+            let size = BatchHeader::parse(&window[end..]).map_err(corrupt)?.size_bytes();
+            if end + size > window.len() {
+                break;
+            }
+            end += size;
+        }
+        window.truncate(end);
+        Ok(window)
+    }
+
+    /// The first offset whose record timestamp is at or after `timestamp`, or
+    /// `None` when every record is older (Kafka's ListOffsets by timestamp).
+    pub fn offset_for_timestamp(&mut self, timestamp: i64) -> Result<Option<u64>, LogError> {
+        for at in 0..self.segments.len() {
+            self.ensure_loaded(at)?;
+            let segment = &self.segments[at];
+            if segment.max_timestamp < timestamp {
+                continue;
+            }
+            let start = index::floor_by_timestamp(segment.entries(), timestamp)
+                .copied()
+                .unwrap_or(IndexEntry { offset: segment.base_offset, position: 0, timestamp_before: -1 });
+            if let Some(found) = self.search_timestamp(at, u64::from(start.position), timestamp)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    fn search_timestamp(&self, at: usize, mut position: u64, timestamp: i64) -> Result<Option<u64>, LogError> {
+        let segment = &self.segments[at];
+        let log = &segment.files().log;
+        let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
+        while position + BATCH_HEADER_BYTES as u64 <= segment.size {
+            log.read_exact_at(&mut header_bytes, position).map_err(|e| LogError::io("reading a segment", e))?;
+            let header = BatchHeader::parse(&header_bytes).map_err(corrupt)?;
+            if header.max_timestamp >= timestamp {
+                let mut bytes = vec![0u8; header.size_bytes()];
+                log.read_exact_at(&mut bytes, position).map_err(|e| LogError::io("reading a segment", e))?;
+                let batch = Batch::validate(&bytes).map_err(corrupt)?;
+                if header.compression() != 0 {
+                    return Ok(Some(header.base_offset as u64));
+                }
+                for record in batch.records() {
+                    let record = record.map_err(corrupt)?;
+                    if record.timestamp >= timestamp {
+                        return Ok(Some(record.offset as u64));
+                    }
+                }
+            }
+            position += header.size_bytes() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Deletes whole sealed segments past the retention limits, oldest first; never
+    /// the active segment. Reads below the new earliest offset then fail with
+    /// [`LogError::OffsetOutOfRange`].
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<RetentionReport, LogError> {
+        let mut report = RetentionReport::default();
+        let sealed = self.segments.len() - 1;
+        for at in 0..sealed {
+            self.ensure_loaded(at)?;
+        }
+        let mut total_bytes: u64 = self.segments.iter().map(|segment| segment.size).sum();
+        let mut delete = 0;
+        while delete < sealed {
+            let segment = &self.segments[delete];
+            let over_size = self.config.retention_bytes.is_some_and(|limit| total_bytes - segment.size >= limit);
+            let too_old = self
+                .config
+                .retention_ms
+                .is_some_and(|age| segment.max_timestamp >= 0 && now_ms.saturating_sub(segment.max_timestamp) > age as i64);
+            if !(over_size || too_old) {
+                break;
+            }
+            total_bytes -= segment.size;
+            report.bytes_deleted += segment.size;
+            delete += 1;
+        }
+        let deleted: Vec<Segment<S::File>> = self.segments.drain(..delete).collect();
+        for segment in deleted {
+            drop(segment.files);
+            self.remove_segment_files(segment.base_offset)?;
+            self.sealed_unsynced.retain(|&base| base != segment.base_offset);
+            report.segments_deleted += 1;
+        }
+        if delete > 0 {
+            self.dir_dirty = true;
+        }
+        report.earliest_offset = self.earliest_offset();
+        Ok(report)
+    }
+
+    /// A waiter that resolves once every offset below `offset_end` is durable, or
+    /// with the error that made that impossible.
+    pub fn wait_durable(&mut self, offset_end: u64) -> oneshot::Receiver<Result<(), LogError>> {
+        let (sender, receiver) = oneshot::channel();
+        if let Some(cause) = &self.poisoned {
+            let _ = sender.send(Err(LogError::Poisoned { cause: cause.clone() }));
+        } else if offset_end <= self.durable_offset {
+            let _ = sender.send(Ok(()));
+        } else {
+            self.waiters.push_back((offset_end, sender));
+        }
+        receiver
+    }
+
+    pub(crate) fn has_waiters(&self) -> bool {
+        !self.waiters.is_empty()
+    }
+
+    pub(crate) fn needs_sync(&self) -> bool {
+        self.dirty || self.dir_dirty || !self.sealed_unsynced.is_empty()
+    }
+
+    /// The fdatasyncs that make everything written so far durable, or `None`.
+    pub(crate) fn take_sync_plan(&mut self) -> Option<SyncPlan> {
+        if self.poisoned.is_some() || !self.needs_sync() {
+            return None;
+        }
+        let mut before = Vec::new();
+        for base in std::mem::take(&mut self.sealed_unsynced) {
+            if let Some(segment) = self.segments.iter().find(|segment| segment.base_offset == base) {
+                let files = segment.files();
+                before.push(files.log.sync_data());
+                before.push(files.offset_index.sync_data());
+                before.push(files.time_index.sync_data());
+            }
+        }
+        if std::mem::take(&mut self.dir_dirty) {
+            before.push(self.storage.sync_dir(&self.dir));
+        }
+        self.dirty = false;
+        let active = self.segments.last().expect("one segment at least").files();
+        Some(SyncPlan { before, active: vec![active.log.sync_data()], target_offset: self.next_offset() })
+    }
+
+    /// Everything: every open segment file and the directory (open and close).
+    fn full_sync_plan(&mut self) -> SyncPlan {
+        let mut before = Vec::new();
+        for segment in &self.segments {
+            if let Some(files) = &segment.files {
+                before.push(files.log.sync_data());
+                before.push(files.offset_index.sync_data());
+                before.push(files.time_index.sync_data());
+            }
+        }
+        before.push(self.storage.sync_dir(&self.dir));
+        SyncPlan { before, active: Vec::new(), target_offset: self.next_offset() }
+    }
+
+    /// Records the outcome of a flush round. A failure poisons the partition: the
+    /// error is kept and returned to every waiter and every later append.
+    pub(crate) fn complete_sync(&mut self, target_offset: u64, result: io::Result<()>) {
+        match result {
+            Ok(()) => {
+                self.durable_offset = self.durable_offset.max(target_offset);
+                while let Some((offset_end, _)) = self.waiters.front() {
+                    if *offset_end > self.durable_offset {
+                        break;
+                    }
+                    let (_, sender) = self.waiters.pop_front().expect("front exists");
+                    let _ = sender.send(Ok(()));
+                }
+            }
+            Err(error) => {
+                let cause = Arc::new(error);
+                eprintln!("ringmq: fdatasync failed for {}: {cause}; the partition refuses writes until reopened", self.dir.display());
+                self.poisoned = Some(cause.clone());
+                for (_, sender) in self.waiters.drain(..) {
+                    let _ = sender.send(Err(LogError::Poisoned { cause: cause.clone() }));
+                }
+            }
+        }
+    }
+
+    /// Syncs everything and closes the files. Nothing is left to truncate on the
+    /// next open.
+    pub async fn close(mut self) -> Result<(), LogError> {
+        if let Some(cause) = &self.poisoned {
+            return Err(LogError::Poisoned { cause: cause.clone() });
+        }
+        let plan = self.full_sync_plan();
+        let target = plan.target_offset;
+        let result = run_plan(plan).await;
+        self.complete_sync(target, result.map_err(|e| io::Error::new(e.kind(), e.to_string())));
+        match &self.poisoned {
+            Some(cause) => Err(LogError::Poisoned { cause: cause.clone() }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Removes a segment's files. The .log goes first: once it is gone the segment no
+/// longer exists, and an interrupted pass leaves only orphan indexes, removed on open.
+fn remove_files<S: Storage>(storage: &S, dir: &Path, base_offset: u64) -> Result<(), LogError> {
+    for extension in ["log", "idx", "tix"] {
+        match storage.remove_file(&segment_file(dir, base_offset, extension)) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(LogError::io("removing a segment file", error)),
+        }
+    }
+    Ok(())
+}
+
+fn read_base_offset_at<F: StorageFile>(log: &F, position: u32) -> io::Result<Option<u64>> {
+    let mut prefix = [0u8; 8];
+    match log.read_exact_at(&mut prefix, u64::from(position)) {
+        Ok(()) => Ok(u64::try_from(i64::from_be_bytes(prefix)).ok()),
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+fn corrupt(error: crate::batch::BatchError) -> LogError {
+    LogError::Io {
+        context: "a stored batch failed its checks",
+        source: Arc::new(io::Error::new(io::ErrorKind::InvalidData, error.to_string())),
+    }
+}
+
+/// Runs both phases of a plan: every future of a phase is polled together, so
+/// their fdatasyncs go to io_uring in one submission.
+pub(crate) async fn run_plan(plan: SyncPlan) -> io::Result<()> {
+    first_error(futures_util::future::join_all(plan.before).await)?;
+    first_error(futures_util::future::join_all(plan.active).await)
+}
+
+fn first_error(results: Vec<io::Result<()>>) -> io::Result<()> {
+    results.into_iter().collect()
+}

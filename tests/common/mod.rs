@@ -1,0 +1,62 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use ringmq::batch::{Batch, BatchBuilder};
+
+/// A small deterministic generator (xorshift64*), so a failing seed reproduces.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in `0..bound` (bound > 0).
+    pub fn below(&mut self, bound: usize) -> usize {
+        (self.next_u64() % bound as u64) as usize
+    }
+}
+
+/// One record as the tests track it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub offset: u64,
+    pub timestamp: i64,
+    pub value: Vec<u8>,
+}
+
+/// Builds a batch of `values`, all with `timestamp`.
+pub fn batch_of(values: &[Vec<u8>], timestamp: i64) -> Vec<u8> {
+    let mut builder = BatchBuilder::new();
+    for value in values {
+        builder.append(timestamp, Some(b"k"), Some(value), &[]).unwrap();
+    }
+    builder.finish().unwrap()
+}
+
+/// Decodes every record of `bytes` (whole batches back to back).
+pub fn decode_all(mut bytes: &[u8]) -> Vec<Stored> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let size = ringmq::batch::batch_size(bytes).unwrap().unwrap();
+        let (one, rest) = bytes.split_at(size);
+        let batch = Batch::validate(one).expect("a read returned a batch that fails validation");
+        for record in batch.records() {
+            let record = record.unwrap();
+            out.push(Stored {
+                offset: record.offset as u64,
+                timestamp: record.timestamp,
+                value: record.value.unwrap().to_vec(),
+            });
+        }
+        bytes = rest;
+    }
+    out
+}
