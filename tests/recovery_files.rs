@@ -1,0 +1,205 @@
+//! Guards recovery on real files: a torn or garbage tail is cut back to the last
+//! whole batch (and nothing before it is lost), deleted or damaged indexes are
+//! rebuilt from the log, and opening a log with sealed segments does not read them.
+
+mod common;
+
+use common::{batch_of, decode_all};
+use ringmq::io::{FileStorage, Runtime};
+use ringmq::log::{LogConfig, PartitionLog};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringmq-test-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    dir
+}
+
+fn small_segments() -> LogConfig {
+    LogConfig { segment_bytes: 4096, segment_ms: None, index_interval_bytes: 512, ..LogConfig::default() }
+}
+
+fn values(from: usize, count: usize) -> Vec<Vec<u8>> {
+    (from..from + count).map(|i| format!("value-{i:06}-{}", "p".repeat(i % 90)).into_bytes()).collect()
+}
+
+/// Appends 60 batches of 3 records and closes; returns the log's directory.
+fn fill(runtime: &Runtime, dir: &Path) -> u64 {
+    runtime.block_on(async {
+        let mut log = PartitionLog::open(FileStorage::new(), dir, small_segments()).await.unwrap();
+        for i in 0..60 {
+            log.append(&mut batch_of(&values(i * 3, 3), 1_000 + i as i64)).unwrap();
+        }
+        let next = log.next_offset();
+        log.close().await.unwrap();
+        next
+    })
+}
+
+fn segment_files(dir: &Path, extension: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == extension))
+        .collect();
+    files.sort();
+    files
+}
+
+fn read_everything(log: &mut PartitionLog<FileStorage>) -> Vec<Vec<u8>> {
+    let mut offset = log.earliest_offset();
+    let mut out = Vec::new();
+    while offset < log.next_offset() {
+        for record in decode_all(&log.read(offset, 1 << 20).unwrap()) {
+            if record.offset >= offset {
+                assert_eq!(record.offset, offset);
+                out.push(record.value);
+                offset += 1;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn garbage_and_half_written_batches_at_the_tail_are_truncated() {
+    let runtime = Runtime::new().unwrap();
+    for (case, tail) in [
+        ("garbage", vec![0xAB; 1000]),
+        ("half", {
+            let batch = batch_of(&values(1000, 4), 5);
+            batch[..batch.len() / 2].to_vec()
+        }),
+        ("header-only", batch_of(&values(2000, 1), 5)[..30].to_vec()),
+        ("zeros", vec![0; 4096]),
+    ] {
+        let dir = temp_dir(&format!("tail-{case}"));
+        let next = fill(&runtime, &dir);
+        let last = segment_files(&dir, "log").pop().unwrap();
+        let length_before = fs::metadata(&last).unwrap().len();
+        OpenOptions::new().append(true).open(&last).unwrap().write_all(&tail).unwrap();
+        runtime.block_on(async {
+            let mut log = PartitionLog::open(FileStorage::new(), &dir, small_segments()).await.unwrap();
+            assert_eq!(log.next_offset(), next, "{case}: records lost or invented");
+            assert_eq!(log.recovery_report().truncated_bytes, tail.len() as u64, "{case}");
+            assert_eq!(fs::metadata(&last).unwrap().len(), length_before, "{case}: the tail is still in the file");
+            assert_eq!(read_everything(&mut log), values(0, 180), "{case}");
+            // Appends continue densely after the cut.
+            let info = log.append(&mut batch_of(&values(180, 2), 9)).unwrap();
+            assert_eq!(info.base_offset, next);
+            log.close().await.unwrap();
+        });
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn a_corrupt_batch_in_the_middle_of_the_active_segment_cuts_from_there() {
+    let runtime = Runtime::new().unwrap();
+    let dir = temp_dir("middle");
+    fill(&runtime, &dir);
+    let last = segment_files(&dir, "log").pop().unwrap();
+    let mut bytes = fs::read(&last).unwrap();
+    let first_size = ringmq::batch::batch_size(&bytes).unwrap().unwrap();
+    let flip = first_size + 70; // inside the second batch's records
+    bytes[flip] ^= 0xFF;
+    fs::write(&last, &bytes).unwrap();
+    // Remove the indexes so recovery scans the whole segment from its start.
+    for path in segment_files(&dir, "idx").into_iter().chain(segment_files(&dir, "tix")) {
+        if path.file_stem() == last.file_stem() {
+            fs::remove_file(path).unwrap();
+        }
+    }
+    runtime.block_on(async {
+        let log = PartitionLog::open(FileStorage::new(), &dir, small_segments()).await.unwrap();
+        assert_eq!(log.recovery_report().truncated_bytes, (bytes.len() - first_size) as u64);
+        let base: u64 = last.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        assert_eq!(log.next_offset(), base + 3);
+        assert!(log.recovery_report().truncation_reason.as_deref().unwrap().contains("CRC"));
+    });
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn deleted_and_damaged_indexes_are_rebuilt() {
+    let runtime = Runtime::new().unwrap();
+    let dir = temp_dir("indexes");
+    let next = fill(&runtime, &dir);
+    let indexes = segment_files(&dir, "idx");
+    assert!(indexes.len() >= 3, "the test needs several segments");
+    let originals: Vec<Vec<u8>> = indexes.iter().map(|path| fs::read(path).unwrap()).collect();
+    let time_originals: Vec<Vec<u8>> = segment_files(&dir, "tix").iter().map(|path| fs::read(path).unwrap()).collect();
+    // Delete every offset index, damage one time index.
+    for path in &indexes {
+        fs::remove_file(path).unwrap();
+    }
+    let tix = segment_files(&dir, "tix");
+    let mut damaged = fs::read(&tix[0]).unwrap();
+    damaged[5] ^= 0x40;
+    fs::write(&tix[0], damaged).unwrap();
+    runtime.block_on(async {
+        let mut log = PartitionLog::open(FileStorage::new(), &dir, small_segments()).await.unwrap();
+        assert_eq!(log.next_offset(), next);
+        assert_eq!(read_everything(&mut log), values(0, 180));
+        assert_eq!(log.offset_for_timestamp(1_010).unwrap(), Some(30));
+        log.close().await.unwrap();
+    });
+    // Rebuilt indexes are identical to the ones the append path wrote.
+    for (path, original) in indexes.iter().zip(&originals) {
+        assert_eq!(&fs::read(path).unwrap(), original, "{} differs after rebuild", path.display());
+    }
+    for (path, original) in segment_files(&dir, "tix").iter().zip(&time_originals) {
+        assert_eq!(&fs::read(path).unwrap(), original, "{} differs after rebuild", path.display());
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn opening_does_not_read_sealed_segments() {
+    let runtime = Runtime::new().unwrap();
+    let dir = temp_dir("lazy");
+    let next = fill(&runtime, &dir);
+    let logs = segment_files(&dir, "log");
+    assert!(logs.len() >= 3);
+    // Make the sealed segments unreadable garbage (same length): an open that read
+    // them would fail or cut them. It must not notice.
+    for path in &logs[..logs.len() - 2] {
+        let length = fs::metadata(path).unwrap().len() as usize;
+        fs::write(path, vec![0x5A; length]).unwrap();
+    }
+    runtime.block_on(async {
+        let log = PartitionLog::open(FileStorage::new(), &dir, small_segments()).await.unwrap();
+        assert_eq!(log.next_offset(), next);
+        assert_eq!(log.recovery_report().truncated_bytes, 0);
+        assert_eq!(log.segment_count(), logs.len());
+    });
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_empty_segment_after_a_torn_predecessor_is_dropped() {
+    // Power went after a roll created the new segment but before the old one's
+    // tail reached the disk: the new segment's base would leave a gap.
+    let runtime = Runtime::new().unwrap();
+    let dir = temp_dir("gap");
+    fill(&runtime, &dir);
+    let logs = segment_files(&dir, "log");
+    let last = logs.last().unwrap();
+    let previous = &logs[logs.len() - 2];
+    fs::remove_file(last).unwrap();
+    // Cut the previous segment in the middle of its last batch, drop its seal.
+    let bytes = fs::read(previous).unwrap();
+    fs::write(previous, &bytes[..bytes.len() - 10]).unwrap();
+    fs::write(last, b"").unwrap();
+    runtime.block_on(async {
+        let log = PartitionLog::open(FileStorage::new(), &dir, small_segments()).await.unwrap();
+        assert_eq!(log.recovery_report().segments_dropped, 1);
+        assert_eq!(log.segment_count(), logs.len() - 1);
+        let base: u64 = last.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        assert!(log.next_offset() < base);
+    });
+    assert!(!last.exists());
+    fs::remove_dir_all(&dir).unwrap();
+}
