@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-const SEQUENCES: u64 = 400;
+const SEQUENCES: u64 = 2000;
 const OPERATIONS_PER_SEQUENCE: usize = 60;
 
 fn config(rng: &mut Rng) -> LogConfig {
