@@ -7,7 +7,15 @@
 //!   backends (real files, and a fault-injecting simulation) and the shard runtime.
 //! - [`log`]: the partition log — segments, sparse indexes, recovery, retention —
 //!   and the per-shard group commit.
+//! - [`protocol`]: the native wire protocol's frames and messages (docs/PROTOCOL.md).
+//! - [`server`]: the broker — shards, cross-shard mailboxes, connections, catalog.
+//! - [`client`]: the blocking Rust client, batching producer and fetcher.
+//! - [`sync`]: the atomics shim that loom swaps out.
 
 pub mod batch;
+pub mod client;
 pub mod io;
 pub mod log;
+pub mod protocol;
+pub mod server;
+pub mod sync;

@@ -1,1 +1,343 @@
-fn main() {}
+//! The `ringmq` command: the server (`serve`) and the client commands.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ringmq::client::{Client, Fetcher, Producer, ProducerConfig, Retention, StartAt};
+use ringmq::log::Acks;
+use ringmq::protocol::offsets::{QUERY_EARLIEST, QUERY_LATEST};
+use ringmq::server::{self, ServerConfig};
+use serde::Deserialize;
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "ringmq", version, about = "A durable, ordered, thread-per-core message broker")]
+struct Cli {
+    /// The server client commands talk to.
+    #[arg(long, global = true, env = "RINGMQ_BOOTSTRAP", default_value = "127.0.0.1:9400")]
+    bootstrap: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker (loopback only and ./ringmq-data unless told otherwise).
+    Serve(ServeArgs),
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Produce one record per line of standard input.
+    Produce(ProduceArgs),
+    /// Print record values, one per line, in offset order.
+    Consume(ConsumeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// A TOML file with any of the settings below (flags and RINGMQ_* win over it).
+    #[arg(long, env = "RINGMQ_CONFIG")]
+    config: Option<PathBuf>,
+    #[arg(long, env = "RINGMQ_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// HOST:PORT of the main listener; shard N also listens on PORT+1+N.
+    #[arg(long, env = "RINGMQ_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Shard threads (default: one per available core). Fixed for a data directory.
+    #[arg(long, env = "RINGMQ_SHARDS")]
+    shards: Option<u16>,
+    /// Also fdatasync data acknowledged as `written` this often.
+    #[arg(long, env = "RINGMQ_FLUSH_INTERVAL_MS")]
+    flush_interval_ms: Option<u64>,
+    #[arg(long, env = "RINGMQ_SEGMENT_BYTES")]
+    segment_bytes: Option<u64>,
+    /// Default retention of new topics by age (ms).
+    #[arg(long, env = "RINGMQ_RETENTION_MS")]
+    retention_ms: Option<u64>,
+    /// Default retention of new topics by size (bytes per partition).
+    #[arg(long, env = "RINGMQ_RETENTION_BYTES")]
+    retention_bytes: Option<u64>,
+    #[arg(long, env = "RINGMQ_RETENTION_CHECK_INTERVAL_MS")]
+    retention_check_interval_ms: Option<u64>,
+}
+
+/// The TOML config file: the same settings as the flags.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    shards: Option<u16>,
+    flush_interval_ms: Option<u64>,
+    segment_bytes: Option<u64>,
+    segment_ms: Option<u64>,
+    index_interval_bytes: Option<u64>,
+    retention_ms: Option<u64>,
+    retention_bytes: Option<u64>,
+    retention_check_interval_ms: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum TopicCommand {
+    Create {
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+        /// Keep records this long (default: the broker's setting; 0 or more ms).
+        #[arg(long)]
+        retention_ms: Option<u64>,
+        /// Keep at most this many bytes per partition (default: the broker's setting).
+        #[arg(long)]
+        retention_bytes: Option<u64>,
+    },
+    List,
+    Describe {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AcksArg {
+    None,
+    Written,
+    Durable,
+}
+
+impl From<AcksArg> for Acks {
+    fn from(value: AcksArg) -> Acks {
+        match value {
+            AcksArg::None => Acks::None,
+            AcksArg::Written => Acks::Written,
+            AcksArg::Durable => Acks::Durable,
+        }
+    }
+}
+
+#[derive(Args)]
+struct ProduceArgs {
+    topic: String,
+    #[arg(long)]
+    partition: Option<u32>,
+    /// Key of every record (placed by Kafka's murmur2 partitioner).
+    #[arg(long)]
+    key: Option<String>,
+    #[arg(long, value_enum, default_value = "durable")]
+    acks: AcksArg,
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    #[arg(long, default_value_t = 256 * 1024)]
+    batch_bytes: usize,
+}
+
+#[derive(Args)]
+struct ConsumeArgs {
+    topic: String,
+    /// One partition (default: all of them).
+    #[arg(long)]
+    partition: Option<u32>,
+    /// `beginning`, `end`, or an offset.
+    #[arg(long, default_value = "beginning")]
+    from: String,
+    #[arg(long)]
+    max_messages: Option<u64>,
+    /// Exit after this long without new records (default: wait forever).
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Topic(command) => topic(&cli.bootstrap, command),
+        Command::Produce(args) => produce(&cli.bootstrap, args),
+        Command::Consume(args) => consume(&cli.bootstrap, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("ringmq: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let file: ConfigFile = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => ConfigFile::default(),
+    };
+    let mut config = ServerConfig::new(args.data_dir.or(file.data_dir).unwrap_or_else(|| server::DATA_DIR_DEFAULT.into()));
+    if let Some(listen) = args.listen.or(file.listen) {
+        config.listen = listen;
+    }
+    if let Some(shards) = args.shards.or(file.shards) {
+        config.shards = shards;
+    }
+    config.flush_interval_ms = args.flush_interval_ms.or(file.flush_interval_ms);
+    if let Some(bytes) = args.segment_bytes.or(file.segment_bytes) {
+        config.segment_bytes = bytes;
+    }
+    if let Some(ms) = file.segment_ms {
+        config.segment_ms = Some(ms);
+    }
+    if let Some(bytes) = file.index_interval_bytes {
+        config.index_interval_bytes = bytes;
+    }
+    if let Some(ms) = args.retention_ms.or(file.retention_ms) {
+        config.retention_ms = Some(ms);
+    }
+    config.retention_bytes = args.retention_bytes.or(file.retention_bytes);
+    if let Some(ms) = args.retention_check_interval_ms.or(file.retention_check_interval_ms) {
+        config.retention_check_interval_ms = ms;
+    }
+    server::block_shutdown_signals();
+    let shards = config.shards;
+    let data_dir = config.data_dir.clone();
+    let handle = server::start(config)?;
+    println!(
+        "ringmq listening on {} ({} shard(s), shard ports {:?}, data in {})",
+        handle.address(),
+        shards,
+        handle.shard_ports(),
+        data_dir.display()
+    );
+    let _ = std::io::stdout().flush();
+    let signal = server::wait_for_signal();
+    eprintln!("ringmq: signal {signal}: shutting down");
+    handle.shutdown()?;
+    eprintln!("ringmq: stopped cleanly");
+    Ok(())
+}
+
+fn connect(bootstrap: &str) -> Result<Client, String> {
+    Client::connect(bootstrap).map_err(|e| format!("cannot reach the server at {bootstrap}: {e}"))
+}
+
+fn retention(value: Option<u64>) -> Retention {
+    value.map_or(Retention::Default, Retention::Limit)
+}
+
+fn show_retention(value: i64, unit: &str) -> String {
+    if value < 0 { "unlimited".into() } else { format!("{value} {unit}") }
+}
+
+fn topic(bootstrap: &str, command: TopicCommand) -> Result<(), String> {
+    let mut client = connect(bootstrap)?;
+    match command {
+        TopicCommand::Create { name, partitions, retention_ms, retention_bytes } => {
+            client.create_topic(&name, partitions, retention(retention_ms), retention(retention_bytes)).map_err(|e| e.to_string())?;
+            println!("created topic {name} with {partitions} partition(s)");
+        }
+        TopicCommand::List => {
+            let mut names: Vec<String> = client.topics().map(|t| t.name.clone()).collect();
+            names.sort();
+            for name in names {
+                println!("{name}");
+            }
+        }
+        TopicCommand::Describe { name } => {
+            let topic = client.topic(&name).map_err(|e| e.to_string())?.clone();
+            println!(
+                "topic {} partitions {} retention {} / {}",
+                topic.name,
+                topic.partition_shards.len(),
+                show_retention(topic.retention_ms, "ms"),
+                show_retention(topic.retention_bytes, "bytes")
+            );
+            println!("{:>9} {:>6} {:>20} {:>20} {:>20}", "partition", "shard", "earliest", "latest", "durable");
+            for (partition, shard) in topic.partition_shards.iter().enumerate() {
+                let offsets = client.list_offsets(&name, partition as u32, QUERY_LATEST).map_err(|e| e.to_string())?;
+                println!("{partition:>9} {shard:>6} {:>20} {:>20} {:>20}", offsets.earliest, offsets.latest, offsets.durable);
+            }
+        }
+        TopicCommand::Delete { name } => {
+            client.delete_topic(&name).map_err(|e| e.to_string())?;
+            println!("deleted topic {name}");
+        }
+    }
+    Ok(())
+}
+
+fn produce(bootstrap: &str, args: ProduceArgs) -> Result<(), String> {
+    let config = ProducerConfig { acks: args.acks.into(), batch_bytes: args.batch_bytes, linger: Duration::from_millis(args.linger_ms) };
+    let producer = Producer::new(bootstrap, config).map_err(|e| format!("cannot reach the server at {bootstrap}: {e}"))?;
+    let key = args.key.as_deref().map(str::as_bytes);
+    let mut lines = 0u64;
+    for line in std::io::stdin().lock().split(b'\n') {
+        let mut line = line.map_err(|e| format!("reading standard input: {e}"))?;
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        producer.send(&args.topic, args.partition, key, &line, &[]).map_err(|e| e.to_string())?;
+        lines += 1;
+    }
+    let report = producer.flush().map_err(|e| e.to_string())?;
+    if report.records_failed > 0 || report.records_acknowledged != lines {
+        return Err(format!(
+            "{} of {lines} record(s) acknowledged, {} failed: {}",
+            report.records_acknowledged,
+            report.records_failed,
+            report.first_error.unwrap_or_else(|| "no error reported".into())
+        ));
+    }
+    Ok(())
+}
+
+fn consume(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
+    let start = match args.from.as_str() {
+        "beginning" | "earliest" => StartAt::Earliest,
+        "end" | "latest" => StartAt::Latest,
+        offset => StartAt::Offset(offset.parse().map_err(|_| format!("--from takes beginning, end or an offset, not {offset:?}"))?),
+    };
+    let mut client = connect(bootstrap)?;
+    let partitions: Vec<u32> = match args.partition {
+        Some(partition) => vec![partition],
+        None => (0..client.partition_count(&args.topic).map_err(|e| e.to_string())?).collect(),
+    };
+    if let (StartAt::Offset(_), true) = (start, partitions.len() > 1) {
+        return Err("--from OFFSET needs --partition".into());
+    }
+    let mut fetchers = Vec::with_capacity(partitions.len());
+    for partition in &partitions {
+        let client = connect(bootstrap)?;
+        fetchers.push(Fetcher::new(client, &args.topic, *partition, start).map_err(|e| e.to_string())?);
+    }
+    // Probe that the partition exists before waiting on it.
+    let _ = client.list_offsets(&args.topic, partitions[0], QUERY_EARLIEST).map_err(|e| e.to_string())?;
+    let timeout = args.timeout_ms.map(Duration::from_millis);
+    let poll_wait = if fetchers.len() == 1 { timeout.unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(1)) } else { Duration::from_millis(50) };
+    let mut printed = 0u64;
+    let mut last_data = Instant::now();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    loop {
+        let mut got_any = false;
+        for fetcher in &mut fetchers {
+            let records = fetcher.poll(poll_wait).map_err(|e| e.to_string())?;
+            got_any |= !records.is_empty();
+            for record in records {
+                out.write_all(record.value.as_deref().unwrap_or(&[])).map_err(|e| e.to_string())?;
+                out.write_all(b"\n").map_err(|e| e.to_string())?;
+                printed += 1;
+                if args.max_messages.is_some_and(|max| printed >= max) {
+                    return out.flush().map_err(|e| e.to_string());
+                }
+            }
+        }
+        out.flush().map_err(|e| e.to_string())?;
+        if got_any {
+            last_data = Instant::now();
+        } else if timeout.is_some_and(|t| last_data.elapsed() >= t) {
+            return Ok(());
+        }
+    }
+}

@@ -12,10 +12,12 @@
 //! - [`Runtime`]: the per-shard runtime, with a start-up probe that turns a missing
 //!   io_uring into one actionable sentence instead of a panic.
 
+mod net;
 mod runtime;
 mod sim;
 mod uring;
 
+pub use net::{bind_std, EventFd, EventFdReader, Listener, Stream};
 pub use runtime::{block_on, probe_io_uring, sleep, spawn_local, Runtime, RuntimeError};
 pub use sim::{SimFaults, SimStorage};
 pub use uring::FileStorage;

@@ -86,20 +86,35 @@ impl<S: Storage> GroupCommit<S> {
     /// Appends `batch` and answers as `acks` asks. For `Durable`, returns after the
     /// round that synced it; the error of a failed fdatasync is returned as is.
     pub async fn append(&self, log: &SharedLog<S>, batch: &mut [u8], acks: Acks) -> Result<AppendInfo, LogError> {
-        let (info, waiter) = {
-            let mut partition = log.borrow_mut();
-            let info = partition.append(batch)?;
-            let waiter = (acks == Acks::Durable).then(|| partition.wait_durable(info.next_offset));
-            if waiter.is_some() || self.inner.flush_interval.is_some() {
-                self.queue(log, &mut partition);
-            }
-            (info, waiter)
-        };
-        if let Some(waiter) = waiter {
-            self.inner.wake.notify_one();
-            waiter.await.map_err(|_| LogError::Closed)??;
-        }
+        let (info, wait) = self.append_now(log, batch, acks)?;
+        wait.await?;
         Ok(info)
+    }
+
+    /// Appends `batch` now (synchronously, so callers keep their order) and returns
+    /// a future that resolves when the append is acknowledged as `acks` asks: at
+    /// once for `None` and `Written`, after its flush round for `Durable`.
+    pub fn append_now(
+        &self,
+        log: &SharedLog<S>,
+        batch: &mut [u8],
+        acks: Acks,
+    ) -> Result<(AppendInfo, impl std::future::Future<Output = Result<(), LogError>> + 'static), LogError> {
+        let mut partition = log.borrow_mut();
+        let info = partition.append(batch)?;
+        let waiter = (acks == Acks::Durable).then(|| partition.wait_durable(info.next_offset));
+        if waiter.is_some() || self.inner.flush_interval.is_some() {
+            self.queue(log, &mut partition);
+        }
+        if waiter.is_some() {
+            self.inner.wake.notify_one();
+        }
+        Ok((info, async move {
+            match waiter {
+                Some(waiter) => waiter.await.map_err(|_| LogError::Closed)?,
+                None => Ok(()),
+            }
+        }))
     }
 
     /// Waits until every offset below `offset_end` of `log` is durable.

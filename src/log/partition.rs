@@ -866,6 +866,12 @@ impl<S: Storage> PartitionLog<S> {
         SyncPlan { before, active: Vec::new(), target_offset: self.next_offset() }
     }
 
+    /// A future that syncs every open file of the log and its directory; record
+    /// its outcome with `complete_sync(next_offset, result)`. For shutdown.
+    pub fn sync_everything(&mut self) -> impl std::future::Future<Output = io::Result<()>> + 'static {
+        run_plan(self.full_sync_plan())
+    }
+
     /// Records the outcome of a flush round. A failure poisons the partition: the
     /// error is kept and returned to every waiter and every later append.
     pub(crate) fn complete_sync(&mut self, target_offset: u64, result: io::Result<()>) {

@@ -1,0 +1,268 @@
+//! What topics exist, shared by every shard; and the data directory's metadata.
+//!
+//! ```text
+//! DATA_DIR/meta.json                  {"crc32": C, "meta": {"format_version": 1,
+//!                                      "broker_id": "...", "shard_count": N}}
+//! DATA_DIR/topics/<topic>/topic.json  {"crc32": C, "topic": {"name": ..., "partitions": P,
+//!                                      "retention_ms": .., "retention_bytes": .., "created_at_ms": ..}}
+//! DATA_DIR/deleted/                   topics being deleted (renamed here first, removed after)
+//! ```
+//!
+//! `crc32` is CRC-32 (crc32fast) of the exact bytes of the inner object. Files are
+//! written to a temporary name, fsynced, renamed, and the directory fsynced.
+//!
+//! Shards read the catalog through a version number (one atomic load per request)
+//! and re-take the snapshot only when it changed; the mutex is on the control path
+//! (create/delete topic), never on the data path.
+
+use crate::protocol::ErrorCode;
+use crate::sync::{AtomicU64, Ordering};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The on-disk format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerMeta {
+    pub format_version: u32,
+    pub broker_id: String,
+    pub shard_count: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    pub name: String,
+    pub partitions: u32,
+    /// `None`: kept forever.
+    pub retention_ms: Option<u64>,
+    /// `None`: no size limit.
+    pub retention_bytes: Option<u64>,
+    pub created_at_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    crc32: u32,
+    #[serde(borrow, default)]
+    meta: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    topic: Option<&'a serde_json::value::RawValue>,
+}
+
+/// Serializes `value` under `key` ("meta" or "topic") with a CRC-32 of its exact bytes.
+fn seal<T: Serialize>(key: &str, value: &T) -> io::Result<Vec<u8>> {
+    let inner = serde_json::to_string(value).map_err(io::Error::other)?;
+    let crc32 = crc32fast::hash(inner.as_bytes());
+    Ok(format!("{{\n  \"crc32\": {crc32},\n  \"{key}\": {inner}\n}}\n").into_bytes())
+}
+
+/// Reads what [`seal`] wrote, checking the CRC.
+fn unseal<T: for<'de> Deserialize<'de>>(path: &Path, key: &str) -> io::Result<T> {
+    let bytes = fs::read(path)?;
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {what}", path.display()));
+    let envelope: Envelope = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+    let raw = if key == "meta" { envelope.meta } else { envelope.topic };
+    let raw = raw.ok_or_else(|| invalid(format!("no \"{key}\" object")))?;
+    let found = crc32fast::hash(raw.get().as_bytes());
+    if found != envelope.crc32 {
+        return Err(invalid(format!("checksum mismatch: file says {:#010x}, contents give {found:#010x}", envelope.crc32)));
+    }
+    serde_json::from_str(raw.get()).map_err(|e| invalid(e.to_string()))
+}
+
+/// Writes `bytes` to `path` atomically and durably.
+fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let temporary = path.with_extension("json.tmp");
+    {
+        let mut file = fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    fs::rename(&temporary, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Opens (or initialises) the data directory's `meta.json`. A directory created
+/// with another shard count is refused: partitions are placed by it.
+pub fn open_meta(data_dir: &Path, shard_count: u16) -> Result<BrokerMeta, String> {
+    fs::create_dir_all(data_dir.join("topics"))
+        .map_err(|e| format!("cannot create the data directory {}: {e}", data_dir.display()))?;
+    let path = data_dir.join("meta.json");
+    if !path.exists() {
+        let meta = BrokerMeta {
+            format_version: FORMAT_VERSION,
+            broker_id: format!("{:016x}", crate::log::partition::now_ms() as u64 ^ (std::process::id() as u64) << 40),
+            shard_count,
+        };
+        let bytes = seal("meta", &meta).map_err(|e| e.to_string())?;
+        write_durably(&path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        return Ok(meta);
+    }
+    let meta: BrokerMeta = unseal(&path, "meta").map_err(|e| format!("cannot read the data directory's metadata: {e}"))?;
+    if meta.format_version != FORMAT_VERSION {
+        return Err(format!(
+            "{} was written in format {}; this build reads format {FORMAT_VERSION}",
+            path.display(),
+            meta.format_version
+        ));
+    }
+    if meta.shard_count != shard_count {
+        return Err(format!(
+            "the data directory {} was created with {} shards and partitions are placed by that count; \
+             start with --shards {} (rebalancing to another count is not supported)",
+            data_dir.display(),
+            meta.shard_count,
+            meta.shard_count
+        ));
+    }
+    Ok(meta)
+}
+
+/// The shard that owns a partition: a stable function of the topic name, the
+/// partition and the shard count. A topic's partitions go round-robin over the
+/// shards from a starting shard picked by the name's CRC-32.
+pub fn owner(topic: &str, partition: u32, shard_count: u16) -> u16 {
+    let start = u64::from(crc32fast::hash(topic.as_bytes()));
+    ((start + u64::from(partition)) % u64::from(shard_count.max(1))) as u16
+}
+
+/// An immutable view of the topics.
+#[derive(Debug, Default, Clone)]
+pub struct Catalog {
+    pub topics: BTreeMap<String, Arc<TopicConfig>>,
+}
+
+/// The catalog shared by all shards.
+pub struct SharedCatalog {
+    data_dir: PathBuf,
+    version: AtomicU64,
+    current: Mutex<Arc<Catalog>>,
+}
+
+impl SharedCatalog {
+    /// Loads every `topics/*/topic.json`, and finishes deletions a crash
+    /// interrupted.
+    pub fn load(data_dir: &Path) -> Result<SharedCatalog, String> {
+        let deleted = data_dir.join("deleted");
+        if deleted.exists() {
+            fs::remove_dir_all(&deleted).map_err(|e| format!("cannot finish deleting {}: {e}", deleted.display()))?;
+        }
+        let mut catalog = Catalog::default();
+        let topics_dir = data_dir.join("topics");
+        let entries = fs::read_dir(&topics_dir).map_err(|e| format!("cannot list {}: {e}", topics_dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let path = entry.path().join("topic.json");
+            if !path.exists() {
+                continue;
+            }
+            let topic: TopicConfig = unseal(&path, "topic").map_err(|e| format!("cannot read a topic: {e}"))?;
+            catalog.topics.insert(topic.name.clone(), Arc::new(topic));
+        }
+        Ok(SharedCatalog { data_dir: data_dir.to_path_buf(), version: AtomicU64::new(1), current: Mutex::new(Arc::new(catalog)) })
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    pub fn snapshot(&self) -> Arc<Catalog> {
+        self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Creates a topic's directories and `topic.json`, then publishes it.
+    pub fn create_topic(&self, topic: TopicConfig) -> Result<Arc<TopicConfig>, ErrorCode> {
+        if !crate::protocol::valid_topic_name(&topic.name) {
+            return Err(ErrorCode::InvalidTopicName);
+        }
+        if topic.partitions == 0 || topic.partitions > crate::protocol::PARTITIONS_PER_TOPIC_MAX {
+            return Err(ErrorCode::InvalidPartitionCount);
+        }
+        let mut current = self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if current.topics.contains_key(&topic.name) {
+            return Err(ErrorCode::TopicAlreadyExists);
+        }
+        let dir = self.data_dir.join("topics").join(&topic.name);
+        let written = (|| -> io::Result<()> {
+            fs::create_dir_all(&dir)?;
+            for partition in 0..topic.partitions {
+                fs::create_dir_all(dir.join(partition.to_string()))?;
+            }
+            sync_dir(&dir)?;
+            write_durably(&dir.join("topic.json"), &seal("topic", &topic)?)?;
+            sync_dir(&self.data_dir.join("topics"))
+        })();
+        if let Err(error) = written {
+            eprintln!("ringmq: cannot create topic {}: {error}", topic.name);
+            let _ = fs::remove_dir_all(&dir);
+            return Err(if crate::io::is_no_space(&error) { ErrorCode::NoSpace } else { ErrorCode::StorageFailure });
+        }
+        let topic = Arc::new(topic);
+        let mut next = (**current).clone();
+        next.topics.insert(topic.name.clone(), topic.clone());
+        *current = Arc::new(next);
+        self.version.fetch_add(1, Ordering::AcqRel);
+        Ok(topic)
+    }
+
+    /// Unpublishes a topic and moves its directory under `deleted/` (atomic); the
+    /// caller removes it once the owning shards have closed their partitions.
+    pub fn delete_topic(&self, name: &str) -> Result<(Arc<TopicConfig>, PathBuf), ErrorCode> {
+        let mut current = self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let topic = current.topics.get(name).cloned().ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        let deleted = self.data_dir.join("deleted");
+        let target = deleted.join(format!("{name}.{}", crate::log::partition::now_ms()));
+        let moved = fs::create_dir_all(&deleted)
+            .and_then(|()| fs::rename(self.data_dir.join("topics").join(name), &target))
+            .and_then(|()| sync_dir(&self.data_dir.join("topics")));
+        if let Err(error) = moved {
+            eprintln!("ringmq: cannot delete topic {name}: {error}");
+            return Err(ErrorCode::StorageFailure);
+        }
+        let mut next = (**current).clone();
+        next.topics.remove(name);
+        *current = Arc::new(next);
+        self.version.fetch_add(1, Ordering::AcqRel);
+        Ok((topic, target))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_are_stable_and_spread_a_topics_partitions() {
+        let owners: Vec<u16> = (0..8).map(|p| owner("orders", p, 4)).collect();
+        assert_eq!(owners, (0..8).map(|p| owner("orders", p, 4)).collect::<Vec<_>>());
+        for shard in 0..4 {
+            assert_eq!(owners.iter().filter(|&&o| o == shard).count(), 2);
+        }
+        assert_eq!(owner("x", 0, 1), 0);
+    }
+
+    #[test]
+    fn metadata_files_are_checked() {
+        let dir = std::env::temp_dir().join(format!("ringmq-meta-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let meta = open_meta(&dir, 2).unwrap();
+        assert_eq!(open_meta(&dir, 2).unwrap(), meta);
+        let refused = open_meta(&dir, 3).unwrap_err();
+        assert!(refused.contains("created with 2 shards"), "{refused}");
+        let path = dir.join("meta.json");
+        let text = fs::read_to_string(&path).unwrap().replace("\"shard_count\":2", "\"shard_count\":3");
+        fs::write(&path, text).unwrap();
+        let damaged = open_meta(&dir, 3).unwrap_err();
+        assert!(damaged.contains("checksum mismatch"), "{damaged}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,263 @@
+//! Decodes one request frame and starts it. Awaiting [`dispatch`] performs the
+//! ordered part (appends, pushes into rings, waiting while a ring is full); the
+//! future it returns completes the response, or `None` when no response is sent
+//! (produce with acks 0).
+
+use super::catalog::{owner, TopicConfig};
+use super::shard::{FetchData, Op, Reply, ReplyFuture, ShardContext};
+use crate::log::Acks;
+use crate::protocol::fetch::{FetchRequest, FetchResponse};
+use crate::protocol::hello::{ApiRange, HelloRequest, HelloResponse};
+use crate::protocol::metadata::{MetadataRequest, MetadataResponse, ShardInfo, TopicMetadata};
+use crate::protocol::offsets::ListOffsetsRequest;
+use crate::protocol::produce::{ProduceRequest, ProduceResponse, ProduceResult};
+use crate::protocol::topic::{CreateTopicRequest, DeleteTopicRequest, RETENTION_DEFAULT, RETENTION_UNLIMITED};
+use crate::protocol::{self, api, ErrorCode, RequestHeader};
+use bytes::{Buf, BytesMut};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+pub(crate) type ResponseFuture = Pin<Box<dyn Future<Output = Option<Vec<u8>>>>>;
+
+/// A response frame with an error code and an empty body.
+pub(crate) fn error_response(correlation_id: u32, code: ErrorCode) -> Vec<u8> {
+    protocol::finish_frame(protocol::response_frame(correlation_id, code, 0))
+}
+
+fn ready(bytes: Vec<u8>) -> ResponseFuture {
+    Box::pin(async move { Some(bytes) })
+}
+
+fn supported(header: &RequestHeader) -> Option<ErrorCode> {
+    match api::SUPPORTED.iter().find(|(key, _, _)| *key == header.api_key) {
+        None => Some(ErrorCode::UnknownApi),
+        Some((_, min, max)) if header.api_version < *min || header.api_version > *max => Some(ErrorCode::UnsupportedVersion),
+        Some(_) => None,
+    }
+}
+
+/// `frame` is one whole request frame, length field included.
+pub(crate) async fn dispatch(context: &Rc<ShardContext>, mut frame: BytesMut) -> ResponseFuture {
+    let header_end = protocol::LENGTH_BYTES + protocol::REQUEST_HEADER_BYTES;
+    let Ok(header) = protocol::parse_request_header(frame.get(protocol::LENGTH_BYTES..).unwrap_or(&[])) else {
+        return Box::pin(async { None });
+    };
+    let body = frame.split_off(header_end.min(frame.len()));
+    let id = header.correlation_id;
+    if let Some(code) = supported(&header) {
+        return ready(error_response(id, code));
+    }
+    if context.is_stopping() {
+        return ready(error_response(id, ErrorCode::ShuttingDown));
+    }
+    let malformed = |_| ready(error_response(id, ErrorCode::MalformedRequest));
+    match header.api_key {
+        api::HELLO => match HelloRequest::decode(&body) {
+            Ok(_) => ready(hello(context, id)),
+            Err(error) => malformed(error),
+        },
+        api::METADATA => match MetadataRequest::decode(&body) {
+            Ok(request) => ready(metadata(context, id, &request)),
+            Err(error) => malformed(error),
+        },
+        api::CREATE_TOPIC => match CreateTopicRequest::decode(&body) {
+            Ok(request) => Box::pin(create_topic(context.clone(), id, request)),
+            Err(error) => malformed(error),
+        },
+        api::DELETE_TOPIC => match DeleteTopicRequest::decode(&body) {
+            Ok(request) => Box::pin(delete_topic(context.clone(), id, request)),
+            Err(error) => malformed(error),
+        },
+        api::LIST_OFFSETS => match ListOffsetsRequest::decode(&body) {
+            Ok(request) => match context.route(&request.topic, request.partition) {
+                Ok(owner) => {
+                    let reply = context.submit(owner, Op::ListOffsets(request)).await;
+                    Box::pin(async move {
+                        Some(match reply.await {
+                            Reply::Offsets(Ok(response)) => response.encode(id),
+                            Reply::Offsets(Err(code)) | Reply::Done(Err(code)) => error_response(id, code),
+                            _ => error_response(id, ErrorCode::Internal),
+                        })
+                    })
+                }
+                Err(code) => ready(error_response(id, code)),
+            },
+            Err(error) => malformed(error),
+        },
+        api::PRODUCE => produce(context, id, body).await,
+        api::FETCH => match FetchRequest::decode(&body) {
+            Ok(request) => match context.route(&request.topic, request.partition) {
+                Ok(owner) => {
+                    let reply = context.submit(owner, Op::Fetch(request)).await;
+                    Box::pin(async move { Some(fetch_response(id, reply.await)) })
+                }
+                Err(code) => ready(error_response(id, code)),
+            },
+            Err(error) => malformed(error),
+        },
+        _ => ready(error_response(id, ErrorCode::UnknownApi)),
+    }
+}
+
+fn hello(context: &ShardContext, id: u32) -> Vec<u8> {
+    HelloResponse {
+        server_version: concat!("ringmq ", env!("CARGO_PKG_VERSION")).into(),
+        shard_count: context.shard_count(),
+        request_bytes_max: protocol::REQUEST_BYTES_MAX as u32,
+        apis: api::SUPPORTED.iter().map(|&(api_key, version_min, version_max)| ApiRange { api_key, version_min, version_max }).collect(),
+    }
+    .encode(id)
+}
+
+fn retention_to_wire(value: Option<u64>) -> i64 {
+    value.map_or(RETENTION_UNLIMITED, |v| v.min(i64::MAX as u64) as i64)
+}
+
+fn metadata(context: &ShardContext, id: u32, request: &MetadataRequest) -> Vec<u8> {
+    let catalog = context.catalog();
+    let shard_count = context.shard_count();
+    let describe = |topic: &TopicConfig| TopicMetadata {
+        name: topic.name.clone(),
+        error: 0,
+        retention_ms: retention_to_wire(topic.retention_ms),
+        retention_bytes: retention_to_wire(topic.retention_bytes),
+        partition_shards: (0..topic.partitions).map(|p| owner(&topic.name, p, shard_count)).collect(),
+    };
+    let topics = if request.topics.is_empty() {
+        catalog.topics.values().map(|topic| describe(topic)).collect()
+    } else {
+        request
+            .topics
+            .iter()
+            .map(|name| match catalog.topics.get(name) {
+                Some(topic) => describe(topic),
+                None => TopicMetadata {
+                    name: name.clone(),
+                    error: ErrorCode::UnknownTopicOrPartition as u16,
+                    retention_ms: RETENTION_UNLIMITED,
+                    retention_bytes: RETENTION_UNLIMITED,
+                    partition_shards: Vec::new(),
+                },
+            })
+            .collect()
+    };
+    let shards = context.shared.shard_ports.iter().enumerate().map(|(shard, &port)| ShardInfo { shard: shard as u16, port }).collect();
+    MetadataResponse { shards, topics }.encode(id)
+}
+
+fn retention_from_wire(value: i64, default: Option<u64>) -> Result<Option<u64>, ErrorCode> {
+    match value {
+        RETENTION_DEFAULT => Ok(default),
+        RETENTION_UNLIMITED => Ok(None),
+        v if v >= 0 => Ok(Some(v as u64)),
+        _ => Err(ErrorCode::InvalidArgument),
+    }
+}
+
+/// Runs `op` on every shard that owns a partition of `topic`, and waits.
+async fn on_owners(context: &Rc<ShardContext>, topic: &TopicConfig, op: impl Fn() -> Op) -> Result<(), ErrorCode> {
+    let mut owners: Vec<u16> = (0..topic.partitions).map(|p| owner(&topic.name, p, context.shard_count())).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    let mut replies: Vec<ReplyFuture> = Vec::with_capacity(owners.len());
+    for shard in owners {
+        replies.push(context.submit(shard, op()).await);
+    }
+    for reply in futures_util::future::join_all(replies).await {
+        match reply {
+            Reply::Done(Ok(())) => {}
+            Reply::Done(Err(code)) => return Err(code),
+            _ => return Err(ErrorCode::Internal),
+        }
+    }
+    Ok(())
+}
+
+async fn create_topic(context: Rc<ShardContext>, id: u32, request: CreateTopicRequest) -> Option<Vec<u8>> {
+    let config = &context.shared.config;
+    let retention = retention_from_wire(request.retention_ms, config.retention_ms)
+        .and_then(|ms| Ok((ms, retention_from_wire(request.retention_bytes, config.retention_bytes)?)));
+    let (retention_ms, retention_bytes) = match retention {
+        Ok(values) => values,
+        Err(code) => return Some(error_response(id, code)),
+    };
+    let topic = TopicConfig {
+        name: request.name,
+        partitions: request.partitions,
+        retention_ms,
+        retention_bytes,
+        created_at_ms: crate::log::partition::now_ms(),
+    };
+    let topic = match context.shared.catalog.create_topic(topic) {
+        Ok(topic) => topic,
+        Err(code) => return Some(error_response(id, code)),
+    };
+    let result = on_owners(&context, &topic, || Op::OpenTopic(topic.clone())).await;
+    Some(error_response(id, result.err().unwrap_or(ErrorCode::None)))
+}
+
+async fn delete_topic(context: Rc<ShardContext>, id: u32, request: DeleteTopicRequest) -> Option<Vec<u8>> {
+    let (topic, moved_to) = match context.shared.catalog.delete_topic(&request.name) {
+        Ok(deleted) => deleted,
+        Err(code) => return Some(error_response(id, code)),
+    };
+    let result = on_owners(&context, &topic, || Op::CloseTopic(topic.name.clone())).await;
+    if let Err(error) = std::fs::remove_dir_all(&moved_to) {
+        eprintln!("ringmq: cannot remove {}: {error}; it is removed at the next start", moved_to.display());
+    }
+    Some(error_response(id, result.err().unwrap_or(ErrorCode::None)))
+}
+
+async fn produce(context: &Rc<ShardContext>, id: u32, body: BytesMut) -> ResponseFuture {
+    // Decode against the borrowed body, then carve each batch out of the owned
+    // buffer (no copy): the owner stamps the base offset in place.
+    let (acks, entries) = match ProduceRequest::decode(&body) {
+        Ok(request) => (
+            request.acks,
+            request
+                .entries
+                .iter()
+                .map(|e| (e.topic.to_owned(), e.partition, e.batch_position, e.batch.len()))
+                .collect::<Vec<_>>(),
+        ),
+        Err(_) => return ready(error_response(id, ErrorCode::MalformedRequest)),
+    };
+    let mut rest = body;
+    let mut position = 0;
+    let mut replies: Vec<Result<ReplyFuture, ErrorCode>> = Vec::with_capacity(entries.len());
+    for (topic, partition, batch_position, length) in entries {
+        rest.advance(batch_position - position);
+        let batch = rest.split_to(length);
+        position = batch_position + length;
+        match context.route(&topic, partition) {
+            Ok(owner) => replies.push(Ok(context.submit(owner, Op::Produce { topic, partition, batch, acks }).await)),
+            Err(code) => replies.push(Err(code)),
+        }
+    }
+    Box::pin(async move {
+        let mut results = Vec::with_capacity(replies.len());
+        let waits = replies.into_iter().map(|reply| async move {
+            match reply {
+                Ok(future) => match future.await {
+                    Reply::Produce(Ok(base_offset)) => ProduceResult { error: 0, base_offset: base_offset as i64 },
+                    Reply::Produce(Err(code)) | Reply::Done(Err(code)) => ProduceResult { error: code as u16, base_offset: -1 },
+                    _ => ProduceResult { error: ErrorCode::Internal as u16, base_offset: -1 },
+                },
+                Err(code) => ProduceResult { error: code as u16, base_offset: -1 },
+            }
+        });
+        results.extend(futures_util::future::join_all(waits).await);
+        (acks != Acks::None).then(|| ProduceResponse { results }.encode(id))
+    })
+}
+
+fn fetch_response(id: u32, reply: Reply) -> Vec<u8> {
+    match reply {
+        Reply::Fetch(Ok(FetchData { high_watermark, earliest, records })) => {
+            FetchResponse { high_watermark: high_watermark as i64, earliest: earliest as i64, records: &records }.encode(id)
+        }
+        Reply::Fetch(Err(code)) | Reply::Done(Err(code)) => error_response(id, code),
+        _ => error_response(id, ErrorCode::Internal),
+    }
+}

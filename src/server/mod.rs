@@ -1,0 +1,304 @@
+//! The broker: `N` shard threads, each pinned to a core and running one io_uring
+//! runtime that owns its partitions, their files, its group commit and its
+//! connections (DESIGN.md §2).
+//!
+//! - [`catalog`]: topics and the data directory's metadata, shared by all shards.
+//! - [`mailbox`]: the lock-free cross-shard ring with its sleeping/awake wake-up.
+//! - `shard`: one shard's state and the operations it runs for its partitions.
+//! - `dispatch`: decodes a request frame and routes it (locally or through a ring).
+//! - `connection`: reads frames, keeps requests in order, writes responses.
+
+pub mod catalog;
+mod connection;
+mod dispatch;
+pub mod mailbox;
+mod shard;
+
+use crate::io::{self, EventFd};
+use crate::log::{LogConfig, INDEX_INTERVAL_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT};
+use catalog::SharedCatalog;
+use mailbox::{Mailbox, Wake, MAILBOX_CAPACITY};
+use shard::Message;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Address the server listens on when none is given: loopback only.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:9400";
+/// Data directory when none is given.
+pub const DATA_DIR_DEFAULT: &str = "./ringmq-data";
+/// Most shards a server runs (shard ids are u16 on the wire; 256 is plenty).
+pub const SHARDS_MAX: u16 = 256;
+/// How often each shard applies retention (Kafka's log.retention.check.interval.ms).
+pub const RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 300_000;
+/// Longest a graceful shutdown waits for connections to finish their requests.
+pub const SHUTDOWN_DRAIN_MS: u64 = 10_000;
+
+/// Settings of a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub shards: u16,
+    /// Also sync `acks=written` data this often (off by default).
+    pub flush_interval_ms: Option<u64>,
+    pub segment_bytes: u64,
+    pub segment_ms: Option<u64>,
+    pub index_interval_bytes: u64,
+    /// Defaults for topics created without their own retention.
+    pub retention_ms: Option<u64>,
+    pub retention_bytes: Option<u64>,
+    pub retention_check_interval_ms: u64,
+    /// Capacity of each cross-shard ring (tests shrink it to exercise backpressure).
+    pub mailbox_capacity: usize,
+    /// Pin shard threads to cores.
+    pub pin_threads: bool,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            data_dir: data_dir.into(),
+            listen: LISTEN_DEFAULT.parse().expect("the default address parses"),
+            shards: available_cores(),
+            flush_interval_ms: None,
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            segment_ms: Some(crate::log::SEGMENT_MS_DEFAULT),
+            index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
+            retention_ms: Some(crate::log::RETENTION_MS_DEFAULT),
+            retention_bytes: None,
+            retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+            mailbox_capacity: MAILBOX_CAPACITY,
+            pin_threads: true,
+        }
+    }
+
+    pub(crate) fn log_config(&self, topic: &catalog::TopicConfig) -> LogConfig {
+        LogConfig {
+            segment_bytes: self.segment_bytes,
+            segment_ms: self.segment_ms,
+            index_interval_bytes: self.index_interval_bytes,
+            retention_ms: topic.retention_ms,
+            retention_bytes: topic.retention_bytes,
+        }
+    }
+}
+
+/// The cores this process may run on.
+pub fn available_cores() -> u16 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(SHARDS_MAX as usize) as u16)
+}
+
+impl Wake for EventFd {
+    fn wake(&self) {
+        self.signal();
+    }
+}
+
+/// Counters shared by every shard (read by tests and, later, metrics).
+#[derive(Debug, Default)]
+pub struct ServerCounters {
+    /// Times a sender found a cross-shard ring full and had to wait.
+    pub ring_full_waits: AtomicU64,
+    /// Requests forwarded to another shard.
+    pub forwarded_requests: AtomicU64,
+    /// Wake-up signals written to sleeping shards.
+    pub wake_signals: AtomicU64,
+}
+
+/// State every shard thread shares.
+pub(crate) struct Shared {
+    pub config: ServerConfig,
+    pub catalog: SharedCatalog,
+    pub mailboxes: Vec<Mailbox<Message, EventFd>>,
+    pub shard_ports: Vec<u16>,
+    pub counters: ServerCounters,
+    pub shutdown_requested: AtomicBool,
+    pub drained_shards: AtomicUsize,
+}
+
+impl Shared {
+    /// Puts a message into a shard's ring from a thread that is not a shard.
+    fn post_blocking(&self, shard: u16, mut message: Message) {
+        loop {
+            match self.mailboxes[shard as usize].try_push(message) {
+                Ok(()) => return,
+                Err(back) => {
+                    message = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+}
+
+/// A running server.
+pub struct ServerHandle {
+    address: SocketAddr,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<Result<(), String>>>,
+}
+
+impl ServerHandle {
+    /// The main address (every shard accepts on it).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Each shard's own port, by shard id.
+    pub fn shard_ports(&self) -> &[u16] {
+        &self.shared.shard_ports
+    }
+
+    pub fn counters(&self) -> &ServerCounters {
+        &self.shared.counters
+    }
+
+    /// Stops accepting, finishes in-flight requests, syncs and closes every
+    /// partition, and joins the shard threads.
+    pub fn shutdown(self) -> Result<(), String> {
+        if !self.shared.shutdown_requested.swap(true, Ordering::SeqCst) {
+            for shard in 0..self.shared.mailboxes.len() {
+                self.shared.post_blocking(shard as u16, Message::Shutdown);
+            }
+        }
+        self.join()
+    }
+
+    /// Waits for the shard threads to end (after a shutdown).
+    fn join(self) -> Result<(), String> {
+        let mut first_error = Ok(());
+        for thread in self.threads {
+            let result = thread.join().unwrap_or_else(|_| Err("a shard thread panicked".into()));
+            if first_error.is_ok() {
+                first_error = result;
+            }
+        }
+        first_error
+    }
+}
+
+/// Binds the listeners: the main address once per shard (SO_REUSEPORT) and one
+/// port of its own per shard (main port + 1 + shard id, or ephemeral when the
+/// main port is 0).
+fn bind_listeners(config: &ServerConfig) -> Result<(SocketAddr, Vec<(TcpListener, TcpListener)>), String> {
+    let bind_error = |address: SocketAddr, error: std::io::Error| format!("cannot listen on {address}: {error}");
+    let first = io::bind_std(config.listen, true).map_err(|e| bind_error(config.listen, e))?;
+    let main = first.local_addr().map_err(|e| e.to_string())?;
+    let mut listeners = Vec::with_capacity(config.shards as usize);
+    let mut first = Some(first);
+    for shard in 0..config.shards {
+        let shared = match first.take() {
+            Some(listener) => listener,
+            None => io::bind_std(main, true).map_err(|e| bind_error(main, e))?,
+        };
+        let own_port = if config.listen.port() == 0 { 0 } else { main.port().checked_add(1 + shard).ok_or("shard ports overflow 65535")? };
+        let own_address = SocketAddr::new(main.ip(), own_port);
+        let own = io::bind_std(own_address, false).map_err(|e| bind_error(own_address, e))?;
+        listeners.push((shared, own));
+    }
+    Ok((main, listeners))
+}
+
+/// Pins the calling thread to `core` (modulo the cores available).
+fn pin_to_core(core: usize) {
+    // SAFETY: cpu_set_t is plain data, zeroed is a valid empty set; CPU_SET and
+    // sched_setaffinity only touch that set and the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core % libc::CPU_SETSIZE as usize, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Starts the server: checks io_uring, opens the data directory, binds, starts
+/// the shards (each recovers its partitions) and returns once all are serving.
+pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
+    if config.shards == 0 || config.shards > SHARDS_MAX {
+        return Err(format!("--shards must be between 1 and {SHARDS_MAX}, got {}", config.shards));
+    }
+    io::probe_io_uring().map_err(|e| e.to_string())?;
+    catalog::open_meta(&config.data_dir, config.shards)?;
+    let catalog = SharedCatalog::load(&config.data_dir)?;
+    let (address, listeners) = bind_listeners(&config)?;
+    let shard_ports = listeners.iter().map(|(_, own)| own.local_addr().map(|a| a.port()).unwrap_or(0)).collect();
+    let mut mailboxes = Vec::with_capacity(config.shards as usize);
+    for _ in 0..config.shards {
+        let eventfd = EventFd::new().map_err(|e| format!("cannot create an eventfd: {e}"))?;
+        mailboxes.push(Mailbox::new(config.mailbox_capacity.max(1), eventfd));
+    }
+    let shared = Arc::new(Shared {
+        config,
+        catalog,
+        mailboxes,
+        shard_ports,
+        counters: ServerCounters::default(),
+        shutdown_requested: AtomicBool::new(false),
+        drained_shards: AtomicUsize::new(0),
+    });
+    let (ready_sender, ready) = mpsc::channel();
+    let mut threads = Vec::new();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (shard, (main_listener, own_listener)) in listeners.into_iter().enumerate() {
+        let (shared, ready) = (shared.clone(), ready_sender.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("ringmq-shard-{shard}"))
+            .spawn(move || {
+                if shared.config.pin_threads {
+                    pin_to_core(shard % cores);
+                }
+                shard::run(shard as u16, shared, main_listener, own_listener, ready)
+            })
+            .map_err(|e| format!("cannot start a shard thread: {e}"))?;
+        threads.push(thread);
+    }
+    drop(ready_sender);
+    let handle = ServerHandle { address, shared, threads };
+    for _ in 0..handle.threads.len() {
+        match ready.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                let _ = handle.shutdown();
+                return Err(error);
+            }
+            Err(_) => {
+                let error = handle.shutdown().err().unwrap_or_else(|| "a shard stopped during start-up".into());
+                return Err(error);
+            }
+        }
+    }
+    Ok(handle)
+}
+
+/// Blocks SIGINT and SIGTERM in the calling thread (and the threads it starts
+/// later), so [`wait_for_signal`] can take them synchronously. Call before
+/// [`start`].
+pub fn block_shutdown_signals() {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset; the calls only
+    // change this thread's signal mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Waits for SIGINT or SIGTERM (blocked by [`block_shutdown_signals`]) and
+/// returns its number.
+pub fn wait_for_signal() -> i32 {
+    // SAFETY: as above; sigwait writes the received signal into `signal`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let mut signal: libc::c_int = 0;
+        libc::sigwait(&set, &mut signal);
+        signal
+    }
+}

@@ -1,0 +1,474 @@
+//! One shard: its partitions, its group commit, its connections, its mailbox.
+//!
+//! Every operation on a partition runs on the partition's owner. [`ShardContext::submit`]
+//! starts it locally, or pushes it into the owner's ring; either way the
+//! synchronous part (the append itself) happens in submission order, and the
+//! returned future resolves with the reply.
+
+use super::catalog::{owner, Catalog, TopicConfig};
+use super::{connection, Shared, SHUTDOWN_DRAIN_MS};
+use crate::io::{self, FileStorage, Listener};
+use crate::log::{partition::now_ms, Acks, GroupCommit, LogError, PartitionLog, SharedLog};
+use crate::protocol::fetch::FetchRequest;
+use crate::protocol::offsets::{ListOffsetsRequest, ListOffsetsResponse, QUERY_EARLIEST, QUERY_LATEST};
+use crate::protocol::ErrorCode;
+use bytes::BytesMut;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::TcpListener;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, Notify};
+
+/// Messages a mailbox drain handles before yielding to the shard's other tasks.
+const DRAIN_BUDGET: usize = 256;
+/// How long a sender waits before retrying a full ring.
+const RING_RETRY: Duration = Duration::from_millis(1);
+/// Most connections one shard serves; more are accepted and closed at once.
+pub const CONNECTIONS_PER_SHARD_MAX: usize = 4096;
+
+/// What travels through the rings.
+pub(crate) enum Message {
+    Request { from: u16, id: u64, op: Op },
+    Reply { id: u64, reply: Reply },
+    Shutdown,
+}
+
+/// An operation on partitions, run by their owner.
+pub(crate) enum Op {
+    Produce { topic: String, partition: u32, batch: BytesMut, acks: Acks },
+    Fetch(FetchRequest),
+    ListOffsets(ListOffsetsRequest),
+    /// Open the partitions of a new topic that this shard owns.
+    OpenTopic(Arc<TopicConfig>),
+    /// Drop the partitions of a deleted topic.
+    CloseTopic(String),
+}
+
+/// Records read by a fetch.
+pub(crate) struct FetchData {
+    pub high_watermark: u64,
+    pub earliest: u64,
+    pub records: Vec<u8>,
+}
+
+pub(crate) enum Reply {
+    Produce(Result<u64, ErrorCode>),
+    Fetch(Result<FetchData, ErrorCode>),
+    Offsets(Result<ListOffsetsResponse, ErrorCode>),
+    Done(Result<(), ErrorCode>),
+}
+
+pub(crate) type ReplyFuture = Pin<Box<dyn Future<Output = Reply>>>;
+
+/// A partition this shard owns.
+pub(crate) struct PartitionSlot {
+    pub log: SharedLog<FileStorage>,
+    /// Woken on every append, for long-polling fetches.
+    pub appended: Notify,
+}
+
+pub(crate) struct ShardContext {
+    pub id: u16,
+    pub shared: Arc<Shared>,
+    catalog: RefCell<(u64, Arc<Catalog>)>,
+    partitions: RefCell<HashMap<(String, u32), Rc<PartitionSlot>>>,
+    commit: GroupCommit<FileStorage>,
+    pending: RefCell<HashMap<u64, oneshot::Sender<Reply>>>,
+    next_request_id: Cell<u64>,
+    stopping: Cell<bool>,
+    stop: Notify,
+    listeners: RefCell<Vec<Rc<Listener>>>,
+    connections: RefCell<HashMap<u64, Rc<io::Stream>>>,
+    next_connection_id: Cell<u64>,
+    connections_closed: Notify,
+}
+
+pub(crate) fn log_error_code(error: &LogError) -> ErrorCode {
+    match error {
+        LogError::InvalidBatch(crate::batch::BatchError::TooLarge { .. }) => ErrorCode::TooLarge,
+        LogError::InvalidBatch(_) => ErrorCode::CorruptBatch,
+        LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        LogError::NoSpace { .. } => ErrorCode::NoSpace,
+        LogError::Closed => ErrorCode::ShuttingDown,
+        LogError::Config(_) => ErrorCode::InvalidArgument,
+        _ => ErrorCode::StorageFailure,
+    }
+}
+
+impl ShardContext {
+    fn new(id: u16, shared: Arc<Shared>) -> ShardContext {
+        let catalog = (shared.catalog.version(), shared.catalog.snapshot());
+        let flush_interval = shared.config.flush_interval_ms.map(Duration::from_millis);
+        ShardContext {
+            id,
+            shared,
+            catalog: RefCell::new(catalog),
+            partitions: RefCell::new(HashMap::new()),
+            commit: GroupCommit::new(flush_interval),
+            pending: RefCell::new(HashMap::new()),
+            next_request_id: Cell::new(0),
+            stopping: Cell::new(false),
+            stop: Notify::new(),
+            listeners: RefCell::new(Vec::new()),
+            connections: RefCell::new(HashMap::new()),
+            next_connection_id: Cell::new(0),
+            connections_closed: Notify::new(),
+        }
+    }
+
+    pub fn shard_count(&self) -> u16 {
+        self.shared.mailboxes.len() as u16
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// The current catalog: one atomic load, a new snapshot only when it changed.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        let version = self.shared.catalog.version();
+        let mut cached = self.catalog.borrow_mut();
+        if cached.0 != version {
+            *cached = (version, self.shared.catalog.snapshot());
+        }
+        cached.1.clone()
+    }
+
+    /// The owner of a partition, if it exists.
+    pub fn route(&self, topic: &str, partition: u32) -> Result<u16, ErrorCode> {
+        let catalog = self.catalog();
+        match catalog.topics.get(topic) {
+            Some(config) if partition < config.partitions => Ok(owner(topic, partition, self.shard_count())),
+            _ => Err(ErrorCode::UnknownTopicOrPartition),
+        }
+    }
+
+    /// Starts `op` on `owner`: here, or through the owner's ring (waiting while
+    /// the ring is full). The synchronous part of the operation is ordered with
+    /// every other submission from this shard to the same owner.
+    pub async fn submit(self: &Rc<Self>, owner: u16, op: Op) -> ReplyFuture {
+        if owner == self.id {
+            return self.start_local(op);
+        }
+        let id = self.next_request_id.get();
+        self.next_request_id.set(id + 1);
+        let (sender, receiver) = oneshot::channel();
+        self.pending.borrow_mut().insert(id, sender);
+        self.shared.counters.forwarded_requests.fetch_add(1, Ordering::Relaxed);
+        self.post(owner, Message::Request { from: self.id, id, op }).await;
+        Box::pin(async move { receiver.await.unwrap_or(Reply::Done(Err(ErrorCode::ShuttingDown))) })
+    }
+
+    /// Pushes into another shard's ring; a full ring is backpressure: wait, retry.
+    async fn post(&self, shard: u16, mut message: Message) {
+        let mailbox = &self.shared.mailboxes[shard as usize];
+        loop {
+            match mailbox.try_push(message) {
+                Ok(()) => return,
+                Err(back) => {
+                    message = back;
+                    self.shared.counters.ring_full_waits.fetch_add(1, Ordering::Relaxed);
+                    io::sleep(RING_RETRY).await;
+                }
+            }
+        }
+    }
+
+    fn slot(&self, topic: &str, partition: u32) -> Result<Rc<PartitionSlot>, ErrorCode> {
+        // A slot is only used while its topic is still in the catalog.
+        self.route(topic, partition)?;
+        self.partitions.borrow().get(&(topic.to_owned(), partition)).cloned().ok_or(ErrorCode::UnknownTopicOrPartition)
+    }
+
+    /// Runs the synchronous part of `op` now and returns the rest.
+    pub fn start_local(self: &Rc<Self>, op: Op) -> ReplyFuture {
+        match op {
+            Op::Produce { topic, partition, mut batch, acks } => {
+                let slot = match self.slot(&topic, partition) {
+                    Ok(slot) => slot,
+                    Err(code) => return ready(Reply::Produce(Err(code))),
+                };
+                match self.commit.append_now(&slot.log, &mut batch, acks) {
+                    Ok((info, wait)) => {
+                        slot.appended.notify_waiters();
+                        Box::pin(async move {
+                            Reply::Produce(wait.await.map(|()| info.base_offset).map_err(|e| log_error_code(&e)))
+                        })
+                    }
+                    Err(error) => ready(Reply::Produce(Err(log_error_code(&error)))),
+                }
+            }
+            Op::Fetch(request) => {
+                let context = self.clone();
+                Box::pin(async move { Reply::Fetch(context.fetch(request).await) })
+            }
+            Op::ListOffsets(request) => ready(Reply::Offsets(self.list_offsets(&request))),
+            Op::OpenTopic(topic) => {
+                let context = self.clone();
+                Box::pin(async move { Reply::Done(context.open_topic(&topic).await) })
+            }
+            Op::CloseTopic(name) => {
+                self.partitions.borrow_mut().retain(|(topic, _), _| *topic != name);
+                ready(Reply::Done(Ok(())))
+            }
+        }
+    }
+
+    async fn fetch(&self, request: FetchRequest) -> Result<FetchData, ErrorCode> {
+        let slot = self.slot(&request.topic, request.partition)?;
+        let deadline = Instant::now() + Duration::from_millis(u64::from(request.max_wait_ms));
+        loop {
+            let appended = slot.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let data = {
+                let mut log = slot.log.borrow_mut();
+                let records = log.read(request.offset, request.max_bytes as usize).map_err(|e| log_error_code(&e))?;
+                FetchData { high_watermark: log.high_watermark(), earliest: log.earliest_offset(), records }
+            };
+            let now = Instant::now();
+            if data.records.len() >= request.min_bytes.max(1) as usize || now >= deadline || self.is_stopping() {
+                return Ok(data);
+            }
+            let _ = tokio::time::timeout(deadline - now, appended).await;
+        }
+    }
+
+    fn list_offsets(&self, request: &ListOffsetsRequest) -> Result<ListOffsetsResponse, ErrorCode> {
+        let slot = self.slot(&request.topic, request.partition)?;
+        let mut log = slot.log.borrow_mut();
+        let (earliest, latest) = (log.earliest_offset() as i64, log.next_offset() as i64);
+        let offset = match request.query {
+            QUERY_EARLIEST => earliest,
+            QUERY_LATEST => latest,
+            timestamp => log.offset_for_timestamp(timestamp).map_err(|e| log_error_code(&e))?.map_or(-1, |o| o as i64),
+        };
+        Ok(ListOffsetsResponse { offset, earliest, latest, durable: log.durable_offset() as i64 })
+    }
+
+    /// Opens (recovering) the partitions of `topic` this shard owns.
+    async fn open_topic(&self, topic: &TopicConfig) -> Result<(), ErrorCode> {
+        for partition in 0..topic.partitions {
+            if owner(&topic.name, partition, self.shard_count()) != self.id {
+                continue;
+            }
+            let key = (topic.name.clone(), partition);
+            if self.partitions.borrow().contains_key(&key) {
+                continue;
+            }
+            let dir = crate::log::partition_dir(&self.shared.config.data_dir, &topic.name, partition);
+            let log = PartitionLog::open(FileStorage::new(), dir, self.shared.config.log_config(topic)).await.map_err(|error| {
+                eprintln!("ringmq: shard {}: cannot open {}/{partition}: {error}", self.id, topic.name);
+                log_error_code(&error)
+            })?;
+            let slot = Rc::new(PartitionSlot { log: Rc::new(RefCell::new(log)), appended: Notify::new() });
+            self.partitions.borrow_mut().insert(key, slot);
+        }
+        Ok(())
+    }
+
+    /// Handles whatever is in this shard's ring, then sleeps on its eventfd.
+    async fn drain_mailbox(self: Rc<Self>) {
+        let mailbox = &self.shared.mailboxes[self.id as usize];
+        let reader = match mailbox.waker().reader() {
+            Ok(reader) => reader,
+            Err(error) => {
+                eprintln!("ringmq: shard {}: cannot read its eventfd: {error}", self.id);
+                return;
+            }
+        };
+        loop {
+            let mut handled = 0;
+            while let Some(message) = mailbox.pop() {
+                if self.handle_message(message) {
+                    return;
+                }
+                handled += 1;
+                if handled == DRAIN_BUDGET {
+                    handled = 0;
+                    tokio::task::yield_now().await;
+                }
+            }
+            if mailbox.prepare_sleep() == super::mailbox::SleepCheck::MaySleep {
+                if let Err(error) = reader.wait().await {
+                    eprintln!("ringmq: shard {}: eventfd read failed: {error}", self.id);
+                    io::sleep(RING_RETRY).await;
+                }
+                mailbox.woke();
+            }
+        }
+    }
+
+    /// Returns true when the drain loop should end.
+    fn handle_message(self: &Rc<Self>, message: Message) -> bool {
+        match message {
+            Message::Request { from, id, op } => {
+                let reply = self.start_local(op);
+                let context = self.clone();
+                io::spawn_local(async move {
+                    let reply = reply.await;
+                    context.post(from, Message::Reply { id, reply }).await;
+                });
+            }
+            Message::Reply { id, reply } => {
+                if let Some(sender) = self.pending.borrow_mut().remove(&id) {
+                    let _ = sender.send(reply);
+                }
+            }
+            Message::Shutdown => {
+                self.stopping.set(true);
+                self.stop.notify_one();
+            }
+        }
+        false
+    }
+
+    async fn accept_loop(self: Rc<Self>, listener: Rc<Listener>) {
+        loop {
+            let accepted = listener.accept().await;
+            if self.is_stopping() {
+                return;
+            }
+            match accepted {
+                Ok((stream, _peer)) => {
+                    if self.connections.borrow().len() >= CONNECTIONS_PER_SHARD_MAX {
+                        drop(stream);
+                        continue;
+                    }
+                    let id = self.next_connection_id.get();
+                    self.next_connection_id.set(id + 1);
+                    let stream = Rc::new(stream);
+                    self.connections.borrow_mut().insert(id, stream.clone());
+                    let context = self.clone();
+                    io::spawn_local(async move {
+                        connection::serve(context.clone(), stream).await;
+                        context.connections.borrow_mut().remove(&id);
+                        context.connections_closed.notify_waiters();
+                    });
+                }
+                Err(error) => {
+                    eprintln!("ringmq: shard {}: accept failed: {error}", self.id);
+                    io::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
+    async fn apply_retention_forever(self: Rc<Self>) {
+        let interval = Duration::from_millis(self.shared.config.retention_check_interval_ms.max(1));
+        while !self.is_stopping() {
+            io::sleep(interval).await;
+            let slots: Vec<Rc<PartitionSlot>> = self.partitions.borrow().values().cloned().collect();
+            for slot in slots {
+                let result = slot.log.borrow_mut().apply_retention(now_ms());
+                if let Err(error) = result {
+                    eprintln!("ringmq: shard {}: retention failed: {error}", self.id);
+                }
+            }
+        }
+    }
+
+    /// Graceful shutdown: stop accepting, let connections finish what they read,
+    /// wait for every shard to get there (forwarded requests still need their
+    /// owners), then sync and close every partition.
+    async fn shut_down(self: &Rc<Self>) -> Result<(), String> {
+        for listener in self.listeners.borrow().iter() {
+            listener.stop();
+        }
+        for stream in self.connections.borrow().values() {
+            stream.stop_reading();
+        }
+        for slot in self.partitions.borrow().values() {
+            slot.appended.notify_waiters();
+        }
+        let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_DRAIN_MS);
+        while !self.connections.borrow().is_empty() && Instant::now() < deadline {
+            let closed = self.connections_closed.notified();
+            let _ = tokio::time::timeout(Duration::from_millis(10), closed).await;
+        }
+        let shards = self.shared.mailboxes.len();
+        self.shared.drained_shards.fetch_add(1, Ordering::SeqCst);
+        while self.shared.drained_shards.load(Ordering::SeqCst) < shards && Instant::now() < deadline {
+            io::sleep(Duration::from_millis(1)).await;
+        }
+        self.commit.stop();
+        let slots: Vec<Rc<PartitionSlot>> = self.partitions.borrow_mut().drain().map(|(_, slot)| slot).collect();
+        let mut first_error = Ok(());
+        for slot in slots {
+            let (target, sync) = {
+                let mut log = slot.log.borrow_mut();
+                (log.next_offset(), log.sync_everything())
+            };
+            let result = sync.await;
+            let failed = result.as_ref().err().map(|e| e.to_string());
+            slot.log.borrow_mut().complete_sync(target, result);
+            if let (Some(error), Ok(())) = (failed, &first_error) {
+                first_error = Err(format!("shard {}: final sync failed: {error}", self.id));
+            }
+        }
+        first_error
+    }
+}
+
+fn ready(reply: Reply) -> ReplyFuture {
+    Box::pin(async move { reply })
+}
+
+/// A shard thread's life: runtime, recovery, serving, shutdown.
+pub(crate) fn run(
+    id: u16,
+    shared: Arc<Shared>,
+    main_listener: TcpListener,
+    own_listener: TcpListener,
+    ready_sender: mpsc::Sender<Result<(), String>>,
+) -> Result<(), String> {
+    let runtime = match io::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = ready_sender.send(Err(error.to_string()));
+            return Err(error.to_string());
+        }
+    };
+    runtime.block_on(async move {
+        let context = Rc::new(ShardContext::new(id, shared));
+        let topics: Vec<Arc<TopicConfig>> = context.catalog().topics.values().cloned().collect();
+        for topic in topics {
+            if let Err(code) = context.open_topic(&topic).await {
+                let message = format!("shard {id}: cannot open the partitions of topic {}: {code}", topic.name);
+                let _ = ready_sender.send(Err(message.clone()));
+                return Err(message);
+            }
+        }
+        let listeners = [main_listener, own_listener].map(|listener| Listener::from_std(listener).map(Rc::new));
+        let mut started = Vec::new();
+        for listener in listeners {
+            match listener {
+                Ok(listener) => started.push(listener),
+                Err(error) => {
+                    let message = format!("shard {id}: cannot register its listener: {error}");
+                    let _ = ready_sender.send(Err(message.clone()));
+                    return Err(message);
+                }
+            }
+        }
+        *context.listeners.borrow_mut() = started.clone();
+        let flusher = io::spawn_local(context.commit.clone().run());
+        io::spawn_local(context.clone().drain_mailbox());
+        io::spawn_local(context.clone().apply_retention_forever());
+        for listener in started {
+            io::spawn_local(context.clone().accept_loop(listener));
+        }
+        let _ = ready_sender.send(Ok(()));
+        while !context.is_stopping() {
+            context.stop.notified().await;
+        }
+        let result = context.shut_down().await;
+        let _ = flusher.await;
+        result
+    })
+}
