@@ -161,6 +161,25 @@ impl Connection {
         Ok(())
     }
 
+    /// The socket, for tests that speak raw bytes.
+    pub fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// A second handle on the socket (e.g. a writer thread while this one reads).
+    pub fn try_clone_stream(&self) -> Result<TcpStream> {
+        Ok(self.stream.try_clone()?)
+    }
+
+    /// Reads the next response without matching it to a request sent through
+    /// [`Connection::send`] (for requests written through another handle).
+    pub fn receive_any(&mut self) -> Result<(ResponseHeader, Vec<u8>)> {
+        let outstanding = std::mem::take(&mut self.outstanding);
+        let result = self.receive();
+        self.outstanding = outstanding;
+        result
+    }
+
     /// Forgets a request sent with acks 0 (it gets no response).
     fn forget_last(&mut self) {
         self.outstanding.pop_back();

@@ -60,3 +60,25 @@ pub fn decode_all(mut bytes: &[u8]) -> Vec<Stored> {
     }
     out
 }
+
+/// A fresh, empty directory under the system temp dir.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringmq-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A server on an ephemeral loopback port with `shards` shards.
+pub fn start_server(data_dir: &std::path::Path, shards: u16, tweak: impl FnOnce(&mut ringmq::server::ServerConfig)) -> ringmq::server::ServerHandle {
+    let mut config = ringmq::server::ServerConfig::new(data_dir);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.shards = shards;
+    config.pin_threads = false;
+    tweak(&mut config);
+    ringmq::server::start(config).expect("the server starts")
+}
+
+/// Values of every record in `bytes` (whole batches), as strings.
+pub fn values_of(bytes: &[u8]) -> Vec<String> {
+    decode_all(bytes).into_iter().map(|r| String::from_utf8(r.value).unwrap()).collect()
+}

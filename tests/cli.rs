@@ -1,0 +1,132 @@
+//! Guards the `ringmq` binary as a user meets it: the README tour (serve, topic
+//! create/list/describe, produce from stdin, consume), a SIGTERM stopping the
+//! server cleanly with exit 0 and every record kept, and a kernel that refuses
+//! io_uring producing one clear sentence and a non-zero exit within a second.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_ringmq");
+
+/// Starts `ringmq serve` and waits for its "listening" line; returns the address.
+fn serve(data_dir: &std::path::Path, shards: u16) -> (Child, String) {
+    let mut child = Command::new(BINARY)
+        .args(["serve", "--listen", "127.0.0.1:0", "--shards", &shards.to_string()])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("ringmq listening on "), "unexpected first line: {line:?}");
+    let address = line["ringmq listening on ".len()..].split(' ').next().unwrap().to_string();
+    (child, address)
+}
+
+fn ringmq(bootstrap: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(BINARY)
+        .arg("--bootstrap")
+        .arg(bootstrap)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    (output.status.success(), String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap())
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    // SAFETY: sends SIGTERM to a child process we own and have not reaped.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    child.wait().unwrap()
+}
+
+#[test]
+fn the_readme_tour_works_and_sigterm_stops_cleanly() {
+    let dir = common::temp_dir("cli-tour");
+    let (mut server, bootstrap) = serve(&dir, 2);
+    let (ok, out, err) = ringmq(&bootstrap, &["topic", "create", "orders", "--partitions", "3"], "");
+    assert!(ok, "{err}");
+    assert!(out.contains("created topic orders"));
+    let (ok, out, _) = ringmq(&bootstrap, &["topic", "list"], "");
+    assert!(ok && out.lines().any(|l| l == "orders"), "{out}");
+
+    let lines: String = (1..=100).map(|i| format!("order {i}\n")).collect();
+    let (ok, _, err) = ringmq(&bootstrap, &["produce", "orders", "--partition", "1"], &lines);
+    assert!(ok, "produce failed: {err}");
+    let (ok, _, err) = ringmq(&bootstrap, &["produce", "orders", "--key", "customer-42", "--acks", "written"], "k1\nk2\n");
+    assert!(ok, "{err}");
+    let (ok, out, _) = ringmq(&bootstrap, &["consume", "orders", "--partition", "1", "--max-messages", "100", "--timeout-ms", "2000"], "");
+    assert!(ok);
+    assert_eq!(out, lines, "consume prints one value per line in offset order");
+    let keyed = ringmq::client::partition_for_key(b"customer-42", 3).to_string();
+    let (ok, out, _) = ringmq(&bootstrap, &["consume", "orders", "--partition", &keyed, "--from", "beginning", "--timeout-ms", "300"], "");
+    assert!(ok);
+    assert!(out.ends_with("k1\nk2\n"), "keyed records went to murmur2's partition: {out:?}");
+    let (ok, out, _) = ringmq(&bootstrap, &["topic", "describe", "orders"], "");
+    assert!(ok);
+    assert!(out.contains("partitions 3"), "{out}");
+    let (ok, _, err) = ringmq(&bootstrap, &["produce", "missing-topic"], "x\n");
+    assert!(!ok, "producing to a missing topic must fail");
+    assert!(err.contains("unknown topic"), "{err}");
+
+    let status = terminate(&mut server);
+    assert!(status.success(), "SIGTERM must stop the server with exit 0, got {status}");
+
+    // Everything is still there after a restart.
+    let (mut server, bootstrap) = serve(&dir, 2);
+    let (ok, out, _) = ringmq(&bootstrap, &["consume", "orders", "--partition", "1", "--timeout-ms", "300"], "");
+    assert!(ok);
+    assert_eq!(out, lines);
+    assert!(terminate(&mut server).success());
+}
+
+/// Runs the server with io_uring_setup(2) refused by a seccomp filter, as a
+/// container profile that blocks io_uring would.
+#[test]
+fn a_refused_io_uring_fails_fast_with_one_clear_sentence() {
+    const IO_URING_SETUP: u32 = 425;
+    let dir = common::temp_dir("cli-no-uring");
+    let mut command = Command::new(BINARY);
+    command.args(["serve", "--listen", "127.0.0.1:0"]).arg("--data-dir").arg(&dir).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // prctl(2), which is async-signal-safe; the filter array outlives the call.
+    unsafe {
+        command.pre_exec(|| {
+            let mut filter = [
+                libc::sock_filter { code: 0x20, jt: 0, jf: 0, k: 0 }, // load seccomp_data.nr
+                libc::sock_filter { code: 0x15, jt: 0, jf: 1, k: IO_URING_SETUP }, // jeq
+                libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x0005_0000 | libc::EPERM as u32 }, // errno
+                libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 },                     // allow
+            ];
+            let program = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_mut_ptr() };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(libc::PR_SET_SECCOMP, 2, &program as *const libc::sock_fprog) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let started = Instant::now();
+    let output = command.output().unwrap();
+    let elapsed = started.elapsed();
+    assert!(!output.status.success(), "the server started without io_uring");
+    assert!(elapsed < Duration::from_secs(1), "took {elapsed:?} to fail");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "one sentence, got: {stderr}");
+    assert!(stderr.contains("io_uring is refused"), "names the cause: {stderr}");
+    assert!(stderr.contains("io_uring_disabled=0") && stderr.contains("seccomp"), "names the fix: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
