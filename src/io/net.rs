@@ -21,7 +21,7 @@ impl Listener {
     /// Binds a listening socket; must be called on a shard runtime.
     pub fn bind(address: SocketAddr, reuse_port: bool) -> io::Result<Listener> {
         let std_listener = bind_std(address, reuse_port)?;
-        Ok(Listener::from_std(std_listener)?)
+        Listener::from_std(std_listener)
     }
 
     /// Takes over a socket bound with [`bind_std`] (possibly on another thread).

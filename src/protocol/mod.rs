@@ -46,7 +46,8 @@ pub const RESPONSE_HEADER_BYTES: usize = 6;
 /// The length field itself.
 pub const LENGTH_BYTES: usize = 4;
 
-const _: () = assert!(REQUEST_BYTES_MAX <= u32::MAX as usize && RESPONSE_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!(REQUEST_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!(RESPONSE_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(REQUEST_BYTES_MAX > crate::batch::BATCH_BYTES_MAX);
 
 /// API keys. 16..=47 are reserved for the group APIs.
@@ -205,10 +206,10 @@ pub fn check_response(buffer: &[u8]) -> Result<FrameCheck, DecodeError> {
 }
 
 fn check_frame(buffer: &[u8], header_bytes: usize, max: usize) -> Result<FrameCheck, usize> {
-    let Some(prefix) = buffer.get(..LENGTH_BYTES) else {
+    let Some(prefix) = buffer.get(..LENGTH_BYTES).and_then(|p| <[u8; LENGTH_BYTES]>::try_from(p).ok()) else {
         return Ok(FrameCheck::Incomplete { needed: LENGTH_BYTES });
     };
-    let declared = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+    let declared = u32::from_be_bytes(prefix) as usize;
     if declared > max || declared < header_bytes {
         return Err(declared);
     }
@@ -302,7 +303,8 @@ impl<'a> Reader<'a> {
     }
 
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.array::<1>()?[0])
+        let [byte] = self.array::<1>()?;
+        Ok(byte)
     }
     pub fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_be_bytes(self.array()?))

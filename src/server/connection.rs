@@ -24,7 +24,7 @@ const IN_FLIGHT_UNITS_MAX: usize = IN_FLIGHT_BYTES_MAX / IN_FLIGHT_UNIT_BYTES;
 /// Bytes asked of the socket per read when no frame is pending.
 pub const READ_CHUNK_BYTES: usize = 256 * 1024;
 
-const _: () = assert!(protocol::REQUEST_BYTES_MAX / IN_FLIGHT_UNIT_BYTES + 1 <= IN_FLIGHT_UNITS_MAX);
+const _: () = assert!(protocol::REQUEST_BYTES_MAX / IN_FLIGHT_UNIT_BYTES < IN_FLIGHT_UNITS_MAX);
 
 struct InFlight {
     response: ResponseFuture,
