@@ -47,7 +47,8 @@ fn run(runtime: &Runtime, iterations: u64, appenders: u64, acks: Acks) -> (Durat
     let dir = bench_dir(&format!("append-{appenders}-{acks:?}"));
     let template = batch();
     let result = runtime.block_on(async {
-        let log: SharedLog<FileStorage> = Rc::new(RefCell::new(PartitionLog::open(FileStorage::new(), &dir, config()).await.unwrap()));
+        let log: SharedLog<FileStorage> =
+            Rc::new(RefCell::new(PartitionLog::open(FileStorage::new(), &dir, config()).await.unwrap()));
         let commit = GroupCommit::new(None);
         let flusher = spawn_local(commit.clone().run());
         let start = Instant::now();

@@ -36,7 +36,11 @@ fn codec(c: &mut Criterion) {
         })
     });
     group.bench_function("stamp_base_offset", |b| {
-        b.iter_batched_ref(|| bytes.clone(), |bytes| batch::stamp_base_offset(bytes, 42).unwrap(), BatchSize::LargeInput)
+        b.iter_batched_ref(
+            || bytes.clone(),
+            |bytes| batch::stamp_base_offset(bytes, 42).unwrap(),
+            BatchSize::LargeInput,
+        )
     });
     group.finish();
 

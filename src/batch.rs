@@ -72,23 +72,46 @@ const _: () = assert!(BATCH_BYTES_MAX <= i32::MAX as usize);
 #[non_exhaustive]
 pub enum BatchError {
     /// Fewer bytes than the header or the declared length needs.
-    Truncated { needed: usize, available: usize },
+    Truncated {
+        needed: usize,
+        available: usize,
+    },
     /// `batch_length` disagrees with the bytes given.
-    LengthMismatch { declared: i64, actual: usize },
+    LengthMismatch {
+        declared: i64,
+        actual: usize,
+    },
     /// The batch is larger than [`BATCH_BYTES_MAX`].
-    TooLarge { size: usize, max: usize },
-    BadMagic { found: i8 },
-    CrcMismatch { expected: u32, found: u32 },
+    TooLarge {
+        size: usize,
+        max: usize,
+    },
+    BadMagic {
+        found: i8,
+    },
+    CrcMismatch {
+        expected: u32,
+        found: u32,
+    },
     /// Records are compressed with a codec this build does not decode.
-    UnsupportedCompression { codec: u8 },
+    UnsupportedCompression {
+        codec: u8,
+    },
     /// A batch with no records.
     Empty,
     /// `records_count`, `last_offset_delta` and the records present disagree.
-    CountMismatch { records_count: i32, last_offset_delta: i32 },
+    CountMismatch {
+        records_count: i32,
+        last_offset_delta: i32,
+    },
     /// A record inside a CRC-valid batch is malformed.
-    BadRecord { reason: &'static str },
+    BadRecord {
+        reason: &'static str,
+    },
     /// The builder was given more than a batch can hold.
-    Overflow { reason: &'static str },
+    Overflow {
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for BatchError {
@@ -97,28 +120,25 @@ impl fmt::Display for BatchError {
             BatchError::Truncated { needed, available } => {
                 write!(f, "batch truncated: needs {needed} bytes, {available} present")
             }
-            BatchError::LengthMismatch { declared, actual } => write!(
-                f,
-                "batch length field says {declared} bytes after the length, {actual} present"
-            ),
+            BatchError::LengthMismatch { declared, actual } => {
+                write!(f, "batch length field says {declared} bytes after the length, {actual} present")
+            }
             BatchError::TooLarge { size, max } => {
                 write!(f, "batch of {size} bytes exceeds the limit of {max} bytes")
             }
             BatchError::BadMagic { found } => {
                 write!(f, "batch magic is {found}, only RecordBatch v2 (magic 2) is supported")
             }
-            BatchError::CrcMismatch { expected, found } => write!(
-                f,
-                "batch CRC-32C mismatch: header says {expected:#010x}, bytes give {found:#010x}"
-            ),
+            BatchError::CrcMismatch { expected, found } => {
+                write!(f, "batch CRC-32C mismatch: header says {expected:#010x}, bytes give {found:#010x}")
+            }
             BatchError::UnsupportedCompression { codec } => {
                 write!(f, "batch compression codec {codec} is not supported by this build")
             }
             BatchError::Empty => write!(f, "batch holds no records"),
-            BatchError::CountMismatch { records_count, last_offset_delta } => write!(
-                f,
-                "batch records_count {records_count} disagrees with last_offset_delta {last_offset_delta}"
-            ),
+            BatchError::CountMismatch { records_count, last_offset_delta } => {
+                write!(f, "batch records_count {records_count} disagrees with last_offset_delta {last_offset_delta}")
+            }
             BatchError::BadRecord { reason } => write!(f, "malformed record: {reason}"),
             BatchError::Overflow { reason } => write!(f, "batch builder overflow: {reason}"),
         }
@@ -244,10 +264,8 @@ impl<'a> Batch<'a> {
     /// Checks that `bytes` is exactly one whole batch: length, magic and CRC.
     /// Nothing else may trust a batch before this returns `Ok`.
     pub fn validate(bytes: &'a [u8]) -> Result<Batch<'a>, BatchError> {
-        let size = batch_size(bytes)?.ok_or(BatchError::Truncated {
-            needed: LOG_OVERHEAD_BYTES,
-            available: bytes.len(),
-        })?;
+        let size =
+            batch_size(bytes)?.ok_or(BatchError::Truncated { needed: LOG_OVERHEAD_BYTES, available: bytes.len() })?;
         if size != bytes.len() {
             if size > bytes.len() {
                 return Err(BatchError::Truncated { needed: size, available: bytes.len() });
@@ -422,9 +440,7 @@ impl<'a> RecordIter<'a> {
         let mut cursor = self.rest;
         let length = read_varint32(&mut cursor)?;
         let length = usize::try_from(length).map_err(|_| bad("negative record length"))?;
-        let (mut body, rest) = cursor
-            .split_at_checked(length)
-            .ok_or(bad("record length exceeds the batch"))?;
+        let (mut body, rest) = cursor.split_at_checked(length).ok_or(bad("record length exceeds the batch"))?;
         let _attributes = read_u8(&mut body)?;
         let timestamp_delta = read_varint64(&mut body)?;
         let offset_delta = read_varint32(&mut body)?;
@@ -634,10 +650,7 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[(&[u8], Option<&[u8]>)],
     ) -> usize {
-        let headers_len: usize = headers
-            .iter()
-            .map(|(key, value)| bytes_len(Some(key)) + bytes_len(*value))
-            .sum();
+        let headers_len: usize = headers.iter().map(|(key, value)| bytes_len(Some(key)) + bytes_len(*value)).sum();
         1 + varint_len(timestamp_delta)
             + varint_len(i64::from(offset_delta))
             + bytes_len(key)
@@ -687,7 +700,10 @@ impl BatchBuilder {
     }
 
     /// Writes the header and CRC and returns the batch (base offset 0).
-    #[expect(clippy::indexing_slicing, reason = "the buffer starts with the BATCH_HEADER_BYTES reserved by with_capacity")]
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "the buffer starts with the BATCH_HEADER_BYTES reserved by with_capacity"
+    )]
     pub fn finish(self) -> Result<Vec<u8>, BatchError> {
         if self.records_count == 0 {
             return Err(BatchError::Empty);

@@ -175,7 +175,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
         None => ConfigFile::default(),
     };
-    let mut config = ServerConfig::new(args.data_dir.or(file.data_dir).unwrap_or_else(|| server::DATA_DIR_DEFAULT.into()));
+    let mut config =
+        ServerConfig::new(args.data_dir.or(file.data_dir).unwrap_or_else(|| server::DATA_DIR_DEFAULT.into()));
     if let Some(listen) = args.listen.or(file.listen) {
         config.listen = listen;
     }
@@ -227,14 +228,20 @@ fn retention(value: Option<u64>) -> Retention {
 }
 
 fn show_retention(value: i64, unit: &str) -> String {
-    if value < 0 { "unlimited".into() } else { format!("{value} {unit}") }
+    if value < 0 {
+        "unlimited".into()
+    } else {
+        format!("{value} {unit}")
+    }
 }
 
 fn topic(bootstrap: &str, command: TopicCommand) -> Result<(), String> {
     let mut client = connect(bootstrap)?;
     match command {
         TopicCommand::Create { name, partitions, retention_ms, retention_bytes } => {
-            client.create_topic(&name, partitions, retention(retention_ms), retention(retention_bytes)).map_err(|e| e.to_string())?;
+            client
+                .create_topic(&name, partitions, retention(retention_ms), retention(retention_bytes))
+                .map_err(|e| e.to_string())?;
             println!("created topic {name} with {partitions} partition(s)");
         }
         TopicCommand::List => {
@@ -256,7 +263,10 @@ fn topic(bootstrap: &str, command: TopicCommand) -> Result<(), String> {
             println!("{:>9} {:>6} {:>20} {:>20} {:>20}", "partition", "shard", "earliest", "latest", "durable");
             for (partition, shard) in topic.partition_shards.iter().enumerate() {
                 let offsets = client.list_offsets(&name, partition as u32, QUERY_LATEST).map_err(|e| e.to_string())?;
-                println!("{partition:>9} {shard:>6} {:>20} {:>20} {:>20}", offsets.earliest, offsets.latest, offsets.durable);
+                println!(
+                    "{partition:>9} {shard:>6} {:>20} {:>20} {:>20}",
+                    offsets.earliest, offsets.latest, offsets.durable
+                );
             }
         }
         TopicCommand::Delete { name } => {
@@ -268,8 +278,13 @@ fn topic(bootstrap: &str, command: TopicCommand) -> Result<(), String> {
 }
 
 fn produce(bootstrap: &str, args: ProduceArgs) -> Result<(), String> {
-    let config = ProducerConfig { acks: args.acks.into(), batch_bytes: args.batch_bytes, linger: Duration::from_millis(args.linger_ms) };
-    let producer = Producer::new(bootstrap, config).map_err(|e| format!("cannot reach the server at {bootstrap}: {e}"))?;
+    let config = ProducerConfig {
+        acks: args.acks.into(),
+        batch_bytes: args.batch_bytes,
+        linger: Duration::from_millis(args.linger_ms),
+    };
+    let producer =
+        Producer::new(bootstrap, config).map_err(|e| format!("cannot reach the server at {bootstrap}: {e}"))?;
     let key = args.key.as_deref().map(str::as_bytes);
     let mut lines = 0u64;
     for line in std::io::stdin().lock().split(b'\n') {
@@ -296,7 +311,9 @@ fn consume(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
     let start = match args.from.as_str() {
         "beginning" | "earliest" => StartAt::Earliest,
         "end" | "latest" => StartAt::Latest,
-        offset => StartAt::Offset(offset.parse().map_err(|_| format!("--from takes beginning, end or an offset, not {offset:?}"))?),
+        offset => StartAt::Offset(
+            offset.parse().map_err(|_| format!("--from takes beginning, end or an offset, not {offset:?}"))?,
+        ),
     };
     let mut client = connect(bootstrap)?;
     let partitions: Vec<u32> = match args.partition {
@@ -314,7 +331,11 @@ fn consume(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
     // Probe that the partition exists before waiting on it.
     let _ = client.list_offsets(&args.topic, partitions[0], QUERY_EARLIEST).map_err(|e| e.to_string())?;
     let timeout = args.timeout_ms.map(Duration::from_millis);
-    let poll_wait = if fetchers.len() == 1 { timeout.unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(1)) } else { Duration::from_millis(50) };
+    let poll_wait = if fetchers.len() == 1 {
+        timeout.unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(1))
+    } else {
+        Duration::from_millis(50)
+    };
     let mut printed = 0u64;
     let mut last_data = Instant::now();
     let stdout = std::io::stdout();

@@ -65,13 +65,22 @@ fn the_readme_tour_works_and_sigterm_stops_cleanly() {
     let lines: String = (1..=100).map(|i| format!("order {i}\n")).collect();
     let (ok, _, err) = ringmq(&bootstrap, &["produce", "orders", "--partition", "1"], &lines);
     assert!(ok, "produce failed: {err}");
-    let (ok, _, err) = ringmq(&bootstrap, &["produce", "orders", "--key", "customer-42", "--acks", "written"], "k1\nk2\n");
+    let (ok, _, err) =
+        ringmq(&bootstrap, &["produce", "orders", "--key", "customer-42", "--acks", "written"], "k1\nk2\n");
     assert!(ok, "{err}");
-    let (ok, out, _) = ringmq(&bootstrap, &["consume", "orders", "--partition", "1", "--max-messages", "100", "--timeout-ms", "2000"], "");
+    let (ok, out, _) = ringmq(
+        &bootstrap,
+        &["consume", "orders", "--partition", "1", "--max-messages", "100", "--timeout-ms", "2000"],
+        "",
+    );
     assert!(ok);
     assert_eq!(out, lines, "consume prints one value per line in offset order");
     let keyed = ringmq::client::partition_for_key(b"customer-42", 3).to_string();
-    let (ok, out, _) = ringmq(&bootstrap, &["consume", "orders", "--partition", &keyed, "--from", "beginning", "--timeout-ms", "300"], "");
+    let (ok, out, _) = ringmq(
+        &bootstrap,
+        &["consume", "orders", "--partition", &keyed, "--from", "beginning", "--timeout-ms", "300"],
+        "",
+    );
     assert!(ok);
     assert!(out.ends_with("k1\nk2\n"), "keyed records went to murmur2's partition: {out:?}");
     let (ok, out, _) = ringmq(&bootstrap, &["topic", "describe", "orders"], "");
@@ -99,7 +108,12 @@ fn a_refused_io_uring_fails_fast_with_one_clear_sentence() {
     const IO_URING_SETUP: u32 = 425;
     let dir = common::temp_dir("cli-no-uring");
     let mut command = Command::new(BINARY);
-    command.args(["serve", "--listen", "127.0.0.1:0"]).arg("--data-dir").arg(&dir).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     // SAFETY: the closure runs in the child between fork and exec and only calls
     // prctl(2), which is async-signal-safe; the filter array outlives the call.
     unsafe {
@@ -108,7 +122,7 @@ fn a_refused_io_uring_fails_fast_with_one_clear_sentence() {
                 libc::sock_filter { code: 0x20, jt: 0, jf: 0, k: 0 }, // load seccomp_data.nr
                 libc::sock_filter { code: 0x15, jt: 0, jf: 1, k: IO_URING_SETUP }, // jeq
                 libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x0005_0000 | libc::EPERM as u32 }, // errno
-                libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 },                     // allow
+                libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 }, // allow
             ];
             let program = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_mut_ptr() };
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0

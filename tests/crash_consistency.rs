@@ -38,7 +38,8 @@ fn check(log: &mut PartitionLog<SimStorage>, appended: &BTreeMap<u64, Stored>, d
         let start = offset;
         for record in records.into_iter().filter(|r| r.offset >= start) {
             assert_eq!(record.offset, offset, "seed {seed}: offsets are not dense");
-            let want = appended.get(&offset).unwrap_or_else(|| panic!("seed {seed}: offset {offset} was never appended"));
+            let want =
+                appended.get(&offset).unwrap_or_else(|| panic!("seed {seed}: offset {offset} was never appended"));
             assert_eq!(&record, want, "seed {seed}: record at {offset} differs from what was appended");
             offset += 1;
             progressed = true;
@@ -73,8 +74,11 @@ async fn run_sequence(seed: u64) {
                 let mut batch = batch_of(&values, timestamp);
                 let durable = rng.below(3) == 0;
                 let info = if durable {
-                    let (info, _) =
-                        futures_util::future::join(commit.append(&log, &mut batch, ringmq::log::Acks::Durable), commit.flush_round()).await;
+                    let (info, _) = futures_util::future::join(
+                        commit.append(&log, &mut batch, ringmq::log::Acks::Durable),
+                        commit.flush_round(),
+                    )
+                    .await;
                     let info = info.unwrap();
                     durable_end = info.next_offset;
                     info

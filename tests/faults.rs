@@ -24,10 +24,14 @@ fn values(from: usize, count: usize) -> Vec<Vec<u8>> {
 fn a_failed_fsync_poisons_the_partition_until_reopened() {
     Runtime::new().unwrap().block_on(async {
         let storage = SimStorage::new();
-        let log: SharedLog<SimStorage> = Rc::new(RefCell::new(PartitionLog::open(storage.clone(), DIR, config()).await.unwrap()));
+        let log: SharedLog<SimStorage> =
+            Rc::new(RefCell::new(PartitionLog::open(storage.clone(), DIR, config()).await.unwrap()));
         let commit = GroupCommit::new(None);
-        let (first, _) =
-            futures_util::future::join(commit.append(&log, &mut batch_of(&values(0, 2), 1), Acks::Durable), commit.flush_round()).await;
+        let (first, _) = futures_util::future::join(
+            commit.append(&log, &mut batch_of(&values(0, 2), 1), Acks::Durable),
+            commit.flush_round(),
+        )
+        .await;
         first.unwrap();
 
         storage.set_faults(SimFaults { fail_syncs: true, ..SimFaults::default() });
@@ -48,10 +52,15 @@ fn a_failed_fsync_poisons_the_partition_until_reopened() {
         storage.set_faults(SimFaults::default());
         let syncs_before = storage.sync_count();
         for acks in [Acks::Written, Acks::Durable] {
-            let (result, _) =
-                futures_util::future::join(commit.append(&log, &mut batch_of(&values(6, 1), 4), acks), commit.flush_round()).await;
+            let (result, _) = futures_util::future::join(
+                commit.append(&log, &mut batch_of(&values(6, 1), 4), acks),
+                commit.flush_round(),
+            )
+            .await;
             match result {
-                Err(LogError::Poisoned { cause }) => assert_eq!(cause.raw_os_error(), Some(5), "the original EIO is kept"),
+                Err(LogError::Poisoned { cause }) => {
+                    assert_eq!(cause.raw_os_error(), Some(5), "the original EIO is kept")
+                }
                 other => panic!("append after a failed fsync must fail, got {other:?}"),
             }
         }
@@ -80,10 +89,11 @@ fn no_space_fails_the_append_and_leaves_the_log_unchanged() {
             log.append(&mut batch_of(&values(i * 4, 4), 10)).unwrap();
         }
         let used = storage.used_bytes();
-        let snapshot: Vec<(String, Vec<u8>)> = ["00000000000000000000.log", "00000000000000000000.idx", "00000000000000000000.tix"]
-            .iter()
-            .map(|name| (name.to_string(), storage.read_file(&std::path::Path::new(DIR).join(name)).unwrap()))
-            .collect();
+        let snapshot: Vec<(String, Vec<u8>)> =
+            ["00000000000000000000.log", "00000000000000000000.idx", "00000000000000000000.tix"]
+                .iter()
+                .map(|name| (name.to_string(), storage.read_file(&std::path::Path::new(DIR).join(name)).unwrap()))
+                .collect();
         let next = log.next_offset();
         // Room for part of the next batch only: the write is torn by ENOSPC.
         storage.set_faults(SimFaults { capacity_bytes: Some(used + 20), ..SimFaults::default() });

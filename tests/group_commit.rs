@@ -98,8 +98,11 @@ fn without_an_interval_written_data_is_not_synced_behind_the_producers_back() {
         assert_eq!(commit.flush_round().await, 0);
         assert_eq!(storage.sync_count(), syncs);
         // A durable append later makes both durable with one log sync.
-        let (info, fsyncs) =
-            futures_util::future::join(commit.append(&log, &mut batch_of(&[b"d".to_vec()], 2), Acks::Durable), commit.flush_round()).await;
+        let (info, fsyncs) = futures_util::future::join(
+            commit.append(&log, &mut batch_of(&[b"d".to_vec()], 2), Acks::Durable),
+            commit.flush_round(),
+        )
+        .await;
         assert_eq!(info.unwrap().next_offset, 2);
         assert_eq!(fsyncs, 1);
         storage.power_loss(None);

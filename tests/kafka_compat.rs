@@ -197,7 +197,13 @@ fn our_builder_writes_the_same_bytes_as_kafka_python() {
 /// values, UTF-8 header keys (kafka-python requires them), multi-byte varints.
 fn our_descriptors() -> Vec<(&'static str, Descriptor)> {
     let header = |key: &str, value: Option<&[u8]>| (key.as_bytes().to_vec(), value.map(<[u8]>::to_vec));
-    let mut mixed = Descriptor { producer_id: -1, producer_epoch: -1, base_sequence: -1, partition_leader_epoch: Some(-1), records: vec![] };
+    let mut mixed = Descriptor {
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+        partition_leader_epoch: Some(-1),
+        records: vec![],
+    };
     let timestamps = [1_700_000_100_000i64, 1_700_000_099_000, 1_700_000_100_500, 1_700_000_100_001];
     for (index, timestamp) in timestamps.into_iter().enumerate() {
         mixed.records.push(Record {
@@ -220,7 +226,13 @@ fn our_descriptors() -> Vec<(&'static str, Descriptor)> {
             },
         });
     }
-    let mut idempotent = Descriptor { producer_id: 987_654_321, producer_epoch: 3, base_sequence: 1000, partition_leader_epoch: Some(-1), records: vec![] };
+    let mut idempotent = Descriptor {
+        producer_id: 987_654_321,
+        producer_epoch: 3,
+        base_sequence: 1000,
+        partition_leader_epoch: Some(-1),
+        records: vec![],
+    };
     for index in 0..150i64 {
         idempotent.records.push(Record {
             offset: (1 << 33) + index,

@@ -15,7 +15,13 @@ fn values(from: usize, count: usize) -> Vec<Vec<u8>> {
 }
 
 fn config() -> LogConfig {
-    LogConfig { segment_bytes: 1024, segment_ms: None, index_interval_bytes: 200, retention_ms: None, retention_bytes: None }
+    LogConfig {
+        segment_bytes: 1024,
+        segment_ms: None,
+        index_interval_bytes: 200,
+        retention_ms: None,
+        retention_bytes: None,
+    }
 }
 
 #[test]
@@ -159,7 +165,11 @@ fn reads_return_whole_batches_from_the_one_holding_the_offset() {
                 let bytes = log.read(offset, max_bytes).unwrap();
                 let records = decode_all(&bytes);
                 assert_eq!(records[0].offset, offset - offset % 3, "must start with the batch holding {offset}");
-                assert!(bytes.len() <= max_bytes.max(sizes[0]), "read {} bytes for a limit of {max_bytes}", bytes.len());
+                assert!(
+                    bytes.len() <= max_bytes.max(sizes[0]),
+                    "read {} bytes for a limit of {max_bytes}",
+                    bytes.len()
+                );
                 for (index, record) in records.iter().enumerate() {
                     assert_eq!(record.offset, records[0].offset + index as u64);
                     assert_eq!(record.value, values(record.offset as usize, 1)[0]);

@@ -124,7 +124,9 @@ fn malformed_frames_get_an_error_or_a_closed_connection() {
         let (header, _) = protocol::parse_response(&frame).unwrap();
         assert_eq!((header.correlation_id, ErrorCode::from_u16(header.error_code)), (id, Some(code)));
     }
-    for (id, code) in [(14, ErrorCode::CorruptBatch), (15, ErrorCode::CorruptBatch), (16, ErrorCode::UnknownTopicOrPartition)] {
+    for (id, code) in
+        [(14, ErrorCode::CorruptBatch), (15, ErrorCode::CorruptBatch), (16, ErrorCode::UnknownTopicOrPartition)]
+    {
         let frame = read_frame(&mut connection);
         let (header, body) = protocol::parse_response(&frame).unwrap();
         assert_eq!((header.correlation_id, header.error_code), (id, 0));
@@ -134,7 +136,17 @@ fn malformed_frames_get_an_error_or_a_closed_connection() {
     }
     // The same connection still works, and nothing bad was appended.
     let body = connection
-        .call("fetch", |id| FetchRequest { topic: "ok".into(), partition: 0, offset: 0, max_bytes: 1 << 20, max_wait_ms: 0, min_bytes: 0 }.encode(id))
+        .call("fetch", |id| {
+            FetchRequest {
+                topic: "ok".into(),
+                partition: 0,
+                offset: 0,
+                max_bytes: 1 << 20,
+                max_wait_ms: 0,
+                min_bytes: 0,
+            }
+            .encode(id)
+        })
         .unwrap();
     let records = values_of(FetchResponse::decode(&body).unwrap().records);
     assert_eq!(records, (0..round).map(|r| format!("alive-{r}")).collect::<Vec<_>>());
@@ -170,7 +182,10 @@ fn a_full_cross_shard_ring_applies_backpressure_and_loses_nothing() {
         assert_eq!(response.results[0].base_offset, i as i64, "appends happen in request order");
     }
     sender.join().unwrap();
-    assert!(server.counters().ring_full_waits.load(Ordering::Relaxed) > 0, "the ring never filled: the test proves nothing");
+    assert!(
+        server.counters().ring_full_waits.load(Ordering::Relaxed) > 0,
+        "the ring never filled: the test proves nothing"
+    );
     let offsets = client.list_offsets("bp", partition, -1).unwrap();
     assert_eq!(offsets.latest, REQUESTS as i64, "records were lost");
     server.shutdown().unwrap();

@@ -24,7 +24,8 @@ fn fetch_all(client: &mut Client, topic: &str, partition: u32) -> Vec<String> {
     let mut offset = 0;
     let mut out = Vec::new();
     loop {
-        let request = FetchRequest { topic: topic.into(), partition, offset, max_bytes: 1 << 20, max_wait_ms: 0, min_bytes: 0 };
+        let request =
+            FetchRequest { topic: topic.into(), partition, offset, max_bytes: 1 << 20, max_wait_ms: 0, min_bytes: 0 };
         let result = client.fetch(&request).unwrap();
         let records = ringmq::client::decode_records(&result.records, offset).unwrap();
         if records.is_empty() {
@@ -74,7 +75,9 @@ fn the_batching_producer_and_fetcher_follow_a_partition() {
     let producer = Producer::new(&bootstrap, ProducerConfig { batch_bytes: 512, ..ProducerConfig::default() }).unwrap();
     for i in 0..500 {
         let key = format!("user-{}", i % 10);
-        producer.send("events", None, Some(key.as_bytes()), format!("{key}:{i}").as_bytes(), &[(b"n", Some(b"1"))]).unwrap();
+        producer
+            .send("events", None, Some(key.as_bytes()), format!("{key}:{i}").as_bytes(), &[(b"n", Some(b"1"))])
+            .unwrap();
     }
     let report = producer.flush().unwrap();
     assert_eq!(report.records_acknowledged, 500, "{report:?}");
@@ -82,7 +85,8 @@ fn the_batching_producer_and_fetcher_follow_a_partition() {
     // Each key stays on one partition (Kafka's murmur2), in order.
     let mut seen = 0;
     for partition in 0..4 {
-        let mut fetcher = Fetcher::new(Client::connect(&bootstrap).unwrap(), "events", partition, StartAt::Earliest).unwrap();
+        let mut fetcher =
+            Fetcher::new(Client::connect(&bootstrap).unwrap(), "events", partition, StartAt::Earliest).unwrap();
         let mut last_index_per_key = std::collections::HashMap::new();
         loop {
             let records = fetcher.poll(Duration::from_millis(10)).unwrap();
@@ -92,7 +96,11 @@ fn the_batching_producer_and_fetcher_follow_a_partition() {
             for record in records {
                 let text = String::from_utf8(record.value.unwrap()).unwrap();
                 let (key, index) = text.split_once(':').unwrap();
-                assert_eq!(ringmq::client::partition_for_key(key.as_bytes(), 4), partition, "{key} on the wrong partition");
+                assert_eq!(
+                    ringmq::client::partition_for_key(key.as_bytes(), 4),
+                    partition,
+                    "{key} on the wrong partition"
+                );
                 let index: u32 = index.parse().unwrap();
                 if let Some(previous) = last_index_per_key.insert(key.to_string(), index) {
                     assert!(index > previous, "{key}: {index} after {previous}");
@@ -136,12 +144,23 @@ fn requests_reaching_the_wrong_shard_are_forwarded_to_the_owner() {
     }
     let body = wrong
         .call("fetch", |id| {
-            FetchRequest { topic: "spread".into(), partition: on_shard_1, offset: 0, max_bytes: 1 << 20, max_wait_ms: 0, min_bytes: 0 }.encode(id)
+            FetchRequest {
+                topic: "spread".into(),
+                partition: on_shard_1,
+                offset: 0,
+                max_bytes: 1 << 20,
+                max_wait_ms: 0,
+                min_bytes: 0,
+            }
+            .encode(id)
         })
         .unwrap();
     let fetched = FetchResponse::decode(&body).unwrap();
     assert_eq!(values_of(fetched.records).len(), 40);
-    assert!(server.counters().forwarded_requests.load(Ordering::Relaxed) >= before + 21, "nothing went through the rings");
+    assert!(
+        server.counters().forwarded_requests.load(Ordering::Relaxed) >= before + 21,
+        "nothing went through the rings"
+    );
     // The owner's own port serves the same data.
     assert_eq!(fetch_all(&mut client, "spread", on_shard_1).len(), 40);
     server.shutdown().unwrap();
@@ -161,7 +180,15 @@ fn a_long_polling_fetch_is_woken_by_a_produce() {
         let poller = std::thread::spawn(move || {
             let body = waiting
                 .call("fetch", |id| {
-                    FetchRequest { topic: "poll".into(), partition, offset: 0, max_bytes: 1 << 20, max_wait_ms: 20_000, min_bytes: 1 }.encode(id)
+                    FetchRequest {
+                        topic: "poll".into(),
+                        partition,
+                        offset: 0,
+                        max_bytes: 1 << 20,
+                        max_wait_ms: 20_000,
+                        min_bytes: 1,
+                    }
+                    .encode(id)
                 })
                 .unwrap();
             let response = FetchResponse::decode(&body).unwrap();

@@ -40,7 +40,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ClientError {
     Io(io::Error),
     /// The server answered with an error code.
-    Server { code: u16, context: String },
+    Server {
+        code: u16,
+        context: String,
+    },
     /// The server's bytes could not be decoded.
     Protocol(String),
     /// A topic or partition the metadata does not know.
@@ -246,8 +249,14 @@ impl Client {
         let mut connection = Connection::connect(address)?;
         let body = connection.call("hello", |id| HelloRequest { client_name: "ringmq-rust".into() }.encode(id))?;
         let hello = HelloResponse::decode(&body)?;
-        let mut client =
-            Client { host: address.ip(), bootstrap: connection, shards: HashMap::new(), shard_ports: Vec::new(), topics: HashMap::new(), hello };
+        let mut client = Client {
+            host: address.ip(),
+            bootstrap: connection,
+            shards: HashMap::new(),
+            shard_ports: Vec::new(),
+            topics: HashMap::new(),
+            hello,
+        };
         client.refresh_metadata()?;
         Ok(client)
     }
@@ -280,7 +289,13 @@ impl Client {
         Ok(self.topic(topic)?.partition_shards.len() as u32)
     }
 
-    pub fn create_topic(&mut self, name: &str, partitions: u32, retention_ms: Retention, retention_bytes: Retention) -> Result<()> {
+    pub fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: u32,
+        retention_ms: Retention,
+        retention_bytes: Retention,
+    ) -> Result<()> {
         let request = CreateTopicRequest {
             name: name.into(),
             partitions,
@@ -293,7 +308,8 @@ impl Client {
     }
 
     pub fn delete_topic(&mut self, name: &str) -> Result<()> {
-        self.bootstrap.call(&format!("delete topic {name}"), |id| DeleteTopicRequest { name: name.into() }.encode(id))?;
+        self.bootstrap
+            .call(&format!("delete topic {name}"), |id| DeleteTopicRequest { name: name.into() }.encode(id))?;
         self.topics.remove(name);
         Ok(())
     }
@@ -306,7 +322,10 @@ impl Client {
             .get(partition as usize)
             .ok_or_else(|| ClientError::UnknownTopic(format!("{topic}/{partition}")))?;
         if !self.shards.contains_key(&shard) {
-            let port = *self.shard_ports.get(shard as usize).ok_or_else(|| ClientError::Protocol(format!("no port for shard {shard}")))?;
+            let port = *self
+                .shard_ports
+                .get(shard as usize)
+                .ok_or_else(|| ClientError::Protocol(format!("no port for shard {shard}")))?;
             let connection = Connection::connect(SocketAddr::new(self.host, port))?;
             self.shards.insert(shard, connection);
         }
@@ -328,7 +347,11 @@ impl Client {
 
     /// Produces many batches, pipelined: every request is sent before any
     /// response is read. One result per batch, in order.
-    pub fn produce_pipelined(&mut self, batches: &[(&str, u32, &[u8])], acks: Acks) -> Result<Vec<Result<Option<u64>>>> {
+    pub fn produce_pipelined(
+        &mut self,
+        batches: &[(&str, u32, &[u8])],
+        acks: Acks,
+    ) -> Result<Vec<Result<Option<u64>>>> {
         let mut sent: Vec<(u16, usize)> = Vec::with_capacity(batches.len());
         for (index, (topic, partition, batch)) in batches.iter().enumerate() {
             let shard = *self
@@ -350,7 +373,8 @@ impl Client {
                 continue;
             }
             let (topic, partition, _) = batches[index];
-            let connection = self.shards.get_mut(&shard).ok_or_else(|| ClientError::Protocol("connection vanished".into()))?;
+            let connection =
+                self.shards.get_mut(&shard).ok_or_else(|| ClientError::Protocol("connection vanished".into()))?;
             let (header, body) = connection.receive()?;
             let context = format!("produce to {topic}/{partition}");
             if header.error_code != 0 {
@@ -397,7 +421,8 @@ pub fn decode_records(mut bytes: &[u8], from: u64) -> Result<Vec<ConsumedRecord>
         let size = batch::batch_size(bytes)
             .map_err(|e| ClientError::Protocol(e.to_string()))?
             .ok_or_else(|| ClientError::Protocol("truncated batch".into()))?;
-        let (one, rest) = bytes.split_at_checked(size).ok_or_else(|| ClientError::Protocol("truncated batch".into()))?;
+        let (one, rest) =
+            bytes.split_at_checked(size).ok_or_else(|| ClientError::Protocol("truncated batch".into()))?;
         let batch = Batch::validate(one).map_err(|e| ClientError::Protocol(e.to_string()))?;
         for record in batch.records() {
             let record = record.map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -437,7 +462,11 @@ impl Fetcher {
             StartAt::Latest => client.list_offsets(topic, partition, QUERY_LATEST)?.offset as u64,
             StartAt::Timestamp(ms) => {
                 let found = client.list_offsets(topic, partition, ms.max(0))?;
-                if found.offset < 0 { found.latest as u64 } else { found.offset as u64 }
+                if found.offset < 0 {
+                    found.latest as u64
+                } else {
+                    found.offset as u64
+                }
             }
         };
         Ok(Fetcher { client, topic: topic.into(), partition, position, max_bytes: FETCH_MAX_BYTES_DEFAULT })

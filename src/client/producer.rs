@@ -136,12 +136,20 @@ struct Accumulator {
 
 impl Accumulator {
     fn new(client: Client, config: ProducerConfig) -> Accumulator {
-        Accumulator { client, config, pending: HashMap::new(), sticky: HashMap::new(), report: ProducerReport::default() }
+        Accumulator {
+            client,
+            config,
+            pending: HashMap::new(),
+            sticky: HashMap::new(),
+            report: ProducerReport::default(),
+        }
     }
 
     fn run(mut self, commands: mpsc::Receiver<Command>) {
         loop {
-            let wait = self.next_deadline().map_or(Duration::from_secs(3600), |deadline| deadline.saturating_duration_since(Instant::now()));
+            let wait = self
+                .next_deadline()
+                .map_or(Duration::from_secs(3600), |deadline| deadline.saturating_duration_since(Instant::now()));
             match commands.recv_timeout(wait) {
                 Ok(Command::Send(record)) => self.add(record),
                 Ok(Command::Flush(reply)) => {
@@ -182,13 +190,21 @@ impl Accumulator {
             (None, None) => *self.sticky.entry(record.topic.clone()).or_insert(0) % partitions,
         };
         let key = (record.topic.clone(), partition);
-        let headers: Vec<(&[u8], Option<&[u8]>)> = record.headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
+        let headers: Vec<(&[u8], Option<&[u8]>)> =
+            record.headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
         let size = BatchBuilder::record_size_bytes(0, 0, record.key.as_deref(), Some(&record.value), &headers);
-        if self.pending.get(&key).is_some_and(|p| p.builder.size_bytes() + size > self.config.batch_bytes && p.builder.records_count() > 0) {
+        if self
+            .pending
+            .get(&key)
+            .is_some_and(|p| p.builder.size_bytes() + size > self.config.batch_bytes && p.builder.records_count() > 0)
+        {
             self.send_batches(vec![key.clone()]);
         }
-        let pending = self.pending.entry(key).or_insert_with(|| Pending { builder: BatchBuilder::new(), since: Instant::now() });
-        if let Err(error) = pending.builder.append(record.timestamp, record.key.as_deref(), Some(&record.value), &headers) {
+        let pending =
+            self.pending.entry(key).or_insert_with(|| Pending { builder: BatchBuilder::new(), since: Instant::now() });
+        if let Err(error) =
+            pending.builder.append(record.timestamp, record.key.as_deref(), Some(&record.value), &headers)
+        {
             let error = ClientError::InvalidArgument(error.to_string());
             self.fail(1, &error);
         }
@@ -200,7 +216,9 @@ impl Accumulator {
         let ready: Vec<(String, u32)> = self
             .pending
             .iter()
-            .filter(|(_, p)| everything || p.builder.size_bytes() >= self.config.batch_bytes || now >= p.since + self.config.linger)
+            .filter(|(_, p)| {
+                everything || p.builder.size_bytes() >= self.config.batch_bytes || now >= p.since + self.config.linger
+            })
             .map(|(key, _)| key.clone())
             .collect();
         if !ready.is_empty() {
@@ -227,7 +245,8 @@ impl Accumulator {
                 Err(error) => self.fail(records, &ClientError::InvalidArgument(error.to_string())),
             }
         }
-        let requests: Vec<(&str, u32, &[u8])> = batches.iter().map(|(t, p, b, _)| (t.as_str(), *p, b.as_slice())).collect();
+        let requests: Vec<(&str, u32, &[u8])> =
+            batches.iter().map(|(t, p, b, _)| (t.as_str(), *p, b.as_slice())).collect();
         match self.client.produce_pipelined(&requests, self.config.acks) {
             Ok(results) => {
                 for (result, (_, _, _, records)) in results.iter().zip(&batches) {

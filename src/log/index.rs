@@ -96,7 +96,12 @@ pub struct LoadedIndex {
 /// Loads both index files and keeps the longest prefix of entry pairs that pass
 /// every check: CRCs, offsets strictly increasing, positions increasing and within
 /// `log_length`, timestamps non-decreasing, the two files agreeing on offsets.
-pub fn load<F: StorageFile>(offset_file: &F, time_file: &F, base_offset: u64, log_length: u64) -> io::Result<LoadedIndex> {
+pub fn load<F: StorageFile>(
+    offset_file: &F,
+    time_file: &F,
+    base_offset: u64,
+    log_length: u64,
+) -> io::Result<LoadedIndex> {
     let offset_bytes = read_index_file(offset_file, OFFSET_ENTRY_BYTES)?;
     let time_bytes = read_index_file(time_file, TIME_ENTRY_BYTES)?;
     let mut entries = Vec::with_capacity(offset_bytes.len() / OFFSET_ENTRY_BYTES);
@@ -149,13 +154,24 @@ fn decode_pair(
 }
 
 /// Appends one entry pair at the end of both files.
-pub fn append<F: StorageFile>(offset_file: &F, time_file: &F, base_offset: u64, index: usize, entry: &IndexEntry) -> io::Result<()> {
+pub fn append<F: StorageFile>(
+    offset_file: &F,
+    time_file: &F,
+    base_offset: u64,
+    index: usize,
+    entry: &IndexEntry,
+) -> io::Result<()> {
     offset_file.write_all_at(&entry.encode_offset(base_offset), (index * OFFSET_ENTRY_BYTES) as u64)?;
     time_file.write_all_at(&entry.encode_time(base_offset), (index * TIME_ENTRY_BYTES) as u64)
 }
 
 /// Makes both files hold exactly `entries`.
-pub fn rewrite<F: StorageFile>(offset_file: &F, time_file: &F, base_offset: u64, entries: &[IndexEntry]) -> io::Result<()> {
+pub fn rewrite<F: StorageFile>(
+    offset_file: &F,
+    time_file: &F,
+    base_offset: u64,
+    entries: &[IndexEntry],
+) -> io::Result<()> {
     let mut offsets = Vec::with_capacity(entries.len() * OFFSET_ENTRY_BYTES);
     let mut times = Vec::with_capacity(entries.len() * TIME_ENTRY_BYTES);
     for entry in entries {

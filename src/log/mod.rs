@@ -117,7 +117,9 @@ impl fmt::Display for LogError {
                 f,
                 "offset {requested} is out of range: the log holds offsets {earliest} to {latest} (exclusive)"
             ),
-            LogError::NoSpace { detail } => write!(f, "no space left on the device; the append was not applied ({detail})"),
+            LogError::NoSpace { detail } => {
+                write!(f, "no space left on the device; the append was not applied ({detail})")
+            }
             LogError::Poisoned { cause } => write!(
                 f,
                 "partition refuses writes after a failed fdatasync ({cause}); reopen it to recover what is on disk"

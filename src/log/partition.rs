@@ -395,7 +395,8 @@ impl<S: Storage> PartitionLog<S> {
             // entry whose batch is not where it claims to be.
             while let Some(last) = entries.last().copied() {
                 let points_at_batch = u64::from(last.position) < log_length
-                    && read_base_offset_at(&files.log, last.position).map_err(|e| LogError::io("reading a batch", e))?
+                    && read_base_offset_at(&files.log, last.position)
+                        .map_err(|e| LogError::io("reading a batch", e))?
                         == Some(last.offset);
                 if points_at_batch {
                     break;
@@ -403,9 +404,13 @@ impl<S: Storage> PartitionLog<S> {
                 entries.pop();
                 clean = false;
             }
-            let start = entries.last().copied().unwrap_or(IndexEntry { offset: base_offset, position: 0, timestamp_before: -1 });
-            let scanned = scan(&files.log, &start, log_length, interval)
-                .map_err(|e| LogError::io("scanning a segment", e))?;
+            let start = entries.last().copied().unwrap_or(IndexEntry {
+                offset: base_offset,
+                position: 0,
+                timestamp_before: -1,
+            });
+            let scanned =
+                scan(&files.log, &start, log_length, interval).map_err(|e| LogError::io("scanning a segment", e))?;
             self.recovery.scanned_bytes += scanned.scanned_bytes;
             if entries.is_empty() && scanned.position > 0 {
                 entries.push(start);
@@ -528,7 +533,11 @@ impl<S: Storage> PartitionLog<S> {
         let files = active.files();
         let written = files.log.write_all_at(batch, position).and_then(|()| {
             if needs_entry {
-                let entry = IndexEntry { offset: base_offset, position: position as u32, timestamp_before: active.max_timestamp };
+                let entry = IndexEntry {
+                    offset: base_offset,
+                    position: position as u32,
+                    timestamp_before: active.max_timestamp,
+                };
                 index::append(&files.offset_index, &files.time_index, active.base_offset, entry_count, &entry)?;
             }
             Ok(())
@@ -539,7 +548,8 @@ impl<S: Storage> PartitionLog<S> {
         }
         let active = self.segments.last_mut().expect("one segment at least");
         if needs_entry {
-            let entry = IndexEntry { offset: base_offset, position: position as u32, timestamp_before: active.max_timestamp };
+            let entry =
+                IndexEntry { offset: base_offset, position: position as u32, timestamp_before: active.max_timestamp };
             active.entries.get_or_insert_with(Vec::new).push(entry);
             active.bytes_since_index = 0;
         }
@@ -574,7 +584,8 @@ impl<S: Storage> PartitionLog<S> {
             return Ok(());
         }
         let too_big = active.size + batch_bytes > self.config.segment_bytes;
-        let too_old = self.config.segment_ms.is_some_and(|age| now_ms.saturating_sub(active.created_at_ms) >= age as i64);
+        let too_old =
+            self.config.segment_ms.is_some_and(|age| now_ms.saturating_sub(active.created_at_ms) >= age as i64);
         let offsets_full = active.next_offset + records - active.base_offset > u64::from(u32::MAX);
         if too_big || too_old || offsets_full {
             self.roll(now_ms)?;
@@ -587,9 +598,15 @@ impl<S: Storage> PartitionLog<S> {
         let new_base = self.next_offset();
         let active = self.segments.last_mut().expect("one segment at least");
         let entry_count = active.entries().len();
-        let seal = IndexEntry { offset: active.next_offset, position: active.size as u32, timestamp_before: active.max_timestamp };
+        let seal = IndexEntry {
+            offset: active.next_offset,
+            position: active.size as u32,
+            timestamp_before: active.max_timestamp,
+        };
         let files = active.files();
-        if let Err(error) = index::append(&files.offset_index, &files.time_index, active.base_offset, entry_count, &seal) {
+        if let Err(error) =
+            index::append(&files.offset_index, &files.time_index, active.base_offset, entry_count, &seal)
+        {
             let _ = index::truncate(&files.offset_index, &files.time_index, entry_count);
             return Err(LogError::io("sealing a segment", error));
         }
@@ -644,7 +661,8 @@ impl<S: Storage> PartitionLog<S> {
         let segment = &self.segments[at];
         let start = index::floor_by_offset(segment.entries(), offset)
             .map_or(0, |entry| u64::from(entry.position).min(segment.size));
-        let window_end = segment.size.min(start + max_bytes as u64 + READ_SLACK_BYTES + self.config.index_interval_bytes);
+        let window_end =
+            segment.size.min(start + max_bytes as u64 + READ_SLACK_BYTES + self.config.index_interval_bytes);
         let log = &segment.files().log;
         let mut window = vec![0u8; (window_end - start) as usize];
         log.read_exact_at(&mut window, start).map_err(|e| LogError::io("reading a segment", e))?;
@@ -661,7 +679,11 @@ impl<S: Storage> PartitionLog<S> {
             cursor += size;
         }
         let Some((first_at, first_size)) = first else {
-            return if window_end == segment.size { Ok(Vec::new()) } else { self.read_from_position(at, start + cursor as u64, offset, max_bytes) };
+            return if window_end == segment.size {
+                Ok(Vec::new())
+            } else {
+                self.read_from_position(at, start + cursor as u64, offset, max_bytes)
+            };
         };
         let mut end = first_at + first_size;
         if end > window.len() {
@@ -684,7 +706,13 @@ impl<S: Storage> PartitionLog<S> {
 
     /// Continues a read whose batch lies past the first window (a sparse index
     /// over very small batches): walks headers from `position` one at a time.
-    fn read_from_position(&self, at: usize, mut position: u64, offset: u64, max_bytes: usize) -> Result<Vec<u8>, LogError> {
+    fn read_from_position(
+        &self,
+        at: usize,
+        mut position: u64,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, LogError> {
         let segment = &self.segments[at];
         let log = &segment.files().log;
         let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
@@ -733,9 +761,11 @@ impl<S: Storage> PartitionLog<S> {
             if segment.max_timestamp < timestamp {
                 continue;
             }
-            let start = index::floor_by_timestamp(segment.entries(), timestamp)
-                .copied()
-                .unwrap_or(IndexEntry { offset: segment.base_offset, position: 0, timestamp_before: -1 });
+            let start = index::floor_by_timestamp(segment.entries(), timestamp).copied().unwrap_or(IndexEntry {
+                offset: segment.base_offset,
+                position: 0,
+                timestamp_before: -1,
+            });
             if let Some(found) = self.search_timestamp(at, u64::from(start.position), timestamp)? {
                 return Ok(Some(found));
             }
@@ -783,10 +813,9 @@ impl<S: Storage> PartitionLog<S> {
         while delete < sealed {
             let segment = &self.segments[delete];
             let over_size = self.config.retention_bytes.is_some_and(|limit| total_bytes - segment.size >= limit);
-            let too_old = self
-                .config
-                .retention_ms
-                .is_some_and(|age| segment.max_timestamp >= 0 && now_ms.saturating_sub(segment.max_timestamp) > age as i64);
+            let too_old = self.config.retention_ms.is_some_and(|age| {
+                segment.max_timestamp >= 0 && now_ms.saturating_sub(segment.max_timestamp) > age as i64
+            });
             if !(over_size || too_old) {
                 break;
             }
@@ -888,7 +917,10 @@ impl<S: Storage> PartitionLog<S> {
             }
             Err(error) => {
                 let cause = Arc::new(error);
-                eprintln!("ringmq: fdatasync failed for {}: {cause}; the partition refuses writes until reopened", self.dir.display());
+                eprintln!(
+                    "ringmq: fdatasync failed for {}: {cause}; the partition refuses writes until reopened",
+                    self.dir.display()
+                );
                 self.poisoned = Some(cause.clone());
                 for (_, sender) in self.waiters.drain(..) {
                     let _ = sender.send(Err(LogError::Poisoned { cause: cause.clone() }));

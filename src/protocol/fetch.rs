@@ -68,7 +68,11 @@ impl<'a> FetchResponse<'a> {
 
     pub fn decode(body: &'a [u8]) -> Result<FetchResponse<'a>, DecodeError> {
         let mut reader = Reader::new(body);
-        let response = FetchResponse { high_watermark: reader.i64()?, earliest: reader.i64()?, records: reader.bytes(RESPONSE_BYTES_MAX)? };
+        let response = FetchResponse {
+            high_watermark: reader.i64()?,
+            earliest: reader.i64()?,
+            records: reader.bytes(RESPONSE_BYTES_MAX)?,
+        };
         reader.finish()?;
         Ok(response)
     }

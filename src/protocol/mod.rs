@@ -60,8 +60,15 @@ pub mod api {
     pub const PRODUCE: u16 = 5;
     pub const FETCH: u16 = 6;
     /// Every API this server speaks, with its version range.
-    pub const SUPPORTED: [(u16, u16, u16); 7] =
-        [(HELLO, 0, 0), (METADATA, 0, 0), (CREATE_TOPIC, 0, 0), (DELETE_TOPIC, 0, 0), (LIST_OFFSETS, 0, 0), (PRODUCE, 0, 0), (FETCH, 0, 0)];
+    pub const SUPPORTED: [(u16, u16, u16); 7] = [
+        (HELLO, 0, 0),
+        (METADATA, 0, 0),
+        (CREATE_TOPIC, 0, 0),
+        (DELETE_TOPIC, 0, 0),
+        (LIST_OFFSETS, 0, 0),
+        (PRODUCE, 0, 0),
+        (FETCH, 0, 0),
+    ];
 }
 
 /// Stable error codes. A retired code is never reused.
@@ -202,7 +209,8 @@ pub fn check_request(buffer: &[u8]) -> Result<FrameCheck, FrameTooLarge> {
 
 /// Checks whether `buffer` starts with a whole response frame.
 pub fn check_response(buffer: &[u8]) -> Result<FrameCheck, DecodeError> {
-    check_frame(buffer, RESPONSE_HEADER_BYTES, RESPONSE_BYTES_MAX).map_err(|_| malformed("response frame over the limit"))
+    check_frame(buffer, RESPONSE_HEADER_BYTES, RESPONSE_BYTES_MAX)
+        .map_err(|_| malformed("response frame over the limit"))
 }
 
 fn check_frame(buffer: &[u8], header_bytes: usize, max: usize) -> Result<FrameCheck, usize> {

@@ -62,8 +62,12 @@ impl ListOffsetsResponse {
 
     pub fn decode(body: &[u8]) -> Result<ListOffsetsResponse, DecodeError> {
         let mut reader = Reader::new(body);
-        let response =
-            ListOffsetsResponse { offset: reader.i64()?, earliest: reader.i64()?, latest: reader.i64()?, durable: reader.i64()? };
+        let response = ListOffsetsResponse {
+            offset: reader.i64()?,
+            earliest: reader.i64()?,
+            latest: reader.i64()?,
+            durable: reader.i64()?,
+        };
         reader.finish()?;
         Ok(response)
     }

@@ -70,7 +70,10 @@ fn unseal<T: for<'de> Deserialize<'de>>(path: &Path, key: &str) -> io::Result<T>
     let raw = raw.ok_or_else(|| invalid(format!("no \"{key}\" object")))?;
     let found = crc32fast::hash(raw.get().as_bytes());
     if found != envelope.crc32 {
-        return Err(invalid(format!("checksum mismatch: file says {:#010x}, contents give {found:#010x}", envelope.crc32)));
+        return Err(invalid(format!(
+            "checksum mismatch: file says {:#010x}, contents give {found:#010x}",
+            envelope.crc32
+        )));
     }
     serde_json::from_str(raw.get()).map_err(|e| invalid(e.to_string()))
 }
@@ -107,7 +110,8 @@ pub fn open_meta(data_dir: &Path, shard_count: u16) -> Result<BrokerMeta, String
         write_durably(&path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         return Ok(meta);
     }
-    let meta: BrokerMeta = unseal(&path, "meta").map_err(|e| format!("cannot read the data directory's metadata: {e}"))?;
+    let meta: BrokerMeta =
+        unseal(&path, "meta").map_err(|e| format!("cannot read the data directory's metadata: {e}"))?;
     if meta.format_version != FORMAT_VERSION {
         return Err(format!(
             "{} was written in format {}; this build reads format {FORMAT_VERSION}",
@@ -168,7 +172,11 @@ impl SharedCatalog {
             let topic: TopicConfig = unseal(&path, "topic").map_err(|e| format!("cannot read a topic: {e}"))?;
             catalog.topics.insert(topic.name.clone(), Arc::new(topic));
         }
-        Ok(SharedCatalog { data_dir: data_dir.to_path_buf(), version: AtomicU64::new(1), current: Mutex::new(Arc::new(catalog)) })
+        Ok(SharedCatalog {
+            data_dir: data_dir.to_path_buf(),
+            version: AtomicU64::new(1),
+            current: Mutex::new(Arc::new(catalog)),
+        })
     }
 
     pub fn version(&self) -> u64 {

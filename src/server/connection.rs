@@ -59,7 +59,9 @@ async fn read_requests(context: &Rc<ShardContext>, stream: &Stream, sender: mpsc
                         return;
                     }
                 }
-                Ok(FrameCheck::Incomplete { needed }) => break (needed - buffer.len()).max(READ_CHUNK_BYTES.min(needed)),
+                Ok(FrameCheck::Incomplete { needed }) => {
+                    break (needed - buffer.len()).max(READ_CHUNK_BYTES.min(needed))
+                }
                 Err(refused) => {
                     // The stream cannot be re-synchronised after a bad length:
                     // answer if the header arrived, then close.

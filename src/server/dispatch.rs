@@ -32,7 +32,9 @@ fn ready(bytes: Vec<u8>) -> ResponseFuture {
 fn supported(header: &RequestHeader) -> Option<ErrorCode> {
     match api::SUPPORTED.iter().find(|(key, _, _)| *key == header.api_key) {
         None => Some(ErrorCode::UnknownApi),
-        Some((_, min, max)) if header.api_version < *min || header.api_version > *max => Some(ErrorCode::UnsupportedVersion),
+        Some((_, min, max)) if header.api_version < *min || header.api_version > *max => {
+            Some(ErrorCode::UnsupportedVersion)
+        }
         Some(_) => None,
     }
 }
@@ -105,7 +107,10 @@ fn hello(context: &ShardContext, id: u32) -> Vec<u8> {
         server_version: concat!("ringmq ", env!("CARGO_PKG_VERSION")).into(),
         shard_count: context.shard_count(),
         request_bytes_max: protocol::REQUEST_BYTES_MAX as u32,
-        apis: api::SUPPORTED.iter().map(|&(api_key, version_min, version_max)| ApiRange { api_key, version_min, version_max }).collect(),
+        apis: api::SUPPORTED
+            .iter()
+            .map(|&(api_key, version_min, version_max)| ApiRange { api_key, version_min, version_max })
+            .collect(),
     }
     .encode(id)
 }
@@ -142,7 +147,13 @@ fn metadata(context: &ShardContext, id: u32, request: &MetadataRequest) -> Vec<u
             })
             .collect()
     };
-    let shards = context.shared.shard_ports.iter().enumerate().map(|(shard, &port)| ShardInfo { shard: shard as u16, port }).collect();
+    let shards = context
+        .shared
+        .shard_ports
+        .iter()
+        .enumerate()
+        .map(|(shard, &port)| ShardInfo { shard: shard as u16, port })
+        .collect();
     MetadataResponse { shards, topics }.encode(id)
 }
 
@@ -241,7 +252,9 @@ async fn produce(context: &Rc<ShardContext>, id: u32, body: BytesMut) -> Respons
             match reply {
                 Ok(future) => match future.await {
                     Reply::Produce(Ok(base_offset)) => ProduceResult { error: 0, base_offset: base_offset as i64 },
-                    Reply::Produce(Err(code)) | Reply::Done(Err(code)) => ProduceResult { error: code as u16, base_offset: -1 },
+                    Reply::Produce(Err(code)) | Reply::Done(Err(code)) => {
+                        ProduceResult { error: code as u16, base_offset: -1 }
+                    }
                     _ => ProduceResult { error: ErrorCode::Internal as u16, base_offset: -1 },
                 },
                 Err(code) => ProduceResult { error: code as u16, base_offset: -1 },
@@ -255,7 +268,8 @@ async fn produce(context: &Rc<ShardContext>, id: u32, body: BytesMut) -> Respons
 fn fetch_response(id: u32, reply: Reply) -> Vec<u8> {
     match reply {
         Reply::Fetch(Ok(FetchData { high_watermark, earliest, records })) => {
-            FetchResponse { high_watermark: high_watermark as i64, earliest: earliest as i64, records: &records }.encode(id)
+            FetchResponse { high_watermark: high_watermark as i64, earliest: earliest as i64, records: &records }
+                .encode(id)
         }
         Reply::Fetch(Err(code)) | Reply::Done(Err(code)) => error_response(id, code),
         _ => error_response(id, ErrorCode::Internal),

@@ -195,7 +195,11 @@ fn bind_listeners(config: &ServerConfig) -> Result<(SocketAddr, Vec<(TcpListener
             Some(listener) => listener,
             None => io::bind_std(main, true).map_err(|e| bind_error(main, e))?,
         };
-        let own_port = if config.listen.port() == 0 { 0 } else { main.port().checked_add(1 + shard).ok_or("shard ports overflow 65535")? };
+        let own_port = if config.listen.port() == 0 {
+            0
+        } else {
+            main.port().checked_add(1 + shard).ok_or("shard ports overflow 65535")?
+        };
         let own_address = SocketAddr::new(main.ip(), own_port);
         let own = io::bind_std(own_address, false).map_err(|e| bind_error(own_address, e))?;
         listeners.push((shared, own));

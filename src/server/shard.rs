@@ -40,7 +40,12 @@ pub(crate) enum Message {
 
 /// An operation on partitions, run by their owner.
 pub(crate) enum Op {
-    Produce { topic: String, partition: u32, batch: BytesMut, acks: Acks },
+    Produce {
+        topic: String,
+        partition: u32,
+        batch: BytesMut,
+        acks: Acks,
+    },
     Fetch(FetchRequest),
     ListOffsets(ListOffsetsRequest),
     /// Open the partitions of a new topic that this shard owns.
@@ -262,10 +267,12 @@ impl ShardContext {
                 continue;
             }
             let dir = crate::log::partition_dir(&self.shared.config.data_dir, &topic.name, partition);
-            let log = PartitionLog::open(FileStorage::new(), dir, self.shared.config.log_config(topic)).await.map_err(|error| {
-                eprintln!("ringmq: shard {}: cannot open {}/{partition}: {error}", self.id, topic.name);
-                log_error_code(&error)
-            })?;
+            let log = PartitionLog::open(FileStorage::new(), dir, self.shared.config.log_config(topic)).await.map_err(
+                |error| {
+                    eprintln!("ringmq: shard {}: cannot open {}/{partition}: {error}", self.id, topic.name);
+                    log_error_code(&error)
+                },
+            )?;
             let slot = Rc::new(PartitionSlot { log: Rc::new(RefCell::new(log)), appended: Notify::new() });
             self.partitions.borrow_mut().insert(key, slot);
         }

@@ -69,7 +69,11 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
 }
 
 /// A server on an ephemeral loopback port with `shards` shards.
-pub fn start_server(data_dir: &std::path::Path, shards: u16, tweak: impl FnOnce(&mut ringmq::server::ServerConfig)) -> ringmq::server::ServerHandle {
+pub fn start_server(
+    data_dir: &std::path::Path,
+    shards: u16,
+    tweak: impl FnOnce(&mut ringmq::server::ServerConfig),
+) -> ringmq::server::ServerHandle {
     let mut config = ringmq::server::ServerConfig::new(data_dir);
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.shards = shards;
