@@ -144,3 +144,47 @@ fn a_refused_io_uring_fails_fast_with_one_clear_sentence() {
     assert!(stderr.contains("io_uring_disabled=0") && stderr.contains("seccomp"), "names the fix: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn settings_come_from_the_file_then_the_environment_then_flags() {
+    let dir = common::temp_dir("cli-config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ringmq.toml");
+    let data_from_file = dir.join("from-file");
+    std::fs::write(
+        &file,
+        format!("data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nshards = 1\nsegment_bytes = 1048576\n", data_from_file),
+    )
+    .unwrap();
+    let start = |env: &[(&str, &str)], flags: &[&str]| {
+        let mut child = Command::new(BINARY)
+            .arg("serve")
+            .arg("--config")
+            .arg(&file)
+            .args(flags)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(terminate(&mut child).success());
+        line
+    };
+    let line = start(&[], &[]);
+    assert!(line.contains("(1 shard(s)") && line.contains(data_from_file.to_str().unwrap()), "{line}");
+    let data_from_env = dir.join("from-env");
+    let line = start(&[("RINGMQ_DATA_DIR", data_from_env.to_str().unwrap())], &[]);
+    assert!(line.contains(data_from_env.to_str().unwrap()), "the environment beats the file: {line}");
+    let data_from_flag = dir.join("from-flag");
+    let line = start(
+        &[("RINGMQ_DATA_DIR", data_from_env.to_str().unwrap())],
+        &["--data-dir", data_from_flag.to_str().unwrap()],
+    );
+    assert!(line.contains(data_from_flag.to_str().unwrap()), "the flag beats the environment: {line}");
+    std::fs::write(&file, "no_such_setting = 1\n").unwrap();
+    let output = Command::new(BINARY).arg("serve").arg("--config").arg(&file).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no_such_setting"), "unknown keys are named");
+}

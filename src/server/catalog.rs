@@ -32,7 +32,13 @@ pub struct BrokerMeta {
     pub format_version: u32,
     pub broker_id: String,
     pub shard_count: u16,
+    /// The partition placement function ([`owner`]); a directory written with
+    /// another one is refused.
+    pub placement: String,
 }
+
+/// Names [`owner`]'s algorithm in `meta.json`.
+pub const PLACEMENT: &str = "crc32(topic)+partition mod shards";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicConfig {
@@ -105,6 +111,7 @@ pub fn open_meta(data_dir: &Path, shard_count: u16) -> Result<BrokerMeta, String
             format_version: FORMAT_VERSION,
             broker_id: format!("{:016x}", crate::log::partition::now_ms() as u64 ^ (std::process::id() as u64) << 40),
             shard_count,
+            placement: PLACEMENT.into(),
         };
         let bytes = seal("meta", &meta).map_err(|e| e.to_string())?;
         write_durably(&path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -117,6 +124,13 @@ pub fn open_meta(data_dir: &Path, shard_count: u16) -> Result<BrokerMeta, String
             "{} was written in format {}; this build reads format {FORMAT_VERSION}",
             path.display(),
             meta.format_version
+        ));
+    }
+    if meta.placement != PLACEMENT {
+        return Err(format!(
+            "{} places partitions with \"{}\"; this build uses \"{PLACEMENT}\"",
+            path.display(),
+            meta.placement
         ));
     }
     if meta.shard_count != shard_count {
