@@ -154,7 +154,7 @@ fn main() {
     let dir = std::path::PathBuf::from("target/bench-data/server-latency");
     let _ = std::fs::remove_dir_all(&dir);
     let mut config = ServerConfig::new(&dir);
-    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.listen = Some("127.0.0.1:0".parse().unwrap());
     config.retention_bytes = Some(2 << 30);
     let handle = server::start(config).unwrap();
     let address = handle.address();

@@ -10,10 +10,12 @@
 //! - [`protocol`]: the native wire protocol's frames and messages (docs/PROTOCOL.md).
 //! - [`server`]: the broker — shards, cross-shard mailboxes, connections, catalog.
 //! - [`client`]: the blocking Rust client, batching producer and fetcher.
+//! - [`embedded`]: the broker inside the calling process, and its in-process client.
 //! - [`sync`]: the atomics shim that loom swaps out.
 
 pub mod batch;
 pub mod client;
+pub mod embedded;
 pub mod io;
 pub mod log;
 pub mod protocol;

@@ -178,7 +178,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let mut config =
         ServerConfig::new(args.data_dir.or(file.data_dir).unwrap_or_else(|| server::DATA_DIR_DEFAULT.into()));
     if let Some(listen) = args.listen.or(file.listen) {
-        config.listen = listen;
+        config.listen = Some(listen);
     }
     if let Some(shards) = args.shards.or(file.shards) {
         config.shards = shards;

@@ -274,7 +274,7 @@ fn a_data_directory_refuses_another_shard_count() {
     let dir = temp_dir("roundtrip-shards");
     start_server(&dir, 2, |_| {}).shutdown().unwrap();
     let mut config = ringmq::server::ServerConfig::new(&dir);
-    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.listen = Some("127.0.0.1:0".parse().unwrap());
     config.shards = 1;
     let error = ringmq::server::start(config).err().expect("another shard count must be refused");
     assert!(error.contains("created with 2 shards"), "{error}");

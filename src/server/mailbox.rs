@@ -34,10 +34,35 @@ pub trait Wake {
     fn wake(&self);
 }
 
-pub struct Mailbox<T, W> {
-    ring: ArrayQueue<T>,
+/// The bounded multi-producer ring under a mailbox: crossbeam's `ArrayQueue` in
+/// the broker; loom models substitute a ring loom can see into.
+pub trait Ring<T> {
+    fn push(&self, value: T) -> Result<(), T>;
+    fn pop(&self) -> Option<T>;
+    fn is_empty(&self) -> bool;
+    fn len(&self) -> usize;
+}
+
+impl<T> Ring<T> for ArrayQueue<T> {
+    fn push(&self, value: T) -> Result<(), T> {
+        ArrayQueue::push(self, value)
+    }
+    fn pop(&self) -> Option<T> {
+        ArrayQueue::pop(self)
+    }
+    fn is_empty(&self) -> bool {
+        ArrayQueue::is_empty(self)
+    }
+    fn len(&self) -> usize {
+        ArrayQueue::len(self)
+    }
+}
+
+pub struct Mailbox<T, W, R = ArrayQueue<T>> {
+    ring: R,
     sleeping: AtomicBool,
     waker: W,
+    _messages: std::marker::PhantomData<fn(T) -> T>,
 }
 
 /// Whether the receiver may sleep.
@@ -51,7 +76,13 @@ pub enum SleepCheck {
 
 impl<T, W: Wake> Mailbox<T, W> {
     pub fn new(capacity: usize, waker: W) -> Mailbox<T, W> {
-        Mailbox { ring: ArrayQueue::new(capacity), sleeping: AtomicBool::new(false), waker }
+        Mailbox::with_ring(ArrayQueue::new(capacity), waker)
+    }
+}
+
+impl<T, W: Wake, R: Ring<T>> Mailbox<T, W, R> {
+    pub fn with_ring(ring: R, waker: W) -> Mailbox<T, W, R> {
+        Mailbox { ring, sleeping: AtomicBool::new(false), waker, _messages: std::marker::PhantomData }
     }
 
     /// Pushes `message`, signalling the owner if it sleeps. A full ring returns the

@@ -9,10 +9,11 @@
 //! - `connection`: reads frames, keeps requests in order, writes responses.
 
 pub mod catalog;
+pub mod completion;
 mod connection;
 mod dispatch;
 pub mod mailbox;
-mod shard;
+pub(crate) mod shard;
 
 use crate::io::{self, EventFd};
 use crate::log::{LogConfig, INDEX_INTERVAL_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT};
@@ -41,7 +42,8 @@ pub const SHUTDOWN_DRAIN_MS: u64 = 10_000;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
-    pub listen: SocketAddr,
+    /// `None`: no TCP at all (the embedded broker).
+    pub listen: Option<SocketAddr>,
     pub shards: u16,
     /// Also sync `acks=written` data this often (off by default).
     pub flush_interval_ms: Option<u64>,
@@ -56,13 +58,17 @@ pub struct ServerConfig {
     pub mailbox_capacity: usize,
     /// Pin shard threads to cores.
     pub pin_threads: bool,
+    /// Shards spin on their rings (up to `BUSY_POLL_SPIN` at a time) and embedded
+    /// clients spin on their completions instead of sleeping: lower latency for
+    /// pinned deployments, at the price of burning the cores.
+    pub busy_poll: bool,
 }
 
 impl ServerConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> ServerConfig {
         ServerConfig {
             data_dir: data_dir.into(),
-            listen: LISTEN_DEFAULT.parse().expect("the default address parses"),
+            listen: Some(LISTEN_DEFAULT.parse().expect("the default address parses")),
             shards: available_cores(),
             flush_interval_ms: None,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
@@ -73,6 +79,7 @@ impl ServerConfig {
             retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS_DEFAULT,
             mailbox_capacity: MAILBOX_CAPACITY,
             pin_threads: true,
+            busy_poll: false,
         }
     }
 
@@ -109,11 +116,13 @@ pub struct ServerCounters {
     pub wake_signals: AtomicU64,
 }
 
+pub(crate) type ShardMailbox = Mailbox<Message, EventFd>;
+
 /// State every shard thread shares.
 pub(crate) struct Shared {
     pub config: ServerConfig,
     pub catalog: SharedCatalog,
-    pub mailboxes: Vec<Mailbox<Message, EventFd>>,
+    pub mailboxes: Vec<ShardMailbox>,
     pub shard_ports: Vec<u16>,
     pub counters: ServerCounters,
     pub shutdown_requested: AtomicBool,
@@ -122,7 +131,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Puts a message into a shard's ring from a thread that is not a shard.
-    fn post_blocking(&self, shard: u16, mut message: Message) {
+    pub(crate) fn post_blocking(&self, shard: u16, mut message: Message) {
         loop {
             match self.mailboxes[shard as usize].try_push(message) {
                 Ok(()) => return,
@@ -137,15 +146,22 @@ impl Shared {
 
 /// A running server.
 pub struct ServerHandle {
-    address: SocketAddr,
+    address: Option<SocketAddr>,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<Result<(), String>>>,
 }
 
 impl ServerHandle {
     /// The main address (every shard accepts on it).
+    ///
+    /// # Panics
+    /// When the server was started without TCP (`listen: None`).
     pub fn address(&self) -> SocketAddr {
-        self.address
+        self.address.expect("this server listens on TCP")
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Each shard's own port, by shard id.
@@ -184,9 +200,12 @@ impl ServerHandle {
 /// Binds the listeners: the main address once per shard (SO_REUSEPORT) and one
 /// port of its own per shard (main port + 1 + shard id, or ephemeral when the
 /// main port is 0).
-fn bind_listeners(config: &ServerConfig) -> Result<(SocketAddr, Vec<(TcpListener, TcpListener)>), String> {
+fn bind_listeners(
+    config: &ServerConfig,
+    listen: SocketAddr,
+) -> Result<(SocketAddr, Vec<(TcpListener, TcpListener)>), String> {
     let bind_error = |address: SocketAddr, error: std::io::Error| format!("cannot listen on {address}: {error}");
-    let first = io::bind_std(config.listen, true).map_err(|e| bind_error(config.listen, e))?;
+    let first = io::bind_std(listen, true).map_err(|e| bind_error(listen, e))?;
     let main = first.local_addr().map_err(|e| e.to_string())?;
     let mut listeners = Vec::with_capacity(config.shards as usize);
     let mut first = Some(first);
@@ -195,7 +214,7 @@ fn bind_listeners(config: &ServerConfig) -> Result<(SocketAddr, Vec<(TcpListener
             Some(listener) => listener,
             None => io::bind_std(main, true).map_err(|e| bind_error(main, e))?,
         };
-        let own_port = if config.listen.port() == 0 {
+        let own_port = if listen.port() == 0 {
             0
         } else {
             main.port().checked_add(1 + shard).ok_or("shard ports overflow 65535")?
@@ -227,8 +246,17 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
     io::probe_io_uring().map_err(|e| e.to_string())?;
     catalog::open_meta(&config.data_dir, config.shards)?;
     let catalog = SharedCatalog::load(&config.data_dir)?;
-    let (address, listeners) = bind_listeners(&config)?;
-    let shard_ports = listeners.iter().map(|(_, own)| own.local_addr().map(|a| a.port()).unwrap_or(0)).collect();
+    let (address, listeners): (Option<SocketAddr>, Vec<Option<(TcpListener, TcpListener)>>) = match config.listen {
+        Some(listen) => {
+            let (address, listeners) = bind_listeners(&config, listen)?;
+            (Some(address), listeners.into_iter().map(Some).collect())
+        }
+        None => (None, (0..config.shards).map(|_| None).collect()),
+    };
+    let shard_ports = listeners
+        .iter()
+        .map(|pair| pair.as_ref().and_then(|(_, own)| own.local_addr().ok()).map_or(0, |a| a.port()))
+        .collect();
     let mut mailboxes = Vec::with_capacity(config.shards as usize);
     for _ in 0..config.shards {
         let eventfd = EventFd::new().map_err(|e| format!("cannot create an eventfd: {e}"))?;
@@ -246,7 +274,7 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
     let (ready_sender, ready) = mpsc::channel();
     let mut threads = Vec::new();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for (shard, (main_listener, own_listener)) in listeners.into_iter().enumerate() {
+    for (shard, listeners) in listeners.into_iter().enumerate() {
         let (shared, ready) = (shared.clone(), ready_sender.clone());
         let thread = std::thread::Builder::new()
             .name(format!("ringmq-shard-{shard}"))
@@ -254,7 +282,7 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
                 if shared.config.pin_threads {
                     pin_to_core(shard % cores);
                 }
-                shard::run(shard as u16, shared, main_listener, own_listener, ready)
+                shard::run(shard as u16, shared, listeners, ready)
             })
             .map_err(|e| format!("cannot start a shard thread: {e}"))?;
         threads.push(thread);

@@ -6,6 +6,7 @@
 //! returned future resolves with the reply.
 
 use super::catalog::{owner, Catalog, TopicConfig};
+use super::completion::Completion;
 use super::{connection, Shared, SHUTDOWN_DRAIN_MS};
 use crate::io::{self, FileStorage, Listener};
 use crate::log::{partition::now_ms, Acks, GroupCommit, LogError, PartitionLog, SharedLog};
@@ -28,12 +29,22 @@ use tokio::sync::{oneshot, Notify};
 const DRAIN_BUDGET: usize = 256;
 /// How long a sender waits before retrying a full ring.
 const RING_RETRY: Duration = Duration::from_millis(1);
+/// How long a busy-polling shard spins on its empty ring before it sleeps.
+pub const BUSY_POLL_SPIN: Duration = Duration::from_micros(1000);
 /// Most connections one shard serves; more are accepted and closed at once.
 pub const CONNECTIONS_PER_SHARD_MAX: usize = 4096;
 
+/// Who waits for a request's reply.
+pub(crate) enum Origin {
+    /// Another shard: the reply goes back through its ring, tagged with the id.
+    Shard { shard: u16, id: u64 },
+    /// A thread outside the shards (the embedded client): the reply completes it.
+    External(Arc<Completion<Reply>>),
+}
+
 /// What travels through the rings.
 pub(crate) enum Message {
-    Request { from: u16, id: u64, op: Op },
+    Request { origin: Origin, op: Op },
     Reply { id: u64, reply: Reply },
     Shutdown,
 }
@@ -165,7 +176,7 @@ impl ShardContext {
         let (sender, receiver) = oneshot::channel();
         self.pending.borrow_mut().insert(id, sender);
         self.shared.counters.forwarded_requests.fetch_add(1, Ordering::Relaxed);
-        self.post(owner, Message::Request { from: self.id, id, op }).await;
+        self.post(owner, Message::Request { origin: Origin::Shard { shard: self.id, id }, op }).await;
         Box::pin(async move { receiver.await.unwrap_or(Reply::Done(Err(ErrorCode::ShuttingDown))) })
     }
 
@@ -301,6 +312,11 @@ impl ShardContext {
                     tokio::task::yield_now().await;
                 }
             }
+            // Let the tasks this drain woke (replies, long polls) run first.
+            tokio::task::yield_now().await;
+            if self.shared.config.busy_poll && self.spin_for_mail(mailbox) {
+                continue;
+            }
             if mailbox.prepare_sleep() == super::mailbox::SleepCheck::MaySleep {
                 if let Err(error) = reader.wait().await {
                     eprintln!("ringmq: shard {}: eventfd read failed: {error}", self.id);
@@ -311,15 +327,36 @@ impl ShardContext {
         }
     }
 
+    /// Busy-poll mode: spins on the ring for up to [`BUSY_POLL_SPIN`] before the
+    /// shard may sleep. Returns true when mail arrived. (The runtime submits
+    /// io_uring operations only when it parks, so the spin is bounded.)
+    fn spin_for_mail(&self, mailbox: &super::ShardMailbox) -> bool {
+        let deadline = Instant::now() + BUSY_POLL_SPIN;
+        loop {
+            for _ in 0..64 {
+                if !mailbox.is_empty() {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+        }
+    }
+
     /// Returns true when the drain loop should end.
     fn handle_message(self: &Rc<Self>, message: Message) -> bool {
         match message {
-            Message::Request { from, id, op } => {
+            Message::Request { origin, op } => {
                 let reply = self.start_local(op);
                 let context = self.clone();
                 io::spawn_local(async move {
                     let reply = reply.await;
-                    context.post(from, Message::Reply { id, reply }).await;
+                    match origin {
+                        Origin::Shard { shard, id } => context.post(shard, Message::Reply { id, reply }).await,
+                        Origin::External(completion) => completion.complete(reply),
+                    }
                 });
             }
             Message::Reply { id, reply } => {
@@ -430,8 +467,7 @@ fn ready(reply: Reply) -> ReplyFuture {
 pub(crate) fn run(
     id: u16,
     shared: Arc<Shared>,
-    main_listener: TcpListener,
-    own_listener: TcpListener,
+    listeners: Option<(TcpListener, TcpListener)>,
     ready_sender: mpsc::Sender<Result<(), String>>,
 ) -> Result<(), String> {
     let runtime = match io::Runtime::new() {
@@ -451,9 +487,9 @@ pub(crate) fn run(
                 return Err(message);
             }
         }
-        let listeners = [main_listener, own_listener].map(|listener| Listener::from_std(listener).map(Rc::new));
         let mut started = Vec::new();
-        for listener in listeners {
+        let listeners = listeners.into_iter().flat_map(|(main, own)| [main, own]);
+        for listener in listeners.map(|listener| Listener::from_std(listener).map(Rc::new)) {
             match listener {
                 Ok(listener) => started.push(listener),
                 Err(error) => {

@@ -75,7 +75,7 @@ pub fn start_server(
     tweak: impl FnOnce(&mut ringmq::server::ServerConfig),
 ) -> ringmq::server::ServerHandle {
     let mut config = ringmq::server::ServerConfig::new(data_dir);
-    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.listen = Some("127.0.0.1:0".parse().unwrap());
     config.shards = shards;
     config.pin_threads = false;
     tweak(&mut config);

@@ -1,0 +1,197 @@
+//! The embedded broker: the same shards as the server, inside the calling
+//! process, with no TCP. An [`EmbeddedClient`] puts each request on the owning
+//! shard's lock-free ring and waits on a completion (parked, or spinning in
+//! busy-poll mode); only the batch itself crosses, no serialisation.
+//!
+//! ```no_run
+//! use ringmq::embedded::Broker;
+//! use ringmq::server::ServerConfig;
+//! let broker = Broker::open(ServerConfig::new("/tmp/ringmq-embedded")).unwrap();
+//! let client = broker.client();
+//! client.create_topic("t", 1, Default::default(), Default::default()).unwrap();
+//! broker.close().unwrap();
+//! ```
+
+use crate::client::{ClientError, FetchResult, Result, Retention};
+use crate::log::Acks;
+use crate::protocol::fetch::FetchRequest;
+use crate::protocol::offsets::{ListOffsetsRequest, ListOffsetsResponse};
+use crate::protocol::topic::{RETENTION_DEFAULT, RETENTION_UNLIMITED};
+use crate::protocol::ErrorCode;
+use crate::server::catalog::{owner, TopicConfig};
+use crate::server::completion::Completion;
+use crate::server::shard::{FetchData, Message, Op, Origin, Reply};
+use crate::server::{self, ServerConfig, ServerHandle, Shared};
+use bytes::BytesMut;
+use std::sync::Arc;
+
+/// A broker running inside this process.
+pub struct Broker {
+    handle: ServerHandle,
+}
+
+impl Broker {
+    /// Starts the shards (recovering their partitions) without any listener.
+    pub fn open(mut config: ServerConfig) -> std::result::Result<Broker, String> {
+        config.listen = None;
+        Ok(Broker { handle: server::start(config)? })
+    }
+
+    /// A client talking to the shards through their rings. Clients are cheap and
+    /// may be cloned and used from any thread.
+    pub fn client(&self) -> EmbeddedClient {
+        EmbeddedClient { shared: self.handle.shared().clone() }
+    }
+
+    pub fn counters(&self) -> &server::ServerCounters {
+        self.handle.counters()
+    }
+
+    /// Shuts down as gracefully as the server: finishes in-flight requests,
+    /// syncs and closes every partition.
+    pub fn close(self) -> std::result::Result<(), String> {
+        self.handle.shutdown()
+    }
+}
+
+/// An in-process client of a [`Broker`].
+#[derive(Clone)]
+pub struct EmbeddedClient {
+    shared: Arc<Shared>,
+}
+
+fn server_error(code: ErrorCode, context: impl Into<String>) -> ClientError {
+    ClientError::Server { code: code as u16, context: context.into() }
+}
+
+impl EmbeddedClient {
+    /// Runs `op` on `shard` and waits for its reply.
+    fn call(&self, shard: u16, op: Op) -> Reply {
+        let completion = Arc::new(Completion::for_current_thread());
+        self.shared.post_blocking(shard, Message::Request { origin: Origin::External(completion.clone()), op });
+        completion.wait(self.shared.config.busy_poll)
+    }
+
+    fn shard_count(&self) -> u16 {
+        self.shared.mailboxes.len() as u16
+    }
+
+    fn route(&self, topic: &str, partition: u32) -> Result<u16> {
+        let catalog = self.shared.catalog.snapshot();
+        match catalog.topics.get(topic) {
+            Some(config) if partition < config.partitions => Ok(owner(topic, partition, self.shard_count())),
+            _ => Err(ClientError::UnknownTopic(format!("{topic}/{partition}"))),
+        }
+    }
+
+    fn on_owners(&self, topic: &TopicConfig, op: impl Fn() -> Op) -> std::result::Result<(), ErrorCode> {
+        let mut owners: Vec<u16> = (0..topic.partitions).map(|p| owner(&topic.name, p, self.shard_count())).collect();
+        owners.sort_unstable();
+        owners.dedup();
+        for shard in owners {
+            match self.call(shard, op()) {
+                Reply::Done(Ok(())) => {}
+                Reply::Done(Err(code)) => return Err(code),
+                _ => return Err(ErrorCode::Internal),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        retention_ms: Retention,
+        retention_bytes: Retention,
+    ) -> Result<()> {
+        let resolve = |value: Retention, default: Option<u64>| match value {
+            Retention::Default => default,
+            Retention::Unlimited => None,
+            Retention::Limit(limit) => Some(limit),
+        };
+        let config = &self.shared.config;
+        let topic = TopicConfig {
+            name: name.into(),
+            partitions,
+            retention_ms: resolve(retention_ms, config.retention_ms),
+            retention_bytes: resolve(retention_bytes, config.retention_bytes),
+            created_at_ms: crate::log::partition::now_ms(),
+        };
+        let context = format!("create topic {name}");
+        let topic = self.shared.catalog.create_topic(topic).map_err(|code| server_error(code, &context))?;
+        self.on_owners(&topic, || Op::OpenTopic(topic.clone())).map_err(|code| server_error(code, context))
+    }
+
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let context = format!("delete topic {name}");
+        let (topic, moved_to) = self.shared.catalog.delete_topic(name).map_err(|code| server_error(code, &context))?;
+        let result = self.on_owners(&topic, || Op::CloseTopic(topic.name.clone()));
+        let _ = std::fs::remove_dir_all(moved_to);
+        result.map_err(|code| server_error(code, context))
+    }
+
+    /// Topic names with their partition counts and retention (`RETENTION_UNLIMITED`
+    /// for none), sorted by name.
+    pub fn topics(&self) -> Vec<(String, u32, i64, i64)> {
+        let wire = |value: Option<u64>| value.map_or(RETENTION_UNLIMITED, |v| v.min(i64::MAX as u64) as i64);
+        let catalog = self.shared.catalog.snapshot();
+        catalog
+            .topics
+            .values()
+            .map(|t| (t.name.clone(), t.partitions, wire(t.retention_ms), wire(t.retention_bytes)))
+            .collect()
+    }
+
+    pub fn partition_count(&self, topic: &str) -> Result<u32> {
+        let catalog = self.shared.catalog.snapshot();
+        catalog.topics.get(topic).map(|t| t.partitions).ok_or_else(|| ClientError::UnknownTopic(topic.into()))
+    }
+
+    /// Appends one batch; returns its base offset once acknowledged as `acks`
+    /// asks (`None` with acks none, which returns as soon as the batch is queued).
+    pub fn produce(&self, topic: &str, partition: u32, batch: BytesMut, acks: Acks) -> Result<Option<u64>> {
+        let shard = self.route(topic, partition)?;
+        let op = Op::Produce { topic: topic.into(), partition, batch, acks };
+        if acks == Acks::None {
+            let completion = Arc::new(Completion::for_current_thread());
+            self.shared.post_blocking(shard, Message::Request { origin: Origin::External(completion), op });
+            return Ok(None);
+        }
+        match self.call(shard, op) {
+            Reply::Produce(Ok(base_offset)) => Ok(Some(base_offset)),
+            Reply::Produce(Err(code)) | Reply::Done(Err(code)) => {
+                Err(server_error(code, format!("produce to {topic}/{partition}")))
+            }
+            _ => Err(server_error(ErrorCode::Internal, "produce")),
+        }
+    }
+
+    /// Whole stored batches from `offset`; waits up to `max_wait_ms` for at least
+    /// `min_bytes`.
+    pub fn fetch(&self, request: FetchRequest) -> Result<FetchResult> {
+        let shard = self.route(&request.topic, request.partition)?;
+        let context = format!("fetch {}/{} at {}", request.topic, request.partition, request.offset);
+        match self.call(shard, Op::Fetch(request)) {
+            Reply::Fetch(Ok(FetchData { high_watermark, earliest, records })) => {
+                Ok(FetchResult { high_watermark, earliest, records })
+            }
+            Reply::Fetch(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, context)),
+            _ => Err(server_error(ErrorCode::Internal, context)),
+        }
+    }
+
+    /// Earliest (-2), latest (-1) or the first offset at or after a timestamp.
+    pub fn list_offsets(&self, topic: &str, partition: u32, query: i64) -> Result<ListOffsetsResponse> {
+        let shard = self.route(topic, partition)?;
+        let context = format!("list offsets of {topic}/{partition}");
+        if query < RETENTION_DEFAULT {
+            return Err(ClientError::InvalidArgument(format!("offset query {query}")));
+        }
+        match self.call(shard, Op::ListOffsets(ListOffsetsRequest { topic: topic.into(), partition, query })) {
+            Reply::Offsets(Ok(response)) => Ok(response),
+            Reply::Offsets(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, context)),
+            _ => Err(server_error(ErrorCode::Internal, context)),
+        }
+    }
+}
