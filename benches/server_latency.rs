@@ -85,14 +85,12 @@ fn produce_round_trips(client: &mut Client, acks: Acks, rounds: usize) -> Histog
 fn woken_fetches(client: &mut Client, address: SocketAddr, rounds: usize) -> Histogram<u64> {
     let mut histogram = histogram();
     let batch = small_batch();
-    let port = client.server_info().shard_count; // touch the hello: the client is live
-    let _ = port;
     let shard = client.topic("wake").unwrap().partition_shards[0];
     let metadata = client.refresh_metadata().unwrap();
     let owner = SocketAddr::new(address.ip(), metadata.shards[shard as usize].port);
     let mut fetcher = Connection::connect(owner).unwrap();
-    let mut offset = client.list_offsets("wake", 0, -1).unwrap().latest as u64;
-    for _ in 0..rounds {
+    let start_offset = client.list_offsets("wake", 0, -1).unwrap().latest as u64;
+    for offset in start_offset..start_offset + rounds as u64 {
         let request = FetchRequest {
             topic: "wake".into(),
             partition: 0,
@@ -109,7 +107,6 @@ fn woken_fetches(client: &mut Client, address: SocketAddr, rounds: usize) -> His
         let (header, _) = fetcher.receive().unwrap();
         assert_eq!(header.error_code, 0);
         histogram.record(start.elapsed().as_micros().max(1) as u64).unwrap();
-        offset += 1;
     }
     histogram
 }

@@ -308,7 +308,31 @@ impl<'a> Batch<'a> {
                 last_offset_delta: header.last_offset_delta,
             });
         }
+        if header.compression() == 0 {
+            batch.check_records()?;
+        }
         Ok(batch)
+    }
+
+    /// Walks every record: each decodes, offset deltas run 0, 1, 2, ..., no
+    /// timestamp exceeds `max_timestamp` (the time index trusts it), and nothing
+    /// follows the last record. So no stored batch can fail a reader later.
+    fn check_records(&self) -> Result<(), BatchError> {
+        let mut expected_delta: i64 = 0;
+        for record in self.records() {
+            let record = record?;
+            if record.offset.wrapping_sub(self.header.base_offset) != expected_delta {
+                return Err(bad("offset deltas are not 0, 1, 2, ..."));
+            }
+            if record.timestamp > self.header.max_timestamp {
+                return Err(bad("a record is newer than the batch's max_timestamp"));
+            }
+            expected_delta += 1;
+        }
+        if expected_delta != i64::from(self.header.records_count) {
+            return Err(bad("fewer records than records_count"));
+        }
+        Ok(())
     }
 
     pub fn header(&self) -> &BatchHeader {

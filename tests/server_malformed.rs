@@ -190,3 +190,81 @@ fn a_full_cross_shard_ring_applies_backpressure_and_loses_nothing() {
     assert_eq!(offsets.latest, REQUESTS as i64, "records were lost");
     server.shutdown().unwrap();
 }
+
+/// Review findings on the protocol, each pinned: a pipelined produce right after
+/// a create finds the topic; acks 0 is silent even when the request fails; a
+/// batch over the batch limit and a long topic name get their own errors; fetch
+/// with min_bytes 0 answers at once; too many topics is a resource limit.
+#[test]
+fn protocol_edge_cases_get_their_documented_answers() {
+    use ringmq::protocol::topic::CreateTopicRequest;
+    let dir = temp_dir("edges");
+    let server = start_server(&dir, 2, |_| {});
+    let mut connection = Connection::connect(server.address()).unwrap();
+    // Create then produce, pipelined on one connection.
+    let create = CreateTopicRequest { name: "fresh".into(), partitions: 2, retention_ms: -2, retention_bytes: -1 };
+    let batch = batch_of(&[b"first".to_vec()], 1);
+    connection.send(|id| create.encode(id)).unwrap();
+    connection.send(|id| ProduceRequest::encode(id, Acks::Written, &[("fresh", 1, &batch)])).unwrap();
+    let (header, _) = connection.receive().unwrap();
+    assert_eq!(header.error_code, 0);
+    let (header, body) = connection.receive().unwrap();
+    assert_eq!(header.error_code, 0);
+    assert_eq!(ProduceResponse::decode(&body).unwrap().results[0].error, 0, "the produce ran before the create");
+
+    // acks 0 stays silent on failure: the next response is for the next request.
+    let mut stream = TcpStream::connect(server.address()).unwrap();
+    let silent_failure = ProduceRequest::encode(1, Acks::None, &[("no-such-topic", 0, &batch)]);
+    let mut unsupported = silent_failure.clone();
+    unsupported[6..8].copy_from_slice(&9u16.to_be_bytes());
+    std::io::Write::write_all(&mut stream, &silent_failure).unwrap();
+    std::io::Write::write_all(&mut stream, &unsupported).unwrap();
+    std::io::Write::write_all(&mut stream, &raw_frame(api::HELLO, 0, 3, &[0, 1, b'x'])).unwrap();
+    let mut length = [0u8; 4];
+    stream.read_exact(&mut length).unwrap();
+    let mut rest = vec![0u8; u32::from_be_bytes(length) as usize];
+    stream.read_exact(&mut rest).unwrap();
+    assert_eq!(u32::from_be_bytes(rest[..4].try_into().unwrap()), 3, "acks 0 requests were answered");
+
+    // A batch field over BATCH_BYTES_MAX: TooLarge for that entry only.
+    let mut huge = vec![0u8; ringmq::batch::BATCH_BYTES_MAX + 100];
+    let declared = (huge.len() - 12) as u32;
+    huge[8..12].copy_from_slice(&declared.to_be_bytes());
+    let body = connection
+        .call("produce", |id| ProduceRequest::encode(id, Acks::Written, &[("fresh", 0, &huge), ("fresh", 0, &batch)]))
+        .unwrap();
+    let results = ProduceResponse::decode(&body).unwrap().results;
+    assert_eq!(ErrorCode::from_u16(results[0].error), Some(ErrorCode::TooLarge));
+    assert_eq!(results[1].error, 0);
+
+    // A name longer than 249 bytes: InvalidTopicName, not a malformed request.
+    let long = CreateTopicRequest { name: "n".repeat(300), partitions: 1, retention_ms: -2, retention_bytes: -2 };
+    connection.send(|id| long.encode(id)).unwrap();
+    let (header, _) = connection.receive().unwrap();
+    assert_eq!(ErrorCode::from_u16(header.error_code), Some(ErrorCode::InvalidTopicName));
+
+    // min_bytes 0 with nothing to read: answered at once, not after max_wait.
+    let started = std::time::Instant::now();
+    let body = connection
+        .call("fetch", |id| {
+            FetchRequest {
+                topic: "fresh".into(),
+                partition: 1,
+                offset: 1,
+                max_bytes: 1024,
+                max_wait_ms: 5000,
+                min_bytes: 0,
+            }
+            .encode(id)
+        })
+        .unwrap();
+    assert!(FetchResponse::decode(&body).unwrap().records.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(2), "min_bytes 0 waited {:?}", started.elapsed());
+
+    // ListOffsets with an unknown query: InvalidArgument.
+    let body = connection.call("offsets", |id| {
+        ringmq::protocol::offsets::ListOffsetsRequest { topic: "fresh".into(), partition: 0, query: -7 }.encode(id)
+    });
+    assert_eq!(body.unwrap_err().code(), Some(ErrorCode::InvalidArgument));
+    server.shutdown().unwrap();
+}

@@ -1,5 +1,21 @@
-//! loom models of ringmq's lock-free parts (the cross-shard rings, the wake-up
-//! protocol, the group-commit completion hand-off across threads). This crate
-//! must not depend on tokio: a global `--cfg loom` switches tokio into loom mode
-//! and breaks tokio-uring. The models arrive with the cross-shard rings (#3/#4);
-//! the partition log of #2 is single-threaded per shard and has nothing to model.
+//! loom models of ringmq's lock-free parts. The modules below are ringmq's own
+//! source files, compiled here with `cfg(ringmq_loom)` (set by build.rs) so their
+//! atomics, locks and thread parking come from loom. This crate does not depend
+//! on tokio: a global `--cfg loom` would switch tokio into loom mode and break
+//! tokio-uring.
+//!
+//! Models (in tests/):
+//! - `mailbox`: the cross-shard ring hand-off and the sleeping/awake wake-up
+//!   protocol: no lost wake-up, at most one signal per sleep, nothing dropped when
+//!   a tiny ring is full;
+//! - `completion`: the hand-off of a reply (a durable acknowledgement from the
+//!   group commit, a fetch) from a shard to a waiting non-shard thread.
+
+#[path = "../../src/sync.rs"]
+pub mod sync;
+
+#[path = "../../src/server/mailbox.rs"]
+pub mod mailbox;
+
+#[path = "../../src/server/completion.rs"]
+pub mod completion;

@@ -10,7 +10,7 @@
 //! an append brings them or `max_wait_ms` passes (then with what there is).
 
 use super::{api, finish_frame, request_frame, response_frame, DecodeError, ErrorCode, Reader, Writer};
-use super::{FETCH_BYTES_MAX, FETCH_WAIT_MS_MAX, RESPONSE_BYTES_MAX, TOPIC_NAME_BYTES_MAX};
+use super::{FETCH_BYTES_MAX, FETCH_WAIT_MS_MAX, RESPONSE_BYTES_MAX, TOPIC_NAME_WIRE_BYTES_MAX};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchRequest {
@@ -38,7 +38,7 @@ impl FetchRequest {
     pub fn decode(body: &[u8]) -> Result<FetchRequest, DecodeError> {
         let mut reader = Reader::new(body);
         let request = FetchRequest {
-            topic: reader.string(TOPIC_NAME_BYTES_MAX)?.to_owned(),
+            topic: reader.string(TOPIC_NAME_WIRE_BYTES_MAX)?.to_owned(),
             partition: reader.u32()?,
             offset: reader.u64()?,
             max_bytes: reader.u32()?.min(FETCH_BYTES_MAX as u32),

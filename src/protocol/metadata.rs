@@ -6,7 +6,7 @@
 //!                   partitions [partition u32, shard u16]]
 
 use super::{api, finish_frame, request_frame, response_frame, DecodeError, ErrorCode, Reader};
-use super::{METADATA_TOPICS_MAX, PARTITIONS_PER_TOPIC_MAX, TOPIC_NAME_BYTES_MAX};
+use super::{METADATA_TOPICS_MAX, PARTITIONS_PER_TOPIC_MAX, TOPIC_NAME_WIRE_BYTES_MAX};
 
 /// Shards a response may list.
 pub const SHARDS_MAX: usize = 1024;
@@ -31,7 +31,7 @@ impl MetadataRequest {
         let count = reader.count(METADATA_TOPICS_MAX, 2)?;
         let mut topics = Vec::with_capacity(count);
         for _ in 0..count {
-            topics.push(reader.string(TOPIC_NAME_BYTES_MAX)?.to_owned());
+            topics.push(reader.string(TOPIC_NAME_WIRE_BYTES_MAX)?.to_owned());
         }
         reader.finish()?;
         Ok(MetadataRequest { topics })
@@ -96,7 +96,7 @@ impl MetadataResponse {
         let count = reader.count(METADATA_TOPICS_MAX, 24)?;
         let mut topics = Vec::with_capacity(count);
         for _ in 0..count {
-            let name = reader.string(TOPIC_NAME_BYTES_MAX)?.to_owned();
+            let name = reader.string(TOPIC_NAME_WIRE_BYTES_MAX)?.to_owned();
             let error = reader.u16()?;
             let retention_ms = reader.i64()?;
             let retention_bytes = reader.i64()?;

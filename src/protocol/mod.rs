@@ -31,6 +31,11 @@ pub const FETCH_BYTES_MAX: usize = 32 * 1024 * 1024;
 pub const FETCH_WAIT_MS_MAX: u32 = 60_000;
 /// Topic names: Kafka's limit and alphabet (`[a-zA-Z0-9._-]`).
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// Longest topic-name string a decoder accepts: anything a u16 length can say
+/// (the frame limit bounds the total). Longer-than-valid names are then refused
+/// with their own error (InvalidTopicName, UnknownTopicOrPartition), not as a
+/// malformed request.
+pub const TOPIC_NAME_WIRE_BYTES_MAX: usize = u16::MAX as usize;
 /// Client names in Hello.
 pub const CLIENT_NAME_BYTES_MAX: usize = 256;
 /// Partitions one topic may have.
@@ -77,7 +82,7 @@ pub mod api {
 #[non_exhaustive]
 pub enum ErrorCode {
     None = 0,
-    /// An unexpected server error; the message says more.
+    /// An unexpected server error (a bug); the server's log says more.
     Internal = 1,
     /// A batch failed its length, magic or CRC-32C check.
     CorruptBatch = 2,
@@ -100,6 +105,8 @@ pub enum ErrorCode {
     /// The server is shutting down; retry on another connection later.
     ShuttingDown = 14,
     InvalidArgument = 15,
+    /// A broker-wide limit was reached (topics, partitions).
+    ResourceLimit = 16,
 }
 
 impl ErrorCode {
@@ -122,6 +129,7 @@ impl ErrorCode {
             13 => StorageFailure,
             14 => ShuttingDown,
             15 => InvalidArgument,
+            16 => ResourceLimit,
             _ => return Option::None,
         })
     }
@@ -145,6 +153,7 @@ impl ErrorCode {
             StorageFailure => "storage failure",
             ShuttingDown => "shutting down",
             InvalidArgument => "invalid argument",
+            ResourceLimit => "resource limit reached",
         }
     }
 }
@@ -200,11 +209,19 @@ pub struct FrameTooLarge {
 }
 
 /// Checks, without allocating, whether `buffer` starts with a whole request frame.
+///
+/// A length over the limit is refused once the header behind it has arrived, so
+/// the refusal can be answered with the request's correlation id; a length below
+/// the header size is refused at once and never answered (there is no header).
 pub fn check_request(buffer: &[u8]) -> Result<FrameCheck, FrameTooLarge> {
-    check_frame(buffer, REQUEST_HEADER_BYTES, REQUEST_BYTES_MAX).map_err(|declared| FrameTooLarge {
-        declared,
-        header: parse_request_header(buffer.get(LENGTH_BYTES..).unwrap_or(&[])).ok(),
-    })
+    match check_frame(buffer, REQUEST_HEADER_BYTES, REQUEST_BYTES_MAX) {
+        Ok(check) => Ok(check),
+        Err(declared) if declared < REQUEST_HEADER_BYTES => Err(FrameTooLarge { declared, header: None }),
+        Err(declared) => match buffer.get(LENGTH_BYTES..LENGTH_BYTES + REQUEST_HEADER_BYTES) {
+            None => Ok(FrameCheck::Incomplete { needed: LENGTH_BYTES + REQUEST_HEADER_BYTES }),
+            Some(header) => Err(FrameTooLarge { declared, header: parse_request_header(header).ok() }),
+        },
+    }
 }
 
 /// Checks whether `buffer` starts with a whole response frame.
@@ -478,9 +495,9 @@ mod tests {
 
     #[test]
     fn every_error_code_round_trips() {
-        for code in 0..=15u16 {
+        for code in 0..=16u16 {
             assert_eq!(ErrorCode::from_u16(code).unwrap() as u16, code);
         }
-        assert_eq!(ErrorCode::from_u16(16), None);
+        assert_eq!(ErrorCode::from_u16(17), None);
     }
 }

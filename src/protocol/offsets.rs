@@ -6,7 +6,9 @@
 //! response: offset i64 (-1 when no record is at or after the timestamp),
 //!           earliest i64, latest i64 (one past the last record), durable i64
 
-use super::{api, finish_frame, request_frame, response_frame, DecodeError, ErrorCode, Reader, TOPIC_NAME_BYTES_MAX};
+use super::{
+    api, finish_frame, request_frame, response_frame, DecodeError, ErrorCode, Reader, TOPIC_NAME_WIRE_BYTES_MAX,
+};
 
 pub const QUERY_EARLIEST: i64 = -2;
 pub const QUERY_LATEST: i64 = -1;
@@ -30,13 +32,10 @@ impl ListOffsetsRequest {
     pub fn decode(body: &[u8]) -> Result<ListOffsetsRequest, DecodeError> {
         let mut reader = Reader::new(body);
         let request = ListOffsetsRequest {
-            topic: reader.string(TOPIC_NAME_BYTES_MAX)?.to_owned(),
+            topic: reader.string(TOPIC_NAME_WIRE_BYTES_MAX)?.to_owned(),
             partition: reader.u32()?,
             query: reader.i64()?,
         };
-        if request.query < QUERY_EARLIEST {
-            return Err(DecodeError { reason: "unknown offset query" });
-        }
         reader.finish()?;
         Ok(request)
     }

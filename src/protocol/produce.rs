@@ -6,8 +6,7 @@
 //!           base_offset -1 on error). With acks 0 there is no response at all.
 
 use super::{api, finish_frame, request_frame, response_frame, DecodeError, ErrorCode, Reader};
-use super::{PRODUCE_ENTRIES_MAX, TOPIC_NAME_BYTES_MAX};
-use crate::batch::BATCH_BYTES_MAX;
+use super::{PRODUCE_ENTRIES_MAX, TOPIC_NAME_WIRE_BYTES_MAX};
 use crate::log::Acks;
 
 pub const ACKS_NONE: u8 = 0;
@@ -72,10 +71,12 @@ impl<'a> ProduceRequest<'a> {
         let count = reader.count(PRODUCE_ENTRIES_MAX, 10)?;
         let mut entries = Vec::with_capacity(count);
         for _ in 0..count {
-            let topic = reader.string(TOPIC_NAME_BYTES_MAX)?;
+            let topic = reader.string(TOPIC_NAME_WIRE_BYTES_MAX)?;
             let partition = reader.u32()?;
             let batch_position = reader.consumed() + 4;
-            let batch = reader.bytes(BATCH_BYTES_MAX)?;
+            // The frame limit bounds it; a batch over BATCH_BYTES_MAX is refused
+            // per entry (TooLarge) by the log, not as a malformed request.
+            let batch = reader.bytes(super::REQUEST_BYTES_MAX)?;
             entries.push(ProduceEntry { topic, partition, batch, batch_position });
         }
         reader.finish()?;

@@ -5,7 +5,7 @@
 //! delete request: name string
 //! responses:      empty body; the header's error code says how it went.
 
-use super::{api, finish_frame, request_frame, DecodeError, Reader, TOPIC_NAME_BYTES_MAX};
+use super::{api, finish_frame, request_frame, DecodeError, Reader, TOPIC_NAME_WIRE_BYTES_MAX};
 
 /// Retention value meaning "no limit".
 pub const RETENTION_UNLIMITED: i64 = -1;
@@ -33,7 +33,7 @@ impl CreateTopicRequest {
     pub fn decode(body: &[u8]) -> Result<CreateTopicRequest, DecodeError> {
         let mut reader = Reader::new(body);
         let request = CreateTopicRequest {
-            name: reader.string(TOPIC_NAME_BYTES_MAX)?.to_owned(),
+            name: reader.string(TOPIC_NAME_WIRE_BYTES_MAX)?.to_owned(),
             partitions: reader.u32()?,
             retention_ms: reader.i64()?,
             retention_bytes: reader.i64()?,
@@ -57,7 +57,7 @@ impl DeleteTopicRequest {
 
     pub fn decode(body: &[u8]) -> Result<DeleteTopicRequest, DecodeError> {
         let mut reader = Reader::new(body);
-        let name = reader.string(TOPIC_NAME_BYTES_MAX)?.to_owned();
+        let name = reader.string(TOPIC_NAME_WIRE_BYTES_MAX)?.to_owned();
         reader.finish()?;
         Ok(DeleteTopicRequest { name })
     }

@@ -24,6 +24,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// Topics a broker holds (a metadata response lists them all).
+pub const TOPICS_MAX: usize = crate::protocol::METADATA_TOPICS_MAX;
+/// Partitions a broker holds, over all topics (each costs three files and memory).
+pub const PARTITIONS_MAX: u64 = 100_000;
+
 /// The on-disk format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -212,6 +217,10 @@ impl SharedCatalog {
         let mut current = self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if current.topics.contains_key(&topic.name) {
             return Err(ErrorCode::TopicAlreadyExists);
+        }
+        let partitions: u64 = current.topics.values().map(|t| u64::from(t.partitions)).sum();
+        if current.topics.len() >= TOPICS_MAX || partitions + u64::from(topic.partitions) > PARTITIONS_MAX {
+            return Err(ErrorCode::ResourceLimit);
         }
         let dir = self.data_dir.join("topics").join(&topic.name);
         let written = (|| -> io::Result<()> {

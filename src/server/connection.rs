@@ -55,6 +55,10 @@ async fn read_requests(context: &Rc<ShardContext>, stream: &Stream, sender: mpsc
                         return;
                     };
                     let response = dispatch::dispatch(context, frame).await;
+                    // Run it as its own task, so it makes progress (a long poll's
+                    // clock starts now) while earlier responses are still pending.
+                    let task = crate::io::spawn_local(response);
+                    let response: ResponseFuture = Box::pin(async move { task.await.unwrap_or(None) });
                     if sender.send(InFlight { response, _count: count, _bytes: bytes }).is_err() {
                         return;
                     }

@@ -9,8 +9,8 @@ use crate::log::Acks;
 use crate::protocol::fetch::{FetchRequest, FetchResponse};
 use crate::protocol::hello::{ApiRange, HelloRequest, HelloResponse};
 use crate::protocol::metadata::{MetadataRequest, MetadataResponse, ShardInfo, TopicMetadata};
-use crate::protocol::offsets::ListOffsetsRequest;
-use crate::protocol::produce::{ProduceRequest, ProduceResponse, ProduceResult};
+use crate::protocol::offsets::{ListOffsetsRequest, QUERY_EARLIEST};
+use crate::protocol::produce::{ProduceRequest, ProduceResponse, ProduceResult, ACKS_NONE};
 use crate::protocol::topic::{CreateTopicRequest, DeleteTopicRequest, RETENTION_DEFAULT, RETENTION_UNLIMITED};
 use crate::protocol::{self, api, ErrorCode, RequestHeader};
 use bytes::{Buf, BytesMut};
@@ -46,6 +46,20 @@ pub(crate) async fn dispatch(context: &Rc<ShardContext>, mut frame: BytesMut) ->
         return Box::pin(async { None });
     };
     let body = frame.split_off(header_end.min(frame.len()));
+    // A produce with acks 0 never gets a response, whatever happens to it, so a
+    // client that sent it does not wait for one.
+    let silent = header.api_key == api::PRODUCE && body.first() == Some(&ACKS_NONE);
+    let response = dispatch_checked(context, header, body).await;
+    if silent {
+        return Box::pin(async move {
+            response.await;
+            None
+        });
+    }
+    response
+}
+
+async fn dispatch_checked(context: &Rc<ShardContext>, header: RequestHeader, body: BytesMut) -> ResponseFuture {
     let id = header.correlation_id;
     if let Some(code) = supported(&header) {
         return ready(error_response(id, code));
@@ -64,14 +78,17 @@ pub(crate) async fn dispatch(context: &Rc<ShardContext>, mut frame: BytesMut) ->
             Err(error) => malformed(error),
         },
         api::CREATE_TOPIC => match CreateTopicRequest::decode(&body) {
-            Ok(request) => Box::pin(create_topic(context.clone(), id, request)),
+            // Control requests finish before the next request on the connection
+            // starts, so a produce pipelined behind a create finds the topic.
+            Ok(request) => ready(create_topic(context.clone(), id, request).await),
             Err(error) => malformed(error),
         },
         api::DELETE_TOPIC => match DeleteTopicRequest::decode(&body) {
-            Ok(request) => Box::pin(delete_topic(context.clone(), id, request)),
+            Ok(request) => ready(delete_topic(context.clone(), id, request).await),
             Err(error) => malformed(error),
         },
         api::LIST_OFFSETS => match ListOffsetsRequest::decode(&body) {
+            Ok(request) if request.query < QUERY_EARLIEST => ready(error_response(id, ErrorCode::InvalidArgument)),
             Ok(request) => match context.route(&request.topic, request.partition) {
                 Ok(owner) => {
                     let reply = context.submit(owner, Op::ListOffsets(request)).await;
@@ -185,13 +202,13 @@ async fn on_owners(context: &Rc<ShardContext>, topic: &TopicConfig, op: impl Fn(
     Ok(())
 }
 
-async fn create_topic(context: Rc<ShardContext>, id: u32, request: CreateTopicRequest) -> Option<Vec<u8>> {
+async fn create_topic(context: Rc<ShardContext>, id: u32, request: CreateTopicRequest) -> Vec<u8> {
     let config = &context.shared.config;
     let retention = retention_from_wire(request.retention_ms, config.retention_ms)
         .and_then(|ms| Ok((ms, retention_from_wire(request.retention_bytes, config.retention_bytes)?)));
     let (retention_ms, retention_bytes) = match retention {
         Ok(values) => values,
-        Err(code) => return Some(error_response(id, code)),
+        Err(code) => return error_response(id, code),
     };
     let topic = TopicConfig {
         name: request.name,
@@ -202,22 +219,30 @@ async fn create_topic(context: Rc<ShardContext>, id: u32, request: CreateTopicRe
     };
     let topic = match context.shared.catalog.create_topic(topic) {
         Ok(topic) => topic,
-        Err(code) => return Some(error_response(id, code)),
+        Err(code) => return error_response(id, code),
     };
-    let result = on_owners(&context, &topic, || Op::OpenTopic(topic.clone())).await;
-    Some(error_response(id, result.err().unwrap_or(ErrorCode::None)))
+    if let Err(code) = on_owners(&context, &topic, || Op::OpenTopic(topic.clone())).await {
+        // Do not leave a topic some of whose partitions cannot be used.
+        eprintln!("ringmq: creating topic {} failed ({code}); removing it", topic.name);
+        let _ = remove_topic(&context, &topic.name).await;
+        return error_response(id, code);
+    }
+    error_response(id, ErrorCode::None)
 }
 
-async fn delete_topic(context: Rc<ShardContext>, id: u32, request: DeleteTopicRequest) -> Option<Vec<u8>> {
-    let (topic, moved_to) = match context.shared.catalog.delete_topic(&request.name) {
-        Ok(deleted) => deleted,
-        Err(code) => return Some(error_response(id, code)),
-    };
-    let result = on_owners(&context, &topic, || Op::CloseTopic(topic.name.clone())).await;
+/// Unpublishes a topic, closes its partitions on their owners, removes its files.
+async fn remove_topic(context: &Rc<ShardContext>, name: &str) -> Result<(), ErrorCode> {
+    let (topic, moved_to) = context.shared.catalog.delete_topic(name)?;
+    let result = on_owners(context, &topic, || Op::CloseTopic(topic.name.clone())).await;
     if let Err(error) = std::fs::remove_dir_all(&moved_to) {
         eprintln!("ringmq: cannot remove {}: {error}; it is removed at the next start", moved_to.display());
     }
-    Some(error_response(id, result.err().unwrap_or(ErrorCode::None)))
+    result
+}
+
+async fn delete_topic(context: Rc<ShardContext>, id: u32, request: DeleteTopicRequest) -> Vec<u8> {
+    let result = remove_topic(&context, &request.name).await;
+    error_response(id, result.err().unwrap_or(ErrorCode::None))
 }
 
 async fn produce(context: &Rc<ShardContext>, id: u32, body: BytesMut) -> ResponseFuture {

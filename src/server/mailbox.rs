@@ -2,14 +2,15 @@
 //! answers into, and the sleeping/awake protocol that wakes the owner only when it
 //! is actually waiting.
 //!
-//! Protocol (a Dekker-style handshake on two SeqCst operations each side):
+//! Protocol (a Dekker-style handshake; every change of `sleeping` is a
+//! read-modify-write, see [`Mailbox::prepare_sleep`]):
 //!
 //! ```text
 //! sender                               receiver (the owning shard's drain task)
 //! push(message) into the ring          loop: drain the ring
-//! if sleeping.swap(false): signal()    sleeping.store(true)
-//!                                      if ring not empty: sleeping.store(false); continue
-//!                                      wait for a signal; sleeping.store(false)
+//! if sleeping.swap(false): signal()    sleeping.swap(true)
+//!                                      if ring not empty: sleeping.swap(false); continue
+//!                                      wait for a signal; sleeping.swap(false)
 //! ```
 //!
 //! Either the receiver sees the message when it re-checks the ring, or the sender
@@ -101,18 +102,26 @@ impl<T, W: Wake, R: Ring<T>> Mailbox<T, W, R> {
     }
 
     /// Announces that the receiver is about to sleep, and re-checks the ring.
+    ///
+    /// `sleeping` is only ever changed by read-modify-writes. A plain store here
+    /// lets a sender's swap be ordered before it and read a stale `false` while
+    /// the receiver's re-check misses the sender's push: a lost wake-up that loom
+    /// found under acquire/release semantics (loom-tests/tests/mailbox.rs). With
+    /// a swap, either the sender's swap comes later in the flag's modification
+    /// order and reads `true`, or it comes earlier and the receiver's swap
+    /// acquires it, so the re-check sees the message.
     pub fn prepare_sleep(&self) -> SleepCheck {
-        self.sleeping.store(true, Ordering::SeqCst);
+        self.sleeping.swap(true, Ordering::SeqCst);
         if self.ring.is_empty() {
             return SleepCheck::MaySleep;
         }
-        self.sleeping.store(false, Ordering::SeqCst);
+        self.sleeping.swap(false, Ordering::SeqCst);
         SleepCheck::Busy
     }
 
     /// The receiver woke up (signalled or spuriously).
     pub fn woke(&self) {
-        self.sleeping.store(false, Ordering::SeqCst);
+        self.sleeping.swap(false, Ordering::SeqCst);
     }
 
     pub fn len(&self) -> usize {

@@ -248,7 +248,11 @@ impl ShardContext {
                 FetchData { high_watermark: log.high_watermark(), earliest: log.earliest_offset(), records }
             };
             let now = Instant::now();
-            if data.records.len() >= request.min_bytes.max(1) as usize || now >= deadline || self.is_stopping() {
+            // A read stops at max_bytes and at a segment's end: ask no more than
+            // max_bytes, and answer when more data exists past what was read.
+            let wanted = request.min_bytes.min(request.max_bytes) as usize;
+            let more_beyond = !data.records.is_empty() && data.high_watermark > last_offset_after(&data.records);
+            if data.records.len() >= wanted || more_beyond || now >= deadline || self.is_stopping() {
                 return Ok(data);
             }
             let _ = tokio::time::timeout(deadline - now, appended).await;
@@ -457,6 +461,19 @@ impl ShardContext {
         }
         first_error
     }
+}
+
+/// One past the last offset in `records` (whole batches).
+fn last_offset_after(mut records: &[u8]) -> u64 {
+    let mut next = 0;
+    while let Ok(header) = crate::batch::BatchHeader::parse(records) {
+        next = header.last_offset().saturating_add(1).max(0) as u64;
+        match records.get(header.size_bytes().max(1)..) {
+            Some(rest) => records = rest,
+            None => break,
+        }
+    }
+    next
 }
 
 fn ready(reply: Reply) -> ReplyFuture {
