@@ -11,9 +11,11 @@
 //! - [`server`]: the broker — shards, cross-shard mailboxes, connections, catalog.
 //! - [`client`]: the blocking Rust client, batching producer and fetcher.
 //! - [`embedded`]: the broker inside the calling process, and its in-process client.
+//! - [`bench`]: `ringmq bench`, the produce / consume / end-to-end workloads.
 //! - [`sync`]: the atomics shim that loom swaps out.
 
 pub mod batch;
+pub mod bench;
 pub mod client;
 pub mod embedded;
 pub mod io;

@@ -33,6 +33,67 @@ enum Command {
     Produce(ProduceArgs),
     /// Print record values, one per line, in offset order.
     Consume(ConsumeArgs),
+    /// Measure throughput and latency percentiles (HdrHistogram).
+    Bench(BenchArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WorkloadArg {
+    Produce,
+    Consume,
+    E2e,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(value_enum)]
+    workload: WorkloadArg,
+    /// Run an embedded broker in this process instead of using --bootstrap.
+    #[arg(long)]
+    embedded: bool,
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
+    #[arg(long, default_value_t = 1)]
+    partitions: u32,
+    #[arg(long, default_value_t = 1024)]
+    message_size: usize,
+    #[arg(long, default_value_t = 1000)]
+    batch_records: usize,
+    #[arg(long, value_enum, default_value = "written")]
+    acks: AcksArg,
+    /// Records to send in total.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Seconds to run (after the warm-up).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Records per second over all producers (paced; latency corrected for
+    /// coordinated omission).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Seconds at the start whose samples are discarded.
+    #[arg(long, default_value_t = 0.0)]
+    warmup: f64,
+    /// Embedded: shards and waiting clients spin instead of sleeping.
+    #[arg(long)]
+    busy_poll: bool,
+    /// Embedded: data directory (default: a temporary one, deleted after).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Embedded: shard count (default: one per core).
+    #[arg(long)]
+    shards: Option<u16>,
+    /// Topic to create and use (default: a fresh name per run).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Write the latency percentile distribution (HdrHistogram .hgrm format).
+    #[arg(long)]
+    hgrm: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -157,6 +218,7 @@ fn main() -> ExitCode {
         Command::Topic(command) => topic(&cli.bootstrap, command),
         Command::Produce(args) => produce(&cli.bootstrap, args),
         Command::Consume(args) => consume(&cli.bootstrap, args),
+        Command::Bench(args) => bench(&cli.bootstrap, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -361,4 +423,42 @@ fn consume(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
             return Ok(());
         }
     }
+}
+
+fn bench(bootstrap: &str, args: BenchArgs) -> Result<(), String> {
+    use ringmq::bench::{self, BenchConfig, Workload};
+    let seconds =
+        |value: f64| Duration::try_from_secs_f64(value).map_err(|_| format!("{value} is not a duration in seconds"));
+    let config = BenchConfig {
+        workload: match args.workload {
+            WorkloadArg::Produce => Workload::Produce,
+            WorkloadArg::Consume => Workload::Consume,
+            WorkloadArg::E2e => Workload::EndToEnd,
+        },
+        bootstrap: (!args.embedded).then(|| bootstrap.to_string()),
+        producers: args.producers,
+        consumers: args.consumers,
+        partitions: args.partitions,
+        message_bytes: args.message_size,
+        batch_records: args.batch_records,
+        acks: args.acks.into(),
+        count: args.count,
+        duration: args.duration.map(seconds).transpose()?,
+        rate: args.rate,
+        warmup: seconds(args.warmup)?,
+        busy_poll: args.busy_poll,
+        data_dir: args.data_dir,
+        shards: args.shards,
+        topic: args.topic.unwrap_or_else(|| format!("bench-{}", ringmq::log::partition::now_ms())),
+    };
+    let report = bench::run(config.clone())?;
+    if args.json {
+        println!("{}", report.to_json(&config));
+    } else {
+        print!("{}", report.table(&config));
+    }
+    if let Some(path) = args.hgrm {
+        std::fs::write(&path, report.hgrm()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
 }

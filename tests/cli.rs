@@ -188,3 +188,47 @@ fn settings_come_from_the_file_then_the_environment_then_flags() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no_such_setting"), "unknown keys are named");
 }
+
+#[test]
+fn bench_prints_json_and_writes_a_percentile_distribution() {
+    let dir = common::temp_dir("cli-bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let hgrm = dir.join("latency.hgrm");
+    let output = Command::new(BINARY)
+        .args(["bench", "produce", "--embedded", "--count", "5000", "--batch-records", "100", "--message-size", "64"])
+        .args(["--acks", "durable", "--shards", "1", "--json", "--hgrm"])
+        .arg(&hgrm)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["records"], 5000);
+    assert_eq!(report["bytes"], 5000 * 64);
+    for key in ["seconds", "records_per_sec", "mb_per_sec"] {
+        assert!(report[key].as_f64().unwrap() > 0.0, "{key}: {report}");
+    }
+    let latency = &report["latency_us"];
+    let p50 = latency["p50"].as_u64().unwrap();
+    for key in ["p90", "p99", "p999", "p9999", "max"] {
+        assert!(latency[key].as_u64().unwrap() >= p50, "{key} below p50: {latency}");
+    }
+    assert_eq!(latency["samples"], 50, "one sample per batch");
+    let text = std::fs::read_to_string(&hgrm).unwrap();
+    assert!(text.starts_with("       Value     Percentile TotalCount"), "{text}");
+    assert!(text.contains("#[Max"), "{text}");
+
+    // e2e over TCP against a real server.
+    let (mut server, bootstrap) = serve(&dir.join("server"), 2);
+    let output = Command::new(BINARY)
+        .args(["--bootstrap", &bootstrap, "bench", "e2e", "--count", "2000", "--batch-records", "10"])
+        .args(["--partitions", "2", "--consumers", "2", "--message-size", "32", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["records"], 2000, "every record produced was consumed: {report}");
+    assert_eq!(report["latency_us"]["samples"], 2000);
+    assert!(terminate(&mut server).success());
+}

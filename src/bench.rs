@@ -1,0 +1,636 @@
+//! `ringmq bench`: produce, consume and end-to-end workloads against a server
+//! (TCP) or an embedded broker in this process, with HdrHistogram percentiles.
+//!
+//! - `produce`: producers send batches of `batch_records` records to their
+//!   partitions; latency is request to acknowledgement per batch.
+//! - `consume`: the records are produced first (not measured), then consumers
+//!   read them all; latency is per fetch.
+//! - `e2e`: every record carries the time it was (meant to be) sent; consumers
+//!   following the partitions record receive time minus that.
+//!
+//! With `--rate`, sends are paced on a schedule and latency is measured from the
+//! scheduled time, not the actual send, so a stall counts against every send it
+//! delayed (correcting coordinated omission).
+
+use crate::batch::BatchBuilder;
+use crate::client::{decode_records, Client, Connection, Retention};
+use crate::embedded::{Broker, EmbeddedClient};
+use crate::log::Acks;
+use crate::protocol::fetch::FetchRequest;
+use crate::protocol::produce::{ProduceRequest, ProduceResponse};
+use crate::server::ServerConfig;
+use bytes::BytesMut;
+use hdrhistogram::Histogram;
+use std::collections::VecDeque;
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Requests a TCP producer keeps in flight per connection when not rate-paced.
+pub const PIPELINE_DEPTH: usize = 4;
+/// Largest latency the histograms record (60 s, in µs).
+const LATENCY_US_MAX: u64 = 60_000_000;
+/// Smallest record value: the 8-byte send timestamp.
+pub const MESSAGE_BYTES_MIN: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    Produce,
+    Consume,
+    EndToEnd,
+}
+
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub workload: Workload,
+    /// `None`: embedded broker in this process.
+    pub bootstrap: Option<String>,
+    pub producers: usize,
+    pub consumers: usize,
+    pub partitions: u32,
+    pub message_bytes: usize,
+    pub batch_records: usize,
+    pub acks: Acks,
+    pub count: Option<u64>,
+    pub duration: Option<Duration>,
+    /// Records per second over all producers.
+    pub rate: Option<u64>,
+    pub warmup: Duration,
+    pub busy_poll: bool,
+    pub data_dir: Option<PathBuf>,
+    pub shards: Option<u16>,
+    pub topic: String,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    pub records: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub latency: Histogram<u64>,
+}
+
+impl BenchReport {
+    pub fn records_per_sec(&self) -> f64 {
+        self.records as f64 / self.seconds.max(1e-9)
+    }
+    pub fn mb_per_sec(&self) -> f64 {
+        self.bytes as f64 / self.seconds.max(1e-9) / 1e6
+    }
+
+    pub fn to_json(&self, config: &BenchConfig) -> String {
+        let q = |quantile: f64| self.latency.value_at_quantile(quantile);
+        serde_json::json!({
+            "workload": format!("{:?}", config.workload).to_lowercase(),
+            "transport": if config.bootstrap.is_some() { "tcp" } else { "embedded" },
+            "producers": config.producers,
+            "consumers": config.consumers,
+            "partitions": config.partitions,
+            "message_size": config.message_bytes,
+            "batch_records": config.batch_records,
+            "acks": format!("{:?}", config.acks).to_lowercase(),
+            "rate": config.rate,
+            "records": self.records,
+            "bytes": self.bytes,
+            "seconds": self.seconds,
+            "records_per_sec": self.records_per_sec(),
+            "mb_per_sec": self.mb_per_sec(),
+            "latency_us": {
+                "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999), "p9999": q(0.9999),
+                "max": self.latency.max(), "samples": self.latency.len(),
+            },
+        })
+        .to_string()
+    }
+
+    pub fn table(&self, config: &BenchConfig) -> String {
+        let q = |quantile: f64| self.latency.value_at_quantile(quantile);
+        let latency_of = match config.workload {
+            Workload::Produce => "batch ack",
+            Workload::Consume => "fetch",
+            Workload::EndToEnd => "produce->consume",
+        };
+        format!(
+            "{:?} over {}: {} producer(s), {} consumer(s), {} partition(s), {} B x {} per batch, acks {:?}\n\
+             {:>12} {:>14} {:>8} {:>12} {:>9} | latency ({latency_of}, us) {:>7} {:>7} {:>7} {:>7} {:>7} {:>8}\n\
+             {:>12} {:>14} {:>8.2} {:>12.0} {:>9.1} | {:>31} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8}\n",
+            config.workload,
+            if config.bootstrap.is_some() { "TCP" } else { "embedded" },
+            config.producers,
+            config.consumers,
+            config.partitions,
+            config.message_bytes,
+            config.batch_records,
+            config.acks,
+            "records",
+            "bytes",
+            "seconds",
+            "records/s",
+            "MB/s",
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "p99.99",
+            "max",
+            self.records,
+            self.bytes,
+            self.seconds,
+            self.records_per_sec(),
+            self.mb_per_sec(),
+            "",
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(0.999),
+            q(0.9999),
+            self.latency.max(),
+        )
+    }
+
+    /// The percentile distribution in HdrHistogram's `.hgrm` text format.
+    pub fn hgrm(&self) -> String {
+        let mut out = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
+        for step in self.latency.iter_quantiles(5) {
+            let percentile = step.quantile_iterated_to();
+            let inverse = if percentile < 1.0 { format!("{:.2}", 1.0 / (1.0 - percentile)) } else { "inf".into() };
+            out.push_str(&format!(
+                "{:12.3} {:14.12} {:10} {:>14}\n",
+                step.value_iterated_to() as f64,
+                percentile,
+                step.count_since_last_iteration(),
+                inverse
+            ));
+        }
+        out.push_str(&format!(
+            "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]\n#[Max     = {:12.3}, Total count    = {:12}]\n",
+            self.latency.mean(),
+            self.latency.stdev(),
+            self.latency.max() as f64,
+            self.latency.len()
+        ));
+        out
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid histogram bounds")
+}
+
+fn record_us(histogram: &mut Histogram<u64>, micros: u64) {
+    let _ = histogram.record(micros.clamp(1, LATENCY_US_MAX));
+}
+
+/// Nanoseconds since the first call, shared by every thread of this process:
+/// the clock e2e records carry.
+fn now_ns() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// Where the workload runs.
+enum Target {
+    Tcp(String),
+    Embedded(EmbeddedClient),
+}
+
+/// Shared state of a run.
+struct Run {
+    config: BenchConfig,
+    stop: AtomicBool,
+    produced: AtomicU64,
+    consumed: AtomicU64,
+    /// Samples before this instant are warm-up and not recorded.
+    measure_from: Mutex<Option<Instant>>,
+    latencies: Mutex<Histogram<u64>>,
+}
+
+impl Run {
+    fn measuring(&self) -> bool {
+        self.measure_from.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| Instant::now() >= t)
+    }
+
+    fn merge(&self, local: &Histogram<u64>) {
+        let _ = self.latencies.lock().unwrap_or_else(|p| p.into_inner()).add(local);
+    }
+
+    /// Records this producer sends: its share of `count`, or unbounded.
+    fn share(&self, index: usize, total: usize) -> u64 {
+        match self.config.count {
+            Some(count) => count / total as u64 + u64::from((index as u64) < count % total as u64),
+            None => u64::MAX,
+        }
+    }
+}
+
+fn build_batch(records: usize, message_bytes: usize, scheduled_ns: u64) -> Vec<u8> {
+    let mut value = vec![0x5au8; message_bytes.max(MESSAGE_BYTES_MIN)];
+    value[..8].copy_from_slice(&scheduled_ns.to_be_bytes());
+    let mut builder = BatchBuilder::with_capacity(records * (message_bytes + 16));
+    let timestamp = crate::log::partition::now_ms();
+    for _ in 0..records {
+        let _ = builder.append(timestamp, None, Some(&value), &[]);
+    }
+    builder.finish().unwrap_or_default()
+}
+
+/// Paces sends at `rate` records/s for one producer: the scheduled time of the
+/// next batch, and sleeps until it.
+struct Pacer {
+    start: Instant,
+    interval: Option<Duration>,
+    sent: u64,
+}
+
+impl Pacer {
+    fn new(rate_per_producer: Option<f64>, batch_records: usize) -> Pacer {
+        let interval = rate_per_producer.map(|rate| Duration::from_secs_f64(batch_records as f64 / rate.max(1e-9)));
+        Pacer { start: Instant::now(), interval, sent: 0 }
+    }
+
+    /// Waits for the next slot; returns its scheduled instant.
+    fn next(&mut self) -> Instant {
+        let scheduled = match self.interval {
+            Some(interval) => self.start + interval * self.sent as u32,
+            None => Instant::now(),
+        };
+        self.sent += 1;
+        while Instant::now() < scheduled {
+            let left = scheduled - Instant::now();
+            if left > Duration::from_micros(200) {
+                std::thread::sleep(left - Duration::from_micros(100));
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        scheduled
+    }
+}
+
+fn instant_ns(instant: Instant) -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let _ = now_ns();
+    let base = *START.get_or_init(|| Instant::now() - Duration::from_nanos(now_ns()));
+    instant.saturating_duration_since(base).as_nanos() as u64
+}
+
+fn produce_embedded(run: &Run, client: EmbeddedClient, partitions: Vec<u32>, quota: u64) -> Result<(), String> {
+    let config = &run.config;
+    let rate = config.rate.map(|r| r as f64 / config.producers as f64);
+    let mut pacer = Pacer::new(rate, config.batch_records);
+    let mut local = histogram();
+    let mut sent = 0u64;
+    let mut next_partition = 0;
+    while sent < quota && !run.stop.load(Ordering::Relaxed) {
+        let scheduled = pacer.next();
+        let batch = build_batch(config.batch_records, config.message_bytes, instant_ns(scheduled));
+        let partition = partitions[next_partition % partitions.len()];
+        next_partition += 1;
+        client.produce(&config.topic, partition, BytesMut::from(&batch[..]), config.acks).map_err(|e| e.to_string())?;
+        if run.measuring() && run.config.workload == Workload::Produce {
+            record_us(&mut local, scheduled.elapsed().as_micros() as u64);
+        }
+        sent += config.batch_records as u64;
+        run.produced.fetch_add(config.batch_records as u64, Ordering::Relaxed);
+    }
+    run.merge(&local);
+    Ok(())
+}
+
+fn produce_tcp(run: &Run, bootstrap: &str, partitions: Vec<u32>, quota: u64) -> Result<(), String> {
+    let config = &run.config;
+    let mut client = Client::connect(bootstrap).map_err(|e| e.to_string())?;
+    let metadata = client.refresh_metadata().map_err(|e| e.to_string())?;
+    let host = bootstrap.parse::<SocketAddr>().map(|a| a.ip()).unwrap_or([127, 0, 0, 1].into());
+    let owners = client.topic(&config.topic).map_err(|e| e.to_string())?.partition_shards.clone();
+    let mut connections: Vec<(u16, Connection, VecDeque<Instant>)> = Vec::new();
+    let rate = config.rate.map(|r| r as f64 / config.producers as f64);
+    let depth = if rate.is_some() { usize::MAX } else { PIPELINE_DEPTH };
+    let mut pacer = Pacer::new(rate, config.batch_records);
+    let mut local = histogram();
+    let mut sent = 0u64;
+    let mut next_partition = 0;
+    let acknowledged = config.acks != Acks::None;
+    let receive_one = |connection: &mut Connection, pending: &mut VecDeque<Instant>, local: &mut Histogram<u64>| {
+        let (header, body) = connection.receive_any().map_err(|e| e.to_string())?;
+        let scheduled = pending.pop_front().unwrap_or_else(Instant::now);
+        if header.error_code != 0 {
+            return Err(format!("produce failed with error code {}", header.error_code));
+        }
+        let response = ProduceResponse::decode(&body).map_err(|e| e.to_string())?;
+        if let Some(result) = response.results.iter().find(|r| r.error != 0) {
+            return Err(format!("produce failed with error code {}", result.error));
+        }
+        if run.measuring() && run.config.workload == Workload::Produce {
+            record_us(local, scheduled.elapsed().as_micros() as u64);
+        }
+        Ok::<(), String>(())
+    };
+    while sent < quota && !run.stop.load(Ordering::Relaxed) {
+        let partition = partitions[next_partition % partitions.len()];
+        next_partition += 1;
+        let shard = owners[partition as usize];
+        let index = match connections.iter().position(|(s, _, _)| *s == shard) {
+            Some(index) => index,
+            None => {
+                let port = metadata.shards[shard as usize].port;
+                let connection = Connection::connect(SocketAddr::new(host, port)).map_err(|e| e.to_string())?;
+                connections.push((shard, connection, VecDeque::new()));
+                connections.len() - 1
+            }
+        };
+        let (_, connection, pending) = &mut connections[index];
+        if acknowledged && pending.len() >= depth {
+            receive_one(connection, pending, &mut local)?;
+        }
+        let scheduled = pacer.next();
+        let batch = build_batch(config.batch_records, config.message_bytes, instant_ns(scheduled));
+        let frame = ProduceRequest::encode(0, config.acks, &[(&config.topic, partition, &batch)]);
+        connection.send_raw(&frame).map_err(|e| e.to_string())?;
+        if acknowledged {
+            pending.push_back(scheduled);
+            // Paced runs read acknowledgements as they come, without waiting.
+            if rate.is_some() {
+                while !pending.is_empty() && connection_readable(connection) {
+                    receive_one(connection, pending, &mut local)?;
+                }
+            }
+        } else if run.measuring() && run.config.workload == Workload::Produce {
+            record_us(&mut local, scheduled.elapsed().as_micros() as u64);
+        }
+        sent += config.batch_records as u64;
+        run.produced.fetch_add(config.batch_records as u64, Ordering::Relaxed);
+    }
+    for (_, connection, pending) in &mut connections {
+        while !pending.is_empty() {
+            receive_one(connection, pending, &mut local)?;
+        }
+    }
+    run.merge(&local);
+    Ok(())
+}
+
+/// Whether a response is waiting on the socket (a zero-timeout peek).
+fn connection_readable(connection: &mut Connection) -> bool {
+    let stream = connection.stream_mut();
+    let _ = stream.set_nonblocking(true);
+    let mut byte = [0u8; 1];
+    let readable = matches!(stream.peek(&mut byte), Ok(n) if n > 0);
+    let _ = stream.set_nonblocking(false);
+    readable
+}
+
+/// Reads partitions from offset 0 until told to stop.
+fn consume(run: &Run, target: &Target, partitions: Vec<u32>) -> Result<(), String> {
+    let config = &run.config;
+    let mut client = match target {
+        Target::Tcp(bootstrap) => Some(Client::connect(bootstrap).map_err(|e| e.to_string())?),
+        Target::Embedded(_) => None,
+    };
+    let mut offsets = vec![0u64; partitions.len()];
+    let mut local = histogram();
+    let wait_ms = if partitions.len() == 1 { 100 } else { 5 };
+    loop {
+        if run.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        for (index, partition) in partitions.iter().enumerate() {
+            let request = FetchRequest {
+                topic: config.topic.clone(),
+                partition: *partition,
+                offset: offsets[index],
+                max_bytes: 4 << 20,
+                max_wait_ms: wait_ms,
+                min_bytes: 1,
+            };
+            let started = Instant::now();
+            let result = match (&mut client, target) {
+                (Some(client), _) => client.fetch(&request).map_err(|e| e.to_string())?,
+                (None, Target::Embedded(embedded)) => embedded.fetch(request).map_err(|e| e.to_string())?,
+                (None, Target::Tcp(_)) => return Err("no client".into()),
+            };
+            let arrived_ns = now_ns();
+            if result.records.is_empty() {
+                continue;
+            }
+            let records = decode_records(&result.records, offsets[index]).map_err(|e| e.to_string())?;
+            if let Some(last) = records.last() {
+                offsets[index] = last.offset + 1;
+            }
+            let count = records.len() as u64;
+            run.consumed.fetch_add(count, Ordering::Relaxed);
+            if !run.measuring() {
+                continue;
+            }
+            match config.workload {
+                Workload::Consume => record_us(&mut local, started.elapsed().as_micros() as u64),
+                Workload::EndToEnd => {
+                    for record in &records {
+                        let sent = record
+                            .value
+                            .as_deref()
+                            .and_then(|v| v.get(..8))
+                            .map_or(0, |b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])));
+                        record_us(&mut local, arrived_ns.saturating_sub(sent) / 1000);
+                    }
+                }
+                Workload::Produce => {}
+            }
+        }
+    }
+    run.merge(&local);
+    Ok(())
+}
+
+fn progress(run: &Run, start: Instant) {
+    let elapsed = start.elapsed().as_secs_f64();
+    let produced = run.produced.load(Ordering::Relaxed);
+    let consumed = run.consumed.load(Ordering::Relaxed);
+    eprint!(
+        "\r{elapsed:6.1}s  produced {produced:>12} ({:>10.0}/s)  consumed {consumed:>12}   ",
+        produced as f64 / elapsed.max(1e-9)
+    );
+    let _ = std::io::stderr().flush();
+}
+
+/// Runs a benchmark and returns what it measured.
+pub fn run(config: BenchConfig) -> Result<BenchReport, String> {
+    if config.producers == 0 || config.partitions == 0 || config.batch_records == 0 {
+        return Err("--producers, --partitions and --batch-records must be at least 1".into());
+    }
+    if config.count.is_none() && config.duration.is_none() {
+        return Err("give --count N or --duration S".into());
+    }
+    if config.workload != Workload::Produce && config.consumers == 0 {
+        return Err("consume and e2e need --consumers of at least 1".into());
+    }
+    let mut temporary = None;
+    let (target, broker) = match &config.bootstrap {
+        Some(bootstrap) => (Target::Tcp(bootstrap.clone()), None),
+        None => {
+            let dir = match &config.data_dir {
+                Some(dir) => dir.clone(),
+                None => {
+                    let dir = std::env::temp_dir().join(format!("ringmq-bench-{}", std::process::id()));
+                    temporary = Some(dir.clone());
+                    dir
+                }
+            };
+            let mut server_config = ServerConfig::new(&dir);
+            server_config.busy_poll = config.busy_poll;
+            if let Some(shards) = config.shards {
+                server_config.shards = shards;
+            }
+            server_config.retention_ms = None;
+            let broker = Broker::open(server_config)?;
+            (Target::Embedded(broker.client()), Some(broker))
+        }
+    };
+    let result = run_on(&config, &target);
+    if let Some(broker) = broker {
+        broker.close()?;
+    }
+    if let Some(dir) = temporary {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
+}
+
+fn create_topic(config: &BenchConfig, target: &Target) -> Result<(), String> {
+    let created = match target {
+        Target::Tcp(bootstrap) => {
+            let mut client = Client::connect(bootstrap).map_err(|e| e.to_string())?;
+            client.create_topic(&config.topic, config.partitions, Retention::Unlimited, Retention::Unlimited)
+        }
+        Target::Embedded(client) => {
+            client.create_topic(&config.topic, config.partitions, Retention::Unlimited, Retention::Unlimited)
+        }
+    };
+    created.map_err(|e| format!("cannot create the benchmark topic {}: {e}", config.topic))
+}
+
+fn run_on(config: &BenchConfig, target: &Target) -> Result<BenchReport, String> {
+    create_topic(config, target)?;
+    let run = Arc::new(Run {
+        config: config.clone(),
+        stop: AtomicBool::new(false),
+        produced: AtomicU64::new(0),
+        consumed: AtomicU64::new(0),
+        measure_from: Mutex::new(None),
+        latencies: Mutex::new(histogram()),
+    });
+    let assign = |index: usize, workers: usize| -> Vec<u32> {
+        (0..config.partitions).filter(|p| *p as usize % workers == index % workers).collect()
+    };
+    let spawn_producers = |run: &Arc<Run>| {
+        (0..config.producers)
+            .map(|index| {
+                let run = run.clone();
+                let partitions = assign(index, config.producers.min(config.partitions as usize));
+                let quota = run.share(index, config.producers);
+                let target = match target {
+                    Target::Tcp(bootstrap) => Target::Tcp(bootstrap.clone()),
+                    Target::Embedded(client) => Target::Embedded(client.clone()),
+                };
+                std::thread::spawn(move || match target {
+                    Target::Tcp(bootstrap) => produce_tcp(&run, &bootstrap, partitions, quota),
+                    Target::Embedded(client) => produce_embedded(&run, client, partitions, quota),
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let join = |threads: Vec<std::thread::JoinHandle<Result<(), String>>>| -> Result<(), String> {
+        let mut first = Ok(());
+        for thread in threads {
+            let result = thread.join().unwrap_or_else(|_| Err("a benchmark thread panicked".into()));
+            if first.is_ok() {
+                first = result;
+            }
+        }
+        first
+    };
+    if config.workload == Workload::Consume {
+        // Load the data first, unmeasured.
+        if config.count.is_none() {
+            return Err("consume needs --count (the records it loads first, then reads)".into());
+        }
+        join(spawn_producers(&run))?;
+    }
+    let start = Instant::now();
+    *run.measure_from.lock().unwrap_or_else(|p| p.into_inner()) = Some(start + config.warmup);
+    let consumers: Vec<_> = if config.workload == Workload::Produce {
+        Vec::new()
+    } else {
+        let workers = config.consumers.min(config.partitions as usize);
+        (0..workers)
+            .map(|index| {
+                let run = run.clone();
+                let partitions = assign(index, workers);
+                let target = match target {
+                    Target::Tcp(bootstrap) => Target::Tcp(bootstrap.clone()),
+                    Target::Embedded(client) => Target::Embedded(client.clone()),
+                };
+                std::thread::spawn(move || consume(&run, &target, partitions))
+            })
+            .collect()
+    };
+    let producers = if config.workload == Workload::Consume { Vec::new() } else { spawn_producers(&run) };
+    let terminal = std::io::stderr().is_terminal();
+    let total = config.count;
+    let deadline = config.duration.map(|d| start + config.warmup + d);
+    let counter = |run: &Run| match config.workload {
+        Workload::Produce => run.produced.load(Ordering::Relaxed),
+        _ => run.consumed.load(Ordering::Relaxed),
+    };
+    let mut at_warmup: Option<u64> = if config.warmup.is_zero() { Some(0) } else { None };
+    loop {
+        if at_warmup.is_none() && Instant::now() >= start + config.warmup {
+            at_warmup = Some(counter(&run));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        if terminal && start.elapsed().as_millis() % 1000 < 50 {
+            progress(&run, start);
+        }
+        let produced_all = producers.iter().all(|p| p.is_finished());
+        let target_records = match config.workload {
+            Workload::Consume => total.unwrap_or(0),
+            _ => run.produced.load(Ordering::Relaxed),
+        };
+        let consumed_all =
+            config.workload == Workload::Produce || run.consumed.load(Ordering::Relaxed) >= target_records;
+        let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
+        if timed_out {
+            run.stop.store(true, Ordering::Relaxed);
+        }
+        if (produced_all && consumed_all) || (timed_out && produced_all) {
+            // Consumers stop once they caught up with everything produced.
+            if consumed_all || timed_out {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while config.workload != Workload::Produce
+                    && run.consumed.load(Ordering::Relaxed) < run.produced.load(Ordering::Relaxed)
+                    && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                run.stop.store(true, Ordering::Relaxed);
+                break;
+            }
+        }
+    }
+    join(producers)?;
+    join(consumers)?;
+    if terminal {
+        progress(&run, start);
+        eprintln!();
+    }
+    let measured_from = start + config.warmup;
+    let seconds = measured_from.elapsed().as_secs_f64().max(1e-9);
+    let records = counter(&run).saturating_sub(at_warmup.unwrap_or(0));
+    let latency = run.latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let record_bytes = config.message_bytes.max(MESSAGE_BYTES_MIN) as u64;
+    Ok(BenchReport { records, bytes: records * record_bytes, seconds, latency })
+}
