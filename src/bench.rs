@@ -201,7 +201,10 @@ enum Target {
 /// Shared state of a run.
 struct Run {
     config: BenchConfig,
+    /// Producers stop (duration over).
     stop: AtomicBool,
+    /// Consumers stop (they caught up, or gave up waiting).
+    stop_consuming: AtomicBool,
     produced: AtomicU64,
     consumed: AtomicU64,
     /// Samples before this instant are warm-up and not recorded.
@@ -395,7 +398,7 @@ fn consume(run: &Run, target: &Target, partitions: Vec<u32>) -> Result<(), Strin
     let mut local = histogram();
     let wait_ms = if partitions.len() == 1 { 100 } else { 5 };
     loop {
-        if run.stop.load(Ordering::Relaxed) {
+        if run.stop_consuming.load(Ordering::Relaxed) {
             break;
         }
         for (index, partition) in partitions.iter().enumerate() {
@@ -518,6 +521,7 @@ fn run_on(config: &BenchConfig, target: &Target) -> Result<BenchReport, String> 
     let run = Arc::new(Run {
         config: config.clone(),
         stop: AtomicBool::new(false),
+        stop_consuming: AtomicBool::new(false),
         produced: AtomicU64::new(0),
         consumed: AtomicU64::new(0),
         measure_from: Mutex::new(None),
@@ -606,19 +610,17 @@ fn run_on(config: &BenchConfig, target: &Target) -> Result<BenchReport, String> 
         if timed_out {
             run.stop.store(true, Ordering::Relaxed);
         }
-        if (produced_all && consumed_all) || (timed_out && produced_all) {
+        if produced_all && (consumed_all || timed_out) {
             // Consumers stop once they caught up with everything produced.
-            if consumed_all || timed_out {
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while config.workload != Workload::Produce
-                    && run.consumed.load(Ordering::Relaxed) < run.produced.load(Ordering::Relaxed)
-                    && Instant::now() < deadline
-                {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                run.stop.store(true, Ordering::Relaxed);
-                break;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while config.workload != Workload::Produce
+                && run.consumed.load(Ordering::Relaxed) < run.produced.load(Ordering::Relaxed)
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(10));
             }
+            run.stop_consuming.store(true, Ordering::Relaxed);
+            break;
         }
     }
     join(producers)?;
