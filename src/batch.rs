@@ -286,10 +286,21 @@ impl<'a> Batch<'a> {
         Ok(Batch { header, bytes })
     }
 
-    /// [`Batch::validate`] plus the rules for a batch a producer sends: at least one
-    /// record, `last_offset_delta == records_count - 1` (dense offsets), and a record
-    /// count the bytes can actually hold.
+    /// [`Batch::validate_stored`] plus a walk of every record (see
+    /// `check_records`): the rules for a batch a producer sends.
     pub fn validate_for_append(bytes: &'a [u8]) -> Result<Batch<'a>, BatchError> {
+        let batch = Batch::validate_stored(bytes)?;
+        if batch.header.compression() == 0 {
+            batch.check_records()?;
+        }
+        Ok(batch)
+    }
+
+    /// [`Batch::validate`] plus the header rules every stored batch meets: at
+    /// least one record, `last_offset_delta == records_count - 1` (dense offsets),
+    /// and a record count the bytes can actually hold. Recovery uses this: it
+    /// decides what is torn, not what a producer may send.
+    pub fn validate_stored(bytes: &'a [u8]) -> Result<Batch<'a>, BatchError> {
         let batch = Batch::validate(bytes)?;
         let header = batch.header;
         if header.records_count <= 0 {
@@ -307,9 +318,6 @@ impl<'a> Batch<'a> {
                 records_count: header.records_count,
                 last_offset_delta: header.last_offset_delta,
             });
-        }
-        if header.compression() == 0 {
-            batch.check_records()?;
         }
         Ok(batch)
     }

@@ -153,16 +153,22 @@ fn decode_pair(
     Some(entry)
 }
 
-/// Appends one entry pair at the end of both files.
-pub fn append<F: StorageFile>(
+/// Writes `entries` into both files starting at entry number `first`.
+pub fn write_at<F: StorageFile>(
     offset_file: &F,
     time_file: &F,
     base_offset: u64,
-    index: usize,
-    entry: &IndexEntry,
+    first: usize,
+    entries: &[IndexEntry],
 ) -> io::Result<()> {
-    offset_file.write_all_at(&entry.encode_offset(base_offset), (index * OFFSET_ENTRY_BYTES) as u64)?;
-    time_file.write_all_at(&entry.encode_time(base_offset), (index * TIME_ENTRY_BYTES) as u64)
+    let mut offsets = Vec::with_capacity(entries.len() * OFFSET_ENTRY_BYTES);
+    let mut times = Vec::with_capacity(entries.len() * TIME_ENTRY_BYTES);
+    for entry in entries {
+        offsets.extend_from_slice(&entry.encode_offset(base_offset));
+        times.extend_from_slice(&entry.encode_time(base_offset));
+    }
+    offset_file.write_all_at(&offsets, (first * OFFSET_ENTRY_BYTES) as u64)?;
+    time_file.write_all_at(&times, (first * TIME_ENTRY_BYTES) as u64)
 }
 
 /// Makes both files hold exactly `entries`.
@@ -172,16 +178,9 @@ pub fn rewrite<F: StorageFile>(
     base_offset: u64,
     entries: &[IndexEntry],
 ) -> io::Result<()> {
-    let mut offsets = Vec::with_capacity(entries.len() * OFFSET_ENTRY_BYTES);
-    let mut times = Vec::with_capacity(entries.len() * TIME_ENTRY_BYTES);
-    for entry in entries {
-        offsets.extend_from_slice(&entry.encode_offset(base_offset));
-        times.extend_from_slice(&entry.encode_time(base_offset));
-    }
     offset_file.truncate(0)?;
     time_file.truncate(0)?;
-    offset_file.write_all_at(&offsets, 0)?;
-    time_file.write_all_at(&times, 0)
+    write_at(offset_file, time_file, base_offset, 0, entries)
 }
 
 /// Truncates both files to their first `count` entries.

@@ -30,6 +30,11 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
+/// Index entries kept in memory before they are written to the index files.
+/// Bounds what a crash can cost recovery: a scan of at most this many index
+/// intervals (256 KiB at the default interval) beyond the last written entry.
+pub const INDEX_FLUSH_ENTRIES: usize = 64;
+
 /// Bytes a read takes from the file in one call beyond what the caller asked for,
 /// to find the batch holding the requested offset after an index entry.
 const READ_SLACK_BYTES: u64 = 64 * 1024;
@@ -83,10 +88,11 @@ pub struct RetentionReport {
     pub earliest_offset: u64,
 }
 
+/// The one descriptor a segment keeps open. Index files are opened only to load,
+/// flush or sync them, so a broker with many partitions holds one descriptor per
+/// segment in use, not three.
 struct SegmentFiles<F> {
     log: F,
-    offset_index: F,
-    time_index: F,
 }
 
 struct Segment<F> {
@@ -102,6 +108,8 @@ struct Segment<F> {
     max_timestamp: i64,
     bytes_since_index: u64,
     created_at_ms: i64,
+    /// Leading entries of `entries` already written to the index files.
+    index_flushed: usize,
 }
 
 impl<F: StorageFile> Segment<F> {
@@ -115,6 +123,7 @@ impl<F: StorageFile> Segment<F> {
             max_timestamp: -1,
             bytes_since_index: 0,
             created_at_ms: 0,
+            index_flushed: 0,
         }
     }
 
@@ -217,7 +226,7 @@ fn read_checked_batch<F: StorageFile>(
     }
     buffer.resize(size, 0);
     log.read_exact_at(buffer, position)?;
-    let batch = match Batch::validate_for_append(buffer) {
+    let batch = match Batch::validate_stored(buffer) {
         Ok(batch) => batch,
         Err(error) => return Ok(Err(error.to_string())),
     };
@@ -327,12 +336,55 @@ impl<S: Storage> PartitionLog<S> {
     }
 
     fn open_files(&self, base_offset: u64) -> Result<SegmentFiles<S::File>, LogError> {
-        let open = |extension| {
-            self.storage
-                .open(&segment_file(&self.dir, base_offset, extension), OpenMode::CreateOrOpen)
-                .map_err(|e| LogError::io("opening a segment file", e))
-        };
-        Ok(SegmentFiles { log: open("log")?, offset_index: open("idx")?, time_index: open("tix")? })
+        let path = segment_file(&self.dir, base_offset, "log");
+        let log = self.storage.open(&path, OpenMode::CreateOrOpen).map_err(|e| LogError::io("opening a segment", e))?;
+        Ok(SegmentFiles { log })
+    }
+
+    /// Opens a segment's two index files (creating them when missing).
+    fn open_index(&self, base_offset: u64) -> std::io::Result<(S::File, S::File)> {
+        let open =
+            |extension| self.storage.open(&segment_file(&self.dir, base_offset, extension), OpenMode::CreateOrOpen);
+        Ok((open("idx")?, open("tix")?))
+    }
+
+    /// Writes a segment's unwritten index entries. Best effort: the index is
+    /// rebuilt from the log when it falls behind, so a failure is logged and the
+    /// entries stay pending for the next attempt.
+    fn flush_index(&mut self, position_in_list: usize) {
+        let segment = &self.segments[position_in_list];
+        let entries = segment.entries();
+        if segment.index_flushed >= entries.len() {
+            return;
+        }
+        let (base_offset, flushed) = (segment.base_offset, segment.index_flushed);
+        let written = self.open_index(base_offset).and_then(|(offsets, times)| {
+            let pending = entries.get(flushed..).unwrap_or(&[]);
+            let result = index::write_at(&offsets, &times, base_offset, flushed, pending);
+            if result.is_err() {
+                let _ = index::truncate(&offsets, &times, flushed);
+            }
+            result
+        });
+        match written {
+            Ok(()) => {
+                let count = self.segments[position_in_list].entries().len();
+                self.segments[position_in_list].index_flushed = count;
+            }
+            Err(error) => eprintln!(
+                "ringmq: {}: cannot write index entries ({error}); they are retried later",
+                self.dir.display()
+            ),
+        }
+    }
+
+    /// fdatasyncs of a segment's index files, after flushing them.
+    fn index_syncs(&mut self, position_in_list: usize) -> Vec<SyncFuture> {
+        self.flush_index(position_in_list);
+        match self.open_index(self.segments[position_in_list].base_offset) {
+            Ok((offsets, times)) => vec![offsets.sync_data(), times.sync_data()],
+            Err(error) => vec![Box::pin(async move { Err(error) })],
+        }
     }
 
     /// Recovers the last segment, then makes sure the segment before it ended
@@ -375,10 +427,12 @@ impl<S: Storage> PartitionLog<S> {
             self.segments[position_in_list].files = Some(files);
         }
         let interval = self.config.index_interval_bytes;
+        let (offset_index, time_index) =
+            self.open_index(base_offset).map_err(|e| LogError::io("opening a segment index", e))?;
         let segment = &self.segments[position_in_list];
         let files = segment.files();
         let log_length = files.log.len().map_err(|e| LogError::io("reading a segment's size", e))?;
-        let loaded = index::load(&files.offset_index, &files.time_index, base_offset, log_length)
+        let loaded = index::load(&offset_index, &time_index, base_offset, log_length)
             .map_err(|e| LogError::io("reading a segment index", e))?;
         let mut entries = loaded.entries;
         let mut clean = loaded.clean;
@@ -438,11 +492,12 @@ impl<S: Storage> PartitionLog<S> {
             clean = false;
         }
         if !clean {
-            index::rewrite(&files.offset_index, &files.time_index, base_offset, &entries)
+            index::rewrite(&offset_index, &time_index, base_offset, &entries)
                 .map_err(|e| LogError::io("rewriting a segment index", e))?;
             self.recovery.indexes_rebuilt += 1;
         }
         let segment = &mut self.segments[position_in_list];
+        segment.index_flushed = entries.len();
         segment.entries = Some(entries);
         segment.next_offset = next_offset;
         segment.size = size;
@@ -521,29 +576,16 @@ impl<S: Storage> PartitionLog<S> {
         }
         let header = *Batch::validate_for_append(batch)?.header();
         let records = header.records_count as u64;
-        self.maybe_roll(batch.len() as u64, records, now_ms)?;
+        let rolled = self.maybe_roll(batch.len() as u64, records, now_ms)?;
         let base_offset = self.next_offset();
         batch::stamp_base_offset(batch, base_offset as i64)?;
 
         let interval = self.config.index_interval_bytes;
         let active = self.segments.last_mut().expect("one segment at least");
         let position = active.size;
-        let entry_count = active.entries().len();
-        let needs_entry = entry_count == 0 || active.bytes_since_index >= interval;
-        let files = active.files();
-        let written = files.log.write_all_at(batch, position).and_then(|()| {
-            if needs_entry {
-                let entry = IndexEntry {
-                    offset: base_offset,
-                    position: position as u32,
-                    timestamp_before: active.max_timestamp,
-                };
-                index::append(&files.offset_index, &files.time_index, active.base_offset, entry_count, &entry)?;
-            }
-            Ok(())
-        });
-        if let Err(error) = written {
-            self.roll_back_append(position, entry_count)?;
+        let needs_entry = active.entries().is_empty() || active.bytes_since_index >= interval;
+        if let Err(error) = active.files().log.write_all_at(batch, position) {
+            self.roll_back_append(position, rolled)?;
             return Err(LogError::io("appending to the segment", error));
         }
         let active = self.segments.last_mut().expect("one segment at least");
@@ -557,19 +599,23 @@ impl<S: Storage> PartitionLog<S> {
         active.size += batch.len() as u64;
         active.next_offset += records;
         active.max_timestamp = active.max_timestamp.max(header.max_timestamp);
+        let pending = active.entries().len() - active.index_flushed;
         self.dirty = true;
+        if pending >= INDEX_FLUSH_ENTRIES {
+            self.flush_index(self.segments.len() - 1);
+        }
         Ok(AppendInfo { base_offset, last_offset: base_offset + records - 1, next_offset: base_offset + records })
     }
 
-    /// Undoes a partial append so no byte of it stays visible. If even that fails
-    /// the state of the files is unknown and the partition is poisoned.
-    fn roll_back_append(&mut self, position: u64, entry_count: usize) -> Result<(), LogError> {
+    /// Undoes a partial append so no byte of it stays visible, and the roll it
+    /// caused, if any. If even that fails the state of the files is unknown and
+    /// the partition is poisoned.
+    fn roll_back_append(&mut self, position: u64, rolled: bool) -> Result<(), LogError> {
         let active = self.segments.last().expect("one segment at least");
-        let files = active.files();
-        let undone = files
-            .log
-            .truncate(position)
-            .and_then(|()| index::truncate(&files.offset_index, &files.time_index, entry_count));
+        let mut undone = active.files().log.truncate(position);
+        if rolled && undone.is_ok() {
+            undone = self.undo_roll();
+        }
         if let Err(error) = undone {
             let error = Arc::new(error);
             self.poisoned = Some(error.clone());
@@ -578,10 +624,11 @@ impl<S: Storage> PartitionLog<S> {
         Ok(())
     }
 
-    fn maybe_roll(&mut self, batch_bytes: u64, records: u64, now_ms: i64) -> Result<(), LogError> {
+    /// Rolls when the batch would not fit; returns whether it rolled.
+    fn maybe_roll(&mut self, batch_bytes: u64, records: u64, now_ms: i64) -> Result<bool, LogError> {
         let active = self.segments.last().expect("one segment at least");
         if active.size == 0 {
-            return Ok(());
+            return Ok(false);
         }
         let too_big = active.size + batch_bytes > self.config.segment_bytes;
         let too_old =
@@ -589,32 +636,23 @@ impl<S: Storage> PartitionLog<S> {
         let offsets_full = active.next_offset + records - active.base_offset > u64::from(u32::MAX);
         if too_big || too_old || offsets_full {
             self.roll(now_ms)?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Seals the active segment (writes its seal entry) and starts a new one.
     fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
         let new_base = self.next_offset();
         let active = self.segments.last_mut().expect("one segment at least");
-        let entry_count = active.entries().len();
         let seal = IndexEntry {
             offset: active.next_offset,
             position: active.size as u32,
             timestamp_before: active.max_timestamp,
         };
-        let files = active.files();
-        if let Err(error) =
-            index::append(&files.offset_index, &files.time_index, active.base_offset, entry_count, &seal)
-        {
-            let _ = index::truncate(&files.offset_index, &files.time_index, entry_count);
-            return Err(LogError::io("sealing a segment", error));
-        }
         let files = match self.open_files(new_base) {
             Ok(files) => files,
             Err(error) => {
-                let active = self.segments.last().expect("one segment at least");
-                let _ = index::truncate(&active.files().offset_index, &active.files().time_index, entry_count);
                 let _ = self.remove_segment_files(new_base);
                 return Err(error);
             }
@@ -622,6 +660,8 @@ impl<S: Storage> PartitionLog<S> {
         let active = self.segments.last_mut().expect("one segment at least");
         active.entries.get_or_insert_with(Vec::new).push(seal);
         self.sealed_unsynced.push(active.base_offset);
+        let sealed = self.segments.len() - 1;
+        self.flush_index(sealed);
         self.dir_dirty = true;
         self.segments.push(Segment {
             base_offset: new_base,
@@ -632,7 +672,26 @@ impl<S: Storage> PartitionLog<S> {
             max_timestamp: -1,
             bytes_since_index: 0,
             created_at_ms: now_ms,
+            index_flushed: 0,
         });
+        Ok(())
+    }
+
+    /// Undoes [`PartitionLog::roll`] after the append that caused it failed.
+    fn undo_roll(&mut self) -> std::io::Result<()> {
+        let new = self.segments.pop().expect("a roll pushed a segment");
+        drop(new.files);
+        let _ = self.remove_segment_files(new.base_offset);
+        let sealed = self.segments.len() - 1;
+        self.sealed_unsynced.retain(|&base| base != self.segments[sealed].base_offset);
+        let segment = &mut self.segments[sealed];
+        segment.entries.get_or_insert_with(Vec::new).pop();
+        let count = segment.entries().len();
+        if segment.index_flushed > count {
+            segment.index_flushed = count;
+            let (offsets, times) = self.open_index(self.segments[sealed].base_offset)?;
+            index::truncate(&offsets, &times, count)?;
+        }
         Ok(())
     }
 
@@ -866,11 +925,9 @@ impl<S: Storage> PartitionLog<S> {
         }
         let mut before = Vec::new();
         for base in std::mem::take(&mut self.sealed_unsynced) {
-            if let Some(segment) = self.segments.iter().find(|segment| segment.base_offset == base) {
-                let files = segment.files();
-                before.push(files.log.sync_data());
-                before.push(files.offset_index.sync_data());
-                before.push(files.time_index.sync_data());
+            if let Some(at) = self.segments.iter().position(|segment| segment.base_offset == base) {
+                before.push(self.segments[at].files().log.sync_data());
+                before.extend(self.index_syncs(at));
             }
         }
         if std::mem::take(&mut self.dir_dirty) {
@@ -884,11 +941,10 @@ impl<S: Storage> PartitionLog<S> {
     /// Everything: every open segment file and the directory (open and close).
     fn full_sync_plan(&mut self) -> SyncPlan {
         let mut before = Vec::new();
-        for segment in &self.segments {
-            if let Some(files) = &segment.files {
+        for at in 0..self.segments.len() {
+            if let Some(files) = &self.segments[at].files {
                 before.push(files.log.sync_data());
-                before.push(files.offset_index.sync_data());
-                before.push(files.time_index.sync_data());
+                before.extend(self.index_syncs(at));
             }
         }
         before.push(self.storage.sync_dir(&self.dir));

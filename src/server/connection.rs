@@ -70,12 +70,7 @@ async fn read_requests(context: &Rc<ShardContext>, stream: &Stream, sender: mpsc
                     // The stream cannot be re-synchronised after a bad length:
                     // answer if the header arrived, then close.
                     if let Some(header) = refused.header {
-                        let code = if refused.declared < protocol::REQUEST_HEADER_BYTES {
-                            ErrorCode::MalformedRequest
-                        } else {
-                            ErrorCode::TooLarge
-                        };
-                        let answer = dispatch::error_response(header.correlation_id, code);
+                        let answer = dispatch::error_response(header.correlation_id, ErrorCode::TooLarge);
                         let _ = sender.send(InFlight {
                             response: Box::pin(async move { Some(answer) }),
                             _count: match count.clone().acquire_owned().await {

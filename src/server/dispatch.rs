@@ -149,9 +149,13 @@ fn metadata(context: &ShardContext, id: u32, request: &MetadataRequest) -> Vec<u
     let topics = if request.topics.is_empty() {
         catalog.topics.values().map(|topic| describe(topic)).collect()
     } else {
-        request
-            .topics
-            .iter()
+        // Each name answered once, so a request repeating a name cannot ask for
+        // a response many times its own size.
+        let mut names: Vec<&String> = request.topics.iter().collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+            .into_iter()
             .map(|name| match catalog.topics.get(name) {
                 Some(topic) => describe(topic),
                 None => TopicMetadata {
