@@ -244,6 +244,7 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
         return Err(format!("--shards must be between 1 and {SHARDS_MAX}, got {}", config.shards));
     }
     io::probe_io_uring().map_err(|e| e.to_string())?;
+    raise_descriptor_limit();
     catalog::open_meta(&config.data_dir, config.shards)?;
     let catalog = SharedCatalog::load(&config.data_dir)?;
     let (address, listeners): (Option<SocketAddr>, Vec<Option<(TcpListener, TcpListener)>>) = match config.listen {
@@ -303,6 +304,19 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
         }
     }
     Ok(handle)
+}
+
+/// Raises the soft limit on open descriptors to the hard limit: each partition
+/// keeps its active segment open and each connection is a descriptor.
+fn raise_descriptor_limit() {
+    // SAFETY: getrlimit/setrlimit read and write a plain struct we own.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// Blocks SIGINT and SIGTERM in the calling thread (and the threads it starts
