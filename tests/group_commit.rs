@@ -93,6 +93,9 @@ fn without_an_interval_written_data_is_not_synced_behind_the_producers_back() {
         let log: SharedLog<SimStorage> =
             Rc::new(RefCell::new(PartitionLog::open(storage.clone(), "/d/t/0", LogConfig::default()).await.unwrap()));
         let commit = GroupCommit::new(None);
+        // The round that makes a freshly opened log durable (its file and directory).
+        commit.sync_soon(&log);
+        assert_eq!(commit.flush_round().await, 2);
         let syncs = storage.sync_count();
         commit.append(&log, &mut batch_of(&[b"w".to_vec()], 1), Acks::Written).await.unwrap();
         assert_eq!(commit.flush_round().await, 0);

@@ -131,6 +131,13 @@ impl<S: Storage> GroupCommit<S> {
         waiter.await.map_err(|_| LogError::Closed)?
     }
 
+    /// Queues `log` for the next round and wakes the flusher: how a freshly
+    /// opened (recovered) log becomes durable without holding up start-up.
+    pub fn sync_soon(&self, log: &SharedLog<S>) {
+        self.queue(log, &mut log.borrow_mut());
+        self.inner.wake.notify_one();
+    }
+
     fn queue(&self, log: &SharedLog<S>, partition: &mut PartitionLog<S>) {
         if !partition.queued_for_flush {
             partition.queued_for_flush = true;

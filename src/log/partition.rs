@@ -268,8 +268,9 @@ pub struct PartitionLog<S: Storage> {
 }
 
 impl<S: Storage> PartitionLog<S> {
-    /// Opens (creating if needed) the log in `dir`, recovers the active segment,
-    /// and makes what it found durable before returning.
+    /// Opens (creating if needed) the log in `dir` and recovers the active
+    /// segment. What it found becomes durable with the first flush round
+    /// ([`PartitionLog::needs_sync`] is true after opening).
     pub async fn open(storage: S, dir: impl Into<PathBuf>, config: LogConfig) -> Result<PartitionLog<S>, LogError> {
         config.validate()?;
         let dir = dir.into();
@@ -290,12 +291,20 @@ impl<S: Storage> PartitionLog<S> {
         };
         log.discover_segments()?;
         log.recover_active()?;
-        let plan = log.full_sync_plan();
-        run_plan(plan).await.map_err(|e| LogError::io("syncing the recovered log", e))?;
-        log.durable_offset = log.next_offset();
-        log.sealed_unsynced.clear();
-        log.dir_dirty = false;
-        log.dirty = false;
+        // Nothing recovered is known to be durable yet (a crashed process leaves
+        // its writes in the page cache, maybe unsynced): the first flush round
+        // syncs the recovered segments, and until then `durable_offset` stays at
+        // the start of the log. Opening does not wait for that round, so a
+        // broker is ready in milliseconds even with gigabytes left dirty.
+        log.durable_offset = log.earliest_offset();
+        log.dirty = true;
+        log.dir_dirty = true;
+        let loaded_sealed: Vec<u64> = log.segments[..log.segments.len() - 1]
+            .iter()
+            .filter(|segment| segment.files.is_some())
+            .map(|segment| segment.base_offset)
+            .collect();
+        log.sealed_unsynced = loaded_sealed;
         if log.recovery.truncated_bytes > 0 || log.recovery.segments_dropped > 0 {
             eprintln!(
                 "ringmq: recovered {}: truncated {} bytes ({}), dropped {} segment(s) after a gap",
@@ -914,7 +923,7 @@ impl<S: Storage> PartitionLog<S> {
         !self.waiters.is_empty()
     }
 
-    pub(crate) fn needs_sync(&self) -> bool {
+    pub fn needs_sync(&self) -> bool {
         self.dirty || self.dir_dirty || !self.sealed_unsynced.is_empty()
     }
 

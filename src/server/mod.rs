@@ -197,6 +197,23 @@ impl ServerHandle {
     }
 }
 
+/// How long start-up keeps retrying a port that is still in use. A killed
+/// broker's sockets are released only when the kernel tears its io_uring down
+/// (a pending accept holds the listener), a moment after the process is gone.
+pub const BIND_RETRY_MS: u64 = 3000;
+
+fn bind_retrying(address: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let deadline = std::time::Instant::now() + Duration::from_millis(BIND_RETRY_MS);
+    loop {
+        match io::bind_std(address, reuse_port) {
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Binds the listeners: the main address once per shard (SO_REUSEPORT) and one
 /// port of its own per shard (main port + 1 + shard id, or ephemeral when the
 /// main port is 0).
@@ -205,14 +222,14 @@ fn bind_listeners(
     listen: SocketAddr,
 ) -> Result<(SocketAddr, Vec<(TcpListener, TcpListener)>), String> {
     let bind_error = |address: SocketAddr, error: std::io::Error| format!("cannot listen on {address}: {error}");
-    let first = io::bind_std(listen, true).map_err(|e| bind_error(listen, e))?;
+    let first = bind_retrying(listen, true).map_err(|e| bind_error(listen, e))?;
     let main = first.local_addr().map_err(|e| e.to_string())?;
     let mut listeners = Vec::with_capacity(config.shards as usize);
     let mut first = Some(first);
     for shard in 0..config.shards {
         let shared = match first.take() {
             Some(listener) => listener,
-            None => io::bind_std(main, true).map_err(|e| bind_error(main, e))?,
+            None => bind_retrying(main, true).map_err(|e| bind_error(main, e))?,
         };
         let own_port = if listen.port() == 0 {
             0
@@ -220,7 +237,7 @@ fn bind_listeners(
             main.port().checked_add(1 + shard).ok_or("shard ports overflow 65535")?
         };
         let own_address = SocketAddr::new(main.ip(), own_port);
-        let own = io::bind_std(own_address, false).map_err(|e| bind_error(own_address, e))?;
+        let own = bind_retrying(own_address, false).map_err(|e| bind_error(own_address, e))?;
         listeners.push((shared, own));
     }
     Ok((main, listeners))

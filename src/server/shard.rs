@@ -289,6 +289,7 @@ impl ShardContext {
                 },
             )?;
             let slot = Rc::new(PartitionSlot { log: Rc::new(RefCell::new(log)), appended: Notify::new() });
+            self.commit.sync_soon(&slot.log);
             self.partitions.borrow_mut().insert(key, slot);
         }
         Ok(())
