@@ -266,7 +266,7 @@ pub unsafe extern "C" fn rmq_broker_close(broker: *mut rmq_broker) -> rmq_result
 }
 
 enum Transport {
-    Tcp(Mutex<Client>),
+    Tcp(Box<Mutex<Client>>),
     Embedded(EmbeddedClient),
 }
 
@@ -335,7 +335,7 @@ pub unsafe extern "C" fn rmq_client_connect(bootstrap: *const c_char, out: *mut 
         match Client::connect(bootstrap) {
             Ok(client) => {
                 // SAFETY: `out` is non-NULL and writable.
-                unsafe { *out = new_client(Transport::Tcp(Mutex::new(client))) };
+                unsafe { *out = new_client(Transport::Tcp(Box::new(Mutex::new(client)))) };
                 rmq_result::RMQ_OK
             }
             Err(error) => client_error(error),
