@@ -28,6 +28,12 @@
 
 #include <stdint.h>
 #include <stddef.h>
+/* Asynchronous produces a client queues before rmq_produce_async returns
+ * RMQ_ERROR_WOULD_BLOCK. */
+#define RMQ_ASYNC_QUEUE_MAX 4096
+/* Most bytes of records one fetch or consumer poll returns. */
+#define RMQ_FETCH_BYTES_MAX 4194304
+
 
 /*
  Result codes. Stable: a retired code is never reused.
@@ -88,7 +94,8 @@ typedef enum {
 } rmq_result;
 
 /*
- When a produce returns.
+ When a produce returns. Functions take it as a `uint32_t` (an out-of-range
+ value is RMQ_ERROR_INVALID_ARGUMENT, never undefined behaviour).
  */
 typedef enum {
   /*
@@ -366,7 +373,7 @@ rmq_result rmq_produce(const rmq_client *client,
                        int32_t partition,
                        const rmq_record_in *records,
                        size_t count,
-                       rmq_acks acks,
+                       uint32_t acks,
                        int64_t *base_offset);
 
 /*
@@ -387,7 +394,7 @@ rmq_result rmq_produce_async(const rmq_client *client,
                              int32_t partition,
                              const rmq_record_in *records,
                              size_t count,
-                             rmq_acks acks,
+                             uint32_t acks,
                              rmq_completion_callback callback,
                              void *user_data,
                              rmq_pending **pending);

@@ -65,11 +65,22 @@ fn server_error(code: ErrorCode, context: impl Into<String>) -> ClientError {
 }
 
 impl EmbeddedClient {
-    /// Runs `op` on `shard` and waits for its reply.
+    /// Runs `op` on `shard` and waits for its reply (ShuttingDown once the
+    /// broker is closed).
     fn call(&self, shard: u16, op: Op) -> Reply {
         let completion = Arc::new(Completion::for_current_thread());
-        self.shared.post_blocking(shard, Message::Request { origin: Origin::External(completion.clone()), op });
+        let message = Message::Request { origin: Origin::External(completion.clone()), op };
+        if !self.shared.post_external(shard, message) {
+            return Reply::Done(Err(ErrorCode::ShuttingDown));
+        }
         completion.wait(self.shared.config.busy_poll)
+    }
+
+    fn check_open(&self, context: &str) -> Result<()> {
+        if self.shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(server_error(ErrorCode::ShuttingDown, context));
+        }
+        Ok(())
     }
 
     fn shard_count(&self) -> u16 {
@@ -119,12 +130,14 @@ impl EmbeddedClient {
             created_at_ms: crate::log::partition::now_ms(),
         };
         let context = format!("create topic {name}");
+        self.check_open(&context)?;
         let topic = self.shared.catalog.create_topic(topic).map_err(|code| server_error(code, &context))?;
         self.on_owners(&topic, || Op::OpenTopic(topic.clone())).map_err(|code| server_error(code, context))
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         let context = format!("delete topic {name}");
+        self.check_open(&context)?;
         let (topic, moved_to) = self.shared.catalog.delete_topic(name).map_err(|code| server_error(code, &context))?;
         let result = self.on_owners(&topic, || Op::CloseTopic(topic.name.clone()));
         let _ = std::fs::remove_dir_all(moved_to);
@@ -155,7 +168,9 @@ impl EmbeddedClient {
         let op = Op::Produce { topic: topic.into(), partition, batch, acks };
         if acks == Acks::None {
             let completion = Arc::new(Completion::for_current_thread());
-            self.shared.post_blocking(shard, Message::Request { origin: Origin::External(completion), op });
+            if !self.shared.post_external(shard, Message::Request { origin: Origin::External(completion), op }) {
+                return Err(server_error(ErrorCode::ShuttingDown, format!("produce to {topic}/{partition}")));
+            }
             return Ok(None);
         }
         match self.call(shard, op) {

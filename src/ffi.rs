@@ -61,7 +61,8 @@ pub enum rmq_result {
     RMQ_PANIC = 99,
 }
 
-/// When a produce returns.
+/// When a produce returns. Functions take it as a `uint32_t` (an out-of-range
+/// value is RMQ_ERROR_INVALID_ARGUMENT, never undefined behaviour).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum rmq_acks {
@@ -605,8 +606,11 @@ pub unsafe extern "C" fn rmq_offset_for_timestamp(
         let client = try_ffi!(unsafe { handle(client, "client") });
         // SAFETY: per contract.
         let topic = try_ffi!(unsafe { text(topic, "topic") });
-        if offset.is_null() || timestamp_ms < 0 {
-            return fail(rmq_result::RMQ_ERROR_INVALID_ARGUMENT, "offset is NULL or the timestamp negative");
+        if offset.is_null() {
+            return fail(rmq_result::RMQ_ERROR_NULL, "offset is NULL");
+        }
+        if timestamp_ms < 0 {
+            return fail(rmq_result::RMQ_ERROR_INVALID_ARGUMENT, "the timestamp is negative");
         }
         match client.transport.list_offsets(topic, partition, timestamp_ms) {
             Ok([found, ..]) => {
@@ -690,7 +694,19 @@ unsafe fn copy_records(records: *const rmq_record_in, count: usize) -> Result<Ve
     Ok(out)
 }
 
-fn acks_of(acks: rmq_acks) -> Acks {
+fn acks_of(acks: u32) -> Result<rmq_acks, rmq_result> {
+    match acks {
+        0 => Ok(rmq_acks::RMQ_ACKS_NONE),
+        1 => Ok(rmq_acks::RMQ_ACKS_WRITTEN),
+        2 => Ok(rmq_acks::RMQ_ACKS_DURABLE),
+        other => Err(fail(
+            rmq_result::RMQ_ERROR_INVALID_ARGUMENT,
+            format!("acks {other}: use RMQ_ACKS_NONE, _WRITTEN or _DURABLE"),
+        )),
+    }
+}
+
+fn to_acks(acks: rmq_acks) -> Acks {
     match acks {
         rmq_acks::RMQ_ACKS_NONE => Acks::None,
         rmq_acks::RMQ_ACKS_WRITTEN => Acks::Written,
@@ -737,7 +753,7 @@ fn produce_on(
             .map_err(|e| fail(rmq_result::RMQ_ERROR_INVALID_RECORD, e.to_string()))?;
     }
     let batch = builder.finish().map_err(|e| fail(rmq_result::RMQ_ERROR_INVALID_RECORD, e.to_string()))?;
-    match transport.produce(topic, partition, batch, acks_of(acks)) {
+    match transport.produce(topic, partition, batch, to_acks(acks)) {
         Ok(offset) => Ok(offset.map_or(-1, |o| o as i64)),
         Err(error) => Err(client_error(error)),
     }
@@ -757,7 +773,7 @@ pub unsafe extern "C" fn rmq_produce(
     partition: i32,
     records: *const rmq_record_in,
     count: usize,
-    acks: rmq_acks,
+    acks: u32,
     base_offset: *mut i64,
 ) -> rmq_result {
     guard(|| {
@@ -765,6 +781,7 @@ pub unsafe extern "C" fn rmq_produce(
         let client = try_ffi!(unsafe { handle(client, "client") });
         // SAFETY: per contract.
         let topic = try_ffi!(unsafe { text(topic, "topic") });
+        let acks = try_ffi!(acks_of(acks));
         // SAFETY: per contract.
         let records = try_ffi!(unsafe { copy_records(records, count) });
         let offset = try_ffi!(client.produce_records(topic, partition, &records, acks));
@@ -841,7 +858,7 @@ pub unsafe extern "C" fn rmq_produce_async(
     partition: i32,
     records: *const rmq_record_in,
     count: usize,
-    acks: rmq_acks,
+    acks: u32,
     callback: rmq_completion_callback,
     user_data: *mut c_void,
     pending: *mut *mut rmq_pending,
@@ -851,6 +868,7 @@ pub unsafe extern "C" fn rmq_produce_async(
         let client = try_ffi!(unsafe { handle(client, "client") });
         // SAFETY: per contract.
         let topic = try_ffi!(unsafe { text(topic, "topic") });
+        let acks = try_ffi!(acks_of(acks));
         // SAFETY: per contract.
         let records = try_ffi!(unsafe { copy_records(records, count) });
         let state = Arc::new(PendingState {
@@ -1205,5 +1223,17 @@ pub unsafe extern "C" fn rmq_consumer_close(consumer: *mut rmq_consumer) {
     if !consumer.is_null() {
         // SAFETY: ownership returns here.
         drop(unsafe { Box::from_raw(consumer) });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The header defines these limits by hand (cbindgen exports no constants):
+    /// keep them equal to the Rust ones.
+    #[test]
+    fn the_headers_limits_match() {
+        let header = include_str!("../include/ringmq.h");
+        assert!(header.contains(&format!("#define RMQ_ASYNC_QUEUE_MAX {}", super::RMQ_ASYNC_QUEUE_MAX)));
+        assert!(header.contains(&format!("#define RMQ_FETCH_BYTES_MAX {}", super::RMQ_FETCH_BYTES_MAX)));
     }
 }

@@ -108,3 +108,22 @@ fn the_embedded_broker_serves_in_process_clients() {
 fn the_embedded_broker_serves_in_busy_poll_mode() {
     run(true);
 }
+
+#[test]
+fn calls_after_close_fail_instead_of_hanging() {
+    let dir = temp_dir("embedded-closed");
+    let broker = Broker::open(config(&dir, false)).unwrap();
+    let client = broker.client();
+    client.create_topic("c", 2, Retention::Default, Retention::Default).unwrap();
+    broker.close().unwrap();
+    let started = Instant::now();
+    let batch = || BytesMut::from(&batch_of(&[b"late".to_vec()], 1)[..]);
+    for acks in [Acks::None, Acks::Written, Acks::Durable] {
+        let error = client.produce("c", 1, batch(), acks).unwrap_err();
+        assert_eq!(error.code(), Some(ringmq::protocol::ErrorCode::ShuttingDown), "{error}");
+    }
+    assert!(client.list_offsets("c", 0, -1).is_err());
+    assert!(client.create_topic("d", 1, Retention::Default, Retention::Default).is_err());
+    assert!(!dir.join("topics/d").exists(), "a refused create left files behind");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

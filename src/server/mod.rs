@@ -127,9 +127,44 @@ pub(crate) struct Shared {
     pub counters: ServerCounters,
     pub shutdown_requested: AtomicBool,
     pub drained_shards: AtomicUsize,
+    /// Set once the shards are gone: posts from outside the shards are refused.
+    pub closed: AtomicBool,
+    /// Posts from outside the shards in progress (see [`Shared::post_external`]).
+    pub external_posts: AtomicUsize,
 }
 
 impl Shared {
+    /// Posts a request from a thread that is not a shard (the embedded client).
+    /// Returns false once the broker is closed: nobody would answer. A post is
+    /// either refused or lands before the closing drain, which answers it (the
+    /// counter and the flag form a handshake; see [`ServerHandle::shutdown`]).
+    pub(crate) fn post_external(&self, shard: u16, message: Message) -> bool {
+        self.external_posts.fetch_add(1, Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            self.external_posts.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        self.post_blocking(shard, message);
+        self.external_posts.fetch_sub(1, Ordering::SeqCst);
+        true
+    }
+
+    /// Answers whatever is left in the rings once the shards are gone, so no
+    /// external caller waits forever.
+    fn drain_after_close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        while self.external_posts.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+        for mailbox in &self.mailboxes {
+            while let Some(message) = mailbox.pop() {
+                if let Message::Request { origin: shard::Origin::External(completion), .. } = message {
+                    completion.complete(shard::Reply::Done(Err(crate::protocol::ErrorCode::ShuttingDown)));
+                }
+            }
+        }
+    }
+
     /// Puts a message into a shard's ring from a thread that is not a shard.
     pub(crate) fn post_blocking(&self, shard: u16, mut message: Message) {
         loop {
@@ -184,7 +219,8 @@ impl ServerHandle {
         self.join()
     }
 
-    /// Waits for the shard threads to end (after a shutdown).
+    /// Waits for the shard threads to end (after a shutdown), then answers any
+    /// request still in their rings.
     fn join(self) -> Result<(), String> {
         let mut first_error = Ok(());
         for thread in self.threads {
@@ -193,6 +229,7 @@ impl ServerHandle {
                 first_error = result;
             }
         }
+        self.shared.drain_after_close();
         first_error
     }
 }
@@ -288,6 +325,8 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
         counters: ServerCounters::default(),
         shutdown_requested: AtomicBool::new(false),
         drained_shards: AtomicUsize::new(0),
+        closed: AtomicBool::new(false),
+        external_posts: AtomicUsize::new(0),
     });
     let (ready_sender, ready) = mpsc::channel();
     let mut threads = Vec::new();

@@ -1,0 +1,1009 @@
+"""Python binding of libringmq (ctypes over include/ringmq.h).
+
+Embed a broker in this process, or connect to a ringmq server; both give a
+:class:`Client` with the same methods::
+
+    import ringmq
+
+    with ringmq.Broker("/tmp/ringmq-data", shards=2) as broker, broker.client() as client:
+        client.create_topic("orders", partitions=3)
+        offset = client.produce("orders", "first order", key="customer-7", partition=0)
+        for record in client.consumer("orders", partition=0, start="earliest", timeout=0.5):
+            print(record.offset, record.key, record.value)
+
+    with ringmq.connect("127.0.0.1:9400") as client:
+        client.produce("orders", b"...")
+
+Keys, values and header values are ``bytes`` (``str`` is accepted and encoded
+as UTF-8) or ``None`` (null). Records come back as :class:`Record` with bytes
+copied out of the library's buffers. Every failure raises :class:`Error` (or a
+subclass per code) carrying ``.code`` (the ``rmq_result``) and the library's
+message.
+
+The library is found through ``$RINGMQ_LIB``, then ``target/release`` and
+``target/debug`` of the repository enclosing this package, then the system's
+library path (``ctypes.util.find_library("ringmq")``).
+"""
+
+import atexit
+import collections
+import ctypes
+import enum
+import math
+import os
+import threading
+import time
+import weakref
+from typing import List, NamedTuple, Optional, Tuple
+
+from . import _ffi
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Acks",
+    "Broker",
+    "Client",
+    "Consumer",
+    "ProduceFuture",
+    "Record",
+    "Offsets",
+    "Result",
+    "connect",
+    "library_path",
+    "library_version",
+    "Error",
+    "NullPointerError",
+    "InvalidArgumentError",
+    "IoError",
+    "UnknownTopicError",
+    "TopicExistsError",
+    "OffsetOutOfRangeError",
+    "InvalidRecordError",
+    "NoSpaceError",
+    "StorageError",
+    "ClosedError",
+    "WouldBlockError",
+    "BrokerError",
+    "StartError",
+    "PanicError",
+]
+
+#: The path (or name) the shared library was loaded from.
+library_path = _ffi.library_path
+
+
+def library_version() -> str:
+    """The version of the loaded libringmq (``rmq_version()``)."""
+    return _ffi.rmq_version().decode("utf-8", "replace")
+
+
+# --- result codes and errors ---------------------------------------------------
+
+
+class Result(enum.IntEnum):
+    """rmq_result: the codes every C function returns."""
+
+    OK = 0
+    ERROR_NULL = 1
+    ERROR_INVALID_ARGUMENT = 2
+    ERROR_IO = 3
+    ERROR_UNKNOWN_TOPIC = 4
+    ERROR_TOPIC_EXISTS = 5
+    ERROR_OFFSET_OUT_OF_RANGE = 6
+    ERROR_INVALID_RECORD = 7
+    ERROR_NO_SPACE = 8
+    ERROR_STORAGE = 9
+    ERROR_CLOSED = 10
+    PENDING = 11
+    ERROR_WOULD_BLOCK = 12
+    ERROR_BROKER = 13
+    ERROR_START = 14
+    PANIC = 99
+
+
+class Error(Exception):
+    """A libringmq failure: ``.code`` is the rmq_result, ``.message`` the text of
+    ``rmq_last_error()`` (or of the binding's own check)."""
+
+    def __init__(self, code: int, message: str = ""):
+        self.code = int(code)
+        self.message = message
+        super().__init__(code, message)
+
+    @property
+    def code_name(self) -> str:
+        try:
+            return "RMQ_" + Result(self.code).name
+        except ValueError:
+            return "rmq_result %d" % self.code
+
+    def __str__(self) -> str:
+        if self.message:
+            return "%s (%s)" % (self.message, self.code_name)
+        return self.code_name
+
+
+class NullPointerError(Error):
+    """RMQ_ERROR_NULL: a required pointer was NULL."""
+
+
+class InvalidArgumentError(Error, ValueError):
+    """RMQ_ERROR_INVALID_ARGUMENT: an argument was invalid."""
+
+
+class IoError(Error):
+    """RMQ_ERROR_IO: the connection to the server failed."""
+
+
+class UnknownTopicError(Error):
+    """RMQ_ERROR_UNKNOWN_TOPIC: no such topic or partition."""
+
+
+class TopicExistsError(Error):
+    """RMQ_ERROR_TOPIC_EXISTS: the topic already exists."""
+
+
+class OffsetOutOfRangeError(Error):
+    """RMQ_ERROR_OFFSET_OUT_OF_RANGE"""
+
+
+class InvalidRecordError(Error):
+    """RMQ_ERROR_INVALID_RECORD: a batch or record was refused as corrupt or too large."""
+
+
+class NoSpaceError(Error):
+    """RMQ_ERROR_NO_SPACE: the disk is full; nothing was appended."""
+
+
+class StorageError(Error):
+    """RMQ_ERROR_STORAGE: a storage failure."""
+
+
+class ClosedError(Error):
+    """RMQ_ERROR_CLOSED: the broker is shutting down or closed, or this handle is closed."""
+
+
+class WouldBlockError(Error):
+    """RMQ_ERROR_WOULD_BLOCK: the asynchronous queue is full; retry later."""
+
+
+class BrokerError(Error):
+    """RMQ_ERROR_BROKER: any other error reported by the broker."""
+
+
+class StartError(Error):
+    """RMQ_ERROR_START: the broker could not start."""
+
+
+class PanicError(Error):
+    """RMQ_PANIC: a panic inside the library was caught at the boundary."""
+
+
+_ERRORS = {
+    Result.ERROR_NULL: NullPointerError,
+    Result.ERROR_INVALID_ARGUMENT: InvalidArgumentError,
+    Result.ERROR_IO: IoError,
+    Result.ERROR_UNKNOWN_TOPIC: UnknownTopicError,
+    Result.ERROR_TOPIC_EXISTS: TopicExistsError,
+    Result.ERROR_OFFSET_OUT_OF_RANGE: OffsetOutOfRangeError,
+    Result.ERROR_INVALID_RECORD: InvalidRecordError,
+    Result.ERROR_NO_SPACE: NoSpaceError,
+    Result.ERROR_STORAGE: StorageError,
+    Result.ERROR_CLOSED: ClosedError,
+    Result.ERROR_WOULD_BLOCK: WouldBlockError,
+    Result.ERROR_BROKER: BrokerError,
+    Result.ERROR_START: StartError,
+    Result.PANIC: PanicError,
+}
+
+
+def _error(code: int, message: str) -> Error:
+    return _ERRORS.get(code, Error)(code, message)
+
+
+def _check(code: int) -> None:
+    """Raises the Error of a failed call. Must run right after the call, on the
+    same thread: rmq_last_error() is per thread and valid until the next call."""
+    if code != 0:
+        raise _error(code, _ffi.rmq_last_error().decode("utf-8", "replace"))
+
+
+def _invalid(message: str) -> InvalidArgumentError:
+    return InvalidArgumentError(Result.ERROR_INVALID_ARGUMENT, message)
+
+
+def _closed(what: str) -> ClosedError:
+    return ClosedError(Result.ERROR_CLOSED, "%s is closed" % what)
+
+
+# --- argument conversion ---------------------------------------------------------
+
+
+class Acks(enum.IntEnum):
+    """rmq_acks: when a produce returns."""
+
+    #: Queued; no acknowledgement (no offset).
+    NONE = 0
+    #: In the broker's page cache: survives a crash of the broker.
+    WRITTEN = 1
+    #: fdatasync'ed: survives power loss.
+    DURABLE = 2
+
+
+def _acks(acks) -> int:
+    # Validated here: the C function takes an enum, and any other value would be
+    # undefined behaviour inside the library.
+    if isinstance(acks, str):
+        try:
+            return Acks[acks.upper()].value
+        except KeyError:
+            pass
+    elif isinstance(acks, int) and not isinstance(acks, bool) and acks in (0, 1, 2):
+        return int(acks)
+    raise _invalid("acks must be 'none', 'written' or 'durable' (or an Acks), not %r" % (acks,))
+
+
+def _data(value, what: str) -> Optional[bytes]:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError("%s must be bytes, str or None, not %s" % (what, type(value).__name__))
+
+
+def _text(value, what: str) -> bytes:
+    """A NUL-terminated string argument (topic names, addresses, paths)."""
+    if isinstance(value, str):
+        data = value.encode("utf-8")
+    elif isinstance(value, bytes):
+        data = value
+    else:
+        raise TypeError("%s must be str or bytes, not %s" % (what, type(value).__name__))
+    if b"\0" in data:
+        raise _invalid("%s contains a NUL byte" % what)
+    return data
+
+
+def _integer(value, what: str, low: int, high: int) -> int:
+    # ctypes silently truncates out-of-range integers: check before every call.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("%s must be an int, not %s" % (what, type(value).__name__))
+    if not low <= value <= high:
+        raise _invalid("%s %d out of range [%d, %d]" % (what, value, low, high))
+    return value
+
+
+_U32_MAX = 2**32 - 1
+_I32_MAX = 2**31 - 1
+_I64_MAX = 2**63 - 1
+_U64_MAX = 2**64 - 1
+
+
+def _milliseconds(timeout: float) -> int:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError("timeout must be a number of seconds, not %s" % type(timeout).__name__)
+    if timeout < 0 or math.isnan(timeout):
+        raise _invalid("timeout %r is negative" % (timeout,))
+    return int(math.ceil(timeout * 1000))
+
+
+def _headers(headers, keep: list):
+    """(HeaderIn array or None, count) of a list of (key, value) pairs or a dict."""
+    if not headers:
+        return None, 0
+    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
+    array = (_ffi.HeaderIn * len(pairs))()
+    keep.append(array)
+    for slot, pair in zip(array, pairs):
+        try:
+            key, value = pair
+        except (TypeError, ValueError):
+            raise TypeError("a header must be a (key, value) pair, not %r" % (pair,)) from None
+        key = _data(key, "a header key")
+        if key is None:
+            raise TypeError("a header key must be bytes or str, not None")
+        value = _data(value, "a header value")
+        keep.append(key)
+        keep.append(value)
+        slot.key, slot.key_len = key, len(key)
+        slot.value, slot.value_len = value, (0 if value is None else len(value))
+    return array, len(pairs)
+
+
+def _record_parts(item):
+    """(key, value, headers, timestamp_ms) of one item of produce_many."""
+    if isinstance(item, Record):
+        return item.key, item.value, item.headers, item.timestamp
+    if isinstance(item, dict):
+        unknown = set(item) - {"key", "value", "headers", "timestamp_ms"}
+        if unknown:
+            raise TypeError("unknown record fields %s" % sorted(unknown))
+        return item.get("key"), item.get("value"), item.get("headers"), item.get("timestamp_ms")
+    if isinstance(item, tuple):
+        if not 2 <= len(item) <= 4:
+            raise TypeError("a record tuple is (key, value[, headers[, timestamp_ms]])")
+        padded = item + (None,) * (4 - len(item))
+        return padded
+    return None, item, None, None
+
+
+def _records_in(items, keep: list):
+    """A RecordIn array of (key, value, headers, timestamp_ms) tuples; every
+    Python object it points into is appended to `keep`."""
+    array = (_ffi.RecordIn * len(items))()
+    keep.append(array)
+    for slot, (key, value, headers, timestamp_ms) in zip(array, items):
+        key = _data(key, "key")
+        value = _data(value, "value")
+        keep.append(key)
+        keep.append(value)
+        slot.key, slot.key_len = key, (0 if key is None else len(key))
+        slot.value, slot.value_len = value, (0 if value is None else len(value))
+        header_array, count = _headers(headers, keep)
+        if header_array is not None:
+            slot.headers = ctypes.cast(header_array, ctypes.POINTER(_ffi.HeaderIn))
+            slot.headers_len = count
+        slot.timestamp_ms = 0 if timestamp_ms is None else _integer(timestamp_ms, "timestamp_ms", 0, _I64_MAX)
+    return array
+
+
+def _partition_in(partition) -> int:
+    return -1 if partition is None else _integer(partition, "partition", 0, _I32_MAX)
+
+
+# --- records -----------------------------------------------------------------------
+
+
+class Record(NamedTuple):
+    """A consumed record. Bytes are copies (owned by Python)."""
+
+    offset: int
+    timestamp: int
+    """Milliseconds since the Unix epoch."""
+    key: Optional[bytes]
+    value: Optional[bytes]
+    headers: List[Tuple[bytes, Optional[bytes]]]
+    topic: str
+    partition: int
+
+
+class Offsets(NamedTuple):
+    """A partition's offsets: ``latest`` is one past the last record, and every
+    record below ``durable`` is fdatasync'ed."""
+
+    earliest: int
+    latest: int
+    durable: int
+
+
+def _bytes_at(pointer, length) -> Optional[bytes]:
+    # NULL (None from a c_void_p field) is null; non-NULL with length 0 is empty.
+    if pointer is None:
+        return None
+    return ctypes.string_at(pointer, length) if length else b""
+
+
+def _take_records(fetch, topic: str, partition: int) -> List[Record]:
+    """Copies every record out of `fetch`, then frees it (always)."""
+    try:
+        records = []
+        raw = _ffi.RecordOut()
+        header = _ffi.HeaderOut()
+        for index in range(_ffi.rmq_fetch_count(fetch)):
+            _check(_ffi.rmq_fetch_record(fetch, index, ctypes.byref(raw)))
+            headers = []
+            for header_index in range(raw.headers_len):
+                _check(_ffi.rmq_fetch_record_header(fetch, index, header_index, ctypes.byref(header)))
+                key = _bytes_at(header.key, header.key_len)
+                headers.append((b"" if key is None else key, _bytes_at(header.value, header.value_len)))
+            records.append(
+                Record(
+                    raw.offset,
+                    raw.timestamp_ms,
+                    _bytes_at(raw.key, raw.key_len),
+                    _bytes_at(raw.value, raw.value_len),
+                    headers,
+                    topic,
+                    partition,
+                )
+            )
+        return records
+    finally:
+        _ffi.rmq_fetch_free(fetch)
+
+
+# --- handle ownership ----------------------------------------------------------------
+
+
+class _Owned:
+    """One C handle shared by threads: any number of calls may use it at once;
+    close() stops new calls, waits for the running ones, then frees it once."""
+
+    __slots__ = ("_handle", "_free", "_lock", "_idle", "_users", "_what")
+
+    def __init__(self, handle: int, free, what: str):
+        self._handle = handle
+        self._free = free
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._users = 0
+        self._what = what
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def __enter__(self) -> int:
+        with self._lock:
+            if self._handle is None:
+                raise _closed(self._what)
+            self._users += 1
+            return self._handle
+
+    def __exit__(self, *exc_info) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                self._idle.notify_all()
+
+    def close(self):
+        """Frees the handle (once); returns what the free function returned."""
+        with self._lock:
+            handle, self._handle = self._handle, None
+            while self._users:
+                self._idle.wait()
+        if handle is not None:
+            return self._free(handle)
+        return None
+
+    def abandon(self) -> None:
+        """Frees without waiting (from __del__, when nothing else can hold it)."""
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            self._free(handle)
+
+
+def _new_handle() -> ctypes.c_void_p:
+    return ctypes.c_void_p()
+
+
+_live_brokers = weakref.WeakSet()
+_live_clients = weakref.WeakSet()
+
+
+@atexit.register
+def _close_everything_at_exit() -> None:
+    # A program that forgot close() still gets its queued asynchronous produces
+    # sent and its partitions synced (clients before brokers, as the API asks).
+    for client in list(_live_clients):
+        try:
+            client.close()
+        except Exception:
+            pass
+    for broker in list(_live_brokers):
+        try:
+            broker.close()
+        except Exception:
+            pass
+
+
+# --- broker ------------------------------------------------------------------------------
+
+
+class Broker:
+    """An embedded broker: shards running inside this process.
+
+    ``Broker(path, shards=None, busy_poll=False, flush_interval_ms=None,
+    segment_bytes=None)`` opens (creating if needed) the data directory ``path``.
+    ``shards`` None is one per core (the count is fixed for a data directory);
+    ``busy_poll`` makes shards and waiting clients spin instead of sleeping;
+    ``flush_interval_ms`` also fdatasyncs data acknowledged as written that
+    often; ``segment_bytes`` is the segment roll size (default 1 GiB).
+
+    Thread-safe. Use it as a context manager, or call :meth:`close`: closing
+    also closes every client (and consumer) opened on it first.
+    """
+
+    def __init__(self, path, shards=None, busy_poll=False, flush_interval_ms=None, segment_bytes=None):
+        path = os.fspath(path)
+        data_dir = _text(os.fsencode(path) if isinstance(path, str) else path, "path")
+        options = _ffi.BrokerOptions(
+            0 if shards is None else _integer(shards, "shards", 1, 65535),
+            1 if busy_poll else 0,
+            0 if flush_interval_ms is None else _integer(flush_interval_ms, "flush_interval_ms", 1, _U64_MAX),
+            0 if segment_bytes is None else _integer(segment_bytes, "segment_bytes", 1, _U64_MAX),
+        )
+        self.path = path
+        self._clients = weakref.WeakSet()
+        self._consumers = weakref.WeakSet()
+        self._lock = threading.Lock()
+        out = _new_handle()
+        _check(_ffi.rmq_broker_open(data_dir, ctypes.byref(options), ctypes.byref(out)))
+        self._owned = _Owned(out.value, _ffi.rmq_broker_close, "the broker")
+        _live_brokers.add(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._owned.closed
+
+    def client(self) -> "Client":
+        """A client talking to this broker in-process (no TCP)."""
+        with self._lock:  # not concurrently with close()
+            with self._owned as broker:
+                out = _new_handle()
+                _check(_ffi.rmq_client_open_embedded(broker, ctypes.byref(out)))
+                client = Client(out.value, self, "embedded client of %s" % self.path)
+                self._clients.add(client)
+                return client
+
+    def close(self) -> None:
+        """Closes every consumer and client opened on this broker, then shuts it
+        down gracefully (in-flight requests finish, partitions are synced).
+        Idempotent."""
+        with self._lock:
+            if self._owned.closed:
+                return
+            # An embedded call made after the broker is closed would never
+            # return: nothing opened on it may stay usable.
+            for consumer in list(self._consumers):
+                consumer.close()
+            for client in list(self._clients):
+                client.close()
+            _live_brokers.discard(self)
+            _check(self._owned.close())
+
+    def __enter__(self) -> "Broker":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            if not self._owned.closed:
+                for consumer in list(self._consumers):
+                    consumer._abandon()
+                for client in list(self._clients):
+                    client._owned.abandon()
+                self._owned.abandon()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return "<ringmq.Broker %r%s>" % (self.path, " closed" if self.closed else "")
+
+
+# --- client ------------------------------------------------------------------------------
+
+
+def connect(bootstrap: str) -> "Client":
+    """A client connected over TCP to the ringmq server at ``"HOST:PORT"``."""
+    address = _text(bootstrap, "bootstrap")
+    out = _new_handle()
+    _check(_ffi.rmq_client_connect(address, ctypes.byref(out)))
+    return Client(out.value, None, "client of %s" % address.decode("utf-8", "replace"))
+
+
+class Client:
+    """A client, in-process on a :class:`Broker` (``broker.client()``) or over TCP
+    (:func:`connect`), with the same methods for both. Thread-safe.
+
+    Use it as a context manager or call :meth:`close`, which first waits for
+    the client's queued asynchronous produces.
+    """
+
+    def __init__(self, handle, broker, description):
+        # Private: use Broker.client() or ringmq.connect().
+        self._owned = _Owned(handle, _ffi.rmq_client_close, "the client")
+        self._broker = broker  # keeps an embedded broker alive as long as its clients
+        self._description = description
+        _live_clients.add(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._owned.closed
+
+    def close(self) -> None:
+        """Waits for the queued asynchronous produces, then frees the client.
+        Consumers opened through it stay usable. Idempotent."""
+        _live_clients.discard(self)
+        self._owned.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self._owned.abandon()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return "<ringmq.Client %s%s>" % (self._description, " closed" if self.closed else "")
+
+    # topics
+
+    def create_topic(self, name, partitions=1, retention_ms=None, retention_bytes=None) -> None:
+        """Creates a topic. Retention None is the broker's default, -1 unlimited."""
+        name = _text(name, "name")
+        partitions = _integer(partitions, "partitions", 0, _U32_MAX)
+        retention = [
+            -2 if value is None else _integer(value, what, -1, _I64_MAX)
+            for value, what in ((retention_ms, "retention_ms"), (retention_bytes, "retention_bytes"))
+        ]
+        with self._owned as client:
+            _check(_ffi.rmq_topic_create(client, name, partitions, retention[0], retention[1]))
+
+    def delete_topic(self, name) -> None:
+        """Deletes a topic and its data."""
+        name = _text(name, "name")
+        with self._owned as client:
+            _check(_ffi.rmq_topic_delete(client, name))
+
+    def topics(self) -> List[Tuple[str, int]]:
+        """Every topic as (name, partitions), sorted by name."""
+        with self._owned as client:
+            out = _new_handle()
+            _check(_ffi.rmq_topics(client, ctypes.byref(out)))
+        listing = out.value
+        try:
+            topics = []
+            name = ctypes.c_char_p()
+            partitions = ctypes.c_uint32()
+            for index in range(_ffi.rmq_topic_list_len(listing)):
+                _check(_ffi.rmq_topic_list_get(listing, index, ctypes.byref(name), ctypes.byref(partitions)))
+                topics.append((name.value.decode("utf-8"), partitions.value))
+            return topics
+        finally:
+            _ffi.rmq_topic_list_free(listing)
+
+    # offsets
+
+    def offsets(self, topic, partition=0) -> Offsets:
+        """(earliest, latest, durable) offsets of a partition."""
+        topic_name = _text(topic, "topic")
+        partition = _integer(partition, "partition", 0, _U32_MAX)
+        earliest, latest, durable = ctypes.c_int64(), ctypes.c_int64(), ctypes.c_int64()
+        with self._owned as client:
+            _check(
+                _ffi.rmq_partition_offsets(
+                    client,
+                    topic_name,
+                    partition,
+                    ctypes.byref(earliest),
+                    ctypes.byref(latest),
+                    ctypes.byref(durable),
+                )
+            )
+        return Offsets(earliest.value, latest.value, durable.value)
+
+    def offset_for_timestamp(self, topic, partition, timestamp_ms) -> Optional[int]:
+        """The first offset whose timestamp is at or after ``timestamp_ms``
+        (milliseconds since the epoch), or None when every record is older."""
+        topic_name = _text(topic, "topic")
+        partition = _integer(partition, "partition", 0, _U32_MAX)
+        timestamp_ms = _integer(timestamp_ms, "timestamp_ms", 0, _I64_MAX)
+        offset = ctypes.c_int64()
+        with self._owned as client:
+            _check(_ffi.rmq_offset_for_timestamp(client, topic_name, partition, timestamp_ms, ctypes.byref(offset)))
+        return None if offset.value < 0 else offset.value
+
+    # producing
+
+    def produce(self, topic, value, key=None, headers=None, partition=None, acks="durable", timestamp_ms=None):
+        """Produces one record and waits as ``acks`` asks ('none', 'written',
+        'durable'). Returns its offset, or None with acks 'none'.
+
+        ``headers``: a list of (key, value) pairs (value may be None) or a dict.
+        ``partition`` None lets Kafka's partitioner choose (by key, or spreading
+        unkeyed records). ``timestamp_ms`` None (or 0) is now.
+        """
+        return self.produce_many(topic, [(key, value, headers, timestamp_ms)], partition=partition, acks=acks)
+
+    def produce_many(self, topic, records, partition=None, acks="durable"):
+        """Produces records as one batch (one partition). Each item is a value,
+        a ``(key, value[, headers[, timestamp_ms]])`` tuple, a dict with those
+        keys, or a :class:`Record`. Returns the first record's offset (the others
+        follow it), or None with acks 'none'."""
+        topic_name = _text(topic, "topic")
+        partition = _partition_in(partition)
+        acks = _acks(acks)
+        keep = []
+        items = [_record_parts(item) for item in records]
+        array = _records_in(items, keep)
+        offset = ctypes.c_int64(-1)
+        with self._owned as client:
+            _check(_ffi.rmq_produce(client, topic_name, partition, array, len(items), acks, ctypes.byref(offset)))
+        return None if offset.value < 0 else offset.value
+
+    def produce_async(
+        self, topic, value, key=None, headers=None, partition=None, acks="durable", timestamp_ms=None
+    ) -> "ProduceFuture":
+        """Queues one record and returns at once a :class:`ProduceFuture`.
+        Produces from one client complete in the order they were queued. Raises
+        :class:`WouldBlockError` when the client's asynchronous queue is full."""
+        return self.produce_many_async(topic, [(key, value, headers, timestamp_ms)], partition=partition, acks=acks)
+
+    def produce_many_async(self, topic, records, partition=None, acks="durable") -> "ProduceFuture":
+        """As :meth:`produce_many`, queued: returns a :class:`ProduceFuture`."""
+        topic_name = _text(topic, "topic")
+        partition = _partition_in(partition)
+        acks = _acks(acks)
+        keep = []
+        items = [_record_parts(item) for item in records]
+        array = _records_in(items, keep)  # copied by the library before it returns
+        out = _new_handle()
+        with self._owned as client:
+            _check(
+                _ffi.rmq_produce_async(
+                    client, topic_name, partition, array, len(items), acks, None, None, ctypes.byref(out)
+                )
+            )
+        return ProduceFuture(out.value)
+
+    # consuming
+
+    def fetch(self, topic, partition=0, offset=0, timeout=0.0) -> List[Record]:
+        """The records of a partition from ``offset`` (at most a few MiB),
+        waiting up to ``timeout`` seconds for at least one; maybe none."""
+        topic_name = _text(topic, "topic")
+        partition = _integer(partition, "partition", 0, _U32_MAX)
+        offset = _integer(offset, "offset", 0, _U64_MAX)
+        wait_ms = min(_milliseconds(timeout), _U32_MAX)
+        out = _new_handle()
+        with self._owned as client:
+            _check(_ffi.rmq_fetch_records(client, topic_name, partition, offset, wait_ms, ctypes.byref(out)))
+        return _take_records(out.value, topic_name.decode("utf-8"), partition)
+
+    def consumer(self, topic, partition=0, start="earliest", timeout=1.0) -> "Consumer":
+        """A :class:`Consumer` of one partition from ``start``: 'earliest',
+        'latest' (only new records) or an offset. Iterating it stops after
+        ``timeout`` seconds without records (None: never).
+
+        Over TCP a consumer shares its client's connection, whose requests go
+        one at a time: while it polls, the client's other calls wait. Give a
+        consuming thread its own ``ringmq.connect`` client."""
+        topic_name = _text(topic, "topic")
+        partition = _integer(partition, "partition", 0, _U32_MAX)
+        if start == "earliest":
+            position = -2
+        elif start == "latest":
+            position = -1
+        elif isinstance(start, int) and not isinstance(start, bool):
+            position = _integer(start, "start", 0, _I64_MAX)
+        else:
+            raise _invalid("start must be 'earliest', 'latest' or an offset, not %r" % (start,))
+        if timeout is not None:
+            _milliseconds(timeout)
+        out = _new_handle()
+        with self._owned as client:
+            _check(_ffi.rmq_consumer_open(client, topic_name, partition, position, ctypes.byref(out)))
+        consumer = Consumer(out.value, topic_name.decode("utf-8"), partition, timeout)
+        if self._broker is not None:
+            # A consumer may outlive its client, but an embedded one must not
+            # outlive the broker (its calls would never return): the broker
+            # closes it first.
+            consumer._broker = self._broker
+            self._broker._consumers.add(consumer)
+        return consumer
+
+
+# --- asynchronous produce ------------------------------------------------------------
+
+
+_WAIT_SLICE_MS = 200  # waits are cut into slices so Ctrl-C stays responsive
+
+
+class ProduceFuture:
+    """The outcome of :meth:`Client.produce_async`: ``done()``, ``result(timeout)``
+    (the base offset, None with acks 'none'), ``exception(timeout)``.
+
+    Freeing it before completion is allowed: the produce still happens.
+    """
+
+    def __init__(self, handle):
+        self._handle = handle
+        self._lock = threading.Lock()  # an rmq_pending is used by one thread at a time
+        self._offset = None
+        self._error = None
+        self._settled = False
+
+    def _settle(self, code: int, offset: ctypes.c_int64) -> None:
+        if code == 0:
+            self._offset = None if offset.value < 0 else offset.value
+        else:
+            self._error = _error(code, _ffi.rmq_last_error().decode("utf-8", "replace"))
+        self._settled = True
+        handle, self._handle = self._handle, None
+        _ffi.rmq_pending_free(handle)
+
+    def _wait(self, timeout) -> bool:
+        """Waits up to `timeout` seconds (None: forever); True once settled."""
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        with self._lock:
+            offset = ctypes.c_int64(-1)
+            while not self._settled:
+                if deadline is None:
+                    slice_ms = _WAIT_SLICE_MS
+                else:
+                    remaining = deadline - time.monotonic()
+                    slice_ms = max(0, min(_WAIT_SLICE_MS, int(math.ceil(remaining * 1000))))
+                code = _ffi.rmq_pending_wait(self._handle, slice_ms, ctypes.byref(offset))
+                if code != Result.PENDING:
+                    self._settle(code, offset)
+                elif deadline is not None and time.monotonic() >= deadline:
+                    return False
+            return True
+
+    def done(self) -> bool:
+        """True once the produce completed (successfully or not)."""
+        if self._settled:
+            return True
+        if not self._lock.acquire(blocking=False):
+            return self._settled  # another thread is waiting on it
+        try:
+            if not self._settled:
+                offset = ctypes.c_int64(-1)
+                code = _ffi.rmq_pending_poll(self._handle, ctypes.byref(offset))
+                if code != Result.PENDING:
+                    self._settle(code, offset)
+            return self._settled
+        finally:
+            self._lock.release()
+
+    def result(self, timeout: Optional[float] = None) -> Optional[int]:
+        """The base offset (None with acks 'none'); raises the produce's Error,
+        or TimeoutError when it is not done after ``timeout`` seconds."""
+        if not self._wait(timeout):
+            raise TimeoutError("the produce is not done after %s s" % timeout)
+        if self._error is not None:
+            raise self._error
+        return self._offset
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[Error]:
+        """The produce's Error, or None when it succeeded."""
+        if not self._wait(timeout):
+            raise TimeoutError("the produce is not done after %s s" % timeout)
+        return self._error
+
+    def cancel(self) -> bool:
+        return False  # a queued produce cannot be withdrawn
+
+    def cancelled(self) -> bool:
+        return False
+
+    def __del__(self):
+        try:
+            handle, self._handle = self._handle, None
+            if handle is not None:
+                _ffi.rmq_pending_free(handle)
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        if not self._settled:
+            state = "pending"
+        elif self._error is not None:
+            state = "failed: %s" % self._error
+        else:
+            state = "offset %s" % self._offset
+        return "<ringmq.ProduceFuture %s>" % state
+
+
+# --- consumer ------------------------------------------------------------------------
+
+
+_POLL_SLICE_MS = 1000
+
+
+class Consumer:
+    """Follows one partition (``client.consumer(...)``).
+
+    Iterating yields :class:`Record` objects and stops after ``timeout``
+    seconds without records (iterating again resumes where it stopped);
+    :meth:`poll` returns a list. One thread at a time (calls are serialised).
+    Close it, or use it as a context manager.
+    """
+
+    def __init__(self, handle, topic: str, partition: int, timeout):
+        # Private: use Client.consumer().
+        self._handle = handle
+        self._lock = threading.Lock()
+        self._buffer = collections.deque()
+        self._broker = None  # the embedded broker it reads from (kept alive)
+        self.topic = topic
+        self.partition = partition
+        self.timeout = timeout
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    @property
+    def position(self) -> int:
+        """The offset of the next record this consumer returns."""
+        with self._lock:
+            if self._buffer:
+                return self._buffer[0].offset
+            if self._handle is None:
+                raise _closed("the consumer")
+            return _ffi.rmq_consumer_position(self._handle)
+
+    def _poll_once(self, wait_ms: int) -> List[Record]:
+        out = _new_handle()
+        _check(_ffi.rmq_consumer_poll(self._handle, wait_ms, ctypes.byref(out)))
+        return _take_records(out.value, self.topic, self.partition)
+
+    def poll(self, timeout: Optional[float] = 1.0) -> List[Record]:
+        """The records available at the consumer's position, waiting up to
+        ``timeout`` seconds (None: until some arrive) for at least one; maybe
+        an empty list."""
+        deadline = None if timeout is None else time.monotonic() + _milliseconds(timeout) / 1000.0
+        with self._lock:
+            if self._buffer:
+                records = list(self._buffer)
+                self._buffer.clear()
+                return records
+            while True:
+                if self._handle is None:
+                    raise _closed("the consumer")
+                if deadline is None:
+                    wait_ms = _POLL_SLICE_MS
+                else:
+                    remaining = deadline - time.monotonic()
+                    wait_ms = max(0, min(_POLL_SLICE_MS, int(math.ceil(remaining * 1000))))
+                records = self._poll_once(wait_ms)
+                if records or (deadline is not None and time.monotonic() >= deadline):
+                    return records
+
+    def __iter__(self) -> "Consumer":
+        return self
+
+    def __next__(self) -> Record:
+        if not self._buffer:
+            records = self.poll(self.timeout)
+            if not records:
+                raise StopIteration
+            with self._lock:
+                self._buffer.extend(records)
+        with self._lock:
+            return self._buffer.popleft()
+
+    def close(self) -> None:
+        """Frees the consumer (waiting for a poll in progress). Idempotent."""
+        with self._lock:
+            handle, self._handle = self._handle, None
+            self._buffer.clear()
+        if handle is not None:
+            _ffi.rmq_consumer_close(handle)
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            broker._consumers.discard(self)
+
+    def _abandon(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            _ffi.rmq_consumer_close(handle)
+
+    def __enter__(self) -> "Consumer":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self._abandon()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return "<ringmq.Consumer %s/%d%s>" % (self.topic, self.partition, " closed" if self.closed else "")

@@ -1,0 +1,261 @@
+"""Loading libringmq and declaring its C ABI (include/ringmq.h) for ctypes.
+
+Nothing here is public: use the classes of the ``ringmq`` package.
+"""
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+__all__ = ["lib", "library_path", "find_library", "LIBRARY_ENV"]
+
+LIBRARY_ENV = "RINGMQ_LIB"
+
+if sys.platform == "darwin":
+    _FILE_NAME = "libringmq.dylib"
+elif sys.platform == "win32":
+    _FILE_NAME = "ringmq.dll"
+else:
+    _FILE_NAME = "libringmq.so"
+
+
+def _repository_candidates(start):
+    """target/release and target/debug libraries of every enclosing Cargo project."""
+    directory = os.path.dirname(os.path.abspath(start))
+    while True:
+        if os.path.isfile(os.path.join(directory, "Cargo.toml")) and os.path.isdir(
+            os.path.join(directory, "target")
+        ):
+            for profile in ("release", "debug"):
+                yield os.path.join(directory, "target", profile, _FILE_NAME)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return
+        directory = parent
+
+
+def find_library():
+    """(path or name to load, every place searched), without loading anything.
+
+    Order: $RINGMQ_LIB; target/release then target/debug of the Cargo project
+    enclosing this package (a development install or a run from the
+    repository); ctypes.util.find_library("ringmq") (the system's search path).
+    """
+    searched = []
+    explicit = os.environ.get(LIBRARY_ENV)
+    if explicit:
+        return explicit, [explicit]
+    for candidate in _repository_candidates(__file__):
+        searched.append(candidate)
+        if os.path.isfile(candidate):
+            return candidate, searched
+    searched.append('ctypes.util.find_library("ringmq")')
+    found = ctypes.util.find_library("ringmq")
+    if found:
+        return found, searched
+    return None, searched
+
+
+def _load():
+    path, searched = find_library()
+    if path is None:
+        raise ImportError(
+            "ringmq: cannot find the libringmq shared library. Build it with "
+            "`cargo build --release` and set %s=/path/to/%s (searched: %s)"
+            % (LIBRARY_ENV, _FILE_NAME, ", ".join(searched))
+        )
+    try:
+        # CDLL (not PyDLL): every call releases the GIL, so blocking calls
+        # (produce with acks, fetch waits, close) let other Python threads run.
+        return ctypes.CDLL(path), path
+    except OSError as error:
+        origin = (" (from %s)" % LIBRARY_ENV) if os.environ.get(LIBRARY_ENV) else ""
+        raise ImportError(
+            "ringmq: cannot load %s%s: %s. Set %s to the path of a built %s"
+            % (path, origin, error, LIBRARY_ENV, _FILE_NAME)
+        ) from error
+
+
+lib, library_path = _load()
+
+# --- types of include/ringmq.h ------------------------------------------------
+
+c_result = ctypes.c_int  # rmq_result
+c_acks = ctypes.c_int  # rmq_acks
+c_handle = ctypes.c_void_p  # every opaque handle
+c_handle_p = ctypes.POINTER(ctypes.c_void_p)
+c_int64_p = ctypes.POINTER(ctypes.c_int64)
+c_uint32_p = ctypes.POINTER(ctypes.c_uint32)
+
+
+class BrokerOptions(ctypes.Structure):
+    """rmq_broker_options"""
+
+    _fields_ = [
+        ("shards", ctypes.c_uint16),
+        ("busy_poll", ctypes.c_uint8),
+        ("flush_interval_ms", ctypes.c_uint64),
+        ("segment_bytes", ctypes.c_uint64),
+    ]
+
+
+class HeaderIn(ctypes.Structure):
+    """rmq_header as passed in: c_char_p fields keep the bytes objects alive
+    (in the structure's _objects) and point at their buffers without copying;
+    b"" is a non-NULL pointer (empty), None is NULL (null)."""
+
+    _fields_ = [
+        ("key", ctypes.c_char_p),
+        ("key_len", ctypes.c_size_t),
+        ("value", ctypes.c_char_p),
+        ("value_len", ctypes.c_size_t),
+    ]
+
+
+class HeaderOut(ctypes.Structure):
+    """rmq_header as received: raw pointers borrowed from an rmq_fetch."""
+
+    _fields_ = [
+        ("key", ctypes.c_void_p),
+        ("key_len", ctypes.c_size_t),
+        ("value", ctypes.c_void_p),
+        ("value_len", ctypes.c_size_t),
+    ]
+
+
+class RecordIn(ctypes.Structure):
+    """rmq_record_in"""
+
+    _fields_ = [
+        ("key", ctypes.c_char_p),
+        ("key_len", ctypes.c_size_t),
+        ("value", ctypes.c_char_p),
+        ("value_len", ctypes.c_size_t),
+        ("headers", ctypes.POINTER(HeaderIn)),
+        ("headers_len", ctypes.c_size_t),
+        ("timestamp_ms", ctypes.c_int64),
+    ]
+
+
+class RecordOut(ctypes.Structure):
+    """rmq_record"""
+
+    _fields_ = [
+        ("offset", ctypes.c_uint64),
+        ("timestamp_ms", ctypes.c_int64),
+        ("key", ctypes.c_void_p),
+        ("key_len", ctypes.c_size_t),
+        ("value", ctypes.c_void_p),
+        ("value_len", ctypes.c_size_t),
+        ("headers_len", ctypes.c_size_t),
+    ]
+
+
+# rmq_completion_callback, for reference. The binding never passes one: it polls
+# rmq_pending handles instead, so no Python code ever runs on the library's
+# worker thread (which would need the GIL, and could be killed by an
+# interpreter shutting down while inside Rust frames).
+CompletionCallback = ctypes.CFUNCTYPE(None, ctypes.c_void_p, c_result, ctypes.c_int64, ctypes.c_char_p)
+
+
+def _declare(name, restype, *argtypes):
+    function = getattr(lib, name)
+    function.restype = restype
+    function.argtypes = list(argtypes)
+    return function
+
+
+rmq_last_error = _declare("rmq_last_error", ctypes.c_char_p)
+rmq_version = _declare("rmq_version", ctypes.c_char_p)
+
+rmq_broker_open = _declare(
+    "rmq_broker_open", c_result, ctypes.c_char_p, ctypes.POINTER(BrokerOptions), c_handle_p
+)
+rmq_broker_close = _declare("rmq_broker_close", c_result, c_handle)
+
+rmq_client_open_embedded = _declare("rmq_client_open_embedded", c_result, c_handle, c_handle_p)
+rmq_client_connect = _declare("rmq_client_connect", c_result, ctypes.c_char_p, c_handle_p)
+rmq_client_close = _declare("rmq_client_close", None, c_handle)
+
+rmq_topic_create = _declare(
+    "rmq_topic_create", c_result, c_handle, ctypes.c_char_p, ctypes.c_uint32, ctypes.c_int64, ctypes.c_int64
+)
+rmq_topic_delete = _declare("rmq_topic_delete", c_result, c_handle, ctypes.c_char_p)
+rmq_topics = _declare("rmq_topics", c_result, c_handle, c_handle_p)
+rmq_topic_list_len = _declare("rmq_topic_list_len", ctypes.c_size_t, c_handle)
+rmq_topic_list_get = _declare(
+    "rmq_topic_list_get",
+    c_result,
+    c_handle,
+    ctypes.c_size_t,
+    ctypes.POINTER(ctypes.c_char_p),
+    c_uint32_p,
+)
+rmq_topic_list_free = _declare("rmq_topic_list_free", None, c_handle)
+
+rmq_partition_offsets = _declare(
+    "rmq_partition_offsets",
+    c_result,
+    c_handle,
+    ctypes.c_char_p,
+    ctypes.c_uint32,
+    c_int64_p,
+    c_int64_p,
+    c_int64_p,
+)
+rmq_offset_for_timestamp = _declare(
+    "rmq_offset_for_timestamp", c_result, c_handle, ctypes.c_char_p, ctypes.c_uint32, ctypes.c_int64, c_int64_p
+)
+
+rmq_produce = _declare(
+    "rmq_produce",
+    c_result,
+    c_handle,
+    ctypes.c_char_p,
+    ctypes.c_int32,
+    ctypes.POINTER(RecordIn),
+    ctypes.c_size_t,
+    c_acks,
+    c_int64_p,
+)
+rmq_produce_async = _declare(
+    "rmq_produce_async",
+    c_result,
+    c_handle,
+    ctypes.c_char_p,
+    ctypes.c_int32,
+    ctypes.POINTER(RecordIn),
+    ctypes.c_size_t,
+    c_acks,
+    ctypes.c_void_p,  # rmq_completion_callback: always NULL here (see CompletionCallback)
+    ctypes.c_void_p,
+    c_handle_p,
+)
+rmq_pending_poll = _declare("rmq_pending_poll", c_result, c_handle, c_int64_p)
+rmq_pending_wait = _declare("rmq_pending_wait", c_result, c_handle, ctypes.c_int64, c_int64_p)
+rmq_pending_free = _declare("rmq_pending_free", None, c_handle)
+
+rmq_fetch_records = _declare(
+    "rmq_fetch_records",
+    c_result,
+    c_handle,
+    ctypes.c_char_p,
+    ctypes.c_uint32,
+    ctypes.c_uint64,
+    ctypes.c_uint32,
+    c_handle_p,
+)
+rmq_fetch_count = _declare("rmq_fetch_count", ctypes.c_size_t, c_handle)
+rmq_fetch_record = _declare("rmq_fetch_record", c_result, c_handle, ctypes.c_size_t, ctypes.POINTER(RecordOut))
+rmq_fetch_record_header = _declare(
+    "rmq_fetch_record_header", c_result, c_handle, ctypes.c_size_t, ctypes.c_size_t, ctypes.POINTER(HeaderOut)
+)
+rmq_fetch_free = _declare("rmq_fetch_free", None, c_handle)
+
+rmq_consumer_open = _declare(
+    "rmq_consumer_open", c_result, c_handle, ctypes.c_char_p, ctypes.c_uint32, ctypes.c_int64, c_handle_p
+)
+rmq_consumer_poll = _declare("rmq_consumer_poll", c_result, c_handle, ctypes.c_uint32, c_handle_p)
+rmq_consumer_position = _declare("rmq_consumer_position", ctypes.c_uint64, c_handle)
+rmq_consumer_close = _declare("rmq_consumer_close", None, c_handle)
