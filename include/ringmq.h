@@ -220,8 +220,9 @@ extern "C" {
 #endif // __cplusplus
 
 /*
- The message of the last error on this thread (empty when none). Valid until
- the next call into the library on this thread; never NULL; never freed.
+ The message of the last error on this thread (empty when none; not cleared
+ by successful calls, so read it right after a call failed). Valid until the
+ next call into the library on this thread; never NULL; never freed.
  */
 const char *rmq_last_error(void);
 
@@ -409,7 +410,8 @@ rmq_result rmq_produce_async(const rmq_client *client,
 rmq_result rmq_pending_poll(const rmq_pending *pending, int64_t *base_offset);
 
 /*
- Waits up to `timeout_ms` (-1: forever) for the produce; returns like
+ Waits up to `timeout_ms` (any negative value: forever) for the produce. The
+ completion callback, if any, has run before this returns. Returns like
  `rmq_pending_poll`.
 
  # Safety

@@ -126,8 +126,9 @@ fn guard(body: impl FnOnce() -> rmq_result) -> rmq_result {
     }
 }
 
-/// The message of the last error on this thread (empty when none). Valid until
-/// the next call into the library on this thread; never NULL; never freed.
+/// The message of the last error on this thread (empty when none; not cleared
+/// by successful calls, so read it right after a call failed). Valid until the
+/// next call into the library on this thread; never NULL; never freed.
 #[no_mangle]
 pub extern "C" fn rmq_last_error() -> *const c_char {
     LAST_ERROR.with(|slot| slot.borrow().as_ptr())
@@ -267,7 +268,13 @@ pub unsafe extern "C" fn rmq_broker_close(broker: *mut rmq_broker) -> rmq_result
 }
 
 enum Transport {
-    Tcp(Box<Mutex<Client>>),
+    /// One connection set behind a lock; consumers and the asynchronous worker
+    /// get their own (see [`Transport::independent`]), so a long poll never holds
+    /// up a produce.
+    Tcp {
+        client: Box<Mutex<Client>>,
+        bootstrap: String,
+    },
     Embedded(EmbeddedClient),
 }
 
@@ -336,7 +343,9 @@ pub unsafe extern "C" fn rmq_client_connect(bootstrap: *const c_char, out: *mut 
         match Client::connect(bootstrap) {
             Ok(client) => {
                 // SAFETY: `out` is non-NULL and writable.
-                unsafe { *out = new_client(Transport::Tcp(Box::new(Mutex::new(client)))) };
+                let transport =
+                    Transport::Tcp { client: Box::new(Mutex::new(client)), bootstrap: bootstrap.to_owned() };
+                unsafe { *out = new_client(transport) };
                 rmq_result::RMQ_OK
             }
             Err(error) => client_error(error),
@@ -375,23 +384,34 @@ fn retention(value: i64) -> Result<Retention, rmq_result> {
 }
 
 impl Transport {
+    /// A transport with connections of its own (TCP) or a clone (embedded).
+    fn independent(self: &Arc<Self>) -> Result<Arc<Transport>, ClientError> {
+        match self.as_ref() {
+            Transport::Tcp { bootstrap, .. } => Ok(Arc::new(Transport::Tcp {
+                client: Box::new(Mutex::new(Client::connect(bootstrap)?)),
+                bootstrap: bootstrap.clone(),
+            })),
+            Transport::Embedded(client) => Ok(Arc::new(Transport::Embedded(client.clone()))),
+        }
+    }
+
     fn create_topic(&self, name: &str, partitions: u32, ms: Retention, bytes: Retention) -> Result<(), ClientError> {
         match self {
-            Transport::Tcp(client) => lock(client).create_topic(name, partitions, ms, bytes),
+            Transport::Tcp { client, .. } => lock(client).create_topic(name, partitions, ms, bytes),
             Transport::Embedded(client) => client.create_topic(name, partitions, ms, bytes),
         }
     }
 
     fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
         match self {
-            Transport::Tcp(client) => lock(client).delete_topic(name),
+            Transport::Tcp { client, .. } => lock(client).delete_topic(name),
             Transport::Embedded(client) => client.delete_topic(name),
         }
     }
 
     fn partition_count(&self, topic: &str) -> Result<u32, ClientError> {
         match self {
-            Transport::Tcp(client) => lock(client).partition_count(topic),
+            Transport::Tcp { client, .. } => lock(client).partition_count(topic),
             Transport::Embedded(client) => client.partition_count(topic),
         }
     }
@@ -399,7 +419,7 @@ impl Transport {
     /// (name, partitions) of every topic, sorted.
     fn topics(&self) -> Result<Vec<(String, u32)>, ClientError> {
         let mut topics: Vec<(String, u32)> = match self {
-            Transport::Tcp(client) => {
+            Transport::Tcp { client, .. } => {
                 let metadata = lock(client).refresh_metadata()?;
                 metadata.topics.iter().map(|t| (t.name.clone(), t.partition_shards.len() as u32)).collect()
             }
@@ -411,7 +431,7 @@ impl Transport {
 
     fn list_offsets(&self, topic: &str, partition: u32, query: i64) -> Result<[i64; 4], ClientError> {
         let response = match self {
-            Transport::Tcp(client) => lock(client).list_offsets(topic, partition, query)?,
+            Transport::Tcp { client, .. } => lock(client).list_offsets(topic, partition, query)?,
             Transport::Embedded(client) => client.list_offsets(topic, partition, query)?,
         };
         Ok([response.offset, response.earliest, response.latest, response.durable])
@@ -419,14 +439,14 @@ impl Transport {
 
     fn produce(&self, topic: &str, partition: u32, batch: Vec<u8>, acks: Acks) -> Result<Option<u64>, ClientError> {
         match self {
-            Transport::Tcp(client) => lock(client).produce(topic, partition, &batch, acks),
+            Transport::Tcp { client, .. } => lock(client).produce(topic, partition, &batch, acks),
             Transport::Embedded(client) => client.produce(topic, partition, BytesMut::from(&batch[..]), acks),
         }
     }
 
     fn fetch(&self, request: FetchRequest) -> Result<Vec<u8>, ClientError> {
         match self {
-            Transport::Tcp(client) => Ok(lock(client).fetch(&request)?.records),
+            Transport::Tcp { client, .. } => Ok(lock(client).fetch(&request)?.records),
             Transport::Embedded(client) => Ok(client.fetch(request)?.records),
         }
     }
@@ -879,7 +899,10 @@ pub unsafe extern "C" fn rmq_produce_async(
         let mut jobs = lock(&client.jobs);
         if jobs.is_none() {
             let (sender, receiver) = mpsc::sync_channel(RMQ_ASYNC_QUEUE_MAX);
-            let transport = client.transport.clone();
+            let transport = match client.transport.independent() {
+                Ok(transport) => transport,
+                Err(error) => return client_error(error),
+            };
             let worker =
                 std::thread::Builder::new().name("ringmq-async".into()).spawn(move || worker_loop(transport, receiver));
             match worker {
@@ -917,7 +940,8 @@ pub unsafe extern "C" fn rmq_pending_poll(pending: *const rmq_pending, base_offs
     guard(|| unsafe { wait_pending(pending, base_offset, Some(0)) })
 }
 
-/// Waits up to `timeout_ms` (-1: forever) for the produce; returns like
+/// Waits up to `timeout_ms` (any negative value: forever) for the produce. The
+/// completion callback, if any, has run before this returns. Returns like
 /// `rmq_pending_poll`.
 ///
 /// # Safety
@@ -1075,7 +1099,8 @@ pub unsafe extern "C" fn rmq_fetch_record(fetch: *const rmq_fetch, index: usize,
         let Some(record) = fetch.records.get(index) else {
             return fail(rmq_result::RMQ_ERROR_INVALID_ARGUMENT, format!("record {index} out of range"));
         };
-        let parts = |bytes: &Option<Vec<u8>>| bytes.as_ref().map_or((std::ptr::null(), 0), |b| (b.as_ptr(), b.len()));
+        let parts =
+            |bytes: &Option<Vec<u8>>| bytes.as_ref().map_or((std::ptr::null(), 0), |b| (non_dangling(b), b.len()));
         let ((key, key_len), (value, value_len)) = (parts(&record.key), parts(&record.value));
         // SAFETY: non-NULL and writable.
         unsafe {
@@ -1114,11 +1139,22 @@ pub unsafe extern "C" fn rmq_fetch_record_header(
         let Some((key, value)) = fetch.records.get(index).and_then(|r| r.headers.get(header_index)) else {
             return fail(rmq_result::RMQ_ERROR_INVALID_ARGUMENT, "record or header index out of range");
         };
-        let (value, value_len) = value.as_ref().map_or((std::ptr::null(), 0), |v| (v.as_ptr(), v.len()));
+        let (value, value_len) = value.as_ref().map_or((std::ptr::null(), 0), |v| (non_dangling(v), v.len()));
         // SAFETY: non-NULL and writable.
-        unsafe { *out = rmq_header { key: key.as_ptr(), key_len: key.len(), value, value_len } };
+        unsafe { *out = rmq_header { key: non_dangling(key), key_len: key.len(), value, value_len } };
         rmq_result::RMQ_OK
     })
+}
+
+/// A pointer C may pass to memcmp/memcpy even for empty bytes (an empty Vec's
+/// pointer is dangling).
+fn non_dangling(bytes: &[u8]) -> *const u8 {
+    static EMPTY: [u8; 1] = [0];
+    if bytes.is_empty() {
+        EMPTY.as_ptr()
+    } else {
+        bytes.as_ptr()
+    }
 }
 
 /// Frees a fetch and every byte its records pointed to. NULL is a no-op.
@@ -1170,7 +1206,11 @@ pub unsafe extern "C" fn rmq_consumer_open(
             offset if offset >= 0 => offset as u64,
             other => return fail(rmq_result::RMQ_ERROR_INVALID_ARGUMENT, format!("start {other}")),
         };
-        let consumer = rmq_consumer { transport: client.transport.clone(), topic: topic.into(), partition, position };
+        let transport = match client.transport.independent() {
+            Ok(transport) => transport,
+            Err(error) => return client_error(error),
+        };
+        let consumer = rmq_consumer { transport, topic: topic.into(), partition, position };
         // SAFETY: non-NULL and writable.
         unsafe { *out = Box::into_raw(Box::new(consumer)) };
         rmq_result::RMQ_OK
