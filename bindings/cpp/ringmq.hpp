@@ -33,10 +33,10 @@
 //    thread; it must be quick and must not destroy or close its Client. It
 //    should not throw: an exception escaping it is caught and discarded (it
 //    cannot cross the C library).
-//  - Over TCP, one Client's calls are serialised (the C client holds one lock
-//    per client around each request), so a Consumer's long poll delays the
-//    other calls of the Client it was opened on; give a consuming thread its
-//    own Client.
+//  - Over TCP, one Client's synchronous calls are serialised (the C client
+//    holds one lock per client around each request); each Consumer and the
+//    asynchronous worker have connections of their own, so a long poll never
+//    delays a produce.
 //
 // Errors
 //  - Every failure throws ringmq::Error (a std::runtime_error): code() is the
@@ -96,8 +96,8 @@ inline std::optional<std::string_view> view(const uint8_t *data, size_t length) 
         return std::nullopt;
     }
     if (length == 0) {
-        // The library may hand out a dangling (non-NULL, non-dereferenceable)
-        // pointer for an empty field: never expose it.
+        // Empty fields point at a valid empty buffer; a literal keeps the view
+        // independent of that detail.
         return std::string_view("", 0);
     }
     return std::string_view(reinterpret_cast<const char *>(data), length);
