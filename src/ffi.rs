@@ -1268,6 +1268,31 @@ pub unsafe extern "C" fn rmq_consumer_close(consumer: *mut rmq_consumer) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// A panic inside an exported body becomes RMQ_PANIC with a message, and
+    /// the process keeps running.
+    #[test]
+    fn a_panic_is_caught_at_the_boundary() {
+        let result = guard(|| panic!("boom"));
+        assert_eq!(result, rmq_result::RMQ_PANIC);
+        // SAFETY: rmq_last_error returns a valid NUL-terminated string.
+        let message = unsafe { CStr::from_ptr(rmq_last_error()) }.to_string_lossy().into_owned();
+        assert!(message.contains("boom"), "{message}");
+    }
+
+    /// NULL handles are errors, never crashes, and outputs stay untouched.
+    #[test]
+    fn null_handles_are_refused() {
+        let mut offset = 77i64;
+        // SAFETY: NULL is allowed and must be refused.
+        let result = unsafe { rmq_produce(std::ptr::null(), c"t".as_ptr(), 0, std::ptr::null(), 0, 2, &mut offset) };
+        assert_eq!(result, rmq_result::RMQ_ERROR_NULL);
+        assert_eq!(offset, 77);
+        // SAFETY: as above.
+        assert_eq!(unsafe { rmq_fetch_record(std::ptr::null(), 0, std::ptr::null_mut()) }, rmq_result::RMQ_ERROR_NULL);
+    }
+
     /// The header defines these limits by hand (cbindgen exports no constants):
     /// keep them equal to the Rust ones.
     #[test]
