@@ -173,6 +173,17 @@ macro_rules! try_ffi {
     };
 }
 
+/// Drops a handle the library boxed; NULL is a no-op.
+///
+/// # Safety
+/// `pointer` is NULL or came from `Box::into_raw` here and is not used again.
+unsafe fn free_box<T>(pointer: *mut T) {
+    if !pointer.is_null() {
+        // SAFETY: ownership returns here, once, by the caller's contract.
+        drop(unsafe { Box::from_raw(pointer) });
+    }
+}
+
 /// # Safety
 /// `pointer` is NULL or was returned by the matching constructor and not freed.
 unsafe fn handle<'a, T>(pointer: *const T, what: &str) -> Result<&'a T, rmq_result> {
@@ -567,10 +578,8 @@ pub unsafe extern "C" fn rmq_topic_list_get(
 /// `list` is NULL or from `rmq_topics`, not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn rmq_topic_list_free(list: *mut rmq_topic_list) {
-    if !list.is_null() {
-        // SAFETY: ownership returns here.
-        drop(unsafe { Box::from_raw(list) });
-    }
+    // SAFETY: per this function's contract.
+    unsafe { free_box(list) }
 }
 
 /// A partition's offsets: earliest, latest (one past the last record), and
@@ -994,10 +1003,8 @@ unsafe fn wait_pending(pending: *const rmq_pending, base_offset: *mut i64, timeo
 /// `pending` is NULL or from `rmq_produce_async`, not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn rmq_pending_free(pending: *mut rmq_pending) {
-    if !pending.is_null() {
-        // SAFETY: ownership returns here.
-        drop(unsafe { Box::from_raw(pending) });
-    }
+    // SAFETY: per this function's contract.
+    unsafe { free_box(pending) }
 }
 
 /// Records received by a fetch or a consumer poll. Their bytes live in the
@@ -1163,10 +1170,8 @@ fn non_dangling(bytes: &[u8]) -> *const u8 {
 /// `fetch` is NULL or from `rmq_fetch_records`/`rmq_consumer_poll`, not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn rmq_fetch_free(fetch: *mut rmq_fetch) {
-    if !fetch.is_null() {
-        // SAFETY: ownership returns here.
-        drop(unsafe { Box::from_raw(fetch) });
-    }
+    // SAFETY: per this function's contract.
+    unsafe { free_box(fetch) }
 }
 
 /// Follows one partition from a starting offset.
@@ -1260,10 +1265,8 @@ pub unsafe extern "C" fn rmq_consumer_position(consumer: *const rmq_consumer) ->
 /// `consumer` is NULL or from `rmq_consumer_open`, not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn rmq_consumer_close(consumer: *mut rmq_consumer) {
-    if !consumer.is_null() {
-        // SAFETY: ownership returns here.
-        drop(unsafe { Box::from_raw(consumer) });
-    }
+    // SAFETY: per this function's contract.
+    unsafe { free_box(consumer) }
 }
 
 #[cfg(test)]
