@@ -173,6 +173,21 @@ macro_rules! try_ffi {
     };
 }
 
+/// The two arguments most functions start with.
+///
+/// # Safety
+/// As [`handle`] and [`text`].
+unsafe fn client_and_topic<'a>(
+    client: *const rmq_client,
+    topic: *const c_char,
+) -> Result<(&'a rmq_client, &'a str), rmq_result> {
+    // SAFETY: forwarded from the caller's contract.
+    let client = unsafe { handle(client, "client") }?;
+    // SAFETY: forwarded from the caller's contract.
+    let topic = unsafe { text(topic, "topic") }?;
+    Ok((client, topic))
+}
+
 /// Drops a handle the library boxed; NULL is a no-op.
 ///
 /// # Safety
@@ -598,9 +613,7 @@ pub unsafe extern "C" fn rmq_partition_offsets(
 ) -> rmq_result {
     guard(|| {
         // SAFETY: per contract.
-        let client = try_ffi!(unsafe { handle(client, "client") });
-        // SAFETY: per contract.
-        let topic = try_ffi!(unsafe { text(topic, "topic") });
+        let (client, topic) = try_ffi!(unsafe { client_and_topic(client, topic) });
         match client.transport.list_offsets(topic, partition, QUERY_LATEST) {
             Ok([_, first, last, synced]) => {
                 // SAFETY: each output is NULL or writable.
@@ -632,9 +645,7 @@ pub unsafe extern "C" fn rmq_offset_for_timestamp(
 ) -> rmq_result {
     guard(|| {
         // SAFETY: per contract.
-        let client = try_ffi!(unsafe { handle(client, "client") });
-        // SAFETY: per contract.
-        let topic = try_ffi!(unsafe { text(topic, "topic") });
+        let (client, topic) = try_ffi!(unsafe { client_and_topic(client, topic) });
         if offset.is_null() {
             return fail(rmq_result::RMQ_ERROR_NULL, "offset is NULL");
         }
@@ -807,9 +818,7 @@ pub unsafe extern "C" fn rmq_produce(
 ) -> rmq_result {
     guard(|| {
         // SAFETY: per contract.
-        let client = try_ffi!(unsafe { handle(client, "client") });
-        // SAFETY: per contract.
-        let topic = try_ffi!(unsafe { text(topic, "topic") });
+        let (client, topic) = try_ffi!(unsafe { client_and_topic(client, topic) });
         let acks = try_ffi!(acks_of(acks));
         // SAFETY: per contract.
         let records = try_ffi!(unsafe { copy_records(records, count) });
@@ -894,9 +903,7 @@ pub unsafe extern "C" fn rmq_produce_async(
 ) -> rmq_result {
     guard(|| {
         // SAFETY: per contract.
-        let client = try_ffi!(unsafe { handle(client, "client") });
-        // SAFETY: per contract.
-        let topic = try_ffi!(unsafe { text(topic, "topic") });
+        let (client, topic) = try_ffi!(unsafe { client_and_topic(client, topic) });
         let acks = try_ffi!(acks_of(acks));
         // SAFETY: per contract.
         let records = try_ffi!(unsafe { copy_records(records, count) });
@@ -1070,9 +1077,7 @@ pub unsafe extern "C" fn rmq_fetch_records(
 ) -> rmq_result {
     guard(|| {
         // SAFETY: per contract.
-        let client = try_ffi!(unsafe { handle(client, "client") });
-        // SAFETY: per contract.
-        let topic = try_ffi!(unsafe { text(topic, "topic") });
+        let (client, topic) = try_ffi!(unsafe { client_and_topic(client, topic) });
         if out.is_null() {
             return fail(rmq_result::RMQ_ERROR_NULL, "out is NULL");
         }
@@ -1197,9 +1202,7 @@ pub unsafe extern "C" fn rmq_consumer_open(
 ) -> rmq_result {
     guard(|| {
         // SAFETY: per contract.
-        let client = try_ffi!(unsafe { handle(client, "client") });
-        // SAFETY: per contract.
-        let topic = try_ffi!(unsafe { text(topic, "topic") });
+        let (client, topic) = try_ffi!(unsafe { client_and_topic(client, topic) });
         if out.is_null() {
             return fail(rmq_result::RMQ_ERROR_NULL, "out is NULL");
         }
