@@ -145,14 +145,13 @@ impl<S: Storage> GroupCommit<S> {
         }
     }
 
-    /// Runs one round: syncs every queued partition. Returns the fdatasyncs issued.
+    /// Runs one round: syncs every queued partition. Partitions sync in parallel
+    /// (their first phases submitted together); within one partition the plan's
+    /// phases run in order. Returns the fdatasyncs issued.
     pub async fn flush_round(&self) -> u64 {
         let queued = std::mem::take(&mut *self.inner.queued.borrow_mut());
         let mut logs = Vec::new();
-        let mut before = Vec::new();
-        let mut active = Vec::new();
-        let mut targets = Vec::new();
-        let mut fsyncs = 0;
+        let mut plans = Vec::new();
         for log in queued {
             let plan = {
                 let mut partition = log.borrow_mut();
@@ -160,33 +159,18 @@ impl<S: Storage> GroupCommit<S> {
                 partition.take_sync_plan()
             };
             if let Some(plan) = plan {
-                fsyncs += (plan.before.len() + plan.active.len()) as u64;
-                targets.push(plan.target_offset);
-                before.push(plan.before);
-                active.push(plan.active);
+                plans.push(plan);
                 logs.push(log);
             }
         }
         if logs.is_empty() {
             return 0;
         }
-        // Phase one (sealed segments, directories) for all partitions at once, then
-        // phase two (active segments) at once, skipping partitions whose phase
-        // one failed.
-        let phase_one = futures_util::future::join_all(before.into_iter().map(run_plan_phase)).await;
-        let phase_two = active.into_iter().zip(&phase_one).map(|(futures, first)| {
-            let skip = first.is_err();
-            async move {
-                if skip {
-                    return Ok(());
-                }
-                run_plan_phase(futures).await
-            }
-        });
-        let phase_two = futures_util::future::join_all(phase_two).await;
+        let fsyncs: u64 = plans.iter().map(|plan| plan.len() as u64).sum();
+        let targets: Vec<u64> = plans.iter().map(|plan| plan.target_offset).collect();
+        let results = futures_util::future::join_all(plans.into_iter().map(run_plan)).await;
         let mut stats = self.inner.stats.get();
-        for (((log, target), first), second) in logs.iter().zip(targets).zip(phase_one).zip(phase_two) {
-            let result = first.and(second);
+        for ((log, target), result) in logs.iter().zip(targets).zip(results) {
             if result.is_err() {
                 stats.failures += 1;
             }
@@ -220,8 +204,4 @@ impl<S: Storage> GroupCommit<S> {
         self.inner.stopping.set(true);
         self.inner.wake.notify_one();
     }
-}
-
-async fn run_plan_phase(futures: Vec<crate::io::SyncFuture>) -> std::io::Result<()> {
-    run_plan(super::partition::SyncPlan { before: futures, active: Vec::new(), target_offset: 0 }).await
 }

@@ -74,6 +74,14 @@ fn be_i64(bytes: &[u8]) -> Option<i64> {
     Some(i64::from_be_bytes(bytes.get(0..8)?.try_into().ok()?))
 }
 
+/// Decodes one offset-index entry: `(offset, position)` when its CRC holds.
+pub fn decode_offset_entry(entry: &[u8], base_offset: u64) -> Option<(u64, u32)> {
+    let relative = be_u32(entry)?;
+    let position = be_u32(entry.get(4..)?)?;
+    let crc = be_u32(entry.get(8..)?)?;
+    (crc32fast::hash(entry.get(0..8)?) == crc).then_some((base_offset + u64::from(relative), position))
+}
+
 /// Reads a whole index file, refusing sizes beyond what a segment can need.
 fn read_index_file<F: StorageFile>(file: &F, entry_bytes: usize) -> io::Result<Vec<u8>> {
     let length = file.len()?;

@@ -66,8 +66,13 @@ impl LogConfig {
                 self.segment_bytes
             )));
         }
-        if self.index_interval_bytes == 0 {
-            return Err(LogError::Config("index_interval_bytes must be at least 1".into()));
+        if self.index_interval_bytes == 0 || self.index_interval_bytes > SEGMENT_BYTES_MAX {
+            return Err(LogError::Config(format!("index_interval_bytes must be between 1 and {SEGMENT_BYTES_MAX}")));
+        }
+        for (name, value) in [("segment_ms", self.segment_ms), ("retention_ms", self.retention_ms)] {
+            if value.is_some_and(|ms| ms == 0 || ms > i64::MAX as u64) {
+                return Err(LogError::Config(format!("{name} must be between 1 and {}", i64::MAX)));
+            }
         }
         Ok(())
     }

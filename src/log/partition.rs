@@ -241,10 +241,23 @@ fn read_checked_batch<F: StorageFile>(
 /// segments and the directory) completes before `active` starts, so data in a new
 /// segment is never durable while the segment before it is not.
 pub struct SyncPlan {
-    pub before: Vec<SyncFuture>,
-    pub active: Vec<SyncFuture>,
-    /// The high watermark when the plan was made: durable once both phases succeed.
+    /// Run in order; the futures of one phase run together. Sealed segments come
+    /// oldest first, one phase each, then the directory, then the active segment:
+    /// no segment is durable while one before it may not be.
+    pub phases: Vec<Vec<SyncFuture>>,
+    /// The high watermark when the plan was made: durable once every phase succeeded.
     pub target_offset: u64,
+}
+
+impl SyncPlan {
+    /// fdatasyncs in the plan.
+    pub fn len(&self) -> usize {
+        self.phases.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 type Waiter = (u64, oneshot::Sender<Result<(), LogError>>);
@@ -299,12 +312,11 @@ impl<S: Storage> PartitionLog<S> {
         log.durable_offset = log.earliest_offset();
         log.dirty = true;
         log.dir_dirty = true;
-        let loaded_sealed: Vec<u64> = log.segments[..log.segments.len() - 1]
-            .iter()
-            .filter(|segment| segment.files.is_some())
-            .map(|segment| segment.base_offset)
-            .collect();
-        log.sealed_unsynced = loaded_sealed;
+        // Every sealed segment, not only those recovery opened: a crashed process
+        // may have left any of them unsynced. Their logs are opened only for the
+        // sync (a duplicate descriptor carries it), so opening reads none of them.
+        log.sealed_unsynced =
+            log.segments[..log.segments.len() - 1].iter().map(|segment| segment.base_offset).collect();
         if log.recovery.truncated_bytes > 0 || log.recovery.segments_dropped > 0 {
             eprintln!(
                 "ringmq: recovered {}: truncated {} bytes ({}), dropped {} segment(s) after a gap",
@@ -400,6 +412,7 @@ impl<S: Storage> PartitionLog<S> {
     /// exactly where it begins; a gap means the later segment's data never became
     /// durable, so it is dropped and the check repeats.
     fn recover_active(&mut self) -> Result<(), LogError> {
+        self.drop_after_first_incomplete_sealed()?;
         loop {
             let last = self.segments.len() - 1;
             self.load_segment(last, true)?;
@@ -421,6 +434,57 @@ impl<S: Storage> PartitionLog<S> {
         active.created_at_ms = now_ms();
         // The predecessor may have been opened for the check: sealing it again is
         // idempotent (its seal entry is already there or was just written).
+        Ok(())
+    }
+
+    /// A sealed segment is complete when the last entry of its offset index is its
+    /// seal (CRC-checked, offset = the next segment's base, position = the log's
+    /// length). Reads 12 bytes of the index and the log's size, not the log.
+    fn seal_is_intact(&self, at: usize) -> bool {
+        let segment = &self.segments[at];
+        let check = || -> io::Result<bool> {
+            let log = self.storage.open(&segment_file(&self.dir, segment.base_offset, "log"), OpenMode::Existing)?;
+            let offsets =
+                self.storage.open(&segment_file(&self.dir, segment.base_offset, "idx"), OpenMode::Existing)?;
+            let index_length = offsets.len()?;
+            if index_length < index::OFFSET_ENTRY_BYTES as u64 {
+                return Ok(false);
+            }
+            let mut entry = [0u8; index::OFFSET_ENTRY_BYTES];
+            offsets.read_exact_at(&mut entry, index_length - index::OFFSET_ENTRY_BYTES as u64)?;
+            Ok(index::decode_offset_entry(&entry, segment.base_offset).is_some_and(|(offset, position)| {
+                offset == segment.next_offset && u64::from(position) == log.len().unwrap_or(0)
+            }))
+        };
+        check().unwrap_or(false)
+    }
+
+    /// Sealed segments are synced oldest first, so after a power loss the first
+    /// one that is not complete marks where the durable log may end: nothing
+    /// after it can have been acknowledged as durable. Segments after it are
+    /// dropped; it becomes the active segment and its tail is recovered.
+    fn drop_after_first_incomplete_sealed(&mut self) -> Result<(), LogError> {
+        let sealed = self.segments.len() - 1;
+        for at in 0..sealed {
+            if self.seal_is_intact(at) {
+                continue;
+            }
+            // Missing or damaged index: find the real end by scanning its tail.
+            let expected = self.segments[at].next_offset;
+            if self.load_segment(at, true)? == expected {
+                continue;
+            }
+            while self.segments.len() > at + 1 {
+                let dropped = self.segments.pop().expect("checked above");
+                drop(dropped.files);
+                self.remove_segment_files(dropped.base_offset)?;
+                self.recovery.segments_dropped += 1;
+                self.dir_dirty = true;
+            }
+            // Reloaded as the active segment by the caller.
+            self.segments[at].entries = None;
+            break;
+        }
         Ok(())
     }
 
@@ -626,11 +690,20 @@ impl<S: Storage> PartitionLog<S> {
             undone = self.undo_roll();
         }
         if let Err(error) = undone {
-            let error = Arc::new(error);
-            self.poisoned = Some(error.clone());
-            return Err(LogError::Poisoned { cause: error });
+            let cause = Arc::new(error);
+            self.poison(cause.clone());
+            return Err(LogError::Poisoned { cause });
         }
         Ok(())
+    }
+
+    /// Refuses every later write with `cause` and fails every waiter with it.
+    fn poison(&mut self, cause: Arc<io::Error>) {
+        eprintln!("ringmq: {} refuses writes until reopened: {cause}", self.dir.display());
+        self.poisoned = Some(cause.clone());
+        for (_, sender) in self.waiters.drain(..) {
+            let _ = sender.send(Err(LogError::Poisoned { cause: cause.clone() }));
+        }
     }
 
     /// Rolls when the batch would not fit; returns whether it rolled.
@@ -690,7 +763,9 @@ impl<S: Storage> PartitionLog<S> {
     fn undo_roll(&mut self) -> std::io::Result<()> {
         let new = self.segments.pop().expect("a roll pushed a segment");
         drop(new.files);
-        let _ = self.remove_segment_files(new.base_offset);
+        // A leftover empty segment would later look like a gap: fail (and so
+        // poison) rather than leave it.
+        self.remove_segment_files(new.base_offset).map_err(|error| io::Error::other(error.to_string()))?;
         let sealed = self.segments.len() - 1;
         self.sealed_unsynced.retain(|&base| base != self.segments[sealed].base_offset);
         let segment = &mut self.segments[sealed];
@@ -932,43 +1007,70 @@ impl<S: Storage> PartitionLog<S> {
         if self.poisoned.is_some() || !self.needs_sync() {
             return None;
         }
-        let mut before = Vec::new();
-        for base in std::mem::take(&mut self.sealed_unsynced) {
+        let mut sealed = std::mem::take(&mut self.sealed_unsynced);
+        sealed.sort_unstable();
+        let mut phases = Vec::new();
+        for base in sealed {
             if let Some(at) = self.segments.iter().position(|segment| segment.base_offset == base) {
-                before.push(self.segments[at].files().log.sync_data());
-                before.extend(self.index_syncs(at));
+                phases.push(self.segment_syncs(at));
             }
         }
         if std::mem::take(&mut self.dir_dirty) {
-            before.push(self.storage.sync_dir(&self.dir));
+            phases.push(vec![self.storage.sync_dir(&self.dir)]);
         }
         self.dirty = false;
         let active = self.segments.last().expect("one segment at least").files();
-        Some(SyncPlan { before, active: vec![active.log.sync_data()], target_offset: self.next_offset() })
+        phases.push(vec![active.log.sync_data()]);
+        Some(SyncPlan { phases, target_offset: self.next_offset() })
     }
 
-    /// Everything: every open segment file and the directory (open and close).
-    fn full_sync_plan(&mut self) -> SyncPlan {
-        let mut before = Vec::new();
-        for at in 0..self.segments.len() {
-            if let Some(files) = &self.segments[at].files {
-                before.push(files.log.sync_data());
-                before.extend(self.index_syncs(at));
+    /// The log and index syncs of one segment, opening its log for the purpose
+    /// when it is not open (a sealed segment a crashed process left unsynced).
+    fn segment_syncs(&mut self, at: usize) -> Vec<SyncFuture> {
+        let log_sync = match &self.segments[at].files {
+            Some(files) => files.log.sync_data(),
+            None => {
+                let path = segment_file(&self.dir, self.segments[at].base_offset, "log");
+                match self.storage.open(&path, OpenMode::Existing) {
+                    Ok(log) => log.sync_data(),
+                    Err(error) => Box::pin(async move { Err(error) }),
+                }
             }
-        }
-        before.push(self.storage.sync_dir(&self.dir));
-        SyncPlan { before, active: Vec::new(), target_offset: self.next_offset() }
+        };
+        let mut syncs = vec![log_sync];
+        syncs.extend(self.index_syncs(at));
+        syncs
+    }
+
+    /// Everything, oldest segment first, then the directory (on close).
+    fn full_sync_plan(&mut self) -> SyncPlan {
+        let open: Vec<usize> = (0..self.segments.len()).filter(|&at| self.segments[at].files.is_some()).collect();
+        let mut phases: Vec<Vec<SyncFuture>> = open.into_iter().map(|at| self.segment_syncs(at)).collect();
+        phases.push(vec![self.storage.sync_dir(&self.dir)]);
+        SyncPlan { phases, target_offset: self.next_offset() }
     }
 
     /// A future that syncs every open file of the log and its directory; record
     /// its outcome with `complete_sync(next_offset, result)`. For shutdown.
     pub fn sync_everything(&mut self) -> impl std::future::Future<Output = io::Result<()>> + 'static {
-        run_plan(self.full_sync_plan())
+        let poisoned = self.poisoned.clone();
+        let plan = if poisoned.is_some() { None } else { Some(self.full_sync_plan()) };
+        async move {
+            match (plan, poisoned) {
+                (Some(plan), _) => run_plan(plan).await,
+                (None, Some(cause)) => Err(io::Error::new(cause.kind(), cause.to_string())),
+                (None, None) => Ok(()),
+            }
+        }
     }
 
     /// Records the outcome of a flush round. A failure poisons the partition: the
     /// error is kept and returned to every waiter and every later append.
     pub(crate) fn complete_sync(&mut self, target_offset: u64, result: io::Result<()>) {
+        if self.poisoned.is_some() {
+            // A sync after a failed one proves nothing (the error was consumed).
+            return;
+        }
         match result {
             Ok(()) => {
                 self.durable_offset = self.durable_offset.max(target_offset);
@@ -980,17 +1082,7 @@ impl<S: Storage> PartitionLog<S> {
                     let _ = sender.send(Ok(()));
                 }
             }
-            Err(error) => {
-                let cause = Arc::new(error);
-                eprintln!(
-                    "ringmq: fdatasync failed for {}: {cause}; the partition refuses writes until reopened",
-                    self.dir.display()
-                );
-                self.poisoned = Some(cause.clone());
-                for (_, sender) in self.waiters.drain(..) {
-                    let _ = sender.send(Err(LogError::Poisoned { cause: cause.clone() }));
-                }
-            }
+            Err(error) => self.poison(Arc::new(error)),
         }
     }
 
@@ -1043,8 +1135,10 @@ fn corrupt(error: crate::batch::BatchError) -> LogError {
 /// Runs both phases of a plan: every future of a phase is polled together, so
 /// their fdatasyncs go to io_uring in one submission.
 pub(crate) async fn run_plan(plan: SyncPlan) -> io::Result<()> {
-    first_error(futures_util::future::join_all(plan.before).await)?;
-    first_error(futures_util::future::join_all(plan.active).await)
+    for phase in plan.phases {
+        first_error(futures_util::future::join_all(phase).await)?;
+    }
+    Ok(())
 }
 
 fn first_error(results: Vec<io::Result<()>>) -> io::Result<()> {
