@@ -203,3 +203,35 @@ fn an_empty_segment_after_a_torn_predecessor_is_dropped() {
     assert!(!last.exists());
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Descriptors of this process that point into `dir`.
+fn open_descriptors_in(dir: &Path) -> usize {
+    fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| fs::read_link(entry.unwrap().path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+#[test]
+fn a_partition_keeps_one_descriptor_between_uses() {
+    // Guards the descriptor budget (10,000 partitions under a 20,000 limit):
+    // reading old segments or a retention pass must not leave them open.
+    let runtime = Runtime::new().unwrap();
+    let dir = temp_dir("descriptors");
+    fill(&runtime, &dir);
+    runtime.block_on(async {
+        let mut log = PartitionLog::open(FileStorage::new(), &dir, small_segments()).await.unwrap();
+        let commit = ringmq::log::GroupCommit::<FileStorage>::new(None);
+        let shared = std::rc::Rc::new(std::cell::RefCell::new(log));
+        commit.sync_soon(&shared);
+        commit.flush_round().await;
+        log = std::rc::Rc::try_unwrap(shared).ok().unwrap().into_inner();
+        assert_eq!(read_everything(&mut log), values(0, 180));
+        assert!(open_descriptors_in(&dir) > 1, "reading old segments opens them");
+        log.apply_retention(0).unwrap();
+        assert_eq!(open_descriptors_in(&dir), 1, "only the active segment stays open");
+        assert_eq!(read_everything(&mut log), values(0, 180), "closed segments reopen for reads");
+    });
+    fs::remove_dir_all(&dir).unwrap();
+}

@@ -584,7 +584,23 @@ impl<S: Storage> PartitionLog<S> {
         if self.segments[position_in_list].entries.is_none() {
             self.load_segment(position_in_list, false)?;
         }
+        if self.segments[position_in_list].files.is_none() {
+            let files = self.open_files(self.segments[position_in_list].base_offset)?;
+            self.segments[position_in_list].files = Some(files);
+        }
         Ok(())
+    }
+
+    /// Closes the descriptors of sealed segments that are synced: a partition
+    /// keeps one open descriptor (its active segment) between uses, whatever
+    /// retention or a reader of old data opened. Reads reopen on demand.
+    fn close_synced_sealed(&mut self) {
+        let sealed = self.segments.len().saturating_sub(1);
+        for segment in &mut self.segments[..sealed] {
+            if !self.sealed_unsynced.contains(&segment.base_offset) {
+                segment.files = None;
+            }
+        }
     }
 
     fn remove_segment_files(&self, base_offset: u64) -> Result<(), LogError> {
@@ -976,6 +992,7 @@ impl<S: Storage> PartitionLog<S> {
         if delete > 0 {
             self.dir_dirty = true;
         }
+        self.close_synced_sealed();
         report.earliest_offset = self.earliest_offset();
         Ok(report)
     }
@@ -1074,6 +1091,7 @@ impl<S: Storage> PartitionLog<S> {
         match result {
             Ok(()) => {
                 self.durable_offset = self.durable_offset.max(target_offset);
+                self.close_synced_sealed();
                 while let Some((offset_end, _)) = self.waiters.front() {
                     if *offset_end > self.durable_offset {
                         break;
