@@ -564,13 +564,20 @@ impl<S: Storage> PartitionLog<S> {
             entries.push(IndexEntry { offset: next_offset, position: size as u32, timestamp_before: max_timestamp });
             clean = false;
         }
+        let mut flushed = entries.len();
         if !clean {
-            index::rewrite(&offset_index, &time_index, base_offset, &entries)
-                .map_err(|e| LogError::io("rewriting a segment index", e))?;
-            self.recovery.indexes_rebuilt += 1;
+            // Best effort, like every index write: on failure (a full disk) the
+            // entries stay pending and the next flush rewrites the files.
+            match index::rewrite(&offset_index, &time_index, base_offset, &entries) {
+                Ok(()) => self.recovery.indexes_rebuilt += 1,
+                Err(error) => {
+                    eprintln!("ringmq: {}: cannot rewrite an index ({error}); retried later", self.dir.display());
+                    flushed = 0;
+                }
+            }
         }
         let segment = &mut self.segments[position_in_list];
-        segment.index_flushed = entries.len();
+        segment.index_flushed = flushed;
         segment.entries = Some(entries);
         segment.next_offset = next_offset;
         segment.size = size;
