@@ -989,15 +989,16 @@ impl<S: Storage> PartitionLog<S> {
             report.bytes_deleted += segment.size;
             delete += 1;
         }
-        let deleted: Vec<Segment<S::File>> = self.segments.drain(..delete).collect();
-        for segment in deleted {
-            drop(segment.files);
-            self.remove_segment_files(segment.base_offset)?;
-            self.sealed_unsynced.retain(|&base| base != segment.base_offset);
-            report.segments_deleted += 1;
-        }
-        if delete > 0 {
+        // One segment at a time, oldest first: if a removal fails, the segments
+        // not yet removed stay in the log (and the error is returned).
+        for _ in 0..delete {
+            let base_offset = self.segments[0].base_offset;
+            self.segments[0].files = None;
             self.dir_dirty = true;
+            self.remove_segment_files(base_offset)?;
+            self.segments.remove(0);
+            self.sealed_unsynced.retain(|&base| base != base_offset);
+            report.segments_deleted += 1;
         }
         self.close_synced_sealed();
         report.earliest_offset = self.earliest_offset();
