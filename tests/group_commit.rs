@@ -113,3 +113,27 @@ fn without_an_interval_written_data_is_not_synced_behind_the_producers_back() {
         assert_eq!(PartitionLog::open(storage, "/d/t/0", LogConfig::default()).await.unwrap().next_offset(), 2);
     });
 }
+
+#[test]
+fn a_waiter_for_an_offset_not_yet_written_is_answered_once_it_is_synced() {
+    Runtime::new().unwrap().block_on(async {
+        let storage = SimStorage::new();
+        let log: SharedLog<SimStorage> =
+            Rc::new(RefCell::new(PartitionLog::open(storage.clone(), "/d/t/0", LogConfig::default()).await.unwrap()));
+        let commit = GroupCommit::new(None);
+        let flusher = spawn_local(commit.clone().run());
+        let waiting = {
+            let (log, commit) = (log.clone(), commit.clone());
+            spawn_local(async move { commit.wait_durable(&log, 3).await })
+        };
+        ringmq::io::sleep(Duration::from_millis(5)).await;
+        for i in 0..3u8 {
+            commit.append(&log, &mut batch_of(&[vec![i]], 1), Acks::Written).await.unwrap();
+        }
+        let answered = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+        assert!(matches!(answered, Ok(Ok(Ok(())))), "the waiter was never answered: {answered:?}");
+        assert!(log.borrow().durable_offset() >= 3);
+        commit.stop();
+        flusher.await.unwrap();
+    });
+}

@@ -103,10 +103,13 @@ impl<S: Storage> GroupCommit<S> {
         let mut partition = log.borrow_mut();
         let info = partition.append(batch)?;
         let waiter = (acks == Acks::Durable).then(|| partition.wait_durable(info.next_offset));
-        if waiter.is_some() || self.inner.flush_interval.is_some() {
+        // Someone waits for durability (this producer, or an earlier waiter for
+        // an offset only now written): sync soon.
+        let wanted = partition.has_waiters();
+        if wanted || self.inner.flush_interval.is_some() {
             self.queue(log, &mut partition);
         }
-        if waiter.is_some() {
+        if wanted {
             self.inner.wake.notify_one();
         }
         Ok((info, async move {
@@ -174,7 +177,13 @@ impl<S: Storage> GroupCommit<S> {
             if result.is_err() {
                 stats.failures += 1;
             }
-            log.borrow_mut().complete_sync(target, result);
+            let mut partition = log.borrow_mut();
+            partition.complete_sync(target, result);
+            // Waiters for data written during this round need the next one.
+            if partition.has_waiters() && partition.needs_sync() {
+                self.queue(log, &mut partition);
+                self.inner.wake.notify_one();
+            }
         }
         stats.rounds += 1;
         stats.fsyncs += fsyncs;
