@@ -851,20 +851,13 @@ impl<S: Storage> PartitionLog<S> {
                 self.read_from_position(at, start + cursor as u64, offset, max_bytes)
             };
         };
-        let mut end = first_at + first_size;
-        if end > window.len() {
+        if first_at + first_size > window.len() {
             // One batch larger than the window: read it on its own.
             let mut batch = vec![0u8; first_size];
             log.read_exact_at(&mut batch, start + first_at as u64).map_err(|e| LogError::io("reading a segment", e))?;
             return Ok(batch);
         }
-        while end + BATCH_HEADER_BYTES <= window.len() {
-            let size = BatchHeader::parse(&window[end..]).map_err(corrupt)?.size_bytes();
-            if end + size > window.len() || end + size - first_at > max_bytes {
-                break;
-            }
-            end += size;
-        }
+        let end = whole_batches_end(&window, first_at, first_size, max_bytes)?;
         window.truncate(end);
         window.drain(..first_at);
         Ok(window)
@@ -906,14 +899,7 @@ impl<S: Storage> PartitionLog<S> {
             log.read_exact_at(&mut batch, position).map_err(|e| LogError::io("reading a segment", e))?;
             return Ok(batch);
         }
-        let mut end = first_size;
-        while end + BATCH_HEADER_BYTES <= window.len() {
-            let size = BatchHeader::parse(&window[end..]).map_err(corrupt)?.size_bytes();
-            if end + size > window.len() {
-                break;
-            }
-            end += size;
-        }
+        let end = whole_batches_end(&window, 0, first_size, max_bytes)?;
         window.truncate(end);
         Ok(window)
     }
@@ -1131,6 +1117,21 @@ impl<S: Storage> PartitionLog<S> {
 
 /// Removes a segment's files. The .log goes first: once it is gone the segment no
 /// longer exists, and an interrupted pass leaves only orphan indexes, removed on open.
+/// Where the whole batches of `window` that start at `first_at` end: the first
+/// batch (of `first_size` bytes, already known to fit) always, then every
+/// following batch that fits in the window and within `max_bytes` of `first_at`.
+fn whole_batches_end(window: &[u8], first_at: usize, first_size: usize, max_bytes: usize) -> Result<usize, LogError> {
+    let mut end = first_at + first_size;
+    while end + BATCH_HEADER_BYTES <= window.len() {
+        let size = BatchHeader::parse(&window[end..]).map_err(corrupt)?.size_bytes();
+        if end + size > window.len() || end + size - first_at > max_bytes {
+            break;
+        }
+        end += size;
+    }
+    Ok(end)
+}
+
 fn remove_files<S: Storage>(storage: &S, dir: &Path, base_offset: u64) -> Result<(), LogError> {
     for extension in ["log", "idx", "tix"] {
         match storage.remove_file(&segment_file(dir, base_offset, extension)) {

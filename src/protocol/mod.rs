@@ -393,12 +393,16 @@ impl<'a> Reader<'a> {
 /// A big-endian writer.
 #[derive(Debug, Clone, Default)]
 pub struct Writer {
-    pub(crate) bytes: Vec<u8>,
+    bytes: Vec<u8>,
 }
 
 impl Writer {
     pub fn with_capacity(capacity: usize) -> Writer {
         Writer { bytes: Vec::with_capacity(capacity) }
+    }
+    /// Room for `additional` more bytes.
+    pub fn reserve(&mut self, additional: usize) {
+        self.bytes.reserve(additional);
     }
     pub fn u8(&mut self, value: u8) {
         self.bytes.push(value);

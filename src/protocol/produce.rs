@@ -52,9 +52,7 @@ impl<'a> ProduceRequest<'a> {
     pub fn encode(correlation_id: u32, acks: Acks, entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
         let size: usize = entries.iter().map(|(topic, _, batch)| topic.len() + batch.len() + 10).sum();
         let mut writer = request_frame(api::PRODUCE, 0, correlation_id);
-        let mut bytes = writer.into_inner();
-        bytes.reserve(size + 5);
-        writer = super::Writer { bytes };
+        writer.reserve(size + 5);
         writer.u8(acks_to_u8(acks));
         writer.count(entries.len());
         for (topic, partition, batch) in entries {

@@ -112,8 +112,6 @@ pub struct ServerCounters {
     pub ring_full_waits: AtomicU64,
     /// Requests forwarded to another shard.
     pub forwarded_requests: AtomicU64,
-    /// Wake-up signals written to sleeping shards.
-    pub wake_signals: AtomicU64,
 }
 
 pub(crate) type ShardMailbox = Mailbox<Message, EventFd>;
