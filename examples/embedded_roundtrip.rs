@@ -3,6 +3,7 @@
 //! round trips of one 100-byte record (acks=written, then fetched back, one
 //! thread), and produce throughput of 100-byte records, 1000 per call.
 //! Run: `cargo run --release --example embedded_roundtrip -- DATA_DIR [ROUNDS]`
+//! (`RINGMQ_BUSY_POLL=1` spins the shard and this thread instead of sleeping.)
 
 use bytes::BytesMut;
 use ringmq::batch::BatchBuilder;
@@ -27,6 +28,7 @@ fn main() {
     let rounds: usize = args.next().map_or(20_000, |r| r.parse().expect("ROUNDS is a number"));
     let mut config = ServerConfig::new(&dir);
     config.shards = 1;
+    config.busy_poll = std::env::var("RINGMQ_BUSY_POLL").is_ok_and(|v| v == "1");
     let broker = Broker::open(config).unwrap();
     let client = broker.client();
     client.create_topic("bench", 1, Retention::Unlimited, Retention::Unlimited).unwrap();
