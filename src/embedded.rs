@@ -15,6 +15,7 @@
 use crate::client::{ClientError, FetchResult, Result, Retention};
 use crate::log::Acks;
 use crate::protocol::fetch::FetchRequest;
+use crate::protocol::group::{GroupListing, GroupRequest, GroupResponse};
 use crate::protocol::offsets::{ListOffsetsRequest, ListOffsetsResponse};
 use crate::protocol::topic::{RETENTION_DEFAULT, RETENTION_UNLIMITED};
 use crate::protocol::ErrorCode;
@@ -208,5 +209,32 @@ impl EmbeddedClient {
             Reply::Offsets(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, context)),
             _ => Err(server_error(ErrorCode::Internal, context)),
         }
+    }
+
+    /// A consumer-group request, answered by the group's coordinating shard.
+    pub fn group(&self, request: GroupRequest) -> Result<GroupResponse> {
+        self.check_open("group request")?;
+        let context = format!("group request for {}", request.group());
+        let shard = crate::groups::coordinator(request.group(), self.shard_count());
+        match self.call(shard, Op::Group(request)) {
+            Reply::Group(Ok(response)) => Ok(response),
+            Reply::Group(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, context)),
+            _ => Err(server_error(ErrorCode::Internal, context)),
+        }
+    }
+
+    /// Every group, of every shard, sorted by name.
+    pub fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        self.check_open("list groups")?;
+        let mut groups = Vec::new();
+        for shard in 0..self.shard_count() {
+            match self.call(shard, Op::ListGroups) {
+                Reply::Groups(listed) => groups.extend(listed),
+                Reply::Done(Err(code)) => return Err(server_error(code, "list groups")),
+                _ => return Err(server_error(ErrorCode::Internal, "list groups")),
+            }
+        }
+        groups.sort_by(|a, b| a.group.cmp(&b.group));
+        Ok(groups)
     }
 }

@@ -11,6 +11,7 @@
 //! - [`server`]: the broker — shards, cross-shard mailboxes, connections, catalog.
 //! - [`client`]: the blocking Rust client, batching producer and fetcher.
 //! - [`embedded`]: the broker inside the calling process, and its in-process client.
+//! - [`groups`]: consumer groups — membership, assignment, committed offsets.
 //! - [`ffi`]: the C ABI of `libringmq` (`include/ringmq.h`).
 //! - [`bench`]: `ringmq bench`, the produce / consume / end-to-end workloads.
 //! - [`sync`]: the atomics shim that loom swaps out.
@@ -20,6 +21,7 @@ pub mod bench;
 pub mod client;
 pub mod embedded;
 pub mod ffi;
+pub mod groups;
 pub mod io;
 pub mod log;
 pub mod protocol;

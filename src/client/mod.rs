@@ -10,6 +10,7 @@
 //!   background thread; keyed records are placed with Kafka's murmur2 partitioner.
 //! - [`Fetcher`]: follows one partition from an offset.
 
+pub mod group;
 mod partitioner;
 mod producer;
 

@@ -50,6 +50,8 @@ pub trait Storage: Clone + 'static {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Self::File>;
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Atomically replaces `to` with `from` (durable once the directory is synced).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes the directory's entries (created and removed files) durable.
     fn sync_dir(&self, path: &Path) -> SyncFuture;
 }

@@ -184,6 +184,13 @@ impl Storage for SimStorage {
         Ok(())
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = self.state.borrow_mut();
+        let inode = state.files.remove(from).ok_or_else(|| not_found(from))?;
+        state.files.insert(to.to_path_buf(), inode);
+        Ok(())
+    }
+
     fn sync_dir(&self, path: &Path) -> SyncFuture {
         let state = self.state.clone();
         let exists = state.borrow().directories.contains(path);

@@ -69,6 +69,10 @@ impl Storage for FileStorage {
         fs::remove_dir_all(path)
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
     fn sync_dir(&self, path: &Path) -> SyncFuture {
         match fs::File::open(path) {
             Ok(directory) => sync_file(&directory),

@@ -11,6 +11,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 pub mod fetch;
+pub mod group;
 pub mod hello;
 pub mod metadata;
 pub mod offsets;
@@ -64,8 +65,15 @@ pub mod api {
     pub const LIST_OFFSETS: u16 = 4;
     pub const PRODUCE: u16 = 5;
     pub const FETCH: u16 = 6;
+    pub const JOIN_GROUP: u16 = 16;
+    pub const HEARTBEAT: u16 = 17;
+    pub const LEAVE_GROUP: u16 = 18;
+    pub const OFFSET_COMMIT: u16 = 19;
+    pub const OFFSET_FETCH: u16 = 20;
+    pub const LIST_GROUPS: u16 = 21;
+    pub const DESCRIBE_GROUP: u16 = 22;
     /// Every API this server speaks, with its version range.
-    pub const SUPPORTED: [(u16, u16, u16); 7] = [
+    pub const SUPPORTED: [(u16, u16, u16); 14] = [
         (HELLO, 0, 0),
         (METADATA, 0, 0),
         (CREATE_TOPIC, 0, 0),
@@ -73,6 +81,13 @@ pub mod api {
         (LIST_OFFSETS, 0, 0),
         (PRODUCE, 0, 0),
         (FETCH, 0, 0),
+        (JOIN_GROUP, 0, 0),
+        (HEARTBEAT, 0, 0),
+        (LEAVE_GROUP, 0, 0),
+        (OFFSET_COMMIT, 0, 0),
+        (OFFSET_FETCH, 0, 0),
+        (LIST_GROUPS, 0, 0),
+        (DESCRIBE_GROUP, 0, 0),
     ];
 }
 
@@ -107,6 +122,18 @@ pub enum ErrorCode {
     InvalidArgument = 15,
     /// A broker-wide limit was reached (topics, partitions).
     ResourceLimit = 16,
+    /// The member id is not (or no longer) in the group: join again with "".
+    UnknownMemberId = 17,
+    /// The request names a generation other than the group's current one.
+    IllegalGeneration = 18,
+    /// The group is rebalancing: commit what you have, then join again.
+    RebalanceInProgress = 19,
+    /// A group name outside `[a-zA-Z0-9._-]{1,249}`.
+    InvalidGroupId = 20,
+    /// The group exists as the other kind (consumer vs share group).
+    GroupKindMismatch = 21,
+    /// No such group.
+    UnknownGroup = 22,
 }
 
 impl ErrorCode {
@@ -130,6 +157,12 @@ impl ErrorCode {
             14 => ShuttingDown,
             15 => InvalidArgument,
             16 => ResourceLimit,
+            17 => UnknownMemberId,
+            18 => IllegalGeneration,
+            19 => RebalanceInProgress,
+            20 => InvalidGroupId,
+            21 => GroupKindMismatch,
+            22 => UnknownGroup,
             _ => return Option::None,
         })
     }
@@ -154,6 +187,12 @@ impl ErrorCode {
             ShuttingDown => "shutting down",
             InvalidArgument => "invalid argument",
             ResourceLimit => "resource limit reached",
+            UnknownMemberId => "unknown member id",
+            IllegalGeneration => "illegal generation",
+            RebalanceInProgress => "rebalance in progress",
+            InvalidGroupId => "invalid group id",
+            GroupKindMismatch => "group is of another kind",
+            UnknownGroup => "unknown group",
         }
     }
 }
@@ -499,9 +538,9 @@ mod tests {
 
     #[test]
     fn every_error_code_round_trips() {
-        for code in 0..=16u16 {
+        for code in 0..=22u16 {
             assert_eq!(ErrorCode::from_u16(code).unwrap() as u16, code);
         }
-        assert_eq!(ErrorCode::from_u16(17), None);
+        assert_eq!(ErrorCode::from_u16(23), None);
     }
 }

@@ -7,6 +7,7 @@ use super::catalog::{owner, TopicConfig};
 use super::shard::{FetchData, Op, Reply, ReplyFuture, ShardContext};
 use crate::log::Acks;
 use crate::protocol::fetch::{FetchRequest, FetchResponse};
+use crate::protocol::group::{self, GroupRequest};
 use crate::protocol::hello::{ApiRange, HelloRequest, HelloResponse};
 use crate::protocol::metadata::{MetadataRequest, MetadataResponse, ShardInfo, TopicMetadata};
 use crate::protocol::offsets::{ListOffsetsRequest, QUERY_EARLIEST};
@@ -113,6 +114,46 @@ async fn dispatch_checked(context: &Rc<ShardContext>, header: RequestHeader, bod
                 }
                 Err(code) => ready(error_response(id, code)),
             },
+            Err(error) => malformed(error),
+        },
+        api::LIST_GROUPS => {
+            if !body.is_empty() {
+                return ready(error_response(id, ErrorCode::MalformedRequest));
+            }
+            let mut replies = Vec::new();
+            for shard in 0..context.shard_count() {
+                replies.push(context.submit(shard, Op::ListGroups).await);
+            }
+            Box::pin(async move {
+                let mut groups = Vec::new();
+                for reply in futures_util::future::join_all(replies).await {
+                    match reply {
+                        Reply::Groups(listed) => groups.extend(listed),
+                        Reply::Done(Err(code)) => return Some(error_response(id, code)),
+                        _ => return Some(error_response(id, ErrorCode::Internal)),
+                    }
+                }
+                groups.sort_by(|a, b| a.group.cmp(&b.group));
+                Some(group::encode_list_groups_response(id, &groups))
+            })
+        }
+        key @ (api::JOIN_GROUP
+        | api::HEARTBEAT
+        | api::LEAVE_GROUP
+        | api::OFFSET_COMMIT
+        | api::OFFSET_FETCH
+        | api::DESCRIBE_GROUP) => match GroupRequest::decode(key, &body) {
+            Ok(request) => {
+                let coordinator = crate::groups::coordinator(request.group(), context.shard_count());
+                let reply = context.submit(coordinator, Op::Group(request)).await;
+                Box::pin(async move {
+                    Some(match reply.await {
+                        Reply::Group(Ok(response)) => response.encode(id),
+                        Reply::Group(Err(code)) | Reply::Done(Err(code)) => error_response(id, code),
+                        _ => error_response(id, ErrorCode::Internal),
+                    })
+                })
+            }
             Err(error) => malformed(error),
         },
         _ => ready(error_response(id, ErrorCode::UnknownApi)),

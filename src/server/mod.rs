@@ -11,6 +11,7 @@
 pub mod catalog;
 pub mod completion;
 mod connection;
+pub(crate) mod coordinator;
 mod dispatch;
 pub mod mailbox;
 pub(crate) mod shard;

@@ -63,6 +63,10 @@ pub(crate) enum Op {
     OpenTopic(Arc<TopicConfig>),
     /// Drop the partitions of a deleted topic.
     CloseTopic(String),
+    /// A consumer-group request, run by the group's coordinator.
+    Group(crate::protocol::group::GroupRequest),
+    /// The groups this shard coordinates.
+    ListGroups,
 }
 
 /// Records read by a fetch.
@@ -77,6 +81,8 @@ pub(crate) enum Reply {
     Fetch(Result<FetchData, ErrorCode>),
     Offsets(Result<ListOffsetsResponse, ErrorCode>),
     Done(Result<(), ErrorCode>),
+    Group(Result<crate::protocol::group::GroupResponse, ErrorCode>),
+    Groups(Vec<crate::protocol::group::GroupListing>),
 }
 
 pub(crate) type ReplyFuture = Pin<Box<dyn Future<Output = Reply>>>;
@@ -102,6 +108,7 @@ pub(crate) struct ShardContext {
     connections: RefCell<HashMap<u64, Rc<io::Stream>>>,
     next_connection_id: Cell<u64>,
     connections_closed: Notify,
+    pub(crate) groups: super::coordinator::Groups,
 }
 
 pub(crate) fn log_error_code(error: &LogError) -> ErrorCode {
@@ -134,6 +141,7 @@ impl ShardContext {
             connections: RefCell::new(HashMap::new()),
             next_connection_id: Cell::new(0),
             connections_closed: Notify::new(),
+            groups: Default::default(),
         }
     }
 
@@ -232,6 +240,11 @@ impl ShardContext {
                 self.partitions.borrow_mut().retain(|(topic, _), _| *topic != name);
                 ready(Reply::Done(Ok(())))
             }
+            Op::Group(request) => {
+                let context = self.clone();
+                Box::pin(async move { Reply::Group(context.group_request(request).await) })
+            }
+            Op::ListGroups => ready(Reply::Groups(self.list_groups())),
         }
     }
 
@@ -505,6 +518,11 @@ pub(crate) fn run(
                 return Err(message);
             }
         }
+        if let Err(error) = context.load_groups() {
+            let message = format!("shard {id}: {error}");
+            let _ = ready_sender.send(Err(message.clone()));
+            return Err(message);
+        }
         let mut started = Vec::new();
         let listeners = listeners.into_iter().flat_map(|(main, own)| [main, own]);
         for listener in listeners.map(|listener| Listener::from_std(listener).map(Rc::new)) {
@@ -521,6 +539,7 @@ pub(crate) fn run(
         let flusher = io::spawn_local(context.commit.clone().run());
         io::spawn_local(context.clone().drain_mailbox());
         io::spawn_local(context.clone().apply_retention_forever());
+        io::spawn_local(context.clone().run_group_timers());
         for listener in started {
             io::spawn_local(context.clone().accept_loop(listener));
         }

@@ -1,0 +1,403 @@
+//! Consumer groups from the client side: [`GroupConsumer`] joins a group,
+//! consumes the partitions the broker assigns to it, heartbeats from `poll`,
+//! joins again when the group rebalances, and commits its positions.
+//!
+//! It works over TCP ([`super::Client`]) and in process
+//! ([`crate::embedded::EmbeddedClient`]) through [`GroupTransport`].
+
+use super::{decode_records, Client, ClientError, ConsumedRecord, FetchResult, Result};
+use crate::embedded::EmbeddedClient;
+use crate::protocol::fetch::FetchRequest;
+use crate::protocol::group::{
+    self, CommittedOffset, GroupDescription, GroupListing, GroupRequest, GroupResponse, JoinGroup, OffsetCommit,
+};
+use crate::protocol::offsets::{ListOffsetsResponse, QUERY_EARLIEST, QUERY_LATEST};
+use crate::protocol::{api, ErrorCode};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// What a group consumer needs from a connection to the broker.
+pub trait GroupTransport {
+    fn group(&mut self, request: GroupRequest) -> Result<GroupResponse>;
+    fn list_groups(&mut self) -> Result<Vec<GroupListing>>;
+    fn fetch(&mut self, request: &FetchRequest) -> Result<FetchResult>;
+    fn list_offsets(&mut self, topic: &str, partition: u32, query: i64) -> Result<ListOffsetsResponse>;
+}
+
+impl GroupTransport for Client {
+    fn group(&mut self, request: GroupRequest) -> Result<GroupResponse> {
+        let context = format!("group request for {}", request.group());
+        let api_key = request.api_key();
+        let body = self.bootstrap.call(&context, |id| request.encode(id))?;
+        Ok(match api_key {
+            api::JOIN_GROUP => GroupResponse::Join(GroupResponse::decode_join(&body)?),
+            api::OFFSET_FETCH => GroupResponse::Offsets(GroupResponse::decode_offsets(&body)?),
+            api::DESCRIBE_GROUP => GroupResponse::Describe(GroupResponse::decode_describe(&body)?),
+            _ => GroupResponse::Empty,
+        })
+    }
+
+    fn list_groups(&mut self) -> Result<Vec<GroupListing>> {
+        let body = self.bootstrap.call("list groups", group::encode_list_groups_request)?;
+        Ok(group::decode_list_groups_response(&body)?)
+    }
+
+    fn fetch(&mut self, request: &FetchRequest) -> Result<FetchResult> {
+        Client::fetch(self, request)
+    }
+
+    fn list_offsets(&mut self, topic: &str, partition: u32, query: i64) -> Result<ListOffsetsResponse> {
+        Client::list_offsets(self, topic, partition, query)
+    }
+}
+
+impl GroupTransport for EmbeddedClient {
+    fn group(&mut self, request: GroupRequest) -> Result<GroupResponse> {
+        EmbeddedClient::group(self, request)
+    }
+
+    fn list_groups(&mut self) -> Result<Vec<GroupListing>> {
+        EmbeddedClient::list_groups(self)
+    }
+
+    fn fetch(&mut self, request: &FetchRequest) -> Result<FetchResult> {
+        EmbeddedClient::fetch(self, request.clone())
+    }
+
+    fn list_offsets(&mut self, topic: &str, partition: u32, query: i64) -> Result<ListOffsetsResponse> {
+        EmbeddedClient::list_offsets(self, topic, partition, query)
+    }
+}
+
+fn unexpected(what: &str) -> ClientError {
+    ClientError::Protocol(format!("unexpected answer to {what}"))
+}
+
+/// Describes a group: members, assignment, committed offsets, end offsets, lag.
+pub fn describe_group(transport: &mut impl GroupTransport, group: &str) -> Result<GroupDescription> {
+    match transport.group(GroupRequest::Describe { group: group.into() })? {
+        GroupResponse::Describe(description) => Ok(description),
+        _ => Err(unexpected("describe group")),
+    }
+}
+
+/// The committed offsets of a group (all of them when `partitions` is empty).
+pub fn fetch_offsets(
+    transport: &mut impl GroupTransport,
+    group: &str,
+    partitions: Vec<(String, u32)>,
+) -> Result<Vec<CommittedOffset>> {
+    match transport.group(GroupRequest::Fetch { group: group.into(), partitions })? {
+        GroupResponse::Offsets(offsets) => Ok(offsets),
+        _ => Err(unexpected("offset fetch")),
+    }
+}
+
+/// Commits offsets for a group from outside it (only while it has no members).
+pub fn commit_offsets(transport: &mut impl GroupTransport, group: &str, offsets: Vec<CommittedOffset>) -> Result<()> {
+    transport
+        .group(GroupRequest::Commit(OffsetCommit {
+            group: group.into(),
+            member_id: String::new(),
+            generation: 0,
+            offsets,
+        }))
+        .map(drop)
+}
+
+/// Where a partition without a committed offset starts (Kafka's `auto.offset.reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    Earliest,
+    Latest,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupConsumerConfig {
+    /// The broker removes a member it has not heard from for this long.
+    pub session_timeout: Duration,
+    /// How long a rebalance waits for members to join again.
+    pub rebalance_timeout: Duration,
+    /// How often `poll` heartbeats (and so how fast it notices a rebalance).
+    pub heartbeat_interval: Duration,
+    pub offset_reset: OffsetReset,
+    /// Commit positions before joining again and on close.
+    pub auto_commit: bool,
+    pub max_bytes: u32,
+}
+
+impl Default for GroupConsumerConfig {
+    fn default() -> Self {
+        GroupConsumerConfig {
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_millis(300),
+            offset_reset: OffsetReset::Earliest,
+            auto_commit: true,
+            max_bytes: super::FETCH_MAX_BYTES_DEFAULT,
+        }
+    }
+}
+
+/// A record with the partition it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub topic: String,
+    pub partition: u32,
+    pub record: ConsumedRecord,
+}
+
+/// A member of a consumer group.
+pub struct GroupConsumer<T: GroupTransport> {
+    transport: T,
+    group: String,
+    topics: Vec<String>,
+    config: GroupConsumerConfig,
+    member_id: String,
+    generation: u32,
+    joined: bool,
+    assignment: Vec<(String, u32)>,
+    positions: BTreeMap<(String, u32), u64>,
+    next_partition: usize,
+    last_heartbeat: Instant,
+}
+
+impl<T: GroupTransport> GroupConsumer<T> {
+    /// A consumer that joins `group` for `topics` on its first `poll`.
+    pub fn new(transport: T, group: &str, topics: &[&str], config: GroupConsumerConfig) -> GroupConsumer<T> {
+        GroupConsumer {
+            transport,
+            group: group.into(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            config,
+            member_id: String::new(),
+            generation: 0,
+            joined: false,
+            assignment: Vec::new(),
+            positions: BTreeMap::new(),
+            next_partition: 0,
+            last_heartbeat: Instant::now(),
+        }
+    }
+
+    pub fn member_id(&self) -> &str {
+        &self.member_id
+    }
+
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// The partitions this member owns in its generation.
+    pub fn assignment(&self) -> &[(String, u32)] {
+        &self.assignment
+    }
+
+    /// The next offset `poll` returns from a partition this member owns.
+    pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
+        self.positions.get(&(topic.to_owned(), partition)).copied()
+    }
+
+    pub fn transport(&mut self) -> &mut T {
+        &mut self.transport
+    }
+
+    /// Joins (or joins again) and positions every assigned partition at its
+    /// committed offset, or where `offset_reset` says.
+    pub fn join(&mut self) -> Result<()> {
+        let response = loop {
+            let request = GroupRequest::Join(JoinGroup {
+                group: self.group.clone(),
+                member_id: self.member_id.clone(),
+                session_timeout_ms: self.config.session_timeout.as_millis().min(u128::from(u32::MAX)) as u32,
+                rebalance_timeout_ms: self.config.rebalance_timeout.as_millis().min(u128::from(u32::MAX)) as u32,
+                topics: self.topics.clone(),
+            });
+            match self.transport.group(request) {
+                Ok(GroupResponse::Join(response)) => break response,
+                Ok(_) => return Err(unexpected("join")),
+                // Removed by the broker (expired, or it restarted): join as new.
+                Err(error) if error.code() == Some(ErrorCode::UnknownMemberId) && !self.member_id.is_empty() => {
+                    self.member_id.clear();
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        self.member_id = response.member_id;
+        self.generation = response.generation;
+        self.assignment = response
+            .assignment
+            .into_iter()
+            .flat_map(|(topic, partitions)| partitions.into_iter().map(move |p| (topic.clone(), p)))
+            .collect();
+        self.joined = true;
+        self.last_heartbeat = Instant::now();
+        let committed = fetch_offsets(&mut self.transport, &self.group, self.assignment.clone())?;
+        let committed: BTreeMap<(String, u32), i64> =
+            committed.into_iter().map(|c| ((c.topic, c.partition), c.offset)).collect();
+        let mut positions = BTreeMap::new();
+        for (topic, partition) in self.assignment.clone() {
+            let position = match committed.get(&(topic.clone(), partition)) {
+                Some(&offset) if offset >= 0 => offset as u64,
+                _ => self.reset_position(&topic, partition)?,
+            };
+            positions.insert((topic, partition), position);
+        }
+        self.positions = positions;
+        self.next_partition = 0;
+        Ok(())
+    }
+
+    fn reset_position(&mut self, topic: &str, partition: u32) -> Result<u64> {
+        let query = match self.config.offset_reset {
+            OffsetReset::Earliest => QUERY_EARLIEST,
+            OffsetReset::Latest => QUERY_LATEST,
+        };
+        Ok(self.transport.list_offsets(topic, partition, query)?.offset.max(0) as u64)
+    }
+
+    /// Heartbeats when one is due; joins again when the group rebalances.
+    fn keep_membership(&mut self) -> Result<()> {
+        if !self.joined {
+            return self.join();
+        }
+        if self.last_heartbeat.elapsed() < self.config.heartbeat_interval {
+            return Ok(());
+        }
+        let request = GroupRequest::Heartbeat {
+            group: self.group.clone(),
+            member_id: self.member_id.clone(),
+            generation: self.generation,
+        };
+        match self.transport.group(request) {
+            Ok(_) => {
+                self.last_heartbeat = Instant::now();
+                Ok(())
+            }
+            Err(error) => match error.code() {
+                Some(ErrorCode::RebalanceInProgress) => {
+                    if self.config.auto_commit {
+                        // Still this generation's owner: its commit is accepted.
+                        let _ = self.commit();
+                    }
+                    self.join()
+                }
+                Some(ErrorCode::UnknownMemberId) => {
+                    self.member_id.clear();
+                    self.join()
+                }
+                Some(ErrorCode::IllegalGeneration) => self.join(),
+                _ => Err(error),
+            },
+        }
+    }
+
+    /// Returns records from the assigned partitions, waiting up to `max_wait`
+    /// when none are there. Heartbeats and follows rebalances on the way.
+    pub fn poll(&mut self, max_wait: Duration) -> Result<Vec<GroupRecord>> {
+        let deadline = Instant::now() + max_wait;
+        loop {
+            self.keep_membership()?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.assignment.is_empty() {
+                std::thread::sleep(left.min(self.config.heartbeat_interval));
+            } else {
+                // One pass without waiting over every partition, starting where the
+                // last poll stopped; then one long poll on the next partition.
+                let count = self.assignment.len();
+                for step in 0..=count {
+                    let index = (self.next_partition + step) % count;
+                    let wait = if step == count { left.min(self.config.heartbeat_interval) } else { Duration::ZERO };
+                    let records = self.fetch_partition(index, wait)?;
+                    if !records.is_empty() {
+                        self.next_partition = (index + 1) % count;
+                        return Ok(records);
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    fn fetch_partition(&mut self, index: usize, wait: Duration) -> Result<Vec<GroupRecord>> {
+        let Some((topic, partition)) = self.assignment.get(index).cloned() else { return Ok(Vec::new()) };
+        let position = self.positions.get(&(topic.clone(), partition)).copied().unwrap_or(0);
+        let request = FetchRequest {
+            topic: topic.clone(),
+            partition,
+            offset: position,
+            max_bytes: self.config.max_bytes,
+            max_wait_ms: wait.as_millis().min(u128::from(crate::protocol::FETCH_WAIT_MS_MAX)) as u32,
+            min_bytes: 1,
+        };
+        let result = match self.transport.fetch(&request) {
+            Ok(result) => result,
+            Err(error) if error.code() == Some(ErrorCode::OffsetOutOfRange) => {
+                // The committed offset was removed by retention (or is past the end).
+                let reset = self.reset_position(&topic, partition)?;
+                self.positions.insert((topic, partition), reset);
+                return Ok(Vec::new());
+            }
+            Err(error) => return Err(error),
+        };
+        let records = decode_records(&result.records, position)?;
+        if let Some(last) = records.last() {
+            self.positions.insert((topic.clone(), partition), last.offset + 1);
+        }
+        Ok(records.into_iter().map(|record| GroupRecord { topic: topic.clone(), partition, record }).collect())
+    }
+
+    /// Commits the current position of every assigned partition.
+    pub fn commit(&mut self) -> Result<()> {
+        let offsets: Vec<(String, u32, u64)> =
+            self.positions.iter().map(|((topic, partition), offset)| (topic.clone(), *partition, *offset)).collect();
+        self.commit_offsets(&offsets)
+    }
+
+    /// Commits the given next-to-read offsets.
+    pub fn commit_offsets(&mut self, offsets: &[(String, u32, u64)]) -> Result<()> {
+        if offsets.is_empty() || !self.joined {
+            return Ok(());
+        }
+        let offsets = offsets
+            .iter()
+            .map(|(topic, partition, offset)| CommittedOffset {
+                topic: topic.clone(),
+                partition: *partition,
+                offset: (*offset).min(i64::MAX as u64) as i64,
+                metadata: String::new(),
+            })
+            .collect();
+        let request = GroupRequest::Commit(OffsetCommit {
+            group: self.group.clone(),
+            member_id: self.member_id.clone(),
+            generation: self.generation,
+            offsets,
+        });
+        self.transport.group(request).map(drop)
+    }
+
+    /// Commits (with `auto_commit`) and leaves the group, so the others take
+    /// over its partitions at once instead of after the session timeout.
+    pub fn close(mut self) -> Result<T> {
+        if self.joined {
+            if self.config.auto_commit {
+                self.commit()?;
+            }
+            let request = GroupRequest::Leave { group: self.group.clone(), member_id: self.member_id.clone() };
+            match self.transport.group(request) {
+                Ok(_) => {}
+                Err(error) if error.code() == Some(ErrorCode::UnknownMemberId) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(self.transport)
+    }
+}
+
+/// Lag of a group per partition, as the broker computes it.
+pub fn total_lag(description: &GroupDescription) -> i64 {
+    description.partitions.iter().filter(|p| p.lag >= 0).map(|p| p.lag).sum()
+}

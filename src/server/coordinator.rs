@@ -1,0 +1,380 @@
+//! The shard side of consumer groups: each shard coordinates the groups that
+//! [`crate::groups::coordinator`] maps to it, answers their requests, runs their
+//! timers (session expiry, rebalance deadlines) and keeps their committed
+//! offsets in `DATA_DIR/groups/<group>/offsets.log` (a [`StateLog`], compacted
+//! on open and when it has grown to twice its live size).
+//!
+//! A commit is answered after its records are fdatasync'ed; the offsets become
+//! visible to OffsetFetch at the same moment. Membership is not stored: after a
+//! restart members get UnknownMemberId and join again, as after a coordinator
+//! move in Kafka.
+
+use super::shard::{Op, Reply, ShardContext};
+use crate::groups::consumer::{ConsumerGroup, JoinArgs, State};
+use crate::groups::state_log::{frame_record, StateLog};
+use crate::groups::{group_dir, OffsetRecord, GROUPS_DIR, GROUPS_PER_SHARD_MAX, OFFSETS_FILE};
+use crate::io::{FileStorage, Storage};
+use crate::log::partition::now_ms;
+use crate::protocol::group::{
+    CommittedOffset, GroupDescription, GroupListing, GroupRequest, GroupResponse, JoinGroup, JoinResponse,
+    MemberDescription, OffsetCommit, PartitionLag, KIND_CONSUMER, REBALANCE_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MAX,
+    SESSION_TIMEOUT_MS_MIN,
+};
+use crate::protocol::offsets::{ListOffsetsRequest, QUERY_LATEST};
+use crate::protocol::{valid_topic_name, ErrorCode};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// How often a shard checks its groups' sessions and rebalance deadlines.
+pub const GROUP_TICK: Duration = Duration::from_millis(50);
+
+pub(crate) struct GroupSlot {
+    pub group: RefCell<ConsumerGroup>,
+    /// The offsets file, opened on the first commit. The lock orders writes,
+    /// syncs and compaction.
+    store: tokio::sync::Mutex<Option<StateLog<FileStorage>>>,
+    /// Woken whenever a rebalance completes.
+    pub changed: Notify,
+}
+
+impl GroupSlot {
+    fn new(group: ConsumerGroup, store: Option<StateLog<FileStorage>>) -> GroupSlot {
+        GroupSlot { group: RefCell::new(group), store: tokio::sync::Mutex::new(store), changed: Notify::new() }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Groups {
+    slots: RefCell<BTreeMap<String, Rc<GroupSlot>>>,
+    next_member: Cell<u64>,
+}
+
+impl Groups {
+    pub fn get(&self, name: &str) -> Option<Rc<GroupSlot>> {
+        self.slots.borrow().get(name).cloned()
+    }
+
+    fn get_or_create(&self, name: &str) -> Result<Rc<GroupSlot>, ErrorCode> {
+        if let Some(slot) = self.get(name) {
+            return Ok(slot);
+        }
+        let mut slots = self.slots.borrow_mut();
+        if slots.len() >= GROUPS_PER_SHARD_MAX {
+            return Err(ErrorCode::ResourceLimit);
+        }
+        let slot = Rc::new(GroupSlot::new(ConsumerGroup::default(), None));
+        slots.insert(name.to_owned(), slot.clone());
+        Ok(slot)
+    }
+
+    pub fn all(&self) -> Vec<(String, Rc<GroupSlot>)> {
+        self.slots.borrow().iter().map(|(name, slot)| (name.clone(), slot.clone())).collect()
+    }
+
+    fn new_member_id(&self, shard: u16) -> String {
+        let counter = self.next_member.get();
+        self.next_member.set(counter + 1);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        format!("member-{shard}-{:x}-{counter}", nanos as u64)
+    }
+}
+
+impl ShardContext {
+    fn partitions_of(&self) -> impl Fn(&str) -> u32 {
+        let catalog = self.catalog();
+        move |topic: &str| catalog.topics.get(topic).map_or(0, |t| t.partitions)
+    }
+
+    /// Loads the groups this shard coordinates from `DATA_DIR/groups/`.
+    pub(crate) fn load_groups(&self) -> Result<(), String> {
+        let root = self.shared.config.data_dir.join(GROUPS_DIR);
+        let storage = FileStorage::new();
+        let names = match storage.list_dir(&root) {
+            Ok(names) => names,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(format!("cannot list {}: {error}", root.display())),
+        };
+        for name in names {
+            if !valid_topic_name(&name) || crate::groups::coordinator(&name, self.shard_count()) != self.id {
+                continue;
+            }
+            let path = group_dir(&self.shared.config.data_dir, &name).join(OFFSETS_FILE);
+            if !path.exists() {
+                continue;
+            }
+            let (log, records) = StateLog::open(storage.clone(), &path)
+                .map_err(|error| format!("cannot open the offsets of group {name}: {error}"))?;
+            let mut group = ConsumerGroup::default();
+            for payload in &records {
+                if let Some(record) = OffsetRecord::decode(payload) {
+                    group.offsets.insert((record.topic, record.partition), (record.offset, record.metadata));
+                }
+            }
+            self.groups.slots.borrow_mut().insert(name, Rc::new(GroupSlot::new(group, Some(log))));
+        }
+        Ok(())
+    }
+
+    /// Expires sessions and completes rebalances whose deadline passed.
+    pub(crate) async fn run_group_timers(self: Rc<Self>) {
+        while !self.is_stopping() {
+            crate::io::sleep(GROUP_TICK).await;
+            let now = Instant::now();
+            let partitions_of = self.partitions_of();
+            for (_, slot) in self.groups.all() {
+                let mut group = slot.group.borrow_mut();
+                if group.next_deadline().is_some_and(|deadline| deadline <= now) {
+                    group.expire(now);
+                    if group.try_complete(now, &partitions_of) {
+                        slot.changed.notify_waiters();
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn list_groups(&self) -> Vec<GroupListing> {
+        self.groups
+            .all()
+            .into_iter()
+            .map(|(name, slot)| {
+                let group = slot.group.borrow();
+                GroupListing {
+                    group: name,
+                    kind: KIND_CONSUMER,
+                    state: group.state_code(),
+                    members: group.members.len() as u32,
+                }
+            })
+            .collect()
+    }
+
+    /// Answers a group request on the group's coordinator (this shard).
+    pub(crate) async fn group_request(self: Rc<Self>, request: GroupRequest) -> Result<GroupResponse, ErrorCode> {
+        if !valid_topic_name(request.group()) {
+            return Err(ErrorCode::InvalidGroupId);
+        }
+        match request {
+            GroupRequest::Join(join) => self.join(join).await.map(GroupResponse::Join),
+            GroupRequest::Heartbeat { group, member_id, generation } => {
+                let slot = self.groups.get(&group).ok_or(ErrorCode::UnknownMemberId)?;
+                let result = slot.group.borrow_mut().heartbeat(&member_id, generation, Instant::now());
+                result.map(|()| GroupResponse::Empty)
+            }
+            GroupRequest::Leave { group, member_id } => {
+                let slot = self.groups.get(&group).ok_or(ErrorCode::UnknownMemberId)?;
+                let now = Instant::now();
+                let mut state = slot.group.borrow_mut();
+                state.leave(&member_id, now)?;
+                if state.try_complete(now, &self.partitions_of()) {
+                    slot.changed.notify_waiters();
+                }
+                Ok(GroupResponse::Empty)
+            }
+            GroupRequest::Commit(commit) => self.commit(commit).await.map(|()| GroupResponse::Empty),
+            GroupRequest::Fetch { group, partitions } => {
+                let Some(slot) = self.groups.get(&group) else {
+                    let none = partitions.into_iter().map(|(topic, partition)| CommittedOffset {
+                        topic,
+                        partition,
+                        offset: -1,
+                        metadata: String::new(),
+                    });
+                    return Ok(GroupResponse::Offsets(none.collect()));
+                };
+                let state = slot.group.borrow();
+                let entry = |(topic, partition): (String, u32)| {
+                    let (offset, metadata) =
+                        state.offsets.get(&(topic.clone(), partition)).cloned().unwrap_or((-1, String::new()));
+                    CommittedOffset { topic, partition, offset, metadata }
+                };
+                let offsets: Vec<CommittedOffset> = if partitions.is_empty() {
+                    state.offsets.keys().cloned().map(entry).collect()
+                } else {
+                    partitions.into_iter().map(entry).collect()
+                };
+                Ok(GroupResponse::Offsets(offsets))
+            }
+            GroupRequest::Describe { group } => self.describe(&group).await.map(GroupResponse::Describe),
+        }
+    }
+
+    async fn join(self: &Rc<Self>, join: JoinGroup) -> Result<JoinResponse, ErrorCode> {
+        if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&join.session_timeout_ms)
+            || join.rebalance_timeout_ms > REBALANCE_TIMEOUT_MS_MAX
+            || join.topics.iter().any(|topic| !valid_topic_name(topic))
+        {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        let slot = self.groups.get_or_create(&join.group)?;
+        let is_new = join.member_id.is_empty();
+        let member_id = if is_new { self.groups.new_member_id(self.id) } else { join.member_id.clone() };
+        let rebalance_timeout = match join.rebalance_timeout_ms {
+            0 => join.session_timeout_ms,
+            ms => ms,
+        };
+        let args = JoinArgs {
+            topics: join.topics,
+            session_timeout: Duration::from_millis(u64::from(join.session_timeout_ms)),
+            rebalance_timeout: Duration::from_millis(u64::from(rebalance_timeout)),
+        };
+        let waiting_after = slot.group.borrow_mut().join(&member_id, is_new, args, Instant::now())?;
+        loop {
+            let changed = slot.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let wait = {
+                let now = Instant::now();
+                let mut group = slot.group.borrow_mut();
+                if group.try_complete(now, &self.partitions_of()) {
+                    slot.changed.notify_waiters();
+                }
+                if let Some(answer) = group.join_answer(&member_id, waiting_after) {
+                    let (generation, partitions) = answer?;
+                    let mut assignment: Vec<(String, Vec<u32>)> = Vec::new();
+                    for (topic, partition) in partitions {
+                        match assignment.last_mut() {
+                            Some((last, list)) if *last == topic => list.push(partition),
+                            _ => assignment.push((topic, vec![partition])),
+                        }
+                    }
+                    return Ok(JoinResponse { member_id, generation, assignment });
+                }
+                match group.state {
+                    State::Rebalancing { deadline } => deadline.saturating_duration_since(now).min(GROUP_TICK),
+                    _ => GROUP_TICK,
+                }
+            };
+            if self.is_stopping() {
+                return Err(ErrorCode::ShuttingDown);
+            }
+            let _ = tokio::time::timeout(wait.max(Duration::from_millis(1)), changed).await;
+        }
+    }
+
+    async fn commit(&self, commit: OffsetCommit) -> Result<(), ErrorCode> {
+        let catalog = self.catalog();
+        for entry in &commit.offsets {
+            match catalog.topics.get(&entry.topic) {
+                Some(topic) if entry.partition < topic.partitions => {}
+                _ => return Err(ErrorCode::UnknownTopicOrPartition),
+            }
+            if entry.offset < 0 {
+                return Err(ErrorCode::InvalidArgument);
+            }
+        }
+        let slot = self.groups.get_or_create(&commit.group)?;
+        slot.group.borrow_mut().may_commit(&commit.member_id, commit.generation, Instant::now())?;
+        let committed_at_ms = now_ms();
+        let mut framed = Vec::new();
+        for entry in &commit.offsets {
+            let record = OffsetRecord {
+                topic: entry.topic.clone(),
+                partition: entry.partition,
+                offset: entry.offset,
+                metadata: entry.metadata.clone(),
+                committed_at_ms,
+            };
+            frame_record(&mut framed, &record.encode()).map_err(|_| ErrorCode::TooLarge)?;
+        }
+        let mut store = slot.store.lock().await;
+        if store.is_none() {
+            let path = group_dir(&self.shared.config.data_dir, &commit.group).join(OFFSETS_FILE);
+            let (log, _) = StateLog::open(FileStorage::new(), &path).map_err(|error| {
+                eprintln!("ringmq: shard {}: cannot create {}: {error}", self.id, path.display());
+                storage_error(&error)
+            })?;
+            let directory = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+            // The group's directory entry must be durable before its offsets are.
+            let parent = directory.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+            FileStorage::new().sync_dir(&parent).await.map_err(|error| storage_error(&error))?;
+            *store = Some(log);
+        }
+        let Some(log) = store.as_mut() else { return Err(ErrorCode::Internal) };
+        log.write(&framed).map_err(|error| storage_error(&error))?;
+        if let Err(error) = log.sync().await {
+            eprintln!("ringmq: shard {}: syncing the offsets of group {} failed: {error}", self.id, commit.group);
+            log.poison(&error);
+            return Err(ErrorCode::StorageFailure);
+        }
+        let live_bytes = {
+            let mut group = slot.group.borrow_mut();
+            for entry in commit.offsets {
+                group.offsets.insert((entry.topic, entry.partition), (entry.offset, entry.metadata));
+            }
+            group.offsets.len() as u64 * 64
+        };
+        if log.wants_compaction(live_bytes) {
+            let mut live = Vec::new();
+            for ((topic, partition), (offset, metadata)) in slot.group.borrow().offsets.iter() {
+                let record = OffsetRecord {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: *offset,
+                    metadata: metadata.clone(),
+                    committed_at_ms,
+                };
+                let _ = frame_record(&mut live, &record.encode());
+            }
+            if let Err(error) = log.rewrite(&live).await {
+                eprintln!(
+                    "ringmq: shard {}: compacting the offsets of group {} failed: {error}",
+                    self.id, commit.group
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn describe(self: &Rc<Self>, name: &str) -> Result<GroupDescription, ErrorCode> {
+        let slot = self.groups.get(name).ok_or(ErrorCode::UnknownGroup)?;
+        let (state, generation, members, mut partitions) = {
+            let group = slot.group.borrow();
+            let members: Vec<MemberDescription> = group
+                .members
+                .keys()
+                .map(|id| MemberDescription {
+                    member_id: id.clone(),
+                    assignment: group.assignment.get(id).cloned().unwrap_or_default(),
+                })
+                .collect();
+            let mut partitions: BTreeMap<(String, u32), i64> =
+                group.offsets.iter().map(|(tp, (offset, _))| (tp.clone(), *offset)).collect();
+            for tp in group.assignment.values().flatten() {
+                partitions.entry(tp.clone()).or_insert(-1);
+            }
+            (group.state_code(), group.generation, members, partitions)
+        };
+        let mut lags = Vec::with_capacity(partitions.len());
+        for ((topic, partition), committed) in std::mem::take(&mut partitions) {
+            let (end, earliest) = match self.route(&topic, partition) {
+                Ok(owner) => {
+                    let request = ListOffsetsRequest { topic: topic.clone(), partition, query: QUERY_LATEST };
+                    match self.submit(owner, Op::ListOffsets(request)).await.await {
+                        Reply::Offsets(Ok(offsets)) => (offsets.latest, offsets.earliest),
+                        _ => (-1, -1),
+                    }
+                }
+                Err(_) => (-1, -1),
+            };
+            let lag = match (end, committed) {
+                (-1, _) => -1,
+                (end, -1) => end - earliest,
+                (end, committed) => (end - committed).max(0),
+            };
+            lags.push(PartitionLag { topic, partition, committed, end, lag });
+        }
+        Ok(GroupDescription { kind: KIND_CONSUMER, state, generation, members, partitions: lags })
+    }
+}
+
+fn storage_error(error: &std::io::Error) -> ErrorCode {
+    if crate::io::is_no_space(error) {
+        ErrorCode::NoSpace
+    } else {
+        ErrorCode::StorageFailure
+    }
+}
