@@ -31,8 +31,11 @@ enum Command {
     Topic(TopicCommand),
     /// Produce one record per line of standard input.
     Produce(ProduceArgs),
-    /// Print record values, one per line, in offset order.
+    /// Print record values, one per line, in offset order (per partition).
     Consume(ConsumeArgs),
+    /// List and describe consumer groups (members, committed offsets, lag).
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Measure throughput and latency percentiles (HdrHistogram).
     Bench(BenchArgs),
 }
@@ -162,6 +165,15 @@ enum TopicCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Every group: kind, state, members.
+    List,
+    /// One group: members and their partitions; per partition the committed
+    /// offset, the end offset and the lag.
+    Describe { group: String },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum AcksArg {
     None,
@@ -209,6 +221,11 @@ struct ConsumeArgs {
     /// Exit after this long without new records (default: wait forever).
     #[arg(long)]
     timeout_ms: Option<u64>,
+    /// Consume as a member of this consumer group: only the partitions the
+    /// broker assigns, starting at the group's committed offsets (else where
+    /// --from says: beginning or end), committing what was printed.
+    #[arg(long, conflicts_with = "partition")]
+    group: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -217,7 +234,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Topic(command) => topic(&cli.bootstrap, command),
         Command::Produce(args) => produce(&cli.bootstrap, args),
+        Command::Consume(args) if args.group.is_some() => consume_group(&cli.bootstrap, args),
         Command::Consume(args) => consume(&cli.bootstrap, args),
+        Command::Group(command) => group(&cli.bootstrap, command),
         Command::Bench(args) => bench(&cli.bootstrap, args),
     };
     match result {
@@ -423,6 +442,105 @@ fn consume(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
             return Ok(());
         }
     }
+}
+
+fn consume_group(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
+    use ringmq::client::group::{GroupConsumer, GroupConsumerConfig, OffsetReset};
+    let offset_reset = match args.from.as_str() {
+        "beginning" | "earliest" => OffsetReset::Earliest,
+        "end" | "latest" => OffsetReset::Latest,
+        other => return Err(format!("with --group, --from takes beginning or end, not {other:?}")),
+    };
+    let group = args.group.as_deref().unwrap_or_default();
+    let mut client = connect(bootstrap)?;
+    client.partition_count(&args.topic).map_err(|e| e.to_string())?;
+    let config = GroupConsumerConfig { offset_reset, auto_commit: false, ..Default::default() };
+    let mut consumer = GroupConsumer::new(client, group, &[&args.topic], config);
+    let timeout = args.timeout_ms.map(Duration::from_millis);
+    let poll_wait = timeout.unwrap_or(Duration::from_secs(1)).min(Duration::from_millis(500));
+    let mut printed = 0u64;
+    let mut last_data = Instant::now();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let result = (|| loop {
+        let records = consumer.poll(poll_wait).map_err(|e| e.to_string())?;
+        let mut next = std::collections::BTreeMap::new();
+        let done = 'print: {
+            for record in &records {
+                out.write_all(record.record.value.as_deref().unwrap_or(&[])).map_err(|e| e.to_string())?;
+                out.write_all(b"\n").map_err(|e| e.to_string())?;
+                next.insert((record.topic.clone(), record.partition), record.record.offset + 1);
+                printed += 1;
+                if args.max_messages.is_some_and(|max| printed >= max) {
+                    break 'print true;
+                }
+            }
+            false
+        };
+        out.flush().map_err(|e| e.to_string())?;
+        // Commit exactly what was printed, after printing it (at least once).
+        let offsets: Vec<(String, u32, u64)> = next.into_iter().map(|((t, p), o)| (t, p, o)).collect();
+        consumer.commit_offsets(&offsets).map_err(|e| format!("commit failed: {e}"))?;
+        if done {
+            return Ok(());
+        }
+        if !records.is_empty() {
+            last_data = Instant::now();
+        } else if timeout.is_some_and(|t| last_data.elapsed() >= t) {
+            return Ok(());
+        }
+    })();
+    // Leave, so the rest of the group takes the partitions over at once.
+    consumer.close().map_err(|e| e.to_string())?;
+    result
+}
+
+fn group(bootstrap: &str, command: GroupCommand) -> Result<(), String> {
+    use ringmq::client::group::{describe_group, GroupTransport};
+    use ringmq::protocol::group::{kind_name, state_name};
+    let mut client = connect(bootstrap)?;
+    match command {
+        GroupCommand::List => {
+            let groups = client.list_groups().map_err(|e| e.to_string())?;
+            println!("{:<30} {:<9} {:<12} {:>7}", "group", "kind", "state", "members");
+            for group in groups {
+                println!(
+                    "{:<30} {:<9} {:<12} {:>7}",
+                    group.group,
+                    kind_name(group.kind),
+                    state_name(group.state),
+                    group.members
+                );
+            }
+        }
+        GroupCommand::Describe { group } => {
+            let description = describe_group(&mut client, &group).map_err(|e| e.to_string())?;
+            println!(
+                "group {group} kind {} state {} generation {} members {}",
+                kind_name(description.kind),
+                state_name(description.state),
+                description.generation,
+                description.members.len()
+            );
+            for member in &description.members {
+                let owned: Vec<String> = member.assignment.iter().map(|(t, p)| format!("{t}/{p}")).collect();
+                println!("member {} owns {}", member.member_id, owned.join(" "));
+            }
+            println!("{:<30} {:>9} {:>20} {:>20} {:>12}", "topic", "partition", "committed", "end", "lag");
+            let show = |value: i64| if value < 0 { "-".to_string() } else { value.to_string() };
+            for partition in &description.partitions {
+                println!(
+                    "{:<30} {:>9} {:>20} {:>20} {:>12}",
+                    partition.topic,
+                    partition.partition,
+                    show(partition.committed),
+                    show(partition.end),
+                    show(partition.lag)
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn bench(bootstrap: &str, args: BenchArgs) -> Result<(), String> {

@@ -232,3 +232,40 @@ fn bench_prints_json_and_writes_a_percentile_distribution() {
     assert_eq!(report["latency_us"]["samples"], 2000);
     assert!(terminate(&mut server).success());
 }
+
+#[test]
+fn consume_with_a_group_prints_each_record_once_across_runs_and_group_describe_shows_lag() {
+    let dir = common::temp_dir("cli-group");
+    let (mut server, bootstrap) = serve(&dir, 2);
+    let (ok, _, err) = ringmq(&bootstrap, &["topic", "create", "jobs", "--partitions", "2"], "");
+    assert!(ok, "{err}");
+    let lines: String = (1..=30).map(|i| format!("job {i}\n")).collect();
+    let (ok, _, err) = ringmq(&bootstrap, &["produce", "jobs"], &lines);
+    assert!(ok, "{err}");
+    let group_args =
+        |max: &'static str| ["consume", "jobs", "--group", "workers", "--max-messages", max, "--timeout-ms", "500"];
+    let (ok, first, err) = ringmq(&bootstrap, &group_args("12"), "");
+    assert!(ok, "{err}");
+    assert_eq!(first.lines().count(), 12);
+    let (ok, out, err) = ringmq(&bootstrap, &["group", "describe", "workers"], "");
+    assert!(ok, "{err}");
+    let lag: i64 = out
+        .lines()
+        .filter(|l| l.starts_with("jobs "))
+        .map(|l| l.split_whitespace().last().unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(lag, 18, "lag is what was not printed: {out}");
+    // The second run starts where the group committed: the rest, once.
+    let (ok, second, err) = ringmq(&bootstrap, &group_args("100"), "");
+    assert!(ok, "{err}");
+    let mut all: Vec<&str> = first.lines().chain(second.lines()).collect();
+    all.sort();
+    let mut expected: Vec<&str> = lines.lines().collect();
+    expected.sort();
+    assert_eq!(all, expected, "every record printed exactly once over the two runs");
+    let (ok, out, _) = ringmq(&bootstrap, &["group", "list"], "");
+    assert!(ok && out.lines().any(|l| l.starts_with("workers ") && l.contains("consumer")), "{out}");
+    let (ok, _, err) = ringmq(&bootstrap, &["group", "describe", "nobody"], "");
+    assert!(!ok && err.contains("unknown group"), "{err}");
+    assert!(terminate(&mut server).success());
+}
