@@ -237,4 +237,15 @@ impl EmbeddedClient {
         groups.sort_by(|a, b| a.group.cmp(&b.group));
         Ok(groups)
     }
+
+    /// A producer id and epoch for idempotent produce (see
+    /// [`crate::client::Client::init_producer_id`]).
+    pub fn init_producer_id(&self, name: &str) -> Result<(i64, i16)> {
+        self.check_open("init producer id")?;
+        match self.call(crate::server::coordinator::PRODUCER_ID_SHARD, Op::InitProducerId(name.into())) {
+            Reply::ProducerId(Ok(id)) => Ok(id),
+            Reply::ProducerId(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, "init producer id")),
+            _ => Err(server_error(ErrorCode::Internal, "init producer id")),
+        }
+    }
 }

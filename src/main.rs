@@ -363,6 +363,7 @@ fn produce(bootstrap: &str, args: ProduceArgs) -> Result<(), String> {
         acks: args.acks.into(),
         batch_bytes: args.batch_bytes,
         linger: Duration::from_millis(args.linger_ms),
+        idempotent: None,
     };
     let producer =
         Producer::new(bootstrap, config).map_err(|e| format!("cannot reach the server at {bootstrap}: {e}"))?;

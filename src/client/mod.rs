@@ -24,6 +24,7 @@ use crate::protocol::hello::{HelloRequest, HelloResponse};
 use crate::protocol::metadata::{MetadataRequest, MetadataResponse, TopicMetadata};
 use crate::protocol::offsets::{ListOffsetsRequest, ListOffsetsResponse, QUERY_EARLIEST, QUERY_LATEST};
 use crate::protocol::produce::{ProduceRequest, ProduceResponse};
+use crate::protocol::producer_id::{InitProducerIdRequest, InitProducerIdResponse};
 use crate::protocol::topic::{CreateTopicRequest, DeleteTopicRequest, RETENTION_DEFAULT, RETENTION_UNLIMITED};
 use crate::protocol::{self, ErrorCode, ResponseHeader};
 use std::collections::HashMap;
@@ -232,6 +233,7 @@ pub struct FetchResult {
 /// A client of one server.
 pub struct Client {
     host: IpAddr,
+    bootstrap_address: SocketAddr,
     bootstrap: Connection,
     shards: HashMap<u16, Connection>,
     shard_ports: Vec<u16>,
@@ -252,6 +254,7 @@ impl Client {
         let hello = HelloResponse::decode(&body)?;
         let mut client = Client {
             host: address.ip(),
+            bootstrap_address: address,
             bootstrap: connection,
             shards: HashMap::new(),
             shard_ports: Vec::new(),
@@ -313,6 +316,25 @@ impl Client {
             .call(&format!("delete topic {name}"), |id| DeleteTopicRequest { name: name.into() }.encode(id))?;
         self.topics.remove(name);
         Ok(())
+    }
+
+    /// A producer id and epoch for idempotent produce: `name` "" gets a new
+    /// id; a name gets its id with the epoch raised (fencing older instances).
+    pub fn init_producer_id(&mut self, name: &str) -> Result<(i64, i16)> {
+        let request = InitProducerIdRequest { name: name.into() };
+        let body = self.bootstrap.call("init producer id", |id| request.encode(id))?;
+        let response = InitProducerIdResponse::decode(&body)?;
+        Ok((response.producer_id, response.epoch))
+    }
+
+    /// Drops every connection and connects again (after a connection error;
+    /// requests in flight on the old connections are lost, so only idempotent
+    /// batches may be resent).
+    pub fn reconnect(&mut self) -> Result<()> {
+        self.shards.clear();
+        self.bootstrap = Connection::connect(self.bootstrap_address)?;
+        self.bootstrap.call("hello", |id| HelloRequest { client_name: "ringmq-rust".into() }.encode(id))?;
+        self.refresh_metadata().map(drop)
     }
 
     /// The connection to the shard owning a partition (its own port).

@@ -9,6 +9,7 @@
 use super::{partition_for_key, Client, ClientError, Result};
 use crate::batch::BatchBuilder;
 use crate::log::partition::now_ms;
+use crate::log::producers::{last_sequence, next_sequence};
 use crate::log::Acks;
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -25,13 +26,27 @@ pub struct ProducerConfig {
     pub batch_bytes: usize,
     /// Send a partition's batch once its oldest record waited this long.
     pub linger: Duration,
+    /// Idempotent produce (a producer id and per-partition sequences, so a
+    /// batch resent after a connection error is appended once). `None`: on
+    /// for acks durable, off otherwise.
+    pub idempotent: Option<bool>,
 }
 
 impl Default for ProducerConfig {
     fn default() -> Self {
-        ProducerConfig { acks: Acks::Durable, batch_bytes: 256 * 1024, linger: Duration::from_millis(5) }
+        ProducerConfig {
+            acks: Acks::Durable,
+            batch_bytes: 256 * 1024,
+            linger: Duration::from_millis(5),
+            idempotent: None,
+        }
     }
 }
+
+/// Times an idempotent producer resends after a connection error.
+pub const PRODUCER_RETRIES: u32 = 5;
+/// Wait before the first resend; doubled each time.
+pub const PRODUCER_RETRY_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What a producer achieved so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,11 +81,16 @@ pub struct Producer {
 impl Producer {
     /// Connects to `bootstrap` and starts the producer's thread.
     pub fn new(bootstrap: &str, config: ProducerConfig) -> Result<Producer> {
-        let client = Client::connect(bootstrap)?;
+        let mut client = Client::connect(bootstrap)?;
+        let identity = if config.idempotent.unwrap_or(config.acks == Acks::Durable) {
+            Some(client.init_producer_id("")?)
+        } else {
+            None
+        };
         let (commands, receiver) = mpsc::sync_channel(PRODUCER_QUEUE_RECORDS);
         let thread = std::thread::Builder::new()
             .name("ringmq-producer".into())
-            .spawn(move || Accumulator::new(client, config).run(receiver))?;
+            .spawn(move || Accumulator::new(client, config, identity).run(receiver))?;
         Ok(Producer { commands: Some(commands), thread: Some(thread) })
     }
 
@@ -132,16 +152,22 @@ struct Accumulator {
     pending: HashMap<(String, u32), Pending>,
     sticky: HashMap<String, u32>,
     report: ProducerReport,
+    /// Producer id and epoch when idempotent.
+    identity: Option<(i64, i16)>,
+    /// The next sequence of each partition (idempotent only).
+    sequences: HashMap<(String, u32), i32>,
 }
 
 impl Accumulator {
-    fn new(client: Client, config: ProducerConfig) -> Accumulator {
+    fn new(client: Client, config: ProducerConfig, identity: Option<(i64, i16)>) -> Accumulator {
         Accumulator {
             client,
             config,
             pending: HashMap::new(),
             sticky: HashMap::new(),
             report: ProducerReport::default(),
+            identity,
+            sequences: HashMap::new(),
         }
     }
 
@@ -227,9 +253,10 @@ impl Accumulator {
     }
 
     fn send_batches(&mut self, keys: Vec<(String, u32)>) {
-        let mut batches: Vec<(String, u32, Vec<u8>, u64)> = Vec::with_capacity(keys.len());
+        // topic, partition, bytes, records, first sequence
+        let mut batches: Vec<(String, u32, Vec<u8>, u64, i32)> = Vec::with_capacity(keys.len());
         for key in keys {
-            let Some(pending) = self.pending.remove(&key) else { continue };
+            let Some(mut pending) = self.pending.remove(&key) else { continue };
             let records = pending.builder.records_count() as u64;
             if records == 0 {
                 continue;
@@ -240,25 +267,65 @@ impl Accumulator {
                     *sticky = sticky.wrapping_add(1);
                 }
             }
+            let mut first_sequence = -1;
+            if let Some((producer_id, epoch)) = self.identity {
+                first_sequence = self.sequences.get(&key).copied().unwrap_or(0);
+                pending.builder.producer(producer_id, epoch, first_sequence);
+                let last = last_sequence(first_sequence, records.saturating_sub(1) as i32);
+                self.sequences.insert(key.clone(), next_sequence(last));
+            }
             match pending.builder.finish() {
-                Ok(bytes) => batches.push((key.0, key.1, bytes, records)),
+                Ok(bytes) => batches.push((key.0, key.1, bytes, records, first_sequence)),
                 Err(error) => self.fail(records, &ClientError::InvalidArgument(error.to_string())),
             }
         }
         let requests: Vec<(&str, u32, &[u8])> =
-            batches.iter().map(|(t, p, b, _)| (t.as_str(), *p, b.as_slice())).collect();
-        match self.client.produce_pipelined(&requests, self.config.acks) {
+            batches.iter().map(|(t, p, b, _, _)| (t.as_str(), *p, b.as_slice())).collect();
+        let mut outcome = self.client.produce_pipelined(&requests, self.config.acks);
+        // An idempotent batch may be resent after a connection error: the owner
+        // appends it once and answers a resend with the original offset.
+        let mut backoff = PRODUCER_RETRY_BACKOFF;
+        for _ in 0..PRODUCER_RETRIES {
+            match &outcome {
+                Err(ClientError::Io(_)) if self.identity.is_some() => {
+                    std::thread::sleep(backoff);
+                    backoff *= 2;
+                    outcome = match self.client.reconnect() {
+                        Ok(()) => self.client.produce_pipelined(&requests, self.config.acks),
+                        Err(error) => Err(error),
+                    };
+                }
+                _ => break,
+            }
+        }
+        match outcome {
             Ok(results) => {
-                for (result, (_, _, _, records)) in results.iter().zip(&batches) {
+                for (result, (topic, partition, _, records, first_sequence)) in results.iter().zip(&batches) {
                     match result {
                         Ok(_) => self.report.records_acknowledged += records,
-                        Err(error) => self.fail(*records, error),
+                        Err(error) => {
+                            // Not appended: its sequence is free again (one batch per
+                            // partition is in flight, so nothing follows it).
+                            if *first_sequence >= 0 {
+                                self.sequences.insert((topic.clone(), *partition), *first_sequence);
+                            }
+                            self.fail(*records, error)
+                        }
                     }
                 }
             }
             Err(error) => {
                 let records = batches.iter().map(|b| b.3).sum();
                 self.fail(records, &error);
+                // Some of these batches may have been appended: reusing their
+                // sequences could make a different batch look like a retry. A new
+                // producer id starts every partition over.
+                if self.identity.is_some() {
+                    if let Ok(identity) = self.client.reconnect().and_then(|()| self.client.init_producer_id("")) {
+                        self.identity = Some(identity);
+                        self.sequences.clear();
+                    }
+                }
             }
         }
     }

@@ -6,6 +6,7 @@
 pub mod group_commit;
 pub mod index;
 pub mod partition;
+pub mod producers;
 
 pub use group_commit::{Acks, GroupCommit, GroupCommitStats, SharedLog};
 pub use partition::{AppendInfo, PartitionLog, RecoveryReport, RetentionReport};

@@ -38,6 +38,8 @@ pub const INDEX_FLUSH_ENTRIES: usize = 64;
 /// Bytes a read takes from the file in one call beyond what the caller asked for,
 /// to find the batch holding the requested offset after an index entry.
 const READ_SLACK_BYTES: u64 = 64 * 1024;
+/// Bytes read at a time when walking batch headers.
+pub const HEADER_SCAN_WINDOW_BYTES: u64 = 64 * 1024;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -821,6 +823,34 @@ impl<S: Storage> PartitionLog<S> {
             at += 1;
         }
         Ok(Vec::new())
+    }
+
+    /// Calls `visit` with the header of every batch, oldest first. Only headers
+    /// are looked at (read through [`HEADER_SCAN_WINDOW_BYTES`] windows, bodies
+    /// skipped); used to rebuild idempotent-producer state after a restart.
+    pub fn scan_batch_headers(&mut self, mut visit: impl FnMut(&BatchHeader)) -> Result<(), LogError> {
+        for at in 0..self.segments.len() {
+            self.ensure_loaded(at)?;
+            let segment = &self.segments[at];
+            let log = &segment.files().log;
+            let mut window: Vec<u8> = Vec::new();
+            let mut window_start = 0u64;
+            let mut position = 0u64;
+            while position + BATCH_HEADER_BYTES as u64 <= segment.size {
+                if position + BATCH_HEADER_BYTES as u64 > window_start + window.len() as u64 || position < window_start
+                {
+                    let end = segment.size.min(position + HEADER_SCAN_WINDOW_BYTES);
+                    window.resize((end - position) as usize, 0);
+                    log.read_exact_at(&mut window, position).map_err(|e| LogError::io("reading a segment", e))?;
+                    window_start = position;
+                }
+                let header = BatchHeader::parse(&window[(position - window_start) as usize..]).map_err(corrupt)?;
+                visit(&header);
+                position += header.size_bytes().max(BATCH_HEADER_BYTES) as u64;
+            }
+        }
+        self.close_synced_sealed();
+        Ok(())
     }
 
     fn read_from_segment(&self, at: usize, offset: u64, max_bytes: usize) -> Result<Vec<u8>, LogError> {

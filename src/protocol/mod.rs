@@ -16,6 +16,7 @@ pub mod hello;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod producer_id;
 pub mod topic;
 
 use std::fmt;
@@ -72,8 +73,9 @@ pub mod api {
     pub const OFFSET_FETCH: u16 = 20;
     pub const LIST_GROUPS: u16 = 21;
     pub const DESCRIBE_GROUP: u16 = 22;
+    pub const INIT_PRODUCER_ID: u16 = 23;
     /// Every API this server speaks, with its version range.
-    pub const SUPPORTED: [(u16, u16, u16); 14] = [
+    pub const SUPPORTED: [(u16, u16, u16); 15] = [
         (HELLO, 0, 0),
         (METADATA, 0, 0),
         (CREATE_TOPIC, 0, 0),
@@ -88,6 +90,7 @@ pub mod api {
         (OFFSET_FETCH, 0, 0),
         (LIST_GROUPS, 0, 0),
         (DESCRIBE_GROUP, 0, 0),
+        (INIT_PRODUCER_ID, 0, 0),
     ];
 }
 
@@ -134,6 +137,12 @@ pub enum ErrorCode {
     GroupKindMismatch = 21,
     /// No such group.
     UnknownGroup = 22,
+    /// An idempotent batch whose sequence is not the next one (a gap, or a
+    /// retry older than the last 5 batches); nothing was appended.
+    OutOfOrderSequence = 23,
+    /// An idempotent batch from an older epoch of its producer: another
+    /// instance with the same producer name took over.
+    ProducerFenced = 24,
 }
 
 impl ErrorCode {
@@ -163,6 +172,8 @@ impl ErrorCode {
             20 => InvalidGroupId,
             21 => GroupKindMismatch,
             22 => UnknownGroup,
+            23 => OutOfOrderSequence,
+            24 => ProducerFenced,
             _ => return Option::None,
         })
     }
@@ -193,6 +204,8 @@ impl ErrorCode {
             InvalidGroupId => "invalid group id",
             GroupKindMismatch => "group is of another kind",
             UnknownGroup => "unknown group",
+            OutOfOrderSequence => "out of order sequence",
+            ProducerFenced => "producer fenced",
         }
     }
 }
@@ -538,9 +551,9 @@ mod tests {
 
     #[test]
     fn every_error_code_round_trips() {
-        for code in 0..=22u16 {
+        for code in 0..=24u16 {
             assert_eq!(ErrorCode::from_u16(code).unwrap() as u16, code);
         }
-        assert_eq!(ErrorCode::from_u16(23), None);
+        assert_eq!(ErrorCode::from_u16(25), None);
     }
 }

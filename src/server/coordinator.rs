@@ -378,3 +378,132 @@ fn storage_error(error: &std::io::Error) -> ErrorCode {
         ErrorCode::StorageFailure
     }
 }
+
+/// The shard that hands out producer ids.
+pub const PRODUCER_ID_SHARD: u16 = 0;
+/// Producer ids reserved (durably) at a time; a restart skips the rest of the
+/// block, so no id is ever handed out twice.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+/// Named producers one broker remembers.
+pub const NAMED_PRODUCERS_MAX: usize = 100_000;
+/// The producer-id file under the data directory.
+pub const PRODUCER_IDS_FILE: &str = "producer-ids.log";
+
+const RECORD_RESERVED: u8 = 1;
+const RECORD_NAMED: u8 = 2;
+
+/// Producer ids: the next free one, the end of the reserved block, and the id
+/// and epoch of every named producer. Kept on [`PRODUCER_ID_SHARD`].
+#[derive(Default)]
+pub(crate) struct ProducerIds {
+    store: tokio::sync::Mutex<Option<StateLog<FileStorage>>>,
+    next: Cell<i64>,
+    reserved_to: Cell<i64>,
+    named: RefCell<BTreeMap<String, (i64, i16)>>,
+}
+
+fn reserved_record(to: i64) -> Vec<u8> {
+    let mut writer = crate::protocol::Writer::default();
+    writer.u8(RECORD_RESERVED);
+    writer.i64(to);
+    writer.into_inner()
+}
+
+fn named_record(name: &str, id: i64, epoch: i16) -> Vec<u8> {
+    let mut writer = crate::protocol::Writer::default();
+    writer.u8(RECORD_NAMED);
+    writer.string(name);
+    writer.i64(id);
+    writer.u16(epoch as u16);
+    writer.into_inner()
+}
+
+impl ShardContext {
+    pub(crate) fn load_producer_ids(&self) -> Result<(), String> {
+        if self.id != PRODUCER_ID_SHARD {
+            return Ok(());
+        }
+        let path = self.shared.config.data_dir.join(PRODUCER_IDS_FILE);
+        let (log, records) = StateLog::open(FileStorage::new(), &path)
+            .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+        let ids = &self.producer_ids;
+        for payload in &records {
+            let mut reader = crate::protocol::Reader::new(payload);
+            match reader.u8() {
+                Ok(RECORD_RESERVED) => {
+                    if let Ok(to) = reader.i64() {
+                        ids.reserved_to.set(ids.reserved_to.get().max(to));
+                    }
+                }
+                Ok(RECORD_NAMED) => {
+                    let fields = (|| {
+                        let name = reader.string(crate::protocol::producer_id::PRODUCER_NAME_WIRE_BYTES_MAX).ok()?;
+                        Some((name.to_owned(), reader.i64().ok()?, reader.u16().ok()? as i16))
+                    })();
+                    if let Some((name, id, epoch)) = fields {
+                        ids.named.borrow_mut().insert(name, (id, epoch));
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Whatever was left of the last block may have been handed out.
+        ids.next.set(ids.reserved_to.get());
+        *ids.store.try_lock().map_err(|_| "producer ids are busy at start-up".to_string())? = Some(log);
+        Ok(())
+    }
+
+    /// Hands out a producer id and epoch (answered after they are durable).
+    pub(crate) async fn init_producer_id(&self, name: String) -> Result<(i64, i16), ErrorCode> {
+        if !name.is_empty() && !valid_topic_name(&name) {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        let ids = &self.producer_ids;
+        let mut store = ids.store.lock().await;
+        let Some(log) = store.as_mut() else { return Err(ErrorCode::Internal) };
+        let previous = ids.named.borrow().get(&name).copied();
+        if !name.is_empty() && previous.is_none() && ids.named.borrow().len() >= NAMED_PRODUCERS_MAX {
+            return Err(ErrorCode::ResourceLimit);
+        }
+        let mut framed = Vec::new();
+        let (id, epoch) = match previous {
+            Some((id, epoch)) if epoch < i16::MAX => (id, epoch + 1),
+            _ => {
+                if ids.next.get() >= ids.reserved_to.get() {
+                    let to = ids.reserved_to.get().max(ids.next.get()) + PRODUCER_ID_BLOCK;
+                    frame_record(&mut framed, &reserved_record(to)).map_err(|_| ErrorCode::Internal)?;
+                    ids.reserved_to.set(to);
+                }
+                let id = ids.next.get();
+                ids.next.set(id + 1);
+                (id, 0)
+            }
+        };
+        if !name.is_empty() {
+            frame_record(&mut framed, &named_record(&name, id, epoch)).map_err(|_| ErrorCode::Internal)?;
+        }
+        if !framed.is_empty() {
+            log.write(&framed).map_err(|error| storage_error(&error))?;
+            if let Err(error) = log.sync().await {
+                eprintln!("ringmq: syncing producer ids failed: {error}");
+                log.poison(&error);
+                return Err(ErrorCode::StorageFailure);
+            }
+            if !name.is_empty() {
+                ids.named.borrow_mut().insert(name, (id, epoch));
+            }
+            let live = ids.named.borrow().len() as u64 * 64 + 64;
+            if log.wants_compaction(live) {
+                let mut records = Vec::new();
+                let _ = frame_record(&mut records, &reserved_record(ids.reserved_to.get()));
+                for (name, (id, epoch)) in ids.named.borrow().iter() {
+                    let _ = frame_record(&mut records, &named_record(name, *id, *epoch));
+                }
+                if let Err(error) = log.rewrite(&records).await {
+                    eprintln!("ringmq: compacting producer ids failed: {error}");
+                }
+            }
+        }
+        Ok((id, epoch))
+    }
+}

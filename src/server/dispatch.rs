@@ -12,6 +12,7 @@ use crate::protocol::hello::{ApiRange, HelloRequest, HelloResponse};
 use crate::protocol::metadata::{MetadataRequest, MetadataResponse, ShardInfo, TopicMetadata};
 use crate::protocol::offsets::{ListOffsetsRequest, QUERY_EARLIEST};
 use crate::protocol::produce::{ProduceRequest, ProduceResponse, ProduceResult, ACKS_NONE};
+use crate::protocol::producer_id::{InitProducerIdRequest, InitProducerIdResponse};
 use crate::protocol::topic::{CreateTopicRequest, DeleteTopicRequest, RETENTION_DEFAULT, RETENTION_UNLIMITED};
 use crate::protocol::{self, api, ErrorCode, RequestHeader};
 use bytes::{Buf, BytesMut};
@@ -114,6 +115,22 @@ async fn dispatch_checked(context: &Rc<ShardContext>, header: RequestHeader, bod
                 }
                 Err(code) => ready(error_response(id, code)),
             },
+            Err(error) => malformed(error),
+        },
+        api::INIT_PRODUCER_ID => match InitProducerIdRequest::decode(&body) {
+            Ok(request) => {
+                let shard = super::coordinator::PRODUCER_ID_SHARD;
+                let reply = context.submit(shard, Op::InitProducerId(request.name)).await;
+                Box::pin(async move {
+                    Some(match reply.await {
+                        Reply::ProducerId(Ok((producer_id, epoch))) => {
+                            InitProducerIdResponse { producer_id, epoch }.encode(id)
+                        }
+                        Reply::ProducerId(Err(code)) | Reply::Done(Err(code)) => error_response(id, code),
+                        _ => error_response(id, ErrorCode::Internal),
+                    })
+                })
+            }
             Err(error) => malformed(error),
         },
         api::LIST_GROUPS => {

@@ -113,6 +113,8 @@ pub struct ServerCounters {
     pub ring_full_waits: AtomicU64,
     /// Requests forwarded to another shard.
     pub forwarded_requests: AtomicU64,
+    /// Idempotent batches recognised as retries and not appended again.
+    pub duplicate_batches: AtomicU64,
 }
 
 pub(crate) type ShardMailbox = Mailbox<Message, EventFd>;

@@ -8,7 +8,9 @@
 use super::catalog::{owner, Catalog, TopicConfig};
 use super::completion::Completion;
 use super::{connection, Shared, SHUTDOWN_DRAIN_MS};
+use crate::batch::BatchHeader;
 use crate::io::{self, FileStorage, Listener};
+use crate::log::producers::{ProducerTable, SequenceCheck};
 use crate::log::{partition::now_ms, Acks, GroupCommit, LogError, PartitionLog, SharedLog};
 use crate::protocol::fetch::FetchRequest;
 use crate::protocol::offsets::{ListOffsetsRequest, ListOffsetsResponse, QUERY_EARLIEST, QUERY_LATEST};
@@ -67,6 +69,8 @@ pub(crate) enum Op {
     Group(crate::protocol::group::GroupRequest),
     /// The groups this shard coordinates.
     ListGroups,
+    /// A producer id (run on the producer-id shard).
+    InitProducerId(String),
 }
 
 /// Records read by a fetch.
@@ -83,6 +87,7 @@ pub(crate) enum Reply {
     Done(Result<(), ErrorCode>),
     Group(Result<crate::protocol::group::GroupResponse, ErrorCode>),
     Groups(Vec<crate::protocol::group::GroupListing>),
+    ProducerId(Result<(i64, i16), ErrorCode>),
 }
 
 pub(crate) type ReplyFuture = Pin<Box<dyn Future<Output = Reply>>>;
@@ -92,6 +97,8 @@ pub(crate) struct PartitionSlot {
     pub log: SharedLog<FileStorage>,
     /// Woken on every append, for long-polling fetches.
     pub appended: Notify,
+    /// Idempotent-producer state, rebuilt from the log on first use.
+    pub producers: RefCell<Option<ProducerTable>>,
 }
 
 pub(crate) struct ShardContext {
@@ -109,6 +116,7 @@ pub(crate) struct ShardContext {
     next_connection_id: Cell<u64>,
     connections_closed: Notify,
     pub(crate) groups: super::coordinator::Groups,
+    pub(crate) producer_ids: super::coordinator::ProducerIds,
 }
 
 pub(crate) fn log_error_code(error: &LogError) -> ErrorCode {
@@ -142,6 +150,7 @@ impl ShardContext {
             next_connection_id: Cell::new(0),
             connections_closed: Notify::new(),
             groups: Default::default(),
+            producer_ids: Default::default(),
         }
     }
 
@@ -217,8 +226,39 @@ impl ShardContext {
                     Ok(slot) => slot,
                     Err(code) => return ready(Reply::Produce(Err(code))),
                 };
+                let idempotent = BatchHeader::parse(&batch).ok().filter(|header| header.producer_id >= 0);
+                if let Some(header) = &idempotent {
+                    match self.check_sequence(&slot, header) {
+                        Ok(SequenceCheck::Append) => {}
+                        Ok(SequenceCheck::Duplicate { base_offset, last_offset }) => {
+                            self.shared.counters.duplicate_batches.fetch_add(1, Ordering::Relaxed);
+                            let commit = self.commit.clone();
+                            let log = slot.log.clone();
+                            return Box::pin(async move {
+                                if acks == Acks::Durable {
+                                    if let Err(error) = commit.wait_durable(&log, last_offset + 1).await {
+                                        return Reply::Produce(Err(log_error_code(&error)));
+                                    }
+                                }
+                                Reply::Produce(Ok(base_offset))
+                            });
+                        }
+                        Ok(SequenceCheck::Fenced) => return ready(Reply::Produce(Err(ErrorCode::ProducerFenced))),
+                        Ok(SequenceCheck::OutOfOrder) => {
+                            return ready(Reply::Produce(Err(ErrorCode::OutOfOrderSequence)))
+                        }
+                        Ok(SequenceCheck::Invalid) => return ready(Reply::Produce(Err(ErrorCode::InvalidArgument))),
+                        Err(code) => return ready(Reply::Produce(Err(code))),
+                    }
+                }
                 match self.commit.append_now(&slot.log, &mut batch, acks) {
                     Ok((info, wait)) => {
+                        if let Some(mut header) = idempotent {
+                            header.base_offset = info.base_offset as i64;
+                            if let Some(table) = slot.producers.borrow_mut().as_mut() {
+                                table.record(&header);
+                            }
+                        }
                         slot.appended.notify_waiters();
                         Box::pin(async move {
                             Reply::Produce(wait.await.map(|()| info.base_offset).map_err(|e| log_error_code(&e)))
@@ -245,7 +285,23 @@ impl ShardContext {
                 Box::pin(async move { Reply::Group(context.group_request(request).await) })
             }
             Op::ListGroups => ready(Reply::Groups(self.list_groups())),
+            Op::InitProducerId(name) => {
+                let context = self.clone();
+                Box::pin(async move { Reply::ProducerId(context.init_producer_id(name).await) })
+            }
         }
+    }
+
+    /// Checks an idempotent batch against its partition's producer table,
+    /// building the table from the log's batch headers on first use.
+    fn check_sequence(&self, slot: &PartitionSlot, header: &BatchHeader) -> Result<SequenceCheck, ErrorCode> {
+        let mut producers = slot.producers.borrow_mut();
+        if producers.is_none() {
+            let mut table = ProducerTable::default();
+            slot.log.borrow_mut().scan_batch_headers(|h| table.record(h)).map_err(|e| log_error_code(&e))?;
+            *producers = Some(table);
+        }
+        Ok(producers.as_ref().map_or(SequenceCheck::Append, |table| table.check(header)))
     }
 
     async fn fetch(&self, request: FetchRequest) -> Result<FetchData, ErrorCode> {
@@ -301,7 +357,11 @@ impl ShardContext {
                     log_error_code(&error)
                 },
             )?;
-            let slot = Rc::new(PartitionSlot { log: Rc::new(RefCell::new(log)), appended: Notify::new() });
+            let slot = Rc::new(PartitionSlot {
+                log: Rc::new(RefCell::new(log)),
+                appended: Notify::new(),
+                producers: RefCell::new(None),
+            });
             self.commit.sync_soon(&slot.log);
             self.partitions.borrow_mut().insert(key, slot);
         }
@@ -518,7 +578,7 @@ pub(crate) fn run(
                 return Err(message);
             }
         }
-        if let Err(error) = context.load_groups() {
+        if let Err(error) = context.load_groups().and_then(|()| context.load_producer_ids()) {
             let message = format!("shard {id}: {error}");
             let _ = ready_sender.send(Err(message.clone()));
             return Err(message);
