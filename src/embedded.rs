@@ -17,6 +17,7 @@ use crate::log::Acks;
 use crate::protocol::fetch::FetchRequest;
 use crate::protocol::group::{GroupListing, GroupRequest, GroupResponse};
 use crate::protocol::offsets::{ListOffsetsRequest, ListOffsetsResponse};
+use crate::protocol::share::{ShareAckRequest, ShareFetchRequest, ShareFetchResponse};
 use crate::protocol::topic::{RETENTION_DEFAULT, RETENTION_UNLIMITED};
 use crate::protocol::ErrorCode;
 use crate::server::catalog::{owner, TopicConfig};
@@ -234,8 +235,7 @@ impl EmbeddedClient {
                 _ => return Err(server_error(ErrorCode::Internal, "list groups")),
             }
         }
-        groups.sort_by(|a, b| a.group.cmp(&b.group));
-        Ok(groups)
+        Ok(crate::server::coordinator::merge_listings(groups))
     }
 
     /// A producer id and epoch for idempotent produce (see
@@ -246,6 +246,30 @@ impl EmbeddedClient {
             Reply::ProducerId(Ok(id)) => Ok(id),
             Reply::ProducerId(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, "init producer id")),
             _ => Err(server_error(ErrorCode::Internal, "init producer id")),
+        }
+    }
+
+    /// Receives records from a share group under a lease (see [`crate::client::share`]).
+    pub fn share_fetch(&self, request: ShareFetchRequest) -> Result<ShareFetchResponse> {
+        self.check_open("share fetch")?;
+        let shard = self.route(&request.topic, request.partition)?;
+        let context = format!("share fetch {}/{} for {}", request.topic, request.partition, request.group);
+        match self.call(shard, Op::ShareFetch(request)) {
+            Reply::ShareFetch(Ok(response)) => Ok(response),
+            Reply::ShareFetch(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, context)),
+            _ => Err(server_error(ErrorCode::Internal, context)),
+        }
+    }
+
+    /// Acknowledges share-group records; one error code per range.
+    pub fn share_acknowledge(&self, request: ShareAckRequest) -> Result<Vec<u16>> {
+        self.check_open("share acknowledge")?;
+        let shard = self.route(&request.topic, request.partition)?;
+        let context = format!("share acknowledge {}/{} for {}", request.topic, request.partition, request.group);
+        match self.call(shard, Op::ShareAck(request)) {
+            Reply::ShareAck(Ok(errors)) => Ok(errors.into_iter().map(|e| e as u16).collect()),
+            Reply::ShareAck(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, context)),
+            _ => Err(server_error(ErrorCode::Internal, context)),
         }
     }
 }

@@ -13,6 +13,7 @@
 pub mod group;
 mod partitioner;
 mod producer;
+pub mod share;
 
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{Producer, ProducerConfig, ProducerReport};

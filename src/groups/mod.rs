@@ -6,6 +6,7 @@
 //! in `server::coordinator`; what is here does no networking.
 
 pub mod consumer;
+pub mod share;
 pub mod state_log;
 
 use crate::protocol::{Reader, Writer, TOPIC_NAME_WIRE_BYTES_MAX};

@@ -23,7 +23,9 @@
 //!                    response: kind u8, state u8, generation u32,
 //!                              members count u32 + [member_id string, count u32 + [topic string, partition u32]],
 //!                              partitions count u32 + [topic string, partition u32, committed i64,
-//!                                                      end i64, lag i64]
+//!                                                      end i64, lag i64],
+//!                              share count u32 + [topic string, partition u32, start i64, end i64,
+//!                                                 available u64, acquired u64, archived u64]
 //! ```
 
 use super::{
@@ -265,6 +267,20 @@ pub struct PartitionLag {
     pub lag: i64,
 }
 
+/// A share group's view of one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharePartitionState {
+    pub topic: String,
+    pub partition: u32,
+    /// Offsets below it are archived (acknowledged or dead-lettered).
+    pub start: i64,
+    /// One past the partition's last record.
+    pub end: i64,
+    pub available: u64,
+    pub acquired: u64,
+    pub archived: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupDescription {
     pub kind: u8,
@@ -272,6 +288,8 @@ pub struct GroupDescription {
     pub generation: u32,
     pub members: Vec<MemberDescription>,
     pub partitions: Vec<PartitionLag>,
+    /// Share groups only.
+    pub share: Vec<SharePartitionState>,
 }
 
 impl GroupResponse {
@@ -315,6 +333,16 @@ impl GroupResponse {
                     writer.i64(partition.committed);
                     writer.i64(partition.end);
                     writer.i64(partition.lag);
+                }
+                writer.count(description.share.len());
+                for share in &description.share {
+                    writer.string(&share.topic);
+                    writer.u32(share.partition);
+                    writer.i64(share.start);
+                    writer.i64(share.end);
+                    writer.u64(share.available);
+                    writer.u64(share.acquired);
+                    writer.u64(share.archived);
                 }
             }
         }
@@ -383,8 +411,21 @@ impl GroupResponse {
                 lag: reader.i64()?,
             });
         }
+        let count = reader.count(OFFSET_ENTRIES_MAX, 46)?;
+        let mut share = Vec::with_capacity(count);
+        for _ in 0..count {
+            share.push(SharePartitionState {
+                topic: reader.string(TOPIC_NAME_WIRE_BYTES_MAX)?.to_owned(),
+                partition: reader.u32()?,
+                start: reader.i64()?,
+                end: reader.i64()?,
+                available: reader.u64()?,
+                acquired: reader.u64()?,
+                archived: reader.u64()?,
+            });
+        }
         reader.finish()?;
-        Ok(GroupDescription { kind, state, generation, members, partitions })
+        Ok(GroupDescription { kind, state, generation, members, partitions, share })
     }
 }
 
@@ -484,6 +525,15 @@ mod tests {
             generation: 1,
             members: vec![MemberDescription { member_id: "m".into(), assignment: vec![("t".into(), 0)] }],
             partitions: vec![PartitionLag { topic: "t".into(), partition: 0, committed: 5, end: 9, lag: 4 }],
+            share: vec![SharePartitionState {
+                topic: "t".into(),
+                partition: 1,
+                start: 3,
+                end: 9,
+                available: 2,
+                acquired: 4,
+                archived: 3,
+            }],
         };
         let mut writer = Writer::default();
         GroupResponse::Describe(description.clone()).encode_body(&mut writer);

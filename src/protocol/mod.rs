@@ -17,6 +17,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod producer_id;
+pub mod share;
 pub mod topic;
 
 use std::fmt;
@@ -74,8 +75,10 @@ pub mod api {
     pub const LIST_GROUPS: u16 = 21;
     pub const DESCRIBE_GROUP: u16 = 22;
     pub const INIT_PRODUCER_ID: u16 = 23;
+    pub const SHARE_FETCH: u16 = 24;
+    pub const SHARE_ACKNOWLEDGE: u16 = 25;
     /// Every API this server speaks, with its version range.
-    pub const SUPPORTED: [(u16, u16, u16); 15] = [
+    pub const SUPPORTED: [(u16, u16, u16); 17] = [
         (HELLO, 0, 0),
         (METADATA, 0, 0),
         (CREATE_TOPIC, 0, 0),
@@ -91,6 +94,8 @@ pub mod api {
         (LIST_GROUPS, 0, 0),
         (DESCRIBE_GROUP, 0, 0),
         (INIT_PRODUCER_ID, 0, 0),
+        (SHARE_FETCH, 0, 0),
+        (SHARE_ACKNOWLEDGE, 0, 0),
     ];
 }
 
@@ -143,6 +148,9 @@ pub enum ErrorCode {
     /// An idempotent batch from an older epoch of its producer: another
     /// instance with the same producer name took over.
     ProducerFenced = 24,
+    /// A share acknowledgement for records this member has not acquired (or
+    /// whose lease expired).
+    InvalidRecordState = 25,
 }
 
 impl ErrorCode {
@@ -174,6 +182,7 @@ impl ErrorCode {
             22 => UnknownGroup,
             23 => OutOfOrderSequence,
             24 => ProducerFenced,
+            25 => InvalidRecordState,
             _ => return Option::None,
         })
     }
@@ -206,6 +215,7 @@ impl ErrorCode {
             UnknownGroup => "unknown group",
             OutOfOrderSequence => "out of order sequence",
             ProducerFenced => "producer fenced",
+            InvalidRecordState => "invalid record state",
         }
     }
 }
@@ -551,9 +561,9 @@ mod tests {
 
     #[test]
     fn every_error_code_round_trips() {
-        for code in 0..=24u16 {
+        for code in 0..=25u16 {
             assert_eq!(ErrorCode::from_u16(code).unwrap() as u16, code);
         }
-        assert_eq!(ErrorCode::from_u16(25), None);
+        assert_eq!(ErrorCode::from_u16(26), None);
     }
 }

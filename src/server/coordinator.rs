@@ -330,7 +330,7 @@ impl ShardContext {
     }
 
     async fn describe(self: &Rc<Self>, name: &str) -> Result<GroupDescription, ErrorCode> {
-        let slot = self.groups.get(name).ok_or(ErrorCode::UnknownGroup)?;
+        let Some(slot) = self.groups.get(name) else { return self.describe_share_group(name).await };
         let (state, generation, members, mut partitions) = {
             let group = slot.group.borrow();
             let members: Vec<MemberDescription> = group
@@ -367,8 +367,63 @@ impl ShardContext {
             };
             lags.push(PartitionLag { topic, partition, committed, end, lag });
         }
-        Ok(GroupDescription { kind: KIND_CONSUMER, state, generation, members, partitions: lags })
+        Ok(GroupDescription { kind: KIND_CONSUMER, state, generation, members, partitions: lags, share: Vec::new() })
     }
+}
+
+impl ShardContext {
+    /// A share group's state gathered from every shard (its share-partitions
+    /// live with their partitions).
+    async fn describe_share_group(self: &Rc<Self>, name: &str) -> Result<GroupDescription, ErrorCode> {
+        let mut replies = Vec::new();
+        for shard in 0..self.shard_count() {
+            replies.push(self.submit(shard, Op::ShareDescribe(name.to_owned())).await);
+        }
+        let mut share = Vec::new();
+        let mut members = std::collections::BTreeSet::new();
+        for reply in replies {
+            if let Reply::ShareDescribe(states, seen) = reply.await {
+                share.extend(states);
+                members.extend(seen);
+            }
+        }
+        if share.is_empty() {
+            return Err(ErrorCode::UnknownGroup);
+        }
+        share.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(GroupDescription {
+            kind: crate::protocol::group::KIND_SHARE,
+            state: if members.is_empty() {
+                crate::protocol::group::STATE_EMPTY
+            } else {
+                crate::protocol::group::STATE_STABLE
+            },
+            generation: 0,
+            members: members
+                .into_iter()
+                .map(|member_id| MemberDescription { member_id, assignment: Vec::new() })
+                .collect(),
+            partitions: Vec::new(),
+            share,
+        })
+    }
+}
+
+/// Merges the listings of every shard: a share group has state on each shard
+/// owning one of its partitions.
+pub fn merge_listings(mut groups: Vec<GroupListing>) -> Vec<GroupListing> {
+    groups.sort_by(|a, b| (&a.group, a.kind).cmp(&(&b.group, b.kind)));
+    let mut merged: Vec<GroupListing> = Vec::with_capacity(groups.len());
+    for group in groups {
+        match merged.last_mut() {
+            Some(last) if last.group == group.group && last.kind == group.kind => {
+                last.members = last.members.max(group.members);
+                last.state = last.state.max(group.state);
+            }
+            _ => merged.push(group),
+        }
+    }
+    merged
 }
 
 fn storage_error(error: &std::io::Error) -> ErrorCode {

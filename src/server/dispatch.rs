@@ -13,6 +13,7 @@ use crate::protocol::metadata::{MetadataRequest, MetadataResponse, ShardInfo, To
 use crate::protocol::offsets::{ListOffsetsRequest, QUERY_EARLIEST};
 use crate::protocol::produce::{ProduceRequest, ProduceResponse, ProduceResult, ACKS_NONE};
 use crate::protocol::producer_id::{InitProducerIdRequest, InitProducerIdResponse};
+use crate::protocol::share::{self, ShareAckRequest, ShareFetchRequest};
 use crate::protocol::topic::{CreateTopicRequest, DeleteTopicRequest, RETENTION_DEFAULT, RETENTION_UNLIMITED};
 use crate::protocol::{self, api, ErrorCode, RequestHeader};
 use bytes::{Buf, BytesMut};
@@ -133,6 +134,38 @@ async fn dispatch_checked(context: &Rc<ShardContext>, header: RequestHeader, bod
             }
             Err(error) => malformed(error),
         },
+        api::SHARE_FETCH => match ShareFetchRequest::decode(&body) {
+            Ok(request) => match context.route(&request.topic, request.partition) {
+                Ok(owner) => {
+                    let reply = context.submit(owner, Op::ShareFetch(request)).await;
+                    Box::pin(async move {
+                        Some(match reply.await {
+                            Reply::ShareFetch(Ok(response)) => response.encode(id),
+                            Reply::ShareFetch(Err(code)) | Reply::Done(Err(code)) => error_response(id, code),
+                            _ => error_response(id, ErrorCode::Internal),
+                        })
+                    })
+                }
+                Err(code) => ready(error_response(id, code)),
+            },
+            Err(error) => malformed(error),
+        },
+        api::SHARE_ACKNOWLEDGE => match ShareAckRequest::decode(&body) {
+            Ok(request) => match context.route(&request.topic, request.partition) {
+                Ok(owner) => {
+                    let reply = context.submit(owner, Op::ShareAck(request)).await;
+                    Box::pin(async move {
+                        Some(match reply.await {
+                            Reply::ShareAck(Ok(errors)) => share::encode_ack_response(id, &errors),
+                            Reply::ShareAck(Err(code)) | Reply::Done(Err(code)) => error_response(id, code),
+                            _ => error_response(id, ErrorCode::Internal),
+                        })
+                    })
+                }
+                Err(code) => ready(error_response(id, code)),
+            },
+            Err(error) => malformed(error),
+        },
         api::LIST_GROUPS => {
             if !body.is_empty() {
                 return ready(error_response(id, ErrorCode::MalformedRequest));
@@ -150,7 +183,7 @@ async fn dispatch_checked(context: &Rc<ShardContext>, header: RequestHeader, bod
                         _ => return Some(error_response(id, ErrorCode::Internal)),
                     }
                 }
-                groups.sort_by(|a, b| a.group.cmp(&b.group));
+                let groups = super::coordinator::merge_listings(groups);
                 Some(group::encode_list_groups_response(id, &groups))
             })
         }
@@ -246,7 +279,11 @@ fn retention_from_wire(value: i64, default: Option<u64>) -> Result<Option<u64>, 
 }
 
 /// Runs `op` on every shard that owns a partition of `topic`, and waits.
-async fn on_owners(context: &Rc<ShardContext>, topic: &TopicConfig, op: impl Fn() -> Op) -> Result<(), ErrorCode> {
+pub(crate) async fn on_owners(
+    context: &Rc<ShardContext>,
+    topic: &TopicConfig,
+    op: impl Fn() -> Op,
+) -> Result<(), ErrorCode> {
     let mut owners: Vec<u16> = (0..topic.partitions).map(|p| owner(&topic.name, p, context.shard_count())).collect();
     owners.sort_unstable();
     owners.dedup();

@@ -11,10 +11,11 @@
 pub mod catalog;
 pub mod completion;
 mod connection;
-pub(crate) mod coordinator;
+pub mod coordinator;
 mod dispatch;
 pub mod mailbox;
 pub(crate) mod shard;
+pub(crate) mod share;
 
 use crate::io::{self, EventFd};
 use crate::log::{LogConfig, INDEX_INTERVAL_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT};

@@ -71,6 +71,11 @@ pub(crate) enum Op {
     ListGroups,
     /// A producer id (run on the producer-id shard).
     InitProducerId(String),
+    /// Share-group receive and acknowledge, run by the partition's owner.
+    ShareFetch(crate::protocol::share::ShareFetchRequest),
+    ShareAck(crate::protocol::share::ShareAckRequest),
+    /// This shard's share-partitions of a group.
+    ShareDescribe(String),
 }
 
 /// Records read by a fetch.
@@ -88,6 +93,9 @@ pub(crate) enum Reply {
     Group(Result<crate::protocol::group::GroupResponse, ErrorCode>),
     Groups(Vec<crate::protocol::group::GroupListing>),
     ProducerId(Result<(i64, i16), ErrorCode>),
+    ShareFetch(Result<crate::protocol::share::ShareFetchResponse, ErrorCode>),
+    ShareAck(Result<Vec<ErrorCode>, ErrorCode>),
+    ShareDescribe(Vec<crate::protocol::group::SharePartitionState>, Vec<String>),
 }
 
 pub(crate) type ReplyFuture = Pin<Box<dyn Future<Output = Reply>>>;
@@ -117,6 +125,7 @@ pub(crate) struct ShardContext {
     connections_closed: Notify,
     pub(crate) groups: super::coordinator::Groups,
     pub(crate) producer_ids: super::coordinator::ProducerIds,
+    pub(crate) shares: super::share::Shares,
 }
 
 pub(crate) fn log_error_code(error: &LogError) -> ErrorCode {
@@ -151,6 +160,7 @@ impl ShardContext {
             connections_closed: Notify::new(),
             groups: Default::default(),
             producer_ids: Default::default(),
+            shares: Default::default(),
         }
     }
 
@@ -212,7 +222,7 @@ impl ShardContext {
         }
     }
 
-    fn slot(&self, topic: &str, partition: u32) -> Result<Rc<PartitionSlot>, ErrorCode> {
+    pub(crate) fn slot(&self, topic: &str, partition: u32) -> Result<Rc<PartitionSlot>, ErrorCode> {
         // A slot is only used while its topic is still in the catalog.
         self.route(topic, partition)?;
         self.partitions.borrow().get(&(topic.to_owned(), partition)).cloned().ok_or(ErrorCode::UnknownTopicOrPartition)
@@ -284,7 +294,23 @@ impl ShardContext {
                 let context = self.clone();
                 Box::pin(async move { Reply::Group(context.group_request(request).await) })
             }
-            Op::ListGroups => ready(Reply::Groups(self.list_groups())),
+            Op::ListGroups => {
+                let mut groups = self.list_groups();
+                groups.extend(self.list_share_groups());
+                ready(Reply::Groups(groups))
+            }
+            Op::ShareFetch(request) => {
+                let context = self.clone();
+                Box::pin(async move { Reply::ShareFetch(context.share_fetch(request).await) })
+            }
+            Op::ShareAck(request) => {
+                let context = self.clone();
+                Box::pin(async move { Reply::ShareAck(context.share_acknowledge(request).await) })
+            }
+            Op::ShareDescribe(group) => {
+                let (states, members) = self.describe_share(&group);
+                ready(Reply::ShareDescribe(states, members))
+            }
             Op::InitProducerId(name) => {
                 let context = self.clone();
                 Box::pin(async move { Reply::ProducerId(context.init_producer_id(name).await) })
@@ -538,7 +564,7 @@ impl ShardContext {
 }
 
 /// One past the last offset in `records` (whole batches).
-fn last_offset_after(mut records: &[u8]) -> u64 {
+pub(crate) fn last_offset_after(mut records: &[u8]) -> u64 {
     let mut next = 0;
     while let Ok(header) = crate::batch::BatchHeader::parse(records) {
         next = header.last_offset().saturating_add(1).max(0) as u64;
@@ -578,7 +604,9 @@ pub(crate) fn run(
                 return Err(message);
             }
         }
-        if let Err(error) = context.load_groups().and_then(|()| context.load_producer_ids()) {
+        let loaded =
+            context.load_groups().and_then(|()| context.load_producer_ids()).and_then(|()| context.load_shares());
+        if let Err(error) = loaded {
             let message = format!("shard {id}: {error}");
             let _ = ready_sender.send(Err(message.clone()));
             return Err(message);
@@ -600,6 +628,7 @@ pub(crate) fn run(
         io::spawn_local(context.clone().drain_mailbox());
         io::spawn_local(context.clone().apply_retention_forever());
         io::spawn_local(context.clone().run_group_timers());
+        io::spawn_local(context.clone().run_share_timers());
         for listener in started {
             io::spawn_local(context.clone().accept_loop(listener));
         }

@@ -1,0 +1,354 @@
+//! The state of one share-partition: one share group reading one partition as
+//! a queue (modelled on Kafka's KIP-932). No I/O and no clock of its own.
+//!
+//! Offsets below `start` are archived (accepted, or dead-lettered). At or above
+//! it, each record delivered so far has an entry: acquired by a member under a
+//! lease, available again (released, or its lease expired), or archived. Records
+//! at or above `next_new` were never delivered. Every delivery counts; a record
+//! released or expiring after `max_deliveries` deliveries, or rejected, is to be
+//! dead-lettered (the caller writes it to the dead-letter topic, then archives
+//! it). `start` moves past archived records as they form a prefix.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Default lease of an acquired record.
+pub const LEASE_DEFAULT: Duration = Duration::from_secs(30);
+/// Longest lease a receive may ask for.
+pub const LEASE_MAX: Duration = Duration::from_secs(3600);
+/// Default number of deliveries before a record is dead-lettered.
+pub const MAX_DELIVERIES_DEFAULT: u16 = 5;
+/// Records one share-partition may have delivered and not yet archived
+/// (Kafka's `group.share.partition.max.record.locks` is 200 by default).
+pub const IN_FLIGHT_MAX: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordState {
+    Acquired { member: String, deadline: Instant, deliveries: u16 },
+    Available { deliveries: u16 },
+    Archived,
+}
+
+/// Why a record goes to the dead-letter topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    Rejected,
+    MaxDeliveries,
+}
+
+impl DeadLetterReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeadLetterReason::Rejected => "rejected",
+            DeadLetterReason::MaxDeliveries => "max-deliveries",
+        }
+    }
+}
+
+/// A record to dead-letter: its offset, why, and how often it was delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub offset: u64,
+    pub reason: DeadLetterReason,
+    pub deliveries: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckKind {
+    Accept = 1,
+    Release = 2,
+    Reject = 3,
+    Renew = 4,
+}
+
+impl AckKind {
+    pub fn from_u8(value: u8) -> Option<AckKind> {
+        Some(match value {
+            1 => AckKind::Accept,
+            2 => AckKind::Release,
+            3 => AckKind::Reject,
+            4 => AckKind::Renew,
+            _ => return None,
+        })
+    }
+}
+
+/// An acknowledgement for records this member does not hold (not acquired,
+/// acquired by another member, or its lease expired).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotHeld;
+
+/// Counts for DescribeGroup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShareCounts {
+    pub available: u64,
+    pub acquired: u64,
+    pub archived: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SharePartition {
+    pub start: u64,
+    pub next_new: u64,
+    pub records: BTreeMap<u64, RecordState>,
+    pub max_deliveries: u16,
+    /// Records archived since the share-partition was created (for describe).
+    pub archived_total: u64,
+}
+
+impl SharePartition {
+    pub fn new(start: u64) -> SharePartition {
+        SharePartition {
+            start,
+            next_new: start,
+            records: BTreeMap::new(),
+            max_deliveries: MAX_DELIVERIES_DEFAULT,
+            archived_total: 0,
+        }
+    }
+
+    /// Forgets records the log no longer has (retention).
+    pub fn truncate_below(&mut self, earliest: u64) {
+        if earliest > self.start {
+            self.records = self.records.split_off(&earliest);
+            self.start = earliest;
+            self.next_new = self.next_new.max(earliest);
+        }
+    }
+
+    /// Acquires up to `max` records for `member` among offsets
+    /// `from..end` (the records a read returned): available ones first in
+    /// offset order, then never-delivered ones. Returns (offset, deliveries).
+    pub fn acquire(
+        &mut self,
+        member: &str,
+        candidates: std::ops::Range<u64>,
+        max: usize,
+        lease: Duration,
+        now: Instant,
+    ) -> Vec<(u64, u16)> {
+        let deadline = now + lease;
+        let mut acquired = Vec::new();
+        let in_flight = self.records.values().filter(|s| !matches!(s, RecordState::Archived)).count();
+        let mut room = IN_FLIGHT_MAX.saturating_sub(in_flight);
+        for offset in candidates.start.max(self.start)..candidates.end {
+            if acquired.len() == max {
+                break;
+            }
+            let deliveries = match self.records.get(&offset) {
+                Some(RecordState::Available { deliveries }) => *deliveries,
+                Some(_) => continue,
+                None if offset >= self.next_new && room > 0 => {
+                    room -= 1;
+                    self.next_new = offset + 1;
+                    0
+                }
+                None => continue,
+            };
+            let deliveries = deliveries.saturating_add(1);
+            self.records.insert(offset, RecordState::Acquired { member: member.to_owned(), deadline, deliveries });
+            acquired.push((offset, deliveries));
+        }
+        acquired
+    }
+
+    /// The lowest offset a receive should read from: the first available
+    /// record, else the first never delivered.
+    pub fn first_candidate(&self) -> u64 {
+        self.records
+            .iter()
+            .find(|(_, s)| matches!(s, RecordState::Available { .. }))
+            .map_or(self.next_new.max(self.start), |(offset, _)| *offset)
+    }
+
+    /// Applies one acknowledgement to `first..=last`. Every record in the
+    /// range must be acquired by `member`, else nothing changes and `Err`.
+    /// Returns the records to dead-letter (not yet archived: the caller
+    /// archives each once it is written).
+    pub fn acknowledge(
+        &mut self,
+        member: &str,
+        first: u64,
+        last: u64,
+        kind: AckKind,
+        lease: Duration,
+        now: Instant,
+    ) -> Result<Vec<DeadLetter>, NotHeld> {
+        if last < first || last - first >= IN_FLIGHT_MAX as u64 {
+            return Err(NotHeld);
+        }
+        for offset in first..=last {
+            match self.records.get(&offset) {
+                Some(RecordState::Acquired { member: owner, .. }) if owner == member => {}
+                _ => return Err(NotHeld),
+            }
+        }
+        let mut dead = Vec::new();
+        for offset in first..=last {
+            let Some(state) = self.records.get_mut(&offset) else { continue };
+            let RecordState::Acquired { deliveries, deadline, .. } = state else { continue };
+            let deliveries = *deliveries;
+            match kind {
+                AckKind::Accept => *state = RecordState::Archived,
+                AckKind::Renew => *deadline = now + lease,
+                AckKind::Release if deliveries < self.max_deliveries => *state = RecordState::Available { deliveries },
+                AckKind::Release => {
+                    dead.push(DeadLetter { offset, reason: DeadLetterReason::MaxDeliveries, deliveries });
+                }
+                AckKind::Reject => dead.push(DeadLetter { offset, reason: DeadLetterReason::Rejected, deliveries }),
+            }
+        }
+        // Dead letters are held (not deliverable) until archived.
+        for letter in &dead {
+            self.records.insert(letter.offset, RecordState::Archived);
+        }
+        self.advance();
+        Ok(dead)
+    }
+
+    /// Expired leases make records available again, or dead letters once they
+    /// have been delivered `max_deliveries` times.
+    pub fn expire(&mut self, now: Instant) -> (bool, Vec<DeadLetter>) {
+        let mut changed = false;
+        let mut dead = Vec::new();
+        for (offset, state) in self.records.iter_mut() {
+            if let RecordState::Acquired { deadline, deliveries, .. } = state {
+                if *deadline <= now {
+                    changed = true;
+                    let deliveries = *deliveries;
+                    if deliveries >= self.max_deliveries {
+                        dead.push(DeadLetter { offset: *offset, reason: DeadLetterReason::MaxDeliveries, deliveries });
+                        *state = RecordState::Archived;
+                    } else {
+                        *state = RecordState::Available { deliveries };
+                    }
+                }
+            }
+        }
+        self.advance();
+        (changed, dead)
+    }
+
+    /// A dead letter that could not be written becomes available again.
+    pub fn unarchive(&mut self, letter: &DeadLetter) {
+        if letter.offset >= self.start {
+            self.records.insert(letter.offset, RecordState::Available { deliveries: letter.deliveries });
+        }
+    }
+
+    /// Archives `first..=last` (replaying the state file).
+    pub fn archive(&mut self, first: u64, last: u64) {
+        for offset in first.max(self.start)..=last {
+            self.records.insert(offset, RecordState::Archived);
+            self.next_new = self.next_new.max(offset + 1);
+        }
+        self.advance();
+    }
+
+    /// Records a delivery count (replaying the state file): available again.
+    pub fn delivered(&mut self, offset: u64, deliveries: u16) {
+        if offset < self.start {
+            return;
+        }
+        match self.records.get(&offset) {
+            Some(RecordState::Archived) => {}
+            _ => {
+                self.records.insert(offset, RecordState::Available { deliveries });
+            }
+        }
+        self.next_new = self.next_new.max(offset + 1);
+    }
+
+    fn advance(&mut self) {
+        while let Some(entry) = self.records.first_entry() {
+            if *entry.key() != self.start || *entry.get() != RecordState::Archived {
+                break;
+            }
+            entry.remove();
+            self.start += 1;
+            self.archived_total += 1;
+        }
+        self.next_new = self.next_new.max(self.start);
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.records
+            .values()
+            .filter_map(|s| match s {
+                RecordState::Acquired { deadline, .. } => Some(*deadline),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Counts against the partition's end offset.
+    pub fn counts(&self, end: u64) -> ShareCounts {
+        let mut counts = ShareCounts { archived: self.archived_total, ..Default::default() };
+        for state in self.records.values() {
+            match state {
+                RecordState::Acquired { .. } => counts.acquired += 1,
+                RecordState::Available { .. } => counts.available += 1,
+                RecordState::Archived => counts.archived += 1,
+            }
+        }
+        counts.available += end.saturating_sub(self.next_new);
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEASE: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn members_get_disjoint_records_and_accepting_moves_the_start() {
+        let now = Instant::now();
+        let mut share = SharePartition::new(0);
+        let a = share.acquire("a", 0..10, 4, LEASE, now);
+        let b = share.acquire("b", 0..10, 4, LEASE, now);
+        assert_eq!(a, vec![(0, 1), (1, 1), (2, 1), (3, 1)]);
+        assert_eq!(b, vec![(4, 1), (5, 1), (6, 1), (7, 1)]);
+        assert_eq!(share.acknowledge("a", 4, 4, AckKind::Accept, LEASE, now), Err(NotHeld), "b's record");
+        assert_eq!(share.acknowledge("a", 0, 3, AckKind::Accept, LEASE, now), Ok(vec![]));
+        assert_eq!(share.start, 4);
+        assert_eq!(share.counts(10), ShareCounts { available: 2, acquired: 4, archived: 4 });
+    }
+
+    #[test]
+    fn release_and_expiry_redeliver_with_a_higher_count_and_the_limit_dead_letters() {
+        let now = Instant::now();
+        let mut share = SharePartition::new(0);
+        share.max_deliveries = 3;
+        share.acquire("a", 0..1, 1, LEASE, now);
+        assert_eq!(share.acknowledge("a", 0, 0, AckKind::Release, LEASE, now), Ok(vec![]));
+        assert_eq!(share.acquire("b", 0..1, 1, LEASE, now), vec![(0, 2)]);
+        let (changed, dead) = share.expire(now + LEASE);
+        assert!(changed && dead.is_empty());
+        assert_eq!(share.acquire("a", 0..1, 1, LEASE, now), vec![(0, 3)]);
+        let dead = share.acknowledge("a", 0, 0, AckKind::Release, LEASE, now).unwrap();
+        assert_eq!(dead, vec![DeadLetter { offset: 0, reason: DeadLetterReason::MaxDeliveries, deliveries: 3 }]);
+        assert!(share.acquire("a", 0..1, 1, LEASE, now).is_empty(), "never delivered again");
+        share.acquire("a", 1..2, 1, LEASE, now);
+        let dead = share.acknowledge("a", 1, 1, AckKind::Reject, LEASE, now).unwrap();
+        assert_eq!(dead[0].reason, DeadLetterReason::Rejected);
+        assert_eq!(share.start, 2);
+    }
+
+    #[test]
+    fn renew_extends_a_lease_and_replay_restores_counts_and_archives() {
+        let now = Instant::now();
+        let mut share = SharePartition::new(0);
+        share.acquire("a", 0..2, 2, LEASE, now);
+        share.acknowledge("a", 0, 1, AckKind::Renew, LEASE, now + LEASE / 2).unwrap();
+        let (changed, _) = share.expire(now + LEASE);
+        assert!(!changed, "renewed leases have not expired");
+        let mut replayed = SharePartition::new(0);
+        replayed.delivered(0, 1);
+        replayed.delivered(1, 2);
+        replayed.archive(0, 0);
+        assert_eq!(replayed.start, 1);
+        assert_eq!(replayed.acquire("z", 0..5, 5, LEASE, now), vec![(1, 3), (2, 1), (3, 1), (4, 1)]);
+    }
+}

@@ -1,0 +1,559 @@
+//! The shard side of share groups. A share-partition (one share group reading
+//! one partition) lives on the shard that owns the partition, next to its data,
+//! as in Kafka's KIP-932. Its state is kept in
+//! `DATA_DIR/groups/<group>/share/<topic>/<partition>.log` (a [`StateLog`]):
+//!
+//! ```text
+//! record: kind u8 = 1 delivered: offset i64, delivery_count u16
+//!                 = 2 archived:  first i64, last i64
+//!                 = 3 start:     offset i64 (written by compaction)
+//! ```
+//!
+//! A receive is answered after its delivery counts are fdatasync'ed; an accept
+//! after its archive record is. Leases are not stored: after a restart every
+//! leased record is available again, with its delivery count.
+//!
+//! Dead letters: the record (key, value, headers, timestamp) is produced with
+//! acks durable to the group's dead-letter topic (created with one partition
+//! when missing), with headers naming its origin; only then is it archived.
+
+use super::catalog::TopicConfig;
+use super::coordinator::GROUP_TICK;
+use super::shard::{last_offset_after, log_error_code, Op, PartitionSlot, Reply, ShardContext};
+use crate::batch::{Batch, BatchBuilder, BatchHeader};
+use crate::groups::share::{AckKind, DeadLetter, SharePartition, LEASE_DEFAULT, LEASE_MAX, MAX_DELIVERIES_DEFAULT};
+use crate::groups::state_log::{frame_record, StateLog};
+use crate::groups::{group_dir, GROUPS_DIR};
+use crate::io::{FileStorage, Storage};
+use crate::log::partition::now_ms;
+use crate::log::Acks;
+use crate::protocol::group::{GroupListing, SharePartitionState, KIND_SHARE, STATE_EMPTY, STATE_STABLE};
+use crate::protocol::share::{ShareAckRequest, ShareFetchRequest, ShareFetchResponse, SHARE_FETCH_RECORDS_MAX};
+use crate::protocol::{valid_topic_name, ErrorCode, Reader, Writer, FETCH_BYTES_MAX, FETCH_WAIT_MS_MAX};
+use bytes::BytesMut;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Share-partitions one shard keeps.
+pub const SHARE_PARTITIONS_PER_SHARD_MAX: usize = 100_000;
+/// A member not heard from for this long is no longer listed.
+pub const SHARE_MEMBER_IDLE: Duration = Duration::from_secs(60);
+/// Suffix of the default dead-letter topic.
+pub const DEAD_LETTER_SUFFIX: &str = ".dlq";
+/// Header names a dead letter carries.
+pub const DLQ_HEADER_TOPIC: &str = "ringmq.dlq.topic";
+pub const DLQ_HEADER_PARTITION: &str = "ringmq.dlq.partition";
+pub const DLQ_HEADER_OFFSET: &str = "ringmq.dlq.offset";
+pub const DLQ_HEADER_GROUP: &str = "ringmq.dlq.group";
+pub const DLQ_HEADER_REASON: &str = "ringmq.dlq.reason";
+pub const DLQ_HEADER_DELIVERIES: &str = "ringmq.dlq.delivery.count";
+
+const RECORD_DELIVERED: u8 = 1;
+const RECORD_ARCHIVED: u8 = 2;
+const RECORD_START: u8 = 3;
+
+type ShareKey = (String, String, u32);
+/// Acquired (offset, delivery count) pairs and the batches read for them.
+type Acquired = (Vec<(u64, u16)>, Vec<u8>);
+
+pub(crate) struct ShareSlot {
+    state: RefCell<SharePartition>,
+    store: tokio::sync::Mutex<StateLog<FileStorage>>,
+    dead_letter_topic: RefCell<String>,
+    members: RefCell<BTreeMap<String, Instant>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Shares {
+    slots: RefCell<BTreeMap<ShareKey, Rc<ShareSlot>>>,
+}
+
+fn share_path(data_dir: &std::path::Path, group: &str, topic: &str, partition: u32) -> PathBuf {
+    group_dir(data_dir, group).join("share").join(topic).join(format!("{partition}.log"))
+}
+
+fn delivered_record(offset: u64, deliveries: u16) -> Vec<u8> {
+    let mut writer = Writer::with_capacity(11);
+    writer.u8(RECORD_DELIVERED);
+    writer.i64(offset as i64);
+    writer.u16(deliveries);
+    writer.into_inner()
+}
+
+fn archived_record(first: u64, last: u64) -> Vec<u8> {
+    let mut writer = Writer::with_capacity(17);
+    writer.u8(RECORD_ARCHIVED);
+    writer.i64(first as i64);
+    writer.i64(last as i64);
+    writer.into_inner()
+}
+
+fn start_record(offset: u64) -> Vec<u8> {
+    let mut writer = Writer::with_capacity(9);
+    writer.u8(RECORD_START);
+    writer.i64(offset as i64);
+    writer.into_inner()
+}
+
+fn replay(state: &mut SharePartition, payload: &[u8]) {
+    let mut reader = Reader::new(payload);
+    let offset = |value: i64| u64::try_from(value).ok();
+    match reader.u8() {
+        Ok(RECORD_DELIVERED) => {
+            if let (Ok(Some(offset)), Ok(deliveries)) = (reader.i64().map(offset), reader.u16()) {
+                state.delivered(offset, deliveries);
+            }
+        }
+        Ok(RECORD_ARCHIVED) => {
+            if let (Ok(Some(first)), Ok(Some(last))) = (reader.i64().map(offset), reader.i64().map(offset)) {
+                if last >= first && last - first < crate::groups::share::IN_FLIGHT_MAX as u64 {
+                    state.archive(first, last);
+                }
+            }
+        }
+        Ok(RECORD_START) => {
+            if let Ok(Some(start)) = reader.i64().map(offset) {
+                state.truncate_below(start);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Keeps the whole batches of `bytes` from the first holding `first` to the
+/// last holding `last`.
+fn trim_batches(bytes: Vec<u8>, first: u64, last: u64) -> Vec<u8> {
+    let (mut position, mut keep_from, mut keep_to) = (0usize, None, 0usize);
+    while let Some(header) = bytes.get(position..).and_then(|rest| BatchHeader::parse(rest).ok()) {
+        let end = position + header.size_bytes().max(1);
+        let (base, batch_last) = (header.base_offset.max(0) as u64, header.last_offset().max(0) as u64);
+        if batch_last >= first && base <= last {
+            keep_from.get_or_insert(position);
+            keep_to = end.min(bytes.len());
+        }
+        position = end;
+    }
+    match keep_from {
+        Some(from) => bytes.get(from..keep_to).map(<[u8]>::to_vec).unwrap_or_default(),
+        None => Vec::new(),
+    }
+}
+
+impl ShardContext {
+    fn share_slot(&self, group: &str, topic: &str, partition: u32) -> Result<Rc<ShareSlot>, ErrorCode> {
+        let key = (group.to_owned(), topic.to_owned(), partition);
+        if let Some(slot) = self.shares.slots.borrow().get(&key) {
+            return Ok(slot.clone());
+        }
+        if self.shares.slots.borrow().len() >= SHARE_PARTITIONS_PER_SHARD_MAX {
+            return Err(ErrorCode::ResourceLimit);
+        }
+        let path = share_path(&self.shared.config.data_dir, group, topic, partition);
+        let slot = self.open_share_slot(&path, topic).map_err(|error| {
+            eprintln!("ringmq: shard {}: cannot open {}: {error}", self.id, path.display());
+            ErrorCode::StorageFailure
+        })?;
+        self.shares.slots.borrow_mut().insert(key, slot.clone());
+        Ok(slot)
+    }
+
+    fn open_share_slot(&self, path: &std::path::Path, topic: &str) -> std::io::Result<Rc<ShareSlot>> {
+        let (log, records) = StateLog::open(FileStorage::new(), path)?;
+        // A share group reads a topic as a queue: from its earliest record.
+        let mut state = SharePartition::new(0);
+        for payload in &records {
+            replay(&mut state, payload);
+        }
+        Ok(Rc::new(ShareSlot {
+            state: RefCell::new(state),
+            store: tokio::sync::Mutex::new(log),
+            dead_letter_topic: RefCell::new(format!("{topic}{DEAD_LETTER_SUFFIX}")),
+            members: RefCell::new(BTreeMap::new()),
+        }))
+    }
+
+    /// Loads the share-partitions of the partitions this shard owns.
+    pub(crate) fn load_shares(&self) -> Result<(), String> {
+        let root = self.shared.config.data_dir.join(GROUPS_DIR);
+        let storage = FileStorage::new();
+        let Ok(groups) = storage.list_dir(&root) else { return Ok(()) };
+        let catalog = self.catalog();
+        for group in groups.into_iter().filter(|g| valid_topic_name(g)) {
+            let share_dir = group_dir(&self.shared.config.data_dir, &group).join("share");
+            let Ok(topics) = storage.list_dir(&share_dir) else { continue };
+            for topic in topics.into_iter().filter(|t| catalog.topics.contains_key(t)) {
+                let Ok(files) = storage.list_dir(&share_dir.join(&topic)) else { continue };
+                for file in files {
+                    let Some(partition) = file.strip_suffix(".log").and_then(|p| p.parse::<u32>().ok()) else {
+                        continue;
+                    };
+                    if self.route(&topic, partition) != Ok(self.id) {
+                        continue;
+                    }
+                    let path = share_path(&self.shared.config.data_dir, &group, &topic, partition);
+                    let slot = self
+                        .open_share_slot(&path, &topic)
+                        .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+                    self.shares.slots.borrow_mut().insert((group.clone(), topic.clone(), partition), slot);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes state records and fdatasyncs them; compacts a grown file.
+    async fn persist_share(&self, slot: &ShareSlot, framed: &[u8]) -> Result<(), ErrorCode> {
+        let mut log = slot.store.lock().await;
+        log.write(framed).map_err(|error| {
+            eprintln!("ringmq: shard {}: writing share-group state failed: {error}", self.id);
+            if crate::io::is_no_space(&error) {
+                ErrorCode::NoSpace
+            } else {
+                ErrorCode::StorageFailure
+            }
+        })?;
+        if let Err(error) = log.sync().await {
+            eprintln!("ringmq: shard {}: syncing share-group state failed: {error}", self.id);
+            log.poison(&error);
+            return Err(ErrorCode::StorageFailure);
+        }
+        let live = {
+            let state = slot.state.borrow();
+            let mut live = Vec::new();
+            let _ = frame_record(&mut live, &start_record(state.start));
+            for (offset, record) in &state.records {
+                let payload = match record {
+                    crate::groups::share::RecordState::Archived => archived_record(*offset, *offset),
+                    crate::groups::share::RecordState::Available { deliveries }
+                    | crate::groups::share::RecordState::Acquired { deliveries, .. } => {
+                        delivered_record(*offset, *deliveries)
+                    }
+                };
+                let _ = frame_record(&mut live, &payload);
+            }
+            live
+        };
+        if log.wants_compaction(live.len() as u64) {
+            if let Err(error) = log.rewrite(&live).await {
+                eprintln!("ringmq: shard {}: compacting share-group state failed: {error}", self.id);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn share_fetch(
+        self: Rc<Self>,
+        request: ShareFetchRequest,
+    ) -> Result<ShareFetchResponse, ErrorCode> {
+        let lease = match request.lease_ms {
+            0 => LEASE_DEFAULT,
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        if !valid_topic_name(&request.group)
+            || request.member_id.is_empty()
+            || request.max_records == 0
+            || request.max_records > SHARE_FETCH_RECORDS_MAX
+            || lease > LEASE_MAX
+            || !(request.dead_letter_topic.is_empty() || valid_topic_name(&request.dead_letter_topic))
+        {
+            return Err(ErrorCode::InvalidArgument);
+        }
+        let partition_slot = self.slot(&request.topic, request.partition)?;
+        let slot = self.share_slot(&request.group, &request.topic, request.partition)?;
+        slot.members.borrow_mut().insert(request.member_id.clone(), Instant::now());
+        slot.state.borrow_mut().max_deliveries = match request.max_deliveries {
+            0 => MAX_DELIVERIES_DEFAULT,
+            n => n,
+        };
+        if !request.dead_letter_topic.is_empty() {
+            *slot.dead_letter_topic.borrow_mut() = request.dead_letter_topic.clone();
+        }
+        let max_bytes = (request.max_bytes as usize).clamp(1, FETCH_BYTES_MAX);
+        let wait = Duration::from_millis(u64::from(request.max_wait_ms.min(FETCH_WAIT_MS_MAX)));
+        let deadline = Instant::now() + wait;
+        loop {
+            let appended = partition_slot.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let now = Instant::now();
+            let (acquired, bytes) = self.acquire(&partition_slot, &slot, &request, max_bytes, lease, now)?;
+            if !acquired.is_empty() {
+                let mut framed = Vec::new();
+                for (offset, deliveries) in &acquired {
+                    let _ = frame_record(&mut framed, &delivered_record(*offset, *deliveries));
+                }
+                self.persist_share(&slot, &framed).await?;
+                let first = acquired.first().map_or(0, |a| a.0);
+                let last = acquired.last().map_or(0, |a| a.0);
+                return Ok(ShareFetchResponse { acquired, records: trim_batches(bytes, first, last) });
+            }
+            if now >= deadline || self.is_stopping() {
+                return Ok(ShareFetchResponse::default());
+            }
+            // Appends wake the wait; releases and expiries are seen on the tick.
+            let _ = tokio::time::timeout((deadline - now).min(GROUP_TICK), appended).await;
+        }
+    }
+
+    fn acquire(
+        &self,
+        partition_slot: &PartitionSlot,
+        slot: &ShareSlot,
+        request: &ShareFetchRequest,
+        max_bytes: usize,
+        lease: Duration,
+        now: Instant,
+    ) -> Result<Acquired, ErrorCode> {
+        let mut log = partition_slot.log.borrow_mut();
+        let mut state = slot.state.borrow_mut();
+        state.truncate_below(log.earliest_offset());
+        let candidate = state.first_candidate();
+        if candidate >= log.next_offset() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let bytes = log.read(candidate, max_bytes).map_err(|e| log_error_code(&e))?;
+        let end = last_offset_after(&bytes);
+        let acquired = state.acquire(&request.member_id, candidate..end, request.max_records as usize, lease, now);
+        Ok((acquired, bytes))
+    }
+
+    pub(crate) async fn share_acknowledge(
+        self: Rc<Self>,
+        request: ShareAckRequest,
+    ) -> Result<Vec<ErrorCode>, ErrorCode> {
+        let lease = match request.lease_ms {
+            0 => LEASE_DEFAULT,
+            ms => Duration::from_millis(u64::from(ms)).min(LEASE_MAX),
+        };
+        if !valid_topic_name(&request.group) {
+            return Err(ErrorCode::InvalidGroupId);
+        }
+        self.slot(&request.topic, request.partition)?;
+        let key = (request.group.clone(), request.topic.clone(), request.partition);
+        let slot = self.shares.slots.borrow().get(&key).cloned().ok_or(ErrorCode::InvalidRecordState)?;
+        slot.members.borrow_mut().insert(request.member_id.clone(), Instant::now());
+        let now = Instant::now();
+        let mut errors = Vec::with_capacity(request.ranges.len());
+        let mut framed = Vec::new();
+        let mut dead = Vec::new();
+        for &(first, last, kind) in &request.ranges {
+            let Some(kind) = AckKind::from_u8(kind) else {
+                errors.push(ErrorCode::InvalidArgument);
+                continue;
+            };
+            let result = slot.state.borrow_mut().acknowledge(&request.member_id, first, last, kind, lease, now);
+            match result {
+                Ok(letters) => {
+                    if kind == AckKind::Accept {
+                        let _ = frame_record(&mut framed, &archived_record(first, last));
+                    }
+                    dead.push((errors.len(), letters));
+                    errors.push(ErrorCode::None);
+                }
+                Err(crate::groups::share::NotHeld) => errors.push(ErrorCode::InvalidRecordState),
+            }
+        }
+        for (index, letters) in dead {
+            for letter in letters {
+                if let Err(code) =
+                    self.clone().dead_letter(&slot, &request.group, &request.topic, request.partition, letter).await
+                {
+                    if let Some(error) = errors.get_mut(index) {
+                        *error = code;
+                    }
+                }
+            }
+        }
+        if !framed.is_empty() {
+            self.persist_share(&slot, &framed).await?;
+        }
+        Ok(errors)
+    }
+
+    /// Writes a record to the group's dead-letter topic, then archives it. On
+    /// failure the record becomes available again.
+    async fn dead_letter(
+        self: Rc<Self>,
+        slot: &ShareSlot,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        letter: DeadLetter,
+    ) -> Result<(), ErrorCode> {
+        let result = self.write_dead_letter(slot, group, topic, partition, letter).await;
+        match result {
+            Ok(()) => {
+                self.persist_share(slot, &{
+                    let mut framed = Vec::new();
+                    let _ = frame_record(&mut framed, &archived_record(letter.offset, letter.offset));
+                    framed
+                })
+                .await
+            }
+            Err(code) => {
+                eprintln!(
+                    "ringmq: shard {}: dead-lettering {topic}/{partition}@{} for group {group} failed: {code}",
+                    self.id, letter.offset
+                );
+                slot.state.borrow_mut().unarchive(&letter);
+                Err(code)
+            }
+        }
+    }
+
+    async fn write_dead_letter(
+        self: &Rc<Self>,
+        slot: &ShareSlot,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        letter: DeadLetter,
+    ) -> Result<(), ErrorCode> {
+        let bytes = {
+            let partition_slot = self.slot(topic, partition)?;
+            let mut log = partition_slot.log.borrow_mut();
+            log.read(letter.offset, 1).map_err(|e| log_error_code(&e))?
+        };
+        let offset_text = letter.offset.to_string();
+        let partition_text = partition.to_string();
+        let deliveries_text = letter.deliveries.to_string();
+        let origin: [(&[u8], Option<&[u8]>); 6] = [
+            (DLQ_HEADER_TOPIC.as_bytes(), Some(topic.as_bytes())),
+            (DLQ_HEADER_PARTITION.as_bytes(), Some(partition_text.as_bytes())),
+            (DLQ_HEADER_OFFSET.as_bytes(), Some(offset_text.as_bytes())),
+            (DLQ_HEADER_GROUP.as_bytes(), Some(group.as_bytes())),
+            (DLQ_HEADER_REASON.as_bytes(), Some(letter.reason.name().as_bytes())),
+            (DLQ_HEADER_DELIVERIES.as_bytes(), Some(deliveries_text.as_bytes())),
+        ];
+        let mut builder = BatchBuilder::new();
+        let batch = Batch::validate(&bytes).map_err(|_| ErrorCode::CorruptBatch)?;
+        let record = batch.records().flatten().find(|r| r.offset == letter.offset as i64);
+        let mut headers: Vec<(&[u8], Option<&[u8]>)> = record.map(|r| r.headers.collect()).unwrap_or_default();
+        headers.extend(origin);
+        let (timestamp, key, value) = record.map_or((now_ms(), None, None), |r| (r.timestamp, r.key, r.value));
+        builder.append(timestamp, key, value, &headers).map_err(|_| ErrorCode::TooLarge)?;
+        let batch = builder.finish().map_err(|_| ErrorCode::TooLarge)?;
+        let dead_letter_topic = slot.dead_letter_topic.borrow().clone();
+        let partitions = self.ensure_topic(&dead_letter_topic).await?;
+        let target = partition % partitions.max(1);
+        let owner = self.route(&dead_letter_topic, target)?;
+        let op = Op::Produce {
+            topic: dead_letter_topic,
+            partition: target,
+            batch: BytesMut::from(&batch[..]),
+            acks: Acks::Durable,
+        };
+        match self.submit(owner, op).await.await {
+            Reply::Produce(Ok(_)) => Ok(()),
+            Reply::Produce(Err(code)) | Reply::Done(Err(code)) => Err(code),
+            _ => Err(ErrorCode::Internal),
+        }
+    }
+
+    /// Creates a one-partition topic when missing; returns its partition count.
+    async fn ensure_topic(self: &Rc<Self>, name: &str) -> Result<u32, ErrorCode> {
+        if let Some(topic) = self.catalog().topics.get(name) {
+            return Ok(topic.partitions);
+        }
+        let config = &self.shared.config;
+        let topic = TopicConfig {
+            name: name.to_owned(),
+            partitions: 1,
+            retention_ms: config.retention_ms,
+            retention_bytes: config.retention_bytes,
+            created_at_ms: now_ms(),
+        };
+        match self.shared.catalog.create_topic(topic) {
+            Ok(topic) => {
+                super::dispatch::on_owners(self, &topic, || Op::OpenTopic(topic.clone())).await?;
+                Ok(topic.partitions)
+            }
+            Err(ErrorCode::TopicAlreadyExists) => {
+                // Created meanwhile by someone else: wait until it is open.
+                for _ in 0..100 {
+                    if let Some(topic) = self.catalog().topics.get(name) {
+                        return Ok(topic.partitions);
+                    }
+                    crate::io::sleep(Duration::from_millis(10)).await;
+                }
+                Err(ErrorCode::UnknownTopicOrPartition)
+            }
+            Err(code) => Err(code),
+        }
+    }
+
+    /// Returns expired leases to the queue (or the dead-letter topic).
+    pub(crate) async fn run_share_timers(self: Rc<Self>) {
+        while !self.is_stopping() {
+            crate::io::sleep(GROUP_TICK).await;
+            let now = Instant::now();
+            let slots: Vec<(ShareKey, Rc<ShareSlot>)> =
+                self.shares.slots.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            for ((group, topic, partition), slot) in slots {
+                if slot.state.borrow().next_deadline().is_none_or(|deadline| deadline > now) {
+                    continue;
+                }
+                let (_, dead) = slot.state.borrow_mut().expire(now);
+                for letter in dead {
+                    let _ = self.clone().dead_letter(&slot, &group, &topic, partition, letter).await;
+                }
+            }
+        }
+    }
+
+    /// The share groups with state on this shard.
+    pub(crate) fn list_share_groups(&self) -> Vec<GroupListing> {
+        let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let now = Instant::now();
+        for ((group, _, _), slot) in self.shares.slots.borrow().iter() {
+            let members = groups.entry(group.clone()).or_default();
+            for (member, seen) in slot.members.borrow().iter() {
+                if now.duration_since(*seen) < SHARE_MEMBER_IDLE {
+                    members.insert(member.clone());
+                }
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(group, members)| GroupListing {
+                group,
+                kind: KIND_SHARE,
+                state: if members.is_empty() { STATE_EMPTY } else { STATE_STABLE },
+                members: members.len() as u32,
+            })
+            .collect()
+    }
+
+    /// This shard's share-partitions of `group`, and the members seen lately.
+    pub(crate) fn describe_share(&self, group: &str) -> (Vec<SharePartitionState>, Vec<String>) {
+        let mut states = Vec::new();
+        let mut members = BTreeSet::new();
+        let now = Instant::now();
+        for ((name, topic, partition), slot) in self.shares.slots.borrow().iter() {
+            if name != group {
+                continue;
+            }
+            let end = self.slot(topic, *partition).map_or(0, |s| s.log.borrow().next_offset());
+            let state = slot.state.borrow();
+            let counts = state.counts(end);
+            states.push(SharePartitionState {
+                topic: topic.clone(),
+                partition: *partition,
+                start: state.start as i64,
+                end: end as i64,
+                available: counts.available,
+                acquired: counts.acquired,
+                archived: counts.archived,
+            });
+            for (member, seen) in slot.members.borrow().iter() {
+                if now.duration_since(*seen) < SHARE_MEMBER_IDLE {
+                    members.insert(member.clone());
+                }
+            }
+        }
+        (states, members.into_iter().collect())
+    }
+}
