@@ -36,6 +36,9 @@ enum Command {
     /// List and describe consumer groups (members, committed offsets, lag).
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Share groups: a topic read as a queue, record by record under a lease.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Measure throughput and latency percentiles (HdrHistogram).
     Bench(BenchArgs),
 }
@@ -174,6 +177,42 @@ enum GroupCommand {
     Describe { group: String },
 }
 
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// Receive records as a member of a share group, print their values and
+    /// acknowledge each as --ack says, after printing it.
+    Receive {
+        topic: String,
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        max_messages: Option<u64>,
+        /// Exit after this long without records (default: wait forever).
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// How long a received record stays this member's (default 30000).
+        #[arg(long, default_value_t = 30_000)]
+        lease_ms: u64,
+        #[arg(long, value_enum, default_value = "accept")]
+        ack: AckArg,
+        /// Deliveries after which a released or expired record is dead-lettered.
+        #[arg(long, default_value_t = 5)]
+        max_deliveries: u16,
+        /// Dead-letter topic (default: TOPIC.dlq).
+        #[arg(long)]
+        dead_letter_topic: Option<String>,
+    },
+    /// A share group's partitions: start, end, available, acquired, archived.
+    Describe { group: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AckArg {
+    Accept,
+    Release,
+    Reject,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum AcksArg {
     None,
@@ -237,6 +276,7 @@ fn main() -> ExitCode {
         Command::Consume(args) if args.group.is_some() => consume_group(&cli.bootstrap, args),
         Command::Consume(args) => consume(&cli.bootstrap, args),
         Command::Group(command) => group(&cli.bootstrap, command),
+        Command::Queue(command) => queue(&cli.bootstrap, command),
         Command::Bench(args) => bench(&cli.bootstrap, args),
     };
     match result {
@@ -527,6 +567,10 @@ fn group(bootstrap: &str, command: GroupCommand) -> Result<(), String> {
                 let owned: Vec<String> = member.assignment.iter().map(|(t, p)| format!("{t}/{p}")).collect();
                 println!("member {} owns {}", member.member_id, owned.join(" "));
             }
+            if description.kind == ringmq::protocol::group::KIND_SHARE {
+                print_share_partitions(&description);
+                return Ok(());
+            }
             println!("{:<30} {:>9} {:>20} {:>20} {:>12}", "topic", "partition", "committed", "end", "lag");
             let show = |value: i64| if value < 0 { "-".to_string() } else { value.to_string() };
             for partition in &description.partitions {
@@ -542,6 +586,87 @@ fn group(bootstrap: &str, command: GroupCommand) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn queue(bootstrap: &str, command: QueueCommand) -> Result<(), String> {
+    use ringmq::client::group::describe_group;
+    use ringmq::client::share::{ShareConsumer, ShareConsumerConfig};
+    use ringmq::groups::share::AckKind;
+    let mut client = connect(bootstrap)?;
+    match command {
+        QueueCommand::Receive {
+            topic,
+            group,
+            max_messages,
+            timeout_ms,
+            lease_ms,
+            ack,
+            max_deliveries,
+            dead_letter_topic,
+        } => {
+            let config = ShareConsumerConfig {
+                lease: Duration::from_millis(lease_ms),
+                max_deliveries,
+                dead_letter_topic,
+                ..Default::default()
+            };
+            let kind = match ack {
+                AckArg::Accept => AckKind::Accept,
+                AckArg::Release => AckKind::Release,
+                AckArg::Reject => AckKind::Reject,
+            };
+            let mut consumer = ShareConsumer::new(client, &group, &topic, config).map_err(|e| e.to_string())?;
+            let timeout = timeout_ms.map(Duration::from_millis);
+            let poll_wait = timeout.unwrap_or(Duration::from_secs(1)).min(Duration::from_millis(500));
+            let mut printed = 0u64;
+            let mut last_data = Instant::now();
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            loop {
+                // Never acquire more than will be printed: the rest would sit
+                // leased until their leases expire.
+                let want = max_messages.map_or(500, |max| max.saturating_sub(printed).min(500)) as u32;
+                if want == 0 {
+                    return Ok(());
+                }
+                let records = consumer.receive(want, poll_wait).map_err(|e| e.to_string())?;
+                for record in &records {
+                    out.write_all(record.record.value.as_deref().unwrap_or(&[])).map_err(|e| e.to_string())?;
+                    out.write_all(b"\n").map_err(|e| e.to_string())?;
+                }
+                out.flush().map_err(|e| e.to_string())?;
+                consumer.acknowledge_all(&records, kind).map_err(|e| format!("acknowledging failed: {e}"))?;
+                printed += records.len() as u64;
+                if !records.is_empty() {
+                    last_data = Instant::now();
+                } else if timeout.is_some_and(|t| last_data.elapsed() >= t) {
+                    return Ok(());
+                }
+            }
+        }
+        QueueCommand::Describe { group } => {
+            let description = describe_group(&mut client, &group).map_err(|e| e.to_string())?;
+            if description.kind != ringmq::protocol::group::KIND_SHARE {
+                return Err(format!("{group} is a consumer group: use `ringmq group describe {group}`"));
+            }
+            println!("share group {group} members {}", description.members.len());
+            print_share_partitions(&description);
+        }
+    }
+    Ok(())
+}
+
+fn print_share_partitions(description: &ringmq::protocol::group::GroupDescription) {
+    println!(
+        "{:<30} {:>9} {:>14} {:>14} {:>10} {:>10} {:>10}",
+        "topic", "partition", "start", "end", "available", "acquired", "archived"
+    );
+    for share in &description.share {
+        println!(
+            "{:<30} {:>9} {:>14} {:>14} {:>10} {:>10} {:>10}",
+            share.topic, share.partition, share.start, share.end, share.available, share.acquired, share.archived
+        );
+    }
 }
 
 fn bench(bootstrap: &str, args: BenchArgs) -> Result<(), String> {

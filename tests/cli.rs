@@ -269,3 +269,41 @@ fn consume_with_a_group_prints_each_record_once_across_runs_and_group_describe_s
     assert!(!ok && err.contains("unknown group"), "{err}");
     assert!(terminate(&mut server).success());
 }
+
+#[test]
+fn queue_receive_acknowledges_as_told_and_queue_describe_counts() {
+    let dir = common::temp_dir("cli-queue");
+    let (mut server, bootstrap) = serve(&dir, 2);
+    let (ok, _, err) = ringmq(&bootstrap, &["topic", "create", "tasks", "--partitions", "1"], "");
+    assert!(ok, "{err}");
+    let lines: String = (1..=10).map(|i| format!("task {i}\n")).collect();
+    let (ok, _, err) = ringmq(&bootstrap, &["produce", "tasks"], &lines);
+    assert!(ok, "{err}");
+    let receive = |max: &'static str, ack: &'static str| {
+        ringmq(
+            &bootstrap,
+            &["queue", "receive", "tasks", "--group", "q", "--max-messages", max, "--timeout-ms", "300", "--ack", ack],
+            "",
+        )
+    };
+    let (ok, out, err) = receive("3", "accept");
+    assert!(ok, "{err}");
+    assert_eq!(out, "task 1\ntask 2\ntask 3\n");
+    let (ok, out, err) = receive("2", "release");
+    assert!(ok, "{err}");
+    assert_eq!(out, "task 4\ntask 5\n");
+    let (ok, out, err) = receive("1", "reject");
+    assert!(ok, "{err}");
+    assert_eq!(out, "task 4\n", "released records come back first");
+    let (ok, out, err) = ringmq(&bootstrap, &["queue", "describe", "q"], "");
+    assert!(ok, "{err}");
+    let row: Vec<&str> = out.lines().find(|l| l.starts_with("tasks ")).unwrap().split_whitespace().collect();
+    // topic partition start end available acquired archived
+    assert_eq!(&row[..], ["tasks", "0", "4", "10", "6", "0", "4"], "{out}");
+    let (ok, out, _) = ringmq(&bootstrap, &["consume", "tasks.dlq", "--timeout-ms", "300"], "");
+    assert!(ok);
+    assert_eq!(out, "task 4\n", "the rejected record is in the dead-letter topic");
+    let (ok, out, err) = ringmq(&bootstrap, &["group", "describe", "q"], "");
+    assert!(ok && out.contains("archived"), "group describe shows share groups too: {out} {err}");
+    assert!(terminate(&mut server).success());
+}
