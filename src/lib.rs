@@ -13,6 +13,7 @@
 //! - [`embedded`]: the broker inside the calling process, and its in-process client.
 //! - [`groups`]: consumer groups — membership, assignment, committed offsets.
 //! - [`ffi`]: the C ABI of `libringmq` (`include/ringmq.h`).
+//! - [`metrics`]: Prometheus text exposition at `/metrics`.
 //! - [`bench`]: `ringmq bench`, the produce / consume / end-to-end workloads.
 //! - [`sync`]: the atomics shim that loom swaps out.
 
@@ -24,6 +25,7 @@ pub mod ffi;
 pub mod groups;
 pub mod io;
 pub mod log;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod sync;

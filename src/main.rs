@@ -128,6 +128,9 @@ struct ServeArgs {
     retention_bytes: Option<u64>,
     #[arg(long, env = "RINGMQ_RETENTION_CHECK_INTERVAL_MS")]
     retention_check_interval_ms: Option<u64>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (off by default).
+    #[arg(long, env = "RINGMQ_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// The TOML config file: the same settings as the flags.
@@ -144,6 +147,7 @@ struct ConfigFile {
     retention_ms: Option<u64>,
     retention_bytes: Option<u64>,
     retention_check_interval_ms: Option<u64>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -321,6 +325,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(ms) = args.retention_check_interval_ms.or(file.retention_check_interval_ms) {
         config.retention_check_interval_ms = ms;
     }
+    config.metrics_listen = args.metrics_listen.or(file.metrics_listen);
     server::block_shutdown_signals();
     let shards = config.shards;
     let data_dir = config.data_dir.clone();
@@ -332,6 +337,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         handle.shard_ports(),
         data_dir.display()
     );
+    if let Some(address) = handle.metrics_address() {
+        println!("ringmq metrics on http://{address}/metrics");
+    }
     let _ = std::io::stdout().flush();
     let signal = server::wait_for_signal();
     eprintln!("ringmq: signal {signal}: shutting down");

@@ -52,6 +52,8 @@ struct Inner<S: Storage> {
     stats: Cell<GroupCommitStats>,
     flush_interval: Option<Duration>,
     stopping: Cell<bool>,
+    /// Where each round's duration goes (the server's metrics), when set.
+    latency: RefCell<Option<std::sync::Arc<crate::metrics::LatencyHistogram>>>,
 }
 
 /// The flusher of one shard. Clones share it.
@@ -75,12 +77,19 @@ impl<S: Storage> GroupCommit<S> {
                 stats: Cell::new(GroupCommitStats::default()),
                 flush_interval,
                 stopping: Cell::new(false),
+                latency: RefCell::new(None),
             }),
         }
     }
 
     pub fn stats(&self) -> GroupCommitStats {
         self.inner.stats.get()
+    }
+
+    /// Records the duration of every later flush round (its fdatasyncs) into
+    /// `histogram`.
+    pub fn record_latency_into(&self, histogram: std::sync::Arc<crate::metrics::LatencyHistogram>) {
+        *self.inner.latency.borrow_mut() = Some(histogram);
     }
 
     /// Appends `batch` and answers as `acks` asks. For `Durable`, returns after the
@@ -171,7 +180,11 @@ impl<S: Storage> GroupCommit<S> {
         }
         let fsyncs: u64 = plans.iter().map(|plan| plan.len() as u64).sum();
         let targets: Vec<u64> = plans.iter().map(|plan| plan.target_offset).collect();
+        let started = std::time::Instant::now();
         let results = futures_util::future::join_all(plans.into_iter().map(run_plan)).await;
+        if let Some(histogram) = self.inner.latency.borrow().as_ref() {
+            histogram.record(started.elapsed());
+        }
         let mut stats = self.inner.stats.get();
         for ((log, target), result) in logs.iter().zip(targets).zip(results) {
             if result.is_err() {

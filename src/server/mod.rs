@@ -16,6 +16,7 @@ mod dispatch;
 pub mod mailbox;
 pub(crate) mod shard;
 pub(crate) mod share;
+mod stats;
 
 use crate::io::{self, EventFd};
 use crate::log::{LogConfig, INDEX_INTERVAL_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT};
@@ -64,6 +65,8 @@ pub struct ServerConfig {
     /// clients spin on their completions instead of sleeping: lower latency for
     /// pinned deployments, at the price of burning the cores.
     pub busy_poll: bool,
+    /// Serve Prometheus metrics at `http://ADDRESS/metrics` (off by default).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -82,6 +85,7 @@ impl ServerConfig {
             mailbox_capacity: MAILBOX_CAPACITY,
             pin_threads: true,
             busy_poll: false,
+            metrics_listen: None,
         }
     }
 
@@ -116,6 +120,12 @@ pub struct ServerCounters {
     pub forwarded_requests: AtomicU64,
     /// Idempotent batches recognised as retries and not appended again.
     pub duplicate_batches: AtomicU64,
+    pub produce_records: AtomicU64,
+    pub produce_bytes: AtomicU64,
+    pub fetch_records: AtomicU64,
+    pub fetch_bytes: AtomicU64,
+    /// Duration of every group-commit flush round (its fdatasyncs).
+    pub fsync_rounds: Arc<crate::metrics::LatencyHistogram>,
 }
 
 pub(crate) type ShardMailbox = Mailbox<Message, EventFd>;
@@ -186,6 +196,7 @@ pub struct ServerHandle {
     address: Option<SocketAddr>,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<Result<(), String>>>,
+    metrics: Option<crate::metrics::MetricsServer>,
 }
 
 impl ServerHandle {
@@ -199,6 +210,11 @@ impl ServerHandle {
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// Where `/metrics` is served, when `metrics_listen` was set.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.address())
     }
 
     /// Each shard's own port, by shard id.
@@ -223,7 +239,10 @@ impl ServerHandle {
 
     /// Waits for the shard threads to end (after a shutdown), then answers any
     /// request still in their rings.
-    fn join(self) -> Result<(), String> {
+    fn join(mut self) -> Result<(), String> {
+        if let Some(metrics) = self.metrics.take() {
+            metrics.stop();
+        }
         let mut first_error = Ok(());
         for thread in self.threads {
             let result = thread.join().unwrap_or_else(|_| Err("a shard thread panicked".into()));
@@ -347,7 +366,7 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
         threads.push(thread);
     }
     drop(ready_sender);
-    let handle = ServerHandle { address, shared, threads };
+    let mut handle = ServerHandle { address, shared, threads, metrics: None };
     for _ in 0..handle.threads.len() {
         match ready.recv() {
             Ok(Ok(())) => {}
@@ -358,6 +377,16 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
             Err(_) => {
                 let error = handle.shutdown().err().unwrap_or_else(|| "a shard stopped during start-up".into());
                 return Err(error);
+            }
+        }
+    }
+    if let Some(listen) = handle.shared.config.metrics_listen {
+        let shared = handle.shared.clone();
+        match crate::metrics::MetricsServer::start(listen, Box::new(move || stats::render(&shared))) {
+            Ok(metrics) => handle.metrics = Some(metrics),
+            Err(error) => {
+                let _ = handle.shutdown();
+                return Err(format!("cannot serve metrics on {listen}: {error}"));
             }
         }
     }

@@ -76,6 +76,8 @@ pub(crate) enum Op {
     ShareAck(crate::protocol::share::ShareAckRequest),
     /// This shard's share-partitions of a group.
     ShareDescribe(String),
+    /// A snapshot for `/metrics`.
+    Metrics,
 }
 
 /// Records read by a fetch.
@@ -96,6 +98,7 @@ pub(crate) enum Reply {
     ShareFetch(Result<crate::protocol::share::ShareFetchResponse, ErrorCode>),
     ShareAck(Result<Vec<ErrorCode>, ErrorCode>),
     ShareDescribe(Vec<crate::protocol::group::SharePartitionState>, Vec<String>),
+    Metrics(Box<super::stats::ShardMetrics>),
 }
 
 pub(crate) type ReplyFuture = Pin<Box<dyn Future<Output = Reply>>>;
@@ -144,12 +147,14 @@ impl ShardContext {
     fn new(id: u16, shared: Arc<Shared>) -> ShardContext {
         let catalog = (shared.catalog.version(), shared.catalog.snapshot());
         let flush_interval = shared.config.flush_interval_ms.map(Duration::from_millis);
+        let commit = GroupCommit::new(flush_interval);
+        commit.record_latency_into(shared.counters.fsync_rounds.clone());
         ShardContext {
             id,
             shared,
             catalog: RefCell::new(catalog),
             partitions: RefCell::new(HashMap::new()),
-            commit: GroupCommit::new(flush_interval),
+            commit,
             pending: RefCell::new(HashMap::new()),
             next_request_id: Cell::new(0),
             stopping: Cell::new(false),
@@ -270,6 +275,10 @@ impl ShardContext {
                             }
                         }
                         slot.appended.notify_waiters();
+                        let counters = &self.shared.counters;
+                        let records = BatchHeader::parse(&batch).map_or(0, |h| h.records_count.max(0) as u64);
+                        counters.produce_records.fetch_add(records, Ordering::Relaxed);
+                        counters.produce_bytes.fetch_add(batch.len() as u64, Ordering::Relaxed);
                         Box::pin(async move {
                             Reply::Produce(wait.await.map(|()| info.base_offset).map_err(|e| log_error_code(&e)))
                         })
@@ -307,6 +316,7 @@ impl ShardContext {
                 let context = self.clone();
                 Box::pin(async move { Reply::ShareAck(context.share_acknowledge(request).await) })
             }
+            Op::Metrics => ready(Reply::Metrics(Box::new(self.metrics_snapshot()))),
             Op::ShareDescribe(group) => {
                 let (states, members) = self.describe_share(&group);
                 ready(Reply::ShareDescribe(states, members))
@@ -315,6 +325,32 @@ impl ShardContext {
                 let context = self.clone();
                 Box::pin(async move { Reply::ProducerId(context.init_producer_id(name).await) })
             }
+        }
+    }
+
+    /// What `/metrics` shows of this shard.
+    fn metrics_snapshot(&self) -> super::stats::ShardMetrics {
+        let partitions = self
+            .partitions
+            .borrow()
+            .iter()
+            .map(|((topic, partition), slot)| {
+                let log = slot.log.borrow();
+                (topic.clone(), *partition, log.next_offset(), log.is_poisoned())
+            })
+            .collect();
+        let mut committed = Vec::new();
+        for (group, slot) in self.groups.all() {
+            for ((topic, partition), (offset, _)) in &slot.group.borrow().offsets {
+                committed.push((group.clone(), topic.clone(), *partition, *offset));
+            }
+        }
+        super::stats::ShardMetrics {
+            shard: self.id,
+            connections: self.connections.borrow().len(),
+            partitions,
+            committed,
+            share: self.share_metrics(),
         }
     }
 
@@ -348,6 +384,9 @@ impl ShardContext {
             let wanted = request.min_bytes.min(request.max_bytes) as usize;
             let more_beyond = !data.records.is_empty() && data.high_watermark > last_offset_after(&data.records);
             if data.records.len() >= wanted || more_beyond || now >= deadline || self.is_stopping() {
+                let counters = &self.shared.counters;
+                counters.fetch_records.fetch_add(records_in(&data.records), Ordering::Relaxed);
+                counters.fetch_bytes.fetch_add(data.records.len() as u64, Ordering::Relaxed);
                 return Ok(data);
             }
             let _ = tokio::time::timeout(deadline - now, appended).await;
@@ -561,6 +600,19 @@ impl ShardContext {
         }
         first_error
     }
+}
+
+/// Records in `records` (whole batches), by their headers.
+fn records_in(mut records: &[u8]) -> u64 {
+    let mut count = 0;
+    while let Ok(header) = BatchHeader::parse(records) {
+        count += header.records_count.max(0) as u64;
+        match records.get(header.size_bytes().max(1)..) {
+            Some(rest) => records = rest,
+            None => break,
+        }
+    }
+    count
 }
 
 /// One past the last offset in `records` (whole batches).

@@ -288,7 +288,11 @@ impl ShardContext {
                 self.persist_share(&slot, &framed).await?;
                 let first = acquired.first().map_or(0, |a| a.0);
                 let last = acquired.last().map_or(0, |a| a.0);
-                return Ok(ShareFetchResponse { acquired, records: trim_batches(bytes, first, last) });
+                let records = trim_batches(bytes, first, last);
+                let counters = &self.shared.counters;
+                counters.fetch_records.fetch_add(acquired.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                counters.fetch_bytes.fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                return Ok(ShareFetchResponse { acquired, records });
             }
             if now >= deadline || self.is_stopping() {
                 return Ok(ShareFetchResponse::default());
@@ -555,5 +559,19 @@ impl ShardContext {
             }
         }
         (states, members.into_iter().collect())
+    }
+
+    /// (group, topic, partition, available, acquired) of every share-partition here.
+    pub(crate) fn share_metrics(&self) -> Vec<(String, String, u32, u64, u64)> {
+        self.shares
+            .slots
+            .borrow()
+            .iter()
+            .map(|((group, topic, partition), slot)| {
+                let end = self.slot(topic, *partition).map_or(0, |s| s.log.borrow().next_offset());
+                let counts = slot.state.borrow().counts(end);
+                (group.clone(), topic.clone(), *partition, counts.available, counts.acquired)
+            })
+            .collect()
     }
 }

@@ -1,0 +1,123 @@
+//! What `/metrics` shows: the shared counters, and a snapshot from every shard
+//! taken through its ring (see [`crate::metrics`]).
+
+use super::completion::Completion;
+use super::shard::{Message, Op, Origin, Reply};
+use super::Shared;
+use crate::metrics::{family, label};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// One shard's part of a scrape.
+pub(crate) struct ShardMetrics {
+    pub shard: u16,
+    pub connections: usize,
+    /// topic, partition, end offset, poisoned
+    pub partitions: Vec<(String, u32, u64, bool)>,
+    /// group, topic, partition, committed offset
+    pub committed: Vec<(String, String, u32, i64)>,
+    /// group, topic, partition, available, acquired
+    pub share: Vec<(String, String, u32, u64, u64)>,
+}
+
+fn snapshot(shared: &Arc<Shared>, shard: u16) -> Option<ShardMetrics> {
+    let completion = Arc::new(Completion::for_current_thread());
+    let message = Message::Request { origin: Origin::External(completion.clone()), op: Op::Metrics };
+    if !shared.post_external(shard, message) {
+        return None;
+    }
+    match completion.wait(false) {
+        Reply::Metrics(metrics) => Some(*metrics),
+        _ => None,
+    }
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    family(out, name, "counter", help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// The whole exposition.
+pub(crate) fn render(shared: &Arc<Shared>) -> String {
+    let mut out = String::with_capacity(4096);
+    let counters = &shared.counters;
+    let load = |value: &std::sync::atomic::AtomicU64| value.load(Ordering::Relaxed);
+    counter(&mut out, "ringmq_produce_records_total", "Records appended.", load(&counters.produce_records));
+    counter(&mut out, "ringmq_produce_bytes_total", "Batch bytes appended.", load(&counters.produce_bytes));
+    counter(&mut out, "ringmq_fetch_records_total", "Records returned by fetches.", load(&counters.fetch_records));
+    counter(&mut out, "ringmq_fetch_bytes_total", "Batch bytes returned by fetches.", load(&counters.fetch_bytes));
+    counter(
+        &mut out,
+        "ringmq_forwarded_requests_total",
+        "Requests forwarded to another shard through a ring.",
+        load(&counters.forwarded_requests),
+    );
+    counter(
+        &mut out,
+        "ringmq_ring_full_waits_total",
+        "Times a sender found a cross-shard ring full and waited.",
+        load(&counters.ring_full_waits),
+    );
+    counter(
+        &mut out,
+        "ringmq_duplicate_batches_total",
+        "Idempotent batches recognised as resends and not appended again.",
+        load(&counters.duplicate_batches),
+    );
+    counters.fsync_rounds.render(
+        &mut out,
+        "ringmq_fsync_round_seconds",
+        "Duration of group-commit rounds (the fdatasyncs of every partition waiting).",
+    );
+    family(&mut out, "ringmq_ring_depth", "gauge", "Messages waiting in a shard's ring.");
+    for (shard, mailbox) in shared.mailboxes.iter().enumerate() {
+        let _ = writeln!(out, "ringmq_ring_depth{{shard=\"{shard}\"}} {}", mailbox.len());
+    }
+    let shards: Vec<ShardMetrics> =
+        (0..shared.mailboxes.len() as u16).filter_map(|shard| snapshot(shared, shard)).collect();
+    family(&mut out, "ringmq_connections", "gauge", "Open client connections per shard.");
+    for shard in &shards {
+        let _ = writeln!(out, "ringmq_connections{{shard=\"{}\"}} {}", shard.shard, shard.connections);
+    }
+    let partitions: Vec<&(String, u32, u64, bool)> = shards.iter().flat_map(|s| &s.partitions).collect();
+    family(&mut out, "ringmq_partitions", "gauge", "Partitions open.");
+    let _ = writeln!(out, "ringmq_partitions {}", partitions.len());
+    family(&mut out, "ringmq_partitions_poisoned", "gauge", "Partitions refusing writes after a failed fsync.");
+    let _ = writeln!(out, "ringmq_partitions_poisoned {}", partitions.iter().filter(|p| p.3).count());
+    let ends: HashMap<(&str, u32), u64> = partitions.iter().map(|p| ((p.0.as_str(), p.1), p.2)).collect();
+    family(&mut out, "ringmq_partition_end_offset", "gauge", "One past the last record of a partition.");
+    for (topic, partition, end, _) in &partitions {
+        let _ =
+            writeln!(out, "ringmq_partition_end_offset{{topic=\"{}\",partition=\"{partition}\"}} {end}", label(topic));
+    }
+    // Each family's samples stay together, as the text format requires.
+    let (mut committed_lines, mut lag_lines) = (String::new(), String::new());
+    for shard in &shards {
+        for (group, topic, partition, committed) in &shard.committed {
+            let labels = format!("group=\"{}\",topic=\"{}\",partition=\"{partition}\"", label(group), label(topic));
+            let _ = writeln!(committed_lines, "ringmq_group_committed_offset{{{labels}}} {committed}");
+            if let Some(end) = ends.get(&(topic.as_str(), *partition)) {
+                let _ = writeln!(lag_lines, "ringmq_group_lag{{{labels}}} {}", (*end as i64 - committed).max(0));
+            }
+        }
+    }
+    family(&mut out, "ringmq_group_committed_offset", "gauge", "A consumer group's committed offset.");
+    out.push_str(&committed_lines);
+    family(&mut out, "ringmq_group_lag", "gauge", "End offset minus committed offset.");
+    out.push_str(&lag_lines);
+    let (mut available_lines, mut acquired_lines) = (String::new(), String::new());
+    for shard in &shards {
+        for (group, topic, partition, available, acquired) in &shard.share {
+            let labels = format!("group=\"{}\",topic=\"{}\",partition=\"{partition}\"", label(group), label(topic));
+            let _ = writeln!(available_lines, "ringmq_share_available{{{labels}}} {available}");
+            let _ = writeln!(acquired_lines, "ringmq_share_acquired{{{labels}}} {acquired}");
+        }
+    }
+    family(&mut out, "ringmq_share_available", "gauge", "Records a share group can still deliver.");
+    out.push_str(&available_lines);
+    family(&mut out, "ringmq_share_acquired", "gauge", "Records a share group has leased out.");
+    out.push_str(&acquired_lines);
+    out
+}
