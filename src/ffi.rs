@@ -15,6 +15,7 @@
 use crate::batch::BatchBuilder;
 use crate::client::{decode_records, partition_for_key, Client, ClientError, ConsumedRecord, Retention};
 use crate::embedded::{Broker, EmbeddedClient};
+use crate::log::producers::{last_sequence, next_sequence};
 use crate::log::Acks;
 use crate::protocol::fetch::FetchRequest;
 use crate::protocol::offsets::{QUERY_EARLIEST, QUERY_LATEST};
@@ -57,6 +58,15 @@ pub enum rmq_result {
     RMQ_ERROR_BROKER = 13,
     /// The broker could not start (io_uring missing, data directory refused, ...).
     RMQ_ERROR_START = 14,
+    /// No such consumer or share group.
+    RMQ_ERROR_UNKNOWN_GROUP = 15,
+    /// A group operation the group's state refuses: a stale generation, an
+    /// unknown member, or acknowledging a record this member does not hold.
+    RMQ_ERROR_INVALID_STATE = 16,
+    /// An idempotent producer was fenced by a newer instance with its name.
+    RMQ_ERROR_FENCED = 17,
+    /// An idempotent batch out of sequence (nothing was appended).
+    RMQ_ERROR_SEQUENCE = 18,
     /// A panic inside the library was caught at the boundary.
     RMQ_PANIC = 99,
 }
@@ -102,9 +112,22 @@ fn client_error(error: ClientError) -> rmq_result {
             Some(ErrorCode::NoSpace) => rmq_result::RMQ_ERROR_NO_SPACE,
             Some(ErrorCode::StorageFailure) => rmq_result::RMQ_ERROR_STORAGE,
             Some(ErrorCode::ShuttingDown) => rmq_result::RMQ_ERROR_CLOSED,
-            Some(ErrorCode::InvalidTopicName | ErrorCode::InvalidPartitionCount | ErrorCode::InvalidArgument) => {
-                rmq_result::RMQ_ERROR_INVALID_ARGUMENT
-            }
+            Some(
+                ErrorCode::InvalidTopicName
+                | ErrorCode::InvalidPartitionCount
+                | ErrorCode::InvalidArgument
+                | ErrorCode::InvalidGroupId,
+            ) => rmq_result::RMQ_ERROR_INVALID_ARGUMENT,
+            Some(ErrorCode::UnknownGroup) => rmq_result::RMQ_ERROR_UNKNOWN_GROUP,
+            Some(
+                ErrorCode::UnknownMemberId
+                | ErrorCode::IllegalGeneration
+                | ErrorCode::RebalanceInProgress
+                | ErrorCode::InvalidRecordState
+                | ErrorCode::GroupKindMismatch,
+            ) => rmq_result::RMQ_ERROR_INVALID_STATE,
+            Some(ErrorCode::ProducerFenced) => rmq_result::RMQ_ERROR_FENCED,
+            Some(ErrorCode::OutOfOrderSequence) => rmq_result::RMQ_ERROR_SEQUENCE,
             _ => rmq_result::RMQ_ERROR_BROKER,
         },
     };
@@ -318,6 +341,7 @@ struct Job {
 pub struct rmq_client {
     transport: Arc<Transport>,
     sticky: AtomicU32,
+    idempotence: Idempotence,
     jobs: Mutex<Option<mpsc::SyncSender<Job>>>,
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -330,6 +354,7 @@ fn new_client(transport: Transport) -> *mut rmq_client {
     Box::into_raw(Box::new(rmq_client {
         transport: Arc::new(transport),
         sticky: AtomicU32::new(0),
+        idempotence: Idempotence::default(),
         jobs: Mutex::new(None),
         worker: Mutex::new(None),
     }))
@@ -467,6 +492,21 @@ impl Transport {
         match self {
             Transport::Tcp { client, .. } => lock(client).produce(topic, partition, &batch, acks),
             Transport::Embedded(client) => client.produce(topic, partition, BytesMut::from(&batch[..]), acks),
+        }
+    }
+
+    fn init_producer_id(&self) -> Result<(i64, i16), ClientError> {
+        match self {
+            Transport::Tcp { client, .. } => lock(client).init_producer_id(""),
+            Transport::Embedded(client) => client.init_producer_id(""),
+        }
+    }
+
+    /// Connects again after a connection error (TCP only).
+    fn reconnect(&self) -> Result<(), ClientError> {
+        match self {
+            Transport::Tcp { client, .. } => lock(client).reconnect(),
+            Transport::Embedded(_) => Ok(()),
         }
     }
 
@@ -763,13 +803,34 @@ impl rmq_client {
         records: &[OwnedRecord],
         acks: rmq_acks,
     ) -> Result<i64, rmq_result> {
-        produce_on(&self.transport, &self.sticky, topic, partition, records, acks)
+        produce_on(&self.transport, &self.sticky, &self.idempotence, topic, partition, records, acks)
     }
 }
+
+/// Producer id and per-partition sequences of one transport: produces with
+/// acks durable are idempotent, so a resend after a connection error is
+/// appended once.
+#[derive(Default)]
+struct Idempotence {
+    state: Mutex<IdempotenceState>,
+}
+
+#[derive(Default)]
+struct IdempotenceState {
+    identity: Option<(i64, i16)>,
+    /// The next sequence of each partition; held while its batch is in flight,
+    /// so batches to one partition go out in sequence order.
+    sequences: std::collections::HashMap<(String, u32), Arc<Mutex<i32>>>,
+}
+
+/// Resends of an idempotent batch after a connection error.
+pub const RMQ_PRODUCE_RETRIES: u32 = 5;
+const PRODUCE_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn produce_on(
     transport: &Transport,
     sticky: &AtomicU32,
+    idempotence: &Idempotence,
     topic: &str,
     partition: i32,
     records: &[OwnedRecord],
@@ -792,10 +853,56 @@ fn produce_on(
             .append(record.timestamp, record.key.as_deref(), record.value.as_deref(), &headers)
             .map_err(|e| fail(rmq_result::RMQ_ERROR_INVALID_RECORD, e.to_string()))?;
     }
+    if acks != rmq_acks::RMQ_ACKS_DURABLE {
+        let batch = builder.finish().map_err(|e| fail(rmq_result::RMQ_ERROR_INVALID_RECORD, e.to_string()))?;
+        return match transport.produce(topic, partition, batch, to_acks(acks)) {
+            Ok(offset) => Ok(offset.map_or(-1, |o| o as i64)),
+            Err(error) => Err(client_error(error)),
+        };
+    }
+    let (identity, sequence) = {
+        let mut state = lock(&idempotence.state);
+        let identity = match state.identity {
+            Some(identity) => identity,
+            None => {
+                let identity = transport.init_producer_id().map_err(client_error)?;
+                state.identity = Some(identity);
+                identity
+            }
+        };
+        (identity, state.sequences.entry((topic.to_owned(), partition)).or_default().clone())
+    };
+    let mut next = lock(&sequence);
+    builder.producer(identity.0, identity.1, *next);
     let batch = builder.finish().map_err(|e| fail(rmq_result::RMQ_ERROR_INVALID_RECORD, e.to_string()))?;
-    match transport.produce(topic, partition, batch, to_acks(acks)) {
-        Ok(offset) => Ok(offset.map_or(-1, |o| o as i64)),
-        Err(error) => Err(client_error(error)),
+    let mut backoff = PRODUCE_RETRY_BACKOFF;
+    let mut attempt = 0;
+    loop {
+        match transport.produce(topic, partition, batch.clone(), Acks::Durable) {
+            Ok(offset) => {
+                let last = last_sequence(*next, records.len().saturating_sub(1) as i32);
+                *next = next_sequence(last);
+                return Ok(offset.map_or(-1, |o| o as i64));
+            }
+            Err(ClientError::Io(_)) if attempt < RMQ_PRODUCE_RETRIES => {
+                attempt += 1;
+                std::thread::sleep(backoff);
+                backoff *= 2;
+                let _ = transport.reconnect();
+            }
+            Err(error) => {
+                if !crate::client::proves_not_appended(&error) {
+                    // Maybe appended (or fenced, or out of sequence): a new producer
+                    // id starts over, so no later batch is mistaken for this one.
+                    let mut state = lock(&idempotence.state);
+                    if state.identity == Some(identity) {
+                        state.identity = None;
+                        state.sequences.clear();
+                    }
+                }
+                return Err(client_error(error));
+            }
+        }
     }
 }
 
@@ -869,9 +976,10 @@ fn complete(pending: &PendingState, result: Result<i64, rmq_result>) {
 
 fn worker_loop(transport: Arc<Transport>, jobs: mpsc::Receiver<Job>) {
     let sticky = AtomicU32::new(0);
+    let idempotence = Idempotence::default();
     for job in jobs {
         let result = catch_unwind(AssertUnwindSafe(|| {
-            produce_on(&transport, &sticky, &job.topic, job.partition, &job.records, job.acks)
+            produce_on(&transport, &sticky, &idempotence, &job.topic, job.partition, &job.records, job.acks)
         }))
         .unwrap_or_else(|_| Err(fail(rmq_result::RMQ_PANIC, "panic inside libringmq while producing")));
         complete(&job.pending, result);
@@ -1018,6 +1126,9 @@ pub unsafe extern "C" fn rmq_pending_free(pending: *mut rmq_pending) {
 /// fetch until `rmq_fetch_free`: reading them copies nothing.
 pub struct rmq_fetch {
     records: Vec<ConsumedRecord>,
+    /// Topic, partition and delivery count of each record (group and share
+    /// consumers); empty for a fetch of one partition.
+    origins: Vec<(String, u32, u16)>,
 }
 
 /// One received record. The pointers borrow from the `rmq_fetch` it came from.
@@ -1057,7 +1168,7 @@ fn do_fetch(
 
 fn give_fetch(records: Vec<ConsumedRecord>, out: *mut *mut rmq_fetch) -> rmq_result {
     // SAFETY: callers checked `out` is non-NULL and writable.
-    unsafe { *out = Box::into_raw(Box::new(rmq_fetch { records })) };
+    unsafe { *out = Box::into_raw(Box::new(rmq_fetch { records, origins: Vec::new() })) };
     rmq_result::RMQ_OK
 }
 
@@ -1271,6 +1382,10 @@ pub unsafe extern "C" fn rmq_consumer_close(consumer: *mut rmq_consumer) {
     // SAFETY: per this function's contract.
     unsafe { free_box(consumer) }
 }
+
+// After `try_ffi!`, which it uses.
+mod groups;
+pub use groups::*;
 
 #[cfg(test)]
 mod tests {

@@ -300,17 +300,29 @@ impl Accumulator {
         }
         match outcome {
             Ok(results) => {
+                let mut new_identity = false;
                 for (result, (topic, partition, _, records, first_sequence)) in results.iter().zip(&batches) {
                     match result {
                         Ok(_) => self.report.records_acknowledged += records,
                         Err(error) => {
-                            // Not appended: its sequence is free again (one batch per
-                            // partition is in flight, so nothing follows it).
                             if *first_sequence >= 0 {
-                                self.sequences.insert((topic.clone(), *partition), *first_sequence);
+                                if super::proves_not_appended(error) {
+                                    // Its sequence is free again (one batch per partition
+                                    // is in flight, so nothing follows it).
+                                    self.sequences.insert((topic.clone(), *partition), *first_sequence);
+                                } else {
+                                    new_identity = true;
+                                }
                             }
                             self.fail(*records, error)
                         }
+                    }
+                }
+                // Maybe appended, fenced, or out of sequence: start over under a new id.
+                if new_identity {
+                    if let Ok(identity) = self.client.init_producer_id("") {
+                        self.identity = Some(identity);
+                        self.sequences.clear();
                     }
                 }
             }

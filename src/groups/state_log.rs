@@ -68,6 +68,8 @@ pub struct StateLog<S: Storage> {
     file: S::File,
     length: u64,
     poisoned: Option<String>,
+    /// Created by this open: its directory entries are not yet known durable.
+    fresh: bool,
 }
 
 impl<S: Storage> StateLog<S> {
@@ -79,6 +81,7 @@ impl<S: Storage> StateLog<S> {
         }
         // A compaction that stopped before its rename leaves a stale temporary.
         let _ = storage.remove_file(&temporary(path));
+        let fresh = storage.open(path, OpenMode::Existing).is_err();
         let file = storage.open(path, OpenMode::CreateOrOpen)?;
         let length = file.len()?;
         if length > STATE_LOG_BYTES_MAX {
@@ -94,7 +97,7 @@ impl<S: Storage> StateLog<S> {
         if valid as u64 != length {
             file.truncate(valid as u64)?;
         }
-        let log = StateLog { storage, path: path.to_path_buf(), file, length: valid as u64, poisoned: None };
+        let log = StateLog { storage, path: path.to_path_buf(), file, length: valid as u64, poisoned: None, fresh };
         Ok((log, records))
     }
 
@@ -133,6 +136,23 @@ impl<S: Storage> StateLog<S> {
             return Box::pin(async move { Err(error) });
         }
         self.file.sync_data()
+    }
+
+    /// For a file this open created: fsyncs its directory and the `levels - 1`
+    /// directories above it (those the open may have created), once, so the
+    /// file's name survives a power loss.
+    pub async fn make_entry_durable(&mut self, levels: usize) -> io::Result<()> {
+        if !self.fresh {
+            return Ok(());
+        }
+        let mut directory = self.path.parent();
+        for _ in 0..levels {
+            let Some(path) = directory else { break };
+            self.storage.sync_dir(path).await?;
+            directory = path.parent();
+        }
+        self.fresh = false;
+        Ok(())
     }
 
     /// Records that a sync failed: the log takes no more writes.

@@ -23,6 +23,10 @@ use std::collections::{HashMap, VecDeque};
 /// Batches per producer remembered for duplicate detection (Kafka keeps 5: a
 /// producer has at most 5 requests in flight per partition).
 pub const PRODUCER_RECENT_BATCHES: usize = 5;
+/// Producers one partition remembers; past it the one that wrote least
+/// recently is forgotten (its next batch is refused as out of order, and an
+/// idempotent client then takes a new producer id).
+pub const PRODUCERS_PER_PARTITION_MAX: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchRange {
@@ -115,6 +119,16 @@ impl ProducerTable {
         if header.producer_id < 0 || header.base_sequence < 0 || header.base_offset < 0 {
             return;
         }
+        if !self.producers.contains_key(&header.producer_id) && self.producers.len() >= PRODUCERS_PER_PARTITION_MAX {
+            let oldest = self
+                .producers
+                .iter()
+                .min_by_key(|(_, entry)| entry.recent.back().map_or(0, |range| range.last_offset))
+                .map(|(id, _)| *id);
+            if let Some(oldest) = oldest {
+                self.producers.remove(&oldest);
+            }
+        }
         let entry = self.producers.entry(header.producer_id).or_default();
         if header.producer_epoch != entry.epoch {
             entry.epoch = header.producer_epoch;
@@ -168,6 +182,18 @@ mod tests {
         assert_eq!(table.check(&header(7, 0, 6, 1, -1)), SequenceCheck::OutOfOrder, "sequence 5 is missing");
         assert_eq!(table.check(&header(7, 0, 5, 1, -1)), SequenceCheck::Append);
         assert_eq!(table.check(&header(8, 0, 4, 1, -1)), SequenceCheck::OutOfOrder, "a new producer starts at 0");
+    }
+
+    #[test]
+    fn the_table_forgets_the_least_recent_producer_past_its_limit() {
+        let mut table = ProducerTable::default();
+        for producer in 0..PRODUCERS_PER_PARTITION_MAX as i64 + 1 {
+            table.record(&header(producer, 0, 0, 1, producer));
+        }
+        assert_eq!(table.len(), PRODUCERS_PER_PARTITION_MAX);
+        assert_eq!(table.check(&header(0, 0, 1, 1, -1)), SequenceCheck::OutOfOrder, "producer 0 was forgotten");
+        let last = PRODUCERS_PER_PARTITION_MAX as i64;
+        assert_eq!(table.check(&header(last, 0, 1, 1, -1)), SequenceCheck::Append);
     }
 
     #[test]

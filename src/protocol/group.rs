@@ -34,7 +34,7 @@ use super::{
 
 /// Group names follow the topic-name rules (they become directory names).
 pub const GROUP_NAME_WIRE_BYTES_MAX: usize = TOPIC_NAME_WIRE_BYTES_MAX;
-/// Longest member id a decoder accepts (the broker issues 36-byte ids).
+/// Longest member id a decoder accepts (the broker issues ids of under 64 bytes).
 pub const MEMBER_ID_BYTES_MAX: usize = 128;
 /// Longest commit metadata string.
 pub const COMMIT_METADATA_BYTES_MAX: usize = 4096;
@@ -431,7 +431,7 @@ impl GroupResponse {
 
 /// Members one group may have.
 pub const GROUP_MEMBERS_MAX: usize = 4096;
-/// Groups one ListGroups answer may carry (the broker-wide limit).
+/// Groups one ListGroups answer may carry when a client decodes it.
 pub const GROUPS_MAX: usize = 100_000;
 
 /// ListGroups (api 21).

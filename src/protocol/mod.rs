@@ -58,7 +58,7 @@ const _: () = assert!(REQUEST_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(RESPONSE_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(REQUEST_BYTES_MAX > crate::batch::BATCH_BYTES_MAX);
 
-/// API keys. 16..=47 are reserved for the group APIs.
+/// API keys. 16..=25 are the group, producer-id and share-group APIs.
 pub mod api {
     pub const HELLO: u16 = 0;
     pub const METADATA: u16 = 1;

@@ -5,9 +5,9 @@
 //! on open and when it has grown to twice its live size).
 //!
 //! A commit is answered after its records are fdatasync'ed; the offsets become
-//! visible to OffsetFetch at the same moment. Membership is not stored: after a
-//! restart members get UnknownMemberId and join again, as after a coordinator
-//! move in Kafka.
+//! visible to OffsetFetch at the same moment. Membership is not stored (Kafka's
+//! classic protocol stores it): after a restart members get UnknownMemberId
+//! and join again, as new members.
 
 use super::shard::{Op, Reply, ShardContext};
 use crate::groups::consumer::{ConsumerGroup, JoinArgs, State};
@@ -209,8 +209,11 @@ impl ShardContext {
         {
             return Err(ErrorCode::InvalidArgument);
         }
-        let slot = self.groups.get_or_create(&join.group)?;
         let is_new = join.member_id.is_empty();
+        if !is_new && self.groups.get(&join.group).is_none() {
+            return Err(ErrorCode::UnknownMemberId);
+        }
+        let slot = self.groups.get_or_create(&join.group)?;
         let member_id = if is_new { self.groups.new_member_id(self.id) } else { join.member_id.clone() };
         let rebalance_timeout = match join.rebalance_timeout_ms {
             0 => join.session_timeout_ms,
@@ -266,7 +269,12 @@ impl ShardContext {
                 return Err(ErrorCode::InvalidArgument);
             }
         }
-        let slot = self.groups.get_or_create(&commit.group)?;
+        // A refused commit leaves no empty group behind.
+        let slot = match self.groups.get(&commit.group) {
+            Some(slot) => slot,
+            None if commit.member_id.is_empty() => self.groups.get_or_create(&commit.group)?,
+            None => return Err(ErrorCode::UnknownMemberId),
+        };
         slot.group.borrow_mut().may_commit(&commit.member_id, commit.generation, Instant::now())?;
         let committed_at_ms = now_ms();
         let mut framed = Vec::new();
@@ -287,10 +295,6 @@ impl ShardContext {
                 eprintln!("ringmq: shard {}: cannot create {}: {error}", self.id, path.display());
                 storage_error(&error)
             })?;
-            let directory = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-            // The group's directory entry must be durable before its offsets are.
-            let parent = directory.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-            FileStorage::new().sync_dir(&parent).await.map_err(|error| storage_error(&error))?;
             *store = Some(log);
         }
         let Some(log) = store.as_mut() else { return Err(ErrorCode::Internal) };
@@ -300,6 +304,8 @@ impl ShardContext {
             log.poison(&error);
             return Err(ErrorCode::StorageFailure);
         }
+        // A new file's entries (groups/<group>/offsets.log) become durable too.
+        log.make_entry_durable(2).await.map_err(|error| storage_error(&error))?;
         let live_bytes = {
             let mut group = slot.group.borrow_mut();
             for entry in commit.offsets {
@@ -521,29 +527,38 @@ impl ShardContext {
             return Err(ErrorCode::ResourceLimit);
         }
         let mut framed = Vec::new();
+        // Nothing changes in memory until the records are durable: a failed
+        // write or sync must not leave ids handed out from an unsaved block.
+        let (mut next, mut reserved_to) = (ids.next.get(), ids.reserved_to.get());
         let (id, epoch) = match previous {
             Some((id, epoch)) if epoch < i16::MAX => (id, epoch + 1),
             _ => {
-                if ids.next.get() >= ids.reserved_to.get() {
-                    let to = ids.reserved_to.get().max(ids.next.get()) + PRODUCER_ID_BLOCK;
-                    frame_record(&mut framed, &reserved_record(to)).map_err(|_| ErrorCode::Internal)?;
-                    ids.reserved_to.set(to);
+                if next >= reserved_to {
+                    reserved_to = reserved_to.max(next) + PRODUCER_ID_BLOCK;
+                    frame_record(&mut framed, &reserved_record(reserved_to)).map_err(|_| ErrorCode::Internal)?;
                 }
-                let id = ids.next.get();
-                ids.next.set(id + 1);
-                (id, 0)
+                next += 1;
+                (next - 1, 0)
             }
         };
         if !name.is_empty() {
             frame_record(&mut framed, &named_record(&name, id, epoch)).map_err(|_| ErrorCode::Internal)?;
         }
-        if !framed.is_empty() {
+        if framed.is_empty() {
+            ids.next.set(next);
+        } else {
             log.write(&framed).map_err(|error| storage_error(&error))?;
             if let Err(error) = log.sync().await {
                 eprintln!("ringmq: syncing producer ids failed: {error}");
                 log.poison(&error);
                 return Err(ErrorCode::StorageFailure);
             }
+            if let Err(error) = log.make_entry_durable(1).await {
+                eprintln!("ringmq: syncing the data directory failed: {error}");
+                return Err(ErrorCode::StorageFailure);
+            }
+            ids.next.set(next);
+            ids.reserved_to.set(reserved_to);
             if !name.is_empty() {
                 ids.named.borrow_mut().insert(name, (id, epoch));
             }

@@ -245,6 +245,10 @@ impl ShardContext {
                 if let Some(header) = &idempotent {
                     match self.check_sequence(&slot, header) {
                         Ok(SequenceCheck::Append) => {}
+                        Ok(SequenceCheck::Duplicate { .. }) if crate::batch::Batch::validate(&batch).is_err() => {
+                            // A damaged resend is not answered as the original.
+                            return ready(Reply::Produce(Err(ErrorCode::CorruptBatch)));
+                        }
                         Ok(SequenceCheck::Duplicate { base_offset, last_offset }) => {
                             self.shared.counters.duplicate_batches.fetch_add(1, Ordering::Relaxed);
                             let commit = self.commit.clone();

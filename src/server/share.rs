@@ -220,6 +220,8 @@ impl ShardContext {
             log.poison(&error);
             return Err(ErrorCode::StorageFailure);
         }
+        // groups/<group>/share/<topic>/<partition>.log: four directory entries.
+        log.make_entry_durable(4).await.map_err(|_| ErrorCode::StorageFailure)?;
         let live = {
             let state = slot.state.borrow();
             let mut live = Vec::new();
