@@ -141,7 +141,15 @@ impl EmbeddedClient {
         let context = format!("delete topic {name}");
         self.check_open(&context)?;
         let (topic, moved_to) = self.shared.catalog.delete_topic(name).map_err(|code| server_error(code, &context))?;
-        let result = self.on_owners(&topic, || Op::CloseTopic(topic.name.clone()));
+        // Every shard (see the server's delete): partitions, offsets, share state.
+        let mut result = Ok(());
+        for shard in 0..self.shard_count() {
+            match self.call(shard, Op::CloseTopic(topic.name.clone())) {
+                Reply::Done(Ok(())) => {}
+                Reply::Done(Err(code)) => result = Err(code),
+                _ => result = Err(ErrorCode::Internal),
+            }
+        }
         let _ = std::fs::remove_dir_all(moved_to);
         result.map_err(|code| server_error(code, context))
     }

@@ -281,3 +281,43 @@ fn the_embedded_broker_runs_groups_too() {
     assert_eq!(client.list_groups().unwrap().len(), 1);
     broker.close().unwrap();
 }
+
+#[test]
+fn deleting_a_topic_forgets_its_committed_offsets_also_across_a_restart() {
+    let dir = temp_dir("groups-delete-topic");
+    let server = start_server(&dir, 2, |_| {});
+    let mut client = Client::connect(&server.address().to_string()).unwrap();
+    for topic in ["gone", "kept"] {
+        client.create_topic(topic, 2, Retention::Default, Retention::Default).unwrap();
+    }
+    let offsets = ["gone", "kept"]
+        .iter()
+        .flat_map(|topic| {
+            (0..2).map(move |p| CommittedOffset {
+                topic: topic.to_string(),
+                partition: p,
+                offset: 7,
+                metadata: String::new(),
+            })
+        })
+        .collect();
+    group::commit_offsets(&mut client, "g", offsets).unwrap();
+    client.delete_topic("gone").unwrap();
+    client.create_topic("gone", 2, Retention::Default, Retention::Default).unwrap();
+    let committed = |client: &mut Client| {
+        let mut all: Vec<(String, u32, i64)> = fetch_offsets(client, "g", Vec::new())
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.topic, c.partition, c.offset))
+            .collect();
+        all.sort();
+        all
+    };
+    let expected = vec![("kept".to_string(), 0, 7), ("kept".to_string(), 1, 7)];
+    assert_eq!(committed(&mut client), expected, "the re-created topic does not inherit old offsets");
+    server.shutdown().unwrap();
+    let server = start_server(&dir, 2, |_| {});
+    let mut client = Client::connect(&server.address().to_string()).unwrap();
+    assert_eq!(committed(&mut client), expected, "the forgetting is durable");
+    server.shutdown().unwrap();
+}

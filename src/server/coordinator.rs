@@ -17,8 +17,8 @@ use crate::io::{FileStorage, Storage};
 use crate::log::partition::now_ms;
 use crate::protocol::group::{
     CommittedOffset, GroupDescription, GroupListing, GroupRequest, GroupResponse, JoinGroup, JoinResponse,
-    MemberDescription, OffsetCommit, PartitionLag, KIND_CONSUMER, REBALANCE_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MAX,
-    SESSION_TIMEOUT_MS_MIN,
+    MemberDescription, OffsetCommit, PartitionLag, GROUP_MEMBERS_MAX, KIND_CONSUMER, OFFSET_ENTRIES_MAX,
+    REBALANCE_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MIN,
 };
 use crate::protocol::offsets::{ListOffsetsRequest, QUERY_LATEST};
 use crate::protocol::{valid_topic_name, ErrorCode};
@@ -109,8 +109,15 @@ impl ShardContext {
                 .map_err(|error| format!("cannot open the offsets of group {name}: {error}"))?;
             let mut group = ConsumerGroup::default();
             for payload in &records {
-                if let Some(record) = OffsetRecord::decode(payload) {
-                    group.offsets.insert((record.topic, record.partition), (record.offset, record.metadata));
+                match OffsetRecord::decode(payload) {
+                    // A tombstone: the topic was deleted.
+                    Some(record) if record.offset < 0 => {
+                        group.offsets.remove(&(record.topic, record.partition));
+                    }
+                    Some(record) => {
+                        group.offsets.insert((record.topic, record.partition), (record.offset, record.metadata));
+                    }
+                    None => {}
                 }
             }
             self.groups.slots.borrow_mut().insert(name, Rc::new(GroupSlot::new(group, Some(log))));
@@ -214,6 +221,9 @@ impl ShardContext {
             return Err(ErrorCode::UnknownMemberId);
         }
         let slot = self.groups.get_or_create(&join.group)?;
+        if is_new && slot.group.borrow().members.len() >= GROUP_MEMBERS_MAX {
+            return Err(ErrorCode::ResourceLimit);
+        }
         let member_id = if is_new { self.groups.new_member_id(self.id) } else { join.member_id.clone() };
         let rebalance_timeout = match join.rebalance_timeout_ms {
             0 => join.session_timeout_ms,
@@ -276,6 +286,14 @@ impl ShardContext {
             None => return Err(ErrorCode::UnknownMemberId),
         };
         slot.group.borrow_mut().may_commit(&commit.member_id, commit.generation, Instant::now())?;
+        {
+            // Every committed partition must fit one OffsetFetch answer.
+            let group = slot.group.borrow();
+            let new = commit.offsets.iter().filter(|e| !group.offsets.contains_key(&(e.topic.clone(), e.partition)));
+            if group.offsets.len() + new.count() > OFFSET_ENTRIES_MAX {
+                return Err(ErrorCode::ResourceLimit);
+            }
+        }
         let committed_at_ms = now_ms();
         let mut framed = Vec::new();
         for entry in &commit.offsets {
@@ -333,6 +351,40 @@ impl ShardContext {
             }
         }
         Ok(())
+    }
+
+    /// Forgets the committed offsets of a deleted topic, durably (tombstones:
+    /// offset -1), so a topic created again under its name starts clean.
+    pub(crate) async fn forget_topic_groups(&self, topic: &str) {
+        for (name, slot) in self.groups.all() {
+            let gone: Vec<(String, u32)> = {
+                let mut group = slot.group.borrow_mut();
+                let gone: Vec<(String, u32)> = group.offsets.keys().filter(|(t, _)| t == topic).cloned().collect();
+                for key in &gone {
+                    group.offsets.remove(key);
+                }
+                gone
+            };
+            if gone.is_empty() {
+                continue;
+            }
+            let mut framed = Vec::new();
+            for (topic, partition) in gone {
+                let record =
+                    OffsetRecord { topic, partition, offset: -1, metadata: String::new(), committed_at_ms: now_ms() };
+                let _ = frame_record(&mut framed, &record.encode());
+            }
+            let mut store = slot.store.lock().await;
+            let Some(log) = store.as_mut() else { continue };
+            let result = match log.write(&framed) {
+                Ok(()) => log.sync().await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = result {
+                eprintln!("ringmq: shard {}: forgetting {topic} in group {name} failed: {error}", self.id);
+                log.poison(&error);
+            }
+        }
     }
 
     async fn describe(self: &Rc<Self>, name: &str) -> Result<GroupDescription, ErrorCode> {

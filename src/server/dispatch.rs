@@ -332,7 +332,20 @@ async fn create_topic(context: Rc<ShardContext>, id: u32, request: CreateTopicRe
 /// Unpublishes a topic, closes its partitions on their owners, removes its files.
 async fn remove_topic(context: &Rc<ShardContext>, name: &str) -> Result<(), ErrorCode> {
     let (topic, moved_to) = context.shared.catalog.delete_topic(name)?;
-    let result = on_owners(context, &topic, || Op::CloseTopic(topic.name.clone())).await;
+    // Every shard: owners close the partitions; coordinators forget the topic's
+    // committed offsets and share-group state (a re-created topic starts clean).
+    let mut replies = Vec::new();
+    for shard in 0..context.shard_count() {
+        replies.push(context.submit(shard, Op::CloseTopic(topic.name.clone())).await);
+    }
+    let mut result = Ok(());
+    for reply in futures_util::future::join_all(replies).await {
+        match reply {
+            Reply::Done(Ok(())) => {}
+            Reply::Done(Err(code)) => result = Err(code),
+            _ => result = Err(ErrorCode::Internal),
+        }
+    }
     if let Err(error) = std::fs::remove_dir_all(&moved_to) {
         eprintln!("ringmq: cannot remove {}: {error}; it is removed at the next start", moved_to.display());
     }

@@ -63,7 +63,8 @@ pub(crate) enum Op {
     ListOffsets(ListOffsetsRequest),
     /// Open the partitions of a new topic that this shard owns.
     OpenTopic(Arc<TopicConfig>),
-    /// Drop the partitions of a deleted topic.
+    /// A deleted topic: drop its partitions (on their owner), its committed
+    /// offsets and share-group state (on every shard).
     CloseTopic(String),
     /// A consumer-group request, run by the group's coordinator.
     Group(crate::protocol::group::GroupRequest),
@@ -301,7 +302,12 @@ impl ShardContext {
             }
             Op::CloseTopic(name) => {
                 self.partitions.borrow_mut().retain(|(topic, _), _| *topic != name);
-                ready(Reply::Done(Ok(())))
+                let context = self.clone();
+                Box::pin(async move {
+                    context.forget_topic_groups(&name).await;
+                    context.forget_topic_shares(&name);
+                    Reply::Done(Ok(()))
+                })
             }
             Op::Group(request) => {
                 let context = self.clone();

@@ -576,4 +576,23 @@ impl ShardContext {
             })
             .collect()
     }
+
+    /// Drops the share-group state of a deleted topic, files included.
+    pub(crate) fn forget_topic_shares(&self, topic: &str) {
+        let mut groups = BTreeSet::new();
+        self.shares.slots.borrow_mut().retain(|(group, name, _), _| {
+            if name == topic {
+                groups.insert(group.clone());
+            }
+            name != topic
+        });
+        for group in groups {
+            let directory = group_dir(&self.shared.config.data_dir, &group).join("share").join(topic);
+            if let Err(error) = std::fs::remove_dir_all(&directory) {
+                if error.kind() != std::io::ErrorKind::NotFound {
+                    eprintln!("ringmq: shard {}: cannot remove {}: {error}", self.id, directory.display());
+                }
+            }
+        }
+    }
 }
