@@ -3,6 +3,8 @@
 # library (target/debug/libringmq.so) and server (target/debug/ringmq):
 #   - bindings/c/embedded.c  embedded broker from C, under valgrind
 #   - bindings/c/client.c    a server over TCP from C, under valgrind
+#   - bindings/c/groups.c    consumer groups, share groups and group descriptions
+#                            from C on an embedded broker, under valgrind
 #   - bindings/cpp/test.cpp  the C++ wrapper, embedded and against the server, under valgrind
 # The server runs on an ephemeral loopback port with a temporary data
 # directory, and must exit 0 on SIGTERM. Build the Rust side first (this script
@@ -47,6 +49,7 @@ link=(-Ltarget/debug -lringmq)
 echo "building into $out/"
 gcc "${cflags[@]}" bindings/c/embedded.c "${link[@]}" -o "$out/embedded" &
 gcc "${cflags[@]}" -pthread bindings/c/client.c "${link[@]}" -o "$out/client" &
+gcc "${cflags[@]}" -pthread bindings/c/groups.c "${link[@]}" -o "$out/groups" &
 g++ "${cxxflags[@]}" -pthread bindings/cpp/test.cpp "${link[@]}" -o "$out/cpp-test" &
 for job in $(jobs -p); do
     wait "$job" || fail "compilation failed"
@@ -97,6 +100,7 @@ run() {
 
 run c-embedded "${valgrind[@]}" "$out/embedded" "$tmp/embedded-data"
 run c-client "${valgrind[@]}" "$out/client" "$address"
+run c-groups "${valgrind[@]}" "$out/groups" "$tmp/groups-data"
 run cpp-test "${valgrind[@]}" "$out/cpp-test" "$address"
 
 # --- stop the server: SIGTERM, a clean exit --------------------------------------

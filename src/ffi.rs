@@ -873,6 +873,11 @@ fn produce_on(
         (identity, state.sequences.entry((topic.to_owned(), partition)).or_default().clone())
     };
     let mut next = lock(&sequence);
+    // Another thread's produce to this partition may have failed while this one
+    // waited, and replaced the producer id: never send under a stale one.
+    if lock(&idempotence.state).identity != Some(identity) {
+        return Err(fail(rmq_result::RMQ_ERROR_IO, "a concurrent produce failed and renewed the producer id; resend"));
+    }
     builder.producer(identity.0, identity.1, *next);
     let batch = builder.finish().map_err(|e| fail(rmq_result::RMQ_ERROR_INVALID_RECORD, e.to_string()))?;
     let mut backoff = PRODUCE_RETRY_BACKOFF;

@@ -136,6 +136,7 @@ fn serve_one(mut stream: TcpStream, render: &dyn Fn() -> String) -> std::io::Res
     if method != b"GET" {
         return respond(&mut stream, "405 Method Not Allowed", "text/plain", "only GET\n");
     }
+    let path = path.split(|&b| b == b'?').next().unwrap_or(&[]);
     if path != b"/metrics" {
         return respond(&mut stream, "404 Not Found", "text/plain", "metrics are at /metrics\n");
     }

@@ -3,9 +3,13 @@
 // Build: -std=c++17 -Iinclude -Ibindings/cpp, link -lringmq.
 //
 // Ownership
-//  - Broker, Client, Consumer, Fetch and Pending each own one C handle. They are
-//    move-only; the destructor frees the handle (a moved-from object owns
-//    nothing and its destructor does nothing). `native()` lends the raw handle.
+//  - Broker, Client, Consumer, GroupConsumer, ShareConsumer, Fetch and Pending
+//    each own one C handle. They are move-only; the destructor frees the handle
+//    (a moved-from object owns nothing and its destructor does nothing).
+//    `native()` lends the raw handle.
+//  - GroupConsumer's destructor commits (unless manual_commit) and leaves the
+//    group, ignoring errors; call close() to see them. ShareConsumer's
+//    destructor leaves the records it holds leased until their leases expire.
 //  - Destroy clients (and their consumers) before the Broker they were opened
 //    on: declare the Broker first. The C library requires it; with this
 //    version a call on an embedded client whose broker was closed blocks
@@ -27,8 +31,12 @@
 // Threads
 //  - Broker and Client are thread-safe: their const member functions may be
 //    called from any number of threads at once.
-//  - Consumer, Fetch and Pending belong to one thread at a time (they may be
-//    moved to another thread, not used concurrently).
+//  - Consumer, GroupConsumer, ShareConsumer, Fetch and Pending belong to one
+//    thread at a time (they may be moved to another thread, not used
+//    concurrently). ShareConsumer::acknowledge reads the Fetch it is given: the
+//    two must be on the same thread.
+//  - Every member of one consumer group must keep polling (a rebalance waits
+//    for all of them to join again): give each member its own thread.
 //  - A callback given to Client::produce_async runs on the client's worker
 //    thread; it must be quick and must not destroy or close its Client. It
 //    should not throw: an exception escaping it is caught and discarded (it
@@ -134,6 +142,7 @@ private:
 };
 
 inline void close_broker(rmq_broker *broker) { (void)rmq_broker_close(broker); }
+inline void close_group_consumer(rmq_group_consumer *consumer) { (void)rmq_group_consumer_close(consumer); }
 
 /// A timeout for the C API: negative is 0, longer than it takes is its maximum.
 inline uint32_t timeout_ms(std::chrono::milliseconds timeout) noexcept {
@@ -195,6 +204,32 @@ public:
     size_t header_count() const noexcept { return record_.headers_len; }
 
     HeaderView header(size_t index) const { return header_of(fetch_, index_, index); }
+
+    /// Where a record from a GroupConsumer or ShareConsumer came from (the
+    /// topic borrows from the Fetch). Throws Error (RMQ_ERROR_INVALID_ARGUMENT)
+    /// for a record of Client::fetch or Consumer::poll, which read one partition.
+    struct Origin {
+        std::string_view topic;
+        uint32_t partition = 0;
+        uint16_t delivery_count = 0;  // share groups: 1 on the first delivery; group consumers: 0
+    };
+    Origin origin() const {
+        const uint8_t *topic = nullptr;
+        size_t topic_len = 0;
+        Origin origin;
+        detail::check(rmq_fetch_record_origin(fetch_, index_, &topic, &topic_len, &origin.partition,
+                                              &origin.delivery_count),
+                      "rmq_fetch_record_origin");
+        origin.topic = detail::view(topic, topic_len).value_or(std::string_view());
+        return origin;
+    }
+    std::string_view topic() const { return origin().topic; }
+    uint32_t partition() const { return origin().partition; }
+    uint16_t delivery_count() const { return origin().delivery_count; }
+
+    /// The Fetch this record is in, and its index there.
+    const rmq_fetch *native_fetch() const noexcept { return fetch_; }
+    size_t index() const noexcept { return index_; }
 
     /// The headers, in order, as an iterable range (it refers to the Fetch,
     /// not to this RecordView, so `for (auto h : fetch[0].headers())` is fine).
@@ -403,6 +438,42 @@ private:
 };
 
 class Consumer;
+class GroupConsumer;
+class ShareConsumer;
+struct GroupOptions;
+struct ShareOptions;
+
+/// What a group description is of (rmq_group_info_summary's kind).
+enum class GroupKind : uint32_t { Consumer = 0, Share = 1 };
+
+/// A group's state (rmq_group_info_summary's state). A share group is Stable
+/// while a member received or acknowledged within the last minute.
+enum class GroupState : uint32_t { Empty = 0, Rebalancing = 1, Stable = 2 };
+
+/// One partition of a group description.
+struct GroupPartition {
+    std::string topic;
+    uint32_t partition = 0;
+    /// Consumer groups: the committed offset (-1: none), the end offset (one
+    /// past the last record) and the lag (-1: unknown). Share groups: the
+    /// first offset not archived, the end offset, and the records between.
+    int64_t committed = -1;
+    int64_t end = -1;
+    int64_t lag = -1;
+    /// Share groups only: records available, acquired (leased), archived.
+    uint64_t available = 0;
+    uint64_t acquired = 0;
+    uint64_t archived = 0;
+};
+
+/// A group as the broker describes it (a copy: nothing borrows from the library).
+struct GroupDescription {
+    GroupKind kind = GroupKind::Consumer;
+    GroupState state = GroupState::Empty;
+    uint32_t generation = 0;  // consumer groups; 0 for share groups
+    size_t members = 0;
+    std::vector<GroupPartition> partitions;  // sorted by topic and partition
+};
 
 /// A partition's offsets: earliest, latest (one past the last record), and
 /// durable (everything below it is fdatasync'ed).
@@ -540,6 +611,48 @@ public:
     /// A consumer of one partition (see Consumer for `start`).
     Consumer consumer(const std::string &topic, uint32_t partition, int64_t start) const;
 
+    /// A member of the consumer group `group` reading `topics` (see GroupConsumer).
+    GroupConsumer group_consumer(const std::string &group, const std::vector<std::string> &topics,
+                                 const GroupOptions &options) const;
+    GroupConsumer group_consumer(const std::string &group, const std::vector<std::string> &topics) const;
+
+    /// A member of the share group `group` reading `topic` as a queue (see ShareConsumer).
+    ShareConsumer share_consumer(const std::string &group, const std::string &topic,
+                                 const ShareOptions &options) const;
+    ShareConsumer share_consumer(const std::string &group, const std::string &topic) const;
+
+    /// Describes a consumer or share group; throws Error with
+    /// RMQ_ERROR_UNKNOWN_GROUP when there is none of that name.
+    GroupDescription describe_group(const std::string &group) const {
+        rmq_group_info *raw = nullptr;
+        detail::check(rmq_group_describe(handle_.get(), group.c_str(), &raw), "rmq_group_describe");
+        detail::Handle<rmq_group_info, rmq_group_info_free> info(raw);
+        GroupDescription description;
+        uint32_t kind = 0, state = 0;
+        detail::check(rmq_group_info_summary(info.get(), &kind, &state, &description.generation,
+                                             &description.members),
+                      "rmq_group_info_summary");
+        description.kind = static_cast<GroupKind>(kind);
+        description.state = static_cast<GroupState>(state);
+        size_t count = rmq_group_info_partitions(info.get());
+        description.partitions.reserve(count);
+        for (size_t i = 0; i < count; i++) {
+            rmq_group_partition entry{};
+            detail::check(rmq_group_info_partition(info.get(), i, &entry), "rmq_group_info_partition");
+            GroupPartition partition;
+            partition.topic = std::string(detail::view(entry.topic, entry.topic_len).value_or(std::string_view()));
+            partition.partition = entry.partition;
+            partition.committed = entry.committed;
+            partition.end = entry.end;
+            partition.lag = entry.lag;
+            partition.available = entry.available;
+            partition.acquired = entry.acquired;
+            partition.archived = entry.archived;
+            description.partitions.push_back(std::move(partition));
+        }
+        return description;
+    }
+
     explicit operator bool() const noexcept { return handle_.get() != nullptr; }
     const rmq_client *native() const noexcept { return handle_.get(); }
 
@@ -655,6 +768,180 @@ private:
 
 inline Consumer Client::consumer(const std::string &topic, uint32_t partition, int64_t start) const {
     return Consumer(*this, topic, partition, start);
+}
+
+/// Where a group member starts on a partition without a committed offset.
+enum class OffsetReset { Earliest, Latest };
+
+/// Settings of a GroupConsumer (see rmq_group_options): 0 takes the default.
+struct GroupOptions {
+    uint32_t session_timeout_ms = 0;     // the broker removes a member silent this long (10000)
+    uint32_t rebalance_timeout_ms = 0;   // how long a rebalance waits for members (10000)
+    uint32_t heartbeat_interval_ms = 0;  // how often polls heartbeat (300)
+    OffsetReset offset_reset = OffsetReset::Earliest;
+    bool manual_commit = false;  // false: commit before a rebalance and on close; true: only commit()
+};
+
+/// A member of a consumer group: the broker assigns it partitions of its
+/// topics (each partition to one member of the group), and poll() returns
+/// their records (RecordView::origin() tells each one's topic and partition).
+/// It joins on its first poll(); polls heartbeat and follow rebalances, so poll
+/// regularly (within the session timeout). It may outlive the Client it was
+/// opened on (not an embedded Broker).
+class GroupConsumer {
+public:
+    GroupConsumer(const Client &client, const std::string &group, const std::vector<std::string> &topics,
+                  const GroupOptions &options = GroupOptions()) {
+        std::vector<const char *> names;
+        names.reserve(topics.size());
+        for (const std::string &topic : topics) {
+            names.push_back(topic.c_str());
+        }
+        rmq_group_options raw{};
+        raw.session_timeout_ms = options.session_timeout_ms;
+        raw.rebalance_timeout_ms = options.rebalance_timeout_ms;
+        raw.heartbeat_interval_ms = options.heartbeat_interval_ms;
+        raw.offset_reset_latest = options.offset_reset == OffsetReset::Latest ? 1 : 0;
+        raw.manual_commit = options.manual_commit ? 1 : 0;
+        rmq_group_consumer *consumer = nullptr;
+        detail::check(rmq_group_consumer_open(client.native(), group.c_str(), names.data(), names.size(), &raw,
+                                              &consumer),
+                      "rmq_group_consumer_open");
+        handle_.reset(consumer);
+    }
+
+    /// Records of this member's partitions, waiting up to `timeout` when there
+    /// are none (maybe none). The first poll joins the group, which waits for
+    /// the group's other members to join again.
+    Fetch poll(std::chrono::milliseconds timeout) {
+        rmq_fetch *fetch = nullptr;
+        detail::check(rmq_group_consumer_poll(handle_.get(), detail::timeout_ms(timeout), &fetch),
+                      "rmq_group_consumer_poll");
+        return Fetch(fetch);
+    }
+
+    /// Commits the position of every partition the member owns: one past the
+    /// last record poll() returned from it.
+    void commit() { detail::check(rmq_group_consumer_commit(handle_.get()), "rmq_group_consumer_commit"); }
+
+    /// Commits `next_offset` (the next record to read) for one partition.
+    void commit(const std::string &topic, uint32_t partition, uint64_t next_offset) {
+        detail::check(rmq_group_consumer_commit_offset(handle_.get(), topic.c_str(), partition, next_offset),
+                      "rmq_group_consumer_commit_offset");
+    }
+
+    /// The member's generation (0 before it joined).
+    uint32_t generation() const noexcept { return rmq_group_consumer_generation(handle_.get()); }
+
+    /// How many partitions the member owns in its generation.
+    size_t assignment_size() const noexcept { return rmq_group_consumer_assignment_len(handle_.get()); }
+
+    /// Commits (unless manual_commit) and leaves the group now, so the other
+    /// members take its partitions over at once. Throws when the commit or the
+    /// leave failed (the consumer is closed all the same). Idempotent.
+    void close() {
+        rmq_group_consumer *consumer = handle_.release();
+        if (consumer != nullptr) {
+            detail::check(rmq_group_consumer_close(consumer), "rmq_group_consumer_close");
+        }
+    }
+
+    explicit operator bool() const noexcept { return handle_.get() != nullptr; }
+    const rmq_group_consumer *native() const noexcept { return handle_.get(); }
+
+private:
+    detail::Handle<rmq_group_consumer, detail::close_group_consumer> handle_;
+};
+
+/// How a ShareConsumer acknowledges a record (see rmq_ack).
+enum class Ack : uint32_t {
+    Accept = RMQ_ACK_ACCEPT,    // done: never delivered again
+    Release = RMQ_ACK_RELEASE,  // give it back: delivered again (or dead-lettered after max deliveries)
+    Reject = RMQ_ACK_REJECT,    // poison: straight to the dead-letter topic
+    Renew = RMQ_ACK_RENEW,      // keep it: the lease starts over
+};
+
+/// Settings of a ShareConsumer (see rmq_share_options): 0 or empty takes the
+/// default. The broker keeps max_deliveries and the dead-letter topic per
+/// share-partition, as the last member's receive set them.
+struct ShareOptions {
+    uint32_t lease_ms = 0;          // how long a received record stays this member's (30000)
+    uint16_t max_deliveries = 0;    // deliveries before a released or expired record is dead-lettered (5)
+    std::string dead_letter_topic;  // empty: "<topic>.dlq"
+};
+
+/// A member of a share group reading one topic as a queue: members of a group
+/// receive disjoint records, each under a lease, and acknowledge each one
+/// (RecordView::delivery_count() counts its deliveries). It may outlive the
+/// Client it was opened on (not an embedded Broker).
+class ShareConsumer {
+public:
+    ShareConsumer(const Client &client, const std::string &group, const std::string &topic,
+                  const ShareOptions &options = ShareOptions()) {
+        rmq_share_options raw{};
+        raw.lease_ms = options.lease_ms;
+        raw.max_deliveries = options.max_deliveries;
+        raw.dead_letter_topic = options.dead_letter_topic.empty() ? nullptr : options.dead_letter_topic.c_str();
+        rmq_share_consumer *consumer = nullptr;
+        detail::check(rmq_share_consumer_open(client.native(), group.c_str(), topic.c_str(), &raw, &consumer),
+                      "rmq_share_consumer_open");
+        handle_.reset(consumer);
+    }
+
+    /// Acquires up to `max_records` records (at least 1) under this member's
+    /// lease, waiting up to `timeout` when none are available (maybe none).
+    /// Keep the Fetch until its records are acknowledged.
+    Fetch receive(uint32_t max_records, std::chrono::milliseconds timeout) {
+        rmq_fetch *fetch = nullptr;
+        detail::check(rmq_share_receive(handle_.get(), max_records, detail::timeout_ms(timeout), &fetch),
+                      "rmq_share_receive");
+        return Fetch(fetch);
+    }
+
+    /// Acknowledges record `index` of `fetch` (from this consumer's receive).
+    /// Throws Error with RMQ_ERROR_INVALID_STATE when this member does not hold
+    /// it (its lease expired, or it was acknowledged already).
+    void acknowledge(const Fetch &fetch, size_t index, Ack kind) { acknowledge_raw(fetch.native(), index, kind); }
+    void acknowledge(const RecordView &record, Ack kind) {
+        acknowledge_raw(record.native_fetch(), record.index(), kind);
+    }
+
+    void accept(const RecordView &record) { acknowledge(record, Ack::Accept); }
+    void release(const RecordView &record) { acknowledge(record, Ack::Release); }
+    void reject(const RecordView &record) { acknowledge(record, Ack::Reject); }
+    void renew(const RecordView &record) { acknowledge(record, Ack::Renew); }
+
+    /// Frees it now; the records it holds stay leased until their leases expire.
+    void close() noexcept { handle_.reset(); }
+
+    explicit operator bool() const noexcept { return handle_.get() != nullptr; }
+    const rmq_share_consumer *native() const noexcept { return handle_.get(); }
+
+private:
+    void acknowledge_raw(const rmq_fetch *fetch, size_t index, Ack kind) {
+        detail::check(rmq_share_acknowledge(handle_.get(), fetch, index, static_cast<uint32_t>(kind)),
+                      "rmq_share_acknowledge");
+    }
+
+    detail::Handle<rmq_share_consumer, rmq_share_consumer_close> handle_;
+};
+
+inline GroupConsumer Client::group_consumer(const std::string &group, const std::vector<std::string> &topics,
+                                            const GroupOptions &options) const {
+    return GroupConsumer(*this, group, topics, options);
+}
+
+inline GroupConsumer Client::group_consumer(const std::string &group, const std::vector<std::string> &topics) const {
+    return GroupConsumer(*this, group, topics);
+}
+
+inline ShareConsumer Client::share_consumer(const std::string &group, const std::string &topic,
+                                            const ShareOptions &options) const {
+    return ShareConsumer(*this, group, topic, options);
+}
+
+inline ShareConsumer Client::share_consumer(const std::string &group, const std::string &topic) const {
+    return ShareConsumer(*this, group, topic);
 }
 
 }  // namespace ringmq

@@ -5,13 +5,16 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -61,6 +64,8 @@ static_assert(move_only<ringmq::Client>);
 static_assert(move_only<ringmq::Consumer>);
 static_assert(move_only<ringmq::Fetch>);
 static_assert(move_only<ringmq::Pending>);
+static_assert(move_only<ringmq::GroupConsumer>);
+static_assert(move_only<ringmq::ShareConsumer>);
 static_assert(std::is_base_of_v<std::runtime_error, ringmq::Error>);
 
 int64_t now_ms() {
@@ -368,6 +373,265 @@ void exercise(const ringmq::Client &client, const std::string &label) {
     EXPECT_ERROR(RMQ_ERROR_UNKNOWN_TOPIC, client.produce(topic, 0, ringmq::Record{"k", "v"}));
 }
 
+/// Waits until `condition` holds, for at most `timeout` (valgrind is slow).
+bool eventually(const std::function<bool()> &condition, std::chrono::milliseconds timeout = 60s) {
+    for (auto deadline = std::chrono::steady_clock::now() + timeout; !condition();) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            return false;
+        }
+        std::this_thread::sleep_for(10ms);
+    }
+    return true;
+}
+
+/// Records "P-I" (I from `first`) to `partition`, as one batch.
+void produce_numbered(const ringmq::Client &client, const std::string &topic, uint32_t partition, int first,
+                      int count) {
+    std::vector<std::string> values;
+    for (int i = first; i < first + count; i++) {
+        values.push_back(std::to_string(partition) + "-" + std::to_string(i));
+    }
+    std::vector<ringmq::Record> records;
+    for (const std::string &value : values) {
+        records.push_back(ringmq::Record{std::nullopt, value, {{"origin", "cpp"}}, 0});
+    }
+    EXPECT(client.produce(topic, static_cast<int32_t>(partition), records) == first);
+}
+
+/// Consumer groups, share groups and descriptions, the same embedded and over TCP.
+void exercise_groups(const ringmq::Client &client, const std::string &label) {
+    const std::string suffix = label + "-" + std::to_string(getpid());
+    const std::string topic = "cpp-groups-" + suffix;
+    constexpr uint32_t kGroupPartitions = 4;
+    constexpr int kPerPartition = 5;
+    client.create_topic(topic, kGroupPartitions);
+
+    // --- two members, one thread each, split the partitions --------------------
+    const std::string split = "cpp-split-" + suffix;
+    ringmq::GroupOptions fast;
+    fast.session_timeout_ms = 30000;  // valgrind is slow
+    fast.rebalance_timeout_ms = 30000;
+    fast.heartbeat_interval_ms = 100;
+    std::atomic<bool> stop{false};
+    std::atomic<int> total{0};
+    std::atomic<int> member_errors{0};
+    std::array<std::atomic<uint32_t>, 2> generation{};
+    std::array<std::atomic<size_t>, 2> assigned{};
+    std::mutex lock;
+    std::map<std::pair<uint32_t, uint64_t>, int> seen;
+    std::array<std::set<uint32_t>, 2> read_from;
+    auto member = [&](int id) {
+        try {
+            ringmq::GroupConsumer consumer = client.group_consumer(split, {topic}, fast);
+            while (!stop) {
+                ringmq::Fetch fetch = consumer.poll(100ms);
+                for (const ringmq::RecordView &r : fetch) {
+                    ringmq::RecordView::Origin origin = r.origin();
+                    std::string expected = std::to_string(origin.partition) + "-" + std::to_string(r.offset());
+                    if (origin.topic != topic || origin.delivery_count != 0 || r.value() != std::string_view(expected) ||
+                        r.header_value("origin") != std::optional<std::string_view>("cpp")) {
+                        member_errors++;
+                    }
+                    std::lock_guard<std::mutex> guard(lock);
+                    seen[{origin.partition, r.offset()}]++;
+                    read_from[id].insert(origin.partition);
+                    total++;
+                }
+                generation[id] = consumer.generation();
+                assigned[id] = consumer.assignment_size();
+            }
+            consumer.commit();
+            consumer.close();
+            consumer.close();  // idempotent
+        } catch (const ringmq::Error &error) {
+            std::fprintf(stderr, "member %d: %s\n", id, error.what());
+            member_errors++;
+        }
+    };
+    std::thread first(member, 0), second(member, 1);
+    EXPECT(eventually([&] {
+        return generation[0] > 0 && generation[0] == generation[1] && assigned[0] == 2 && assigned[1] == 2;
+    }));
+    for (uint32_t p = 0; p < kGroupPartitions; p++) {
+        produce_numbered(client, topic, p, 0, kPerPartition);
+    }
+    EXPECT(eventually([&] { return total >= static_cast<int>(kGroupPartitions) * kPerPartition; }));
+    std::this_thread::sleep_for(300ms);  // room for a duplicate to show up
+    stop = true;
+    first.join();
+    second.join();
+    EXPECT(member_errors == 0);
+    EXPECT(total == static_cast<int>(kGroupPartitions) * kPerPartition);
+    EXPECT(seen.size() == kGroupPartitions * kPerPartition);
+    for (const auto &entry : seen) {
+        EXPECT(entry.second == 1);
+    }
+    EXPECT(read_from[0].size() == 2 && read_from[1].size() == 2);
+    for (uint32_t p : read_from[0]) {
+        EXPECT(read_from[1].count(p) == 0);
+    }
+    ringmq::GroupDescription described = client.describe_group(split);
+    EXPECT(described.kind == ringmq::GroupKind::Consumer && described.state == ringmq::GroupState::Empty);
+    EXPECT(described.members == 0 && described.generation >= 2);
+    EXPECT(described.partitions.size() == kGroupPartitions);
+    for (size_t i = 0; i < described.partitions.size(); i++) {
+        const ringmq::GroupPartition &p = described.partitions[i];
+        EXPECT(p.topic == topic && p.partition == i);
+        EXPECT(p.committed == kPerPartition && p.end == kPerPartition && p.lag == 0);
+    }
+
+    // --- manual commits, and resuming where they left off -------------------------
+    const std::string manual = "cpp-manual-" + suffix;
+    ringmq::GroupOptions options;
+    options.heartbeat_interval_ms = 100;
+    options.manual_commit = true;
+    auto read = [](ringmq::GroupConsumer &consumer, size_t want) {
+        std::map<uint32_t, std::vector<uint64_t>> offsets;
+        size_t got = 0;
+        EXPECT(eventually([&] {
+            for (const ringmq::RecordView &r : consumer.poll(100ms)) {
+                offsets[r.partition()].push_back(r.offset());
+                got++;
+            }
+            return got >= want;
+        }));
+        EXPECT(got == want);
+        return offsets;
+    };
+    {
+        ringmq::GroupConsumer consumer = client.group_consumer(manual, {topic}, options);
+        EXPECT(consumer.generation() == 0 && consumer.assignment_size() == 0);  // joins on the first poll
+        read(consumer, kGroupPartitions * kPerPartition);
+        EXPECT(consumer.generation() >= 1 && consumer.assignment_size() == kGroupPartitions);
+        consumer.commit(topic, 0, 2);
+        consumer.commit(topic, 1, kPerPartition);
+        ringmq::GroupConsumer moved = std::move(consumer);
+        EXPECT(!consumer && moved);
+        EXPECT(consumer.generation() == 0 && consumer.assignment_size() == 0);
+        EXPECT_ERROR(RMQ_ERROR_NULL, consumer.poll(0ms));
+        EXPECT_ERROR(RMQ_ERROR_NULL, consumer.commit());
+        consumer.close();  // nothing to close
+        moved.close();
+    }
+    described = client.describe_group(manual);
+    EXPECT(described.state == ringmq::GroupState::Empty && described.partitions.size() == 2);
+    if (described.partitions.size() == 2) {
+        EXPECT(described.partitions[0].partition == 0 && described.partitions[0].committed == 2 &&
+               described.partitions[0].end == kPerPartition && described.partitions[0].lag == kPerPartition - 2);
+        EXPECT(described.partitions[1].partition == 1 && described.partitions[1].committed == kPerPartition &&
+               described.partitions[1].lag == 0);
+    }
+    {
+        // Partition 0 resumes at 2, partition 1 has nothing left, 2 and 3 start
+        // at the earliest offset (nothing committed).
+        ringmq::GroupConsumer consumer = client.group_consumer(manual, {topic}, options);
+        auto offsets = read(consumer, (kPerPartition - 2) + 2 * kPerPartition);
+        EXPECT((offsets[0] == std::vector<uint64_t>{2, 3, 4}));
+        EXPECT(offsets.count(1) == 0 && offsets[2].size() == kPerPartition && offsets[3].size() == kPerPartition);
+        consumer.commit();
+        // The destructor leaves the group (manual: without committing).
+    }
+    described = client.describe_group(manual);
+    EXPECT(described.partitions.size() == kGroupPartitions);
+    for (const ringmq::GroupPartition &p : described.partitions) {
+        EXPECT(p.committed == kPerPartition && p.lag == 0);
+    }
+    {
+        // Automatic commits: close() commits what the polls returned.
+        ringmq::GroupConsumer consumer = client.group_consumer("cpp-auto-" + suffix, {topic});
+        read(consumer, kGroupPartitions * kPerPartition);
+    }
+    described = client.describe_group("cpp-auto-" + suffix);
+    EXPECT(described.partitions.size() == kGroupPartitions);
+    produce_numbered(client, topic, 3, kPerPartition, 2);
+    described = client.describe_group("cpp-auto-" + suffix);
+    int64_t lag = 0;
+    for (const ringmq::GroupPartition &p : described.partitions) {
+        lag += p.lag;
+    }
+    EXPECT(lag == 2);
+
+    // --- share groups ----------------------------------------------------------------
+    const std::string queue = "cpp-queue-" + suffix;
+    const std::string workers = "cpp-workers-" + suffix;
+    client.create_topic(queue, 1);
+    produce_numbered(client, queue, 0, 0, 6);
+    ringmq::ShareConsumer a = client.share_consumer(workers, queue);
+    ringmq::ShareOptions share_options;
+    share_options.lease_ms = 30000;
+    share_options.max_deliveries = 3;
+    ringmq::ShareConsumer b = client.share_consumer(workers, queue, share_options);
+    ringmq::Fetch held = a.receive(2, 5000ms);
+    EXPECT(held.size() == 2);
+    for (const ringmq::RecordView &r : held) {
+        EXPECT(r.topic() == queue && r.partition() == 0 && r.delivery_count() == 1);
+    }
+    std::set<uint64_t> offsets_seen;
+    if (held.size() == 2) {
+        offsets_seen = {held[0].offset(), held[1].offset()};
+    }
+    EXPECT(eventually([&] {
+        for (const ringmq::RecordView &r : b.receive(100, 100ms)) {
+            EXPECT(offsets_seen.insert(r.offset()).second);  // never one A holds
+            b.accept(r);
+        }
+        return offsets_seen.size() >= 6;
+    }));
+    EXPECT(offsets_seen.size() == 6);
+    EXPECT(b.receive(10, 50ms).empty());
+    if (held.size() == 2) {
+        EXPECT_ERROR(RMQ_ERROR_INVALID_STATE, b.accept(held[0]));  // A holds it
+        a.release(held[0]);
+        ringmq::Fetch again = b.receive(10, 5000ms);
+        EXPECT(again.size() == 1 && again[0].offset() == held[0].offset() && again[0].delivery_count() == 2);
+        b.acknowledge(again, 0, ringmq::Ack::Accept);
+        EXPECT_ERROR(RMQ_ERROR_INVALID_STATE, b.accept(again[0]));  // accepted already
+        a.renew(held[1]);
+        EXPECT_ERROR(RMQ_ERROR_INVALID_ARGUMENT, a.acknowledge(held, 1, static_cast<ringmq::Ack>(9)));
+        EXPECT_ERROR(RMQ_ERROR_INVALID_ARGUMENT, a.acknowledge(held, 2, ringmq::Ack::Accept));
+        a.reject(held[1]);
+        EXPECT_ERROR(RMQ_ERROR_INVALID_STATE, a.reject(held[1]));
+        ringmq::Fetch dead = client.fetch(queue + ".dlq", 0, 0, 5000ms);
+        EXPECT(dead.size() == 1);
+        if (dead.size() == 1) {
+            EXPECT(dead[0].value() == held[1].value());
+            EXPECT(dead[0].header_value("ringmq.dlq.reason") == std::optional<std::string_view>("rejected"));
+            EXPECT(dead[0].header_value("ringmq.dlq.group") == std::optional<std::string_view>(workers));
+            EXPECT(dead[0].header_value("origin") == std::optional<std::string_view>("cpp"));
+            EXPECT_ERROR(RMQ_ERROR_INVALID_ARGUMENT, dead[0].origin());  // a plain fetch has no origins
+        }
+    }
+    described = client.describe_group(workers);
+    EXPECT(described.kind == ringmq::GroupKind::Share && described.state == ringmq::GroupState::Stable);
+    EXPECT(described.generation == 0 && described.members == 2 && described.partitions.size() == 1);
+    if (described.partitions.size() == 1) {
+        const ringmq::GroupPartition &p = described.partitions[0];
+        EXPECT(p.topic == queue && p.partition == 0 && p.committed == 6 && p.end == 6 && p.lag == 0);
+        EXPECT(p.available == 0 && p.acquired == 0 && p.archived == 6);
+    }
+    produce_numbered(client, queue, 0, 6, 2);
+    ringmq::Fetch pending = a.receive(1, 5000ms);
+    described = client.describe_group(workers);
+    if (described.partitions.size() == 1) {
+        const ringmq::GroupPartition &p = described.partitions[0];
+        EXPECT(p.available == 1 && p.acquired == 1 && p.end == 8 && p.lag == 2);
+    }
+    ringmq::ShareConsumer moved = std::move(a);
+    EXPECT(!a && moved);
+    EXPECT_ERROR(RMQ_ERROR_NULL, a.receive(1, 0ms));
+    EXPECT_ERROR(RMQ_ERROR_NULL, a.accept(pending[0]));
+    moved.accept(pending[0]);
+    ringmq::Fetch moved_fetch = std::move(pending);
+    EXPECT_ERROR(RMQ_ERROR_NULL, moved.acknowledge(pending, 0, ringmq::Ack::Accept));  // a moved-from Fetch
+    moved.close();
+    EXPECT(!moved);
+
+    // --- errors ------------------------------------------------------------------------
+    EXPECT_ERROR(RMQ_ERROR_UNKNOWN_GROUP, client.describe_group("cpp-nobody-" + suffix));
+    EXPECT_ERROR(RMQ_ERROR_UNKNOWN_TOPIC, client.share_consumer(workers, queue + "-missing"));
+    EXPECT_ERROR(RMQ_ERROR_INVALID_ARGUMENT, client.group_consumer("", {topic}).poll(0ms));
+}
+
 /// A Client moves; a moved-from one is NULL for the library.
 void moves(ringmq::Client &&fresh) {
     ringmq::Client client = std::move(fresh);
@@ -393,6 +657,7 @@ void embedded(const std::string &base) {
         EXPECT_ERROR(RMQ_ERROR_NULL, ringmq::Client::embedded(broker));
         ringmq::Client client = ringmq::Client::embedded(moved);
         exercise(client, "embedded");
+        exercise_groups(client, "embedded");
         moves(ringmq::Client::embedded(moved));
         client.create_topic("persisted", 1);
         EXPECT(client.produce("persisted", 0, {{"a", "1"}, {"b", "2"}}, ringmq::Acks::Durable) == 0);
@@ -424,6 +689,7 @@ void server(const std::string &bootstrap) {
     EXPECT_ERROR(RMQ_ERROR_INVALID_ARGUMENT, ringmq::Client::connect("no-port"));
     ringmq::Client client = ringmq::Client::connect(bootstrap);
     exercise(client, "tcp");
+    exercise_groups(client, "tcp");
     moves(ringmq::Client::connect(bootstrap));
     // A consumer may outlive its client.
     const std::string topic = "cpp-outlive-" + std::to_string(getpid());

@@ -357,8 +357,13 @@ impl<T: GroupTransport> GroupConsumer<T> {
     }
 
     /// Commits the given next-to-read offsets.
+    /// Fails before the member has joined (its first `poll` or `join`): a
+    /// commit needs a member id and a generation.
     pub fn commit_offsets(&mut self, offsets: &[(String, u32, u64)]) -> Result<()> {
-        if offsets.is_empty() || !self.joined {
+        if !self.joined {
+            return Err(ClientError::InvalidArgument("not a member yet: poll (or join) before committing".into()));
+        }
+        if offsets.is_empty() {
             return Ok(());
         }
         let offsets = offsets
@@ -383,15 +388,17 @@ impl<T: GroupTransport> GroupConsumer<T> {
     /// over its partitions at once instead of after the session timeout.
     pub fn close(mut self) -> Result<T> {
         if self.joined {
-            if self.config.auto_commit {
-                self.commit()?;
-            }
+            // Leave even when the commit failed, so the others do not wait for
+            // this member's session to expire; report the commit's error first.
+            let committed = if self.config.auto_commit { self.commit() } else { Ok(()) };
             let request = GroupRequest::Leave { group: self.group.clone(), member_id: self.member_id.clone() };
-            match self.transport.group(request) {
-                Ok(_) => {}
-                Err(error) if error.code() == Some(ErrorCode::UnknownMemberId) => {}
-                Err(error) => return Err(error),
-            }
+            let left = match self.transport.group(request) {
+                Ok(_) => Ok(()),
+                Err(error) if error.code() == Some(ErrorCode::UnknownMemberId) => Ok(()),
+                Err(error) => Err(error),
+            };
+            committed?;
+            left?;
         }
         Ok(self.transport)
     }

@@ -102,16 +102,13 @@ fn server_error(code: u16, context: impl Into<String>) -> ClientError {
 /// Whether an error answering a produce proves the batch was not appended, so
 /// an idempotent producer may use its sequence numbers again. After any other
 /// error (a failed fsync, a shutdown, a lost connection) the batch may be in
-/// the log: the producer takes a new producer id instead.
+/// the log: the producer takes a new producer id instead. (CorruptBatch is not
+/// proof: it also answers a damaged resend of a batch that was appended.)
 pub fn proves_not_appended(error: &ClientError) -> bool {
     matches!(
         error.code(),
         Some(
-            ErrorCode::NoSpace
-                | ErrorCode::TooLarge
-                | ErrorCode::CorruptBatch
-                | ErrorCode::UnknownTopicOrPartition
-                | ErrorCode::InvalidArgument
+            ErrorCode::NoSpace | ErrorCode::TooLarge | ErrorCode::UnknownTopicOrPartition | ErrorCode::InvalidArgument
         )
     ) || matches!(error, ClientError::UnknownTopic(_) | ClientError::InvalidArgument(_))
 }

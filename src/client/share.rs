@@ -119,6 +119,10 @@ impl<T: ShareTransport> ShareConsumer<T> {
         &self.member_id
     }
 
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
     pub fn transport(&mut self) -> &mut T {
         &mut self.transport
     }

@@ -492,11 +492,17 @@ pub unsafe extern "C" fn rmq_share_acknowledge(
         // SAFETY: per contract.
         let fetch = try_ffi!(unsafe { handle(fetch, "fetch") });
         let kind = try_ffi!(ack_of(kind));
-        let (Some(record), Some((_, partition, _))) = (fetch.records.get(index), fetch.origins.get(index)) else {
+        let (Some(record), Some((topic, partition, _))) = (fetch.records.get(index), fetch.origins.get(index)) else {
             return fail(rmq_result::RMQ_ERROR_INVALID_ARGUMENT, format!("record {index} is not a received record"));
         };
         // SAFETY: live and not shared concurrently, by contract.
         let consumer = unsafe { &mut *consumer };
+        if topic != consumer.consumer.topic() {
+            return fail(
+                rmq_result::RMQ_ERROR_INVALID_ARGUMENT,
+                format!("record {index} is from topic {topic}, not this consumer's {}", consumer.consumer.topic()),
+            );
+        }
         match consumer.consumer.acknowledge(&[(*partition, record.offset, kind)]) {
             Ok(codes) => match codes.first() {
                 Some(ErrorCode::None) => rmq_result::RMQ_OK,

@@ -24,8 +24,19 @@ pub const IN_FLIGHT_MAX: usize = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordState {
-    Acquired { member: String, deadline: Instant, deliveries: u16 },
-    Available { deliveries: u16 },
+    Acquired {
+        member: String,
+        deadline: Instant,
+        deliveries: u16,
+    },
+    Available {
+        deliveries: u16,
+    },
+    /// Being written to the dead-letter topic: not deliverable, not archived
+    /// (it stays below `start`'s reach until the write succeeds).
+    DeadLettering {
+        deliveries: u16,
+    },
     Archived,
 }
 
@@ -110,7 +121,11 @@ impl SharePartition {
     /// Forgets records the log no longer has (retention).
     pub fn truncate_below(&mut self, earliest: u64) {
         if earliest > self.start {
-            self.records = self.records.split_off(&earliest);
+            let kept = self.records.split_off(&earliest);
+            let dropped = std::mem::replace(&mut self.records, kept);
+            // What retention took without anyone acknowledging it is archived too.
+            self.archived_total +=
+                (earliest - self.start) - dropped.values().filter(|s| **s != RecordState::Archived).count() as u64;
             self.start = earliest;
             self.next_new = self.next_new.max(earliest);
         }
@@ -200,7 +215,7 @@ impl SharePartition {
         }
         // Dead letters are held (not deliverable) until archived.
         for letter in &dead {
-            self.records.insert(letter.offset, RecordState::Archived);
+            self.records.insert(letter.offset, RecordState::DeadLettering { deliveries: letter.deliveries });
         }
         self.advance();
         Ok(dead)
@@ -218,7 +233,7 @@ impl SharePartition {
                     let deliveries = *deliveries;
                     if deliveries >= self.max_deliveries {
                         dead.push(DeadLetter { offset: *offset, reason: DeadLetterReason::MaxDeliveries, deliveries });
-                        *state = RecordState::Archived;
+                        *state = RecordState::DeadLettering { deliveries };
                     } else {
                         *state = RecordState::Available { deliveries };
                     }
@@ -231,8 +246,8 @@ impl SharePartition {
 
     /// A dead letter that could not be written becomes available again.
     pub fn unarchive(&mut self, letter: &DeadLetter) {
-        if letter.offset >= self.start {
-            self.records.insert(letter.offset, RecordState::Available { deliveries: letter.deliveries });
+        if let Some(state @ RecordState::DeadLettering { .. }) = self.records.get_mut(&letter.offset) {
+            *state = RecordState::Available { deliveries: letter.deliveries };
         }
     }
 
@@ -286,7 +301,7 @@ impl SharePartition {
         let mut counts = ShareCounts { archived: self.archived_total, ..Default::default() };
         for state in self.records.values() {
             match state {
-                RecordState::Acquired { .. } => counts.acquired += 1,
+                RecordState::Acquired { .. } | RecordState::DeadLettering { .. } => counts.acquired += 1,
                 RecordState::Available { .. } => counts.available += 1,
                 RecordState::Archived => counts.archived += 1,
             }
@@ -329,10 +344,17 @@ mod tests {
         assert_eq!(share.acquire("a", 0..1, 1, LEASE, now), vec![(0, 3)]);
         let dead = share.acknowledge("a", 0, 0, AckKind::Release, LEASE, now).unwrap();
         assert_eq!(dead, vec![DeadLetter { offset: 0, reason: DeadLetterReason::MaxDeliveries, deliveries: 3 }]);
+        assert!(share.acquire("a", 0..1, 1, LEASE, now).is_empty(), "not delivered while being dead-lettered");
+        share.unarchive(&dead[0]);
+        assert_eq!(share.acquire("a", 0..1, 1, LEASE, now), vec![(0, 4)], "a failed dead-letter write gives it back");
+        let dead = share.acknowledge("a", 0, 0, AckKind::Release, LEASE, now).unwrap();
+        share.archive(dead[0].offset, dead[0].offset);
         assert!(share.acquire("a", 0..1, 1, LEASE, now).is_empty(), "never delivered again");
         share.acquire("a", 1..2, 1, LEASE, now);
         let dead = share.acknowledge("a", 1, 1, AckKind::Reject, LEASE, now).unwrap();
         assert_eq!(dead[0].reason, DeadLetterReason::Rejected);
+        assert_eq!(share.start, 1, "not archived before the dead letter is written");
+        share.archive(1, 1);
         assert_eq!(share.start, 2);
     }
 

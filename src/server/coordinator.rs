@@ -89,7 +89,7 @@ impl ShardContext {
     }
 
     /// Loads the groups this shard coordinates from `DATA_DIR/groups/`.
-    pub(crate) fn load_groups(&self) -> Result<(), String> {
+    pub(crate) async fn load_groups(&self) -> Result<(), String> {
         let root = self.shared.config.data_dir.join(GROUPS_DIR);
         let storage = FileStorage::new();
         let names = match storage.list_dir(&root) {
@@ -105,7 +105,7 @@ impl ShardContext {
             if !path.exists() {
                 continue;
             }
-            let (log, records) = StateLog::open(storage.clone(), &path)
+            let (mut log, records) = StateLog::open(storage.clone(), &path)
                 .map_err(|error| format!("cannot open the offsets of group {name}: {error}"))?;
             let mut group = ConsumerGroup::default();
             for payload in &records {
@@ -119,6 +119,27 @@ impl ShardContext {
                     }
                     None => {}
                 }
+            }
+            // A topic deleted while this shard was down (a crash during the
+            // delete): its offsets must not reach a topic created again later.
+            let catalog = self.catalog();
+            let before = group.offsets.len();
+            group.offsets.retain(|(topic, _), _| catalog.topics.contains_key(topic));
+            if group.offsets.len() != before {
+                let mut live = Vec::new();
+                for ((topic, partition), (offset, metadata)) in &group.offsets {
+                    let record = OffsetRecord {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        offset: *offset,
+                        metadata: metadata.clone(),
+                        committed_at_ms: now_ms(),
+                    };
+                    let _ = frame_record(&mut live, &record.encode());
+                }
+                log.rewrite(&live)
+                    .await
+                    .map_err(|error| format!("cannot compact the offsets of group {name}: {error}"))?;
             }
             self.groups.slots.borrow_mut().insert(name, Rc::new(GroupSlot::new(group, Some(log))));
         }

@@ -666,8 +666,10 @@ pub(crate) fn run(
                 return Err(message);
             }
         }
-        let loaded =
-            context.load_groups().and_then(|()| context.load_producer_ids()).and_then(|()| context.load_shares());
+        let loaded = match context.load_groups().await {
+            Ok(()) => context.load_producer_ids().and_then(|()| context.load_shares()),
+            Err(error) => Err(error),
+        };
         if let Err(error) = loaded {
             let message = format!("shard {id}: {error}");
             let _ = ready_sender.send(Err(message.clone()));

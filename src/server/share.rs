@@ -21,7 +21,7 @@ use super::catalog::TopicConfig;
 use super::coordinator::GROUP_TICK;
 use super::shard::{last_offset_after, log_error_code, Op, PartitionSlot, Reply, ShardContext};
 use crate::batch::{Batch, BatchBuilder, BatchHeader};
-use crate::groups::share::{AckKind, DeadLetter, SharePartition, LEASE_DEFAULT, LEASE_MAX, MAX_DELIVERIES_DEFAULT};
+use crate::groups::share::{AckKind, DeadLetter, SharePartition, LEASE_DEFAULT, LEASE_MAX};
 use crate::groups::state_log::{frame_record, StateLog};
 use crate::groups::{group_dir, GROUPS_DIR};
 use crate::io::{FileStorage, Storage};
@@ -184,7 +184,13 @@ impl ShardContext {
         for group in groups.into_iter().filter(|g| valid_topic_name(g)) {
             let share_dir = group_dir(&self.shared.config.data_dir, &group).join("share");
             let Ok(topics) = storage.list_dir(&share_dir) else { continue };
-            for topic in topics.into_iter().filter(|t| catalog.topics.contains_key(t)) {
+            for topic in topics {
+                if !catalog.topics.contains_key(&topic) {
+                    // Deleted while this shard was down: a topic created again
+                    // under the name must not inherit this state.
+                    let _ = std::fs::remove_dir_all(share_dir.join(&topic));
+                    continue;
+                }
                 let Ok(files) = storage.list_dir(&share_dir.join(&topic)) else { continue };
                 for file in files {
                     let Some(partition) = file.strip_suffix(".log").and_then(|p| p.parse::<u32>().ok()) else {
@@ -229,7 +235,9 @@ impl ShardContext {
             for (offset, record) in &state.records {
                 let payload = match record {
                     crate::groups::share::RecordState::Archived => archived_record(*offset, *offset),
+                    // Leases and dead letters in flight are not kept: available again.
                     crate::groups::share::RecordState::Available { deliveries }
+                    | crate::groups::share::RecordState::DeadLettering { deliveries }
                     | crate::groups::share::RecordState::Acquired { deliveries, .. } => {
                         delivered_record(*offset, *deliveries)
                     }
@@ -254,8 +262,10 @@ impl ShardContext {
             0 => LEASE_DEFAULT,
             ms => Duration::from_millis(u64::from(ms)),
         };
-        if !valid_topic_name(&request.group)
-            || request.member_id.is_empty()
+        if !valid_topic_name(&request.group) {
+            return Err(ErrorCode::InvalidGroupId);
+        }
+        if request.member_id.is_empty()
             || request.max_records == 0
             || request.max_records > SHARE_FETCH_RECORDS_MAX
             || lease > LEASE_MAX
@@ -266,10 +276,10 @@ impl ShardContext {
         let partition_slot = self.slot(&request.topic, request.partition)?;
         let slot = self.share_slot(&request.group, &request.topic, request.partition)?;
         slot.members.borrow_mut().insert(request.member_id.clone(), Instant::now());
-        slot.state.borrow_mut().max_deliveries = match request.max_deliveries {
-            0 => MAX_DELIVERIES_DEFAULT,
-            n => n,
-        };
+        // 0: keep the share-partition's setting (5 until a member sets one).
+        if request.max_deliveries != 0 {
+            slot.state.borrow_mut().max_deliveries = request.max_deliveries;
+        }
         if !request.dead_letter_topic.is_empty() {
             *slot.dead_letter_topic.borrow_mut() = request.dead_letter_topic.clone();
         }
@@ -340,7 +350,6 @@ impl ShardContext {
         self.slot(&request.topic, request.partition)?;
         let key = (request.group.clone(), request.topic.clone(), request.partition);
         let slot = self.shares.slots.borrow().get(&key).cloned().ok_or(ErrorCode::InvalidRecordState)?;
-        slot.members.borrow_mut().insert(request.member_id.clone(), Instant::now());
         let now = Instant::now();
         let mut errors = Vec::with_capacity(request.ranges.len());
         let mut framed = Vec::new();
@@ -361,6 +370,9 @@ impl ShardContext {
                 }
                 Err(crate::groups::share::NotHeld) => errors.push(ErrorCode::InvalidRecordState),
             }
+        }
+        if errors.contains(&ErrorCode::None) {
+            slot.members.borrow_mut().insert(request.member_id.clone(), now);
         }
         for (index, letters) in dead {
             for letter in letters {
@@ -392,6 +404,7 @@ impl ShardContext {
         let result = self.write_dead_letter(slot, group, topic, partition, letter).await;
         match result {
             Ok(()) => {
+                slot.state.borrow_mut().archive(letter.offset, letter.offset);
                 self.persist_share(slot, &{
                     let mut framed = Vec::new();
                     let _ = frame_record(&mut framed, &archived_record(letter.offset, letter.offset));

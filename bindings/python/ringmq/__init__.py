@@ -13,6 +13,13 @@ Embed a broker in this process, or connect to a ringmq server; both give a
 
     with ringmq.connect("127.0.0.1:9400") as client:
         client.produce("orders", b"...")
+        with client.group_consumer("billing", ["orders"]) as member:   # a consumer group
+            for record in member.poll(timeout=1.0):
+                print(record.topic, record.partition, record.offset, record.value)
+        with client.share_consumer("workers", "orders") as worker:    # a share group (a queue)
+            for record in worker.receive(max_records=10, timeout=1.0):
+                worker.accept(record)                                  # or release, reject, renew
+        print(client.describe_group("billing"))
 
 Keys, values and header values are ``bytes`` (``str`` is accepted and encoded
 as UTF-8) or ``None`` (null). Records come back as :class:`Record` with bytes
@@ -41,13 +48,19 @@ from . import _ffi
 __version__ = "0.1.0"
 
 __all__ = [
+    "Ack",
     "Acks",
     "Broker",
     "Client",
     "Consumer",
+    "GroupConsumer",
+    "ShareConsumer",
     "ProduceFuture",
     "Record",
+    "ShareRecord",
     "Offsets",
+    "GroupDescription",
+    "GroupPartition",
     "Result",
     "connect",
     "library_path",
@@ -66,6 +79,10 @@ __all__ = [
     "WouldBlockError",
     "BrokerError",
     "StartError",
+    "UnknownGroupError",
+    "InvalidStateError",
+    "FencedError",
+    "SequenceError",
     "PanicError",
 ]
 
@@ -99,6 +116,10 @@ class Result(enum.IntEnum):
     ERROR_WOULD_BLOCK = 12
     ERROR_BROKER = 13
     ERROR_START = 14
+    ERROR_UNKNOWN_GROUP = 15
+    ERROR_INVALID_STATE = 16
+    ERROR_FENCED = 17
+    ERROR_SEQUENCE = 18
     PANIC = 99
 
 
@@ -176,6 +197,24 @@ class StartError(Error):
     """RMQ_ERROR_START: the broker could not start."""
 
 
+class UnknownGroupError(Error):
+    """RMQ_ERROR_UNKNOWN_GROUP: no such consumer or share group."""
+
+
+class InvalidStateError(Error):
+    """RMQ_ERROR_INVALID_STATE: the group's state refuses the operation (a stale
+    generation, an unknown member, or acknowledging a record this member does
+    not hold: its lease expired, or it was acknowledged already)."""
+
+
+class FencedError(Error):
+    """RMQ_ERROR_FENCED: an idempotent producer was fenced by a newer instance."""
+
+
+class SequenceError(Error):
+    """RMQ_ERROR_SEQUENCE: an idempotent batch out of sequence (nothing was appended)."""
+
+
 class PanicError(Error):
     """RMQ_PANIC: a panic inside the library was caught at the boundary."""
 
@@ -194,6 +233,10 @@ _ERRORS = {
     Result.ERROR_WOULD_BLOCK: WouldBlockError,
     Result.ERROR_BROKER: BrokerError,
     Result.ERROR_START: StartError,
+    Result.ERROR_UNKNOWN_GROUP: UnknownGroupError,
+    Result.ERROR_INVALID_STATE: InvalidStateError,
+    Result.ERROR_FENCED: FencedError,
+    Result.ERROR_SEQUENCE: SequenceError,
     Result.PANIC: PanicError,
 }
 
@@ -242,6 +285,30 @@ def _acks(acks) -> int:
     elif isinstance(acks, int) and not isinstance(acks, bool) and acks in (0, 1, 2):
         return int(acks)
     raise _invalid("acks must be 'none', 'written' or 'durable' (or an Acks), not %r" % (acks,))
+
+
+class Ack(enum.IntEnum):
+    """rmq_ack: how a share-group member acknowledges a record."""
+
+    #: Done: never delivered again.
+    ACCEPT = 1
+    #: Give it back: delivered again (or dead-lettered after max deliveries).
+    RELEASE = 2
+    #: Poison: straight to the dead-letter topic.
+    REJECT = 3
+    #: Keep it: the lease starts over.
+    RENEW = 4
+
+
+def _ack(kind) -> int:
+    if isinstance(kind, str):
+        try:
+            return Ack[kind.upper()].value
+        except KeyError:
+            pass
+    elif isinstance(kind, int) and not isinstance(kind, bool) and kind in (1, 2, 3, 4):
+        return int(kind)
+    raise _invalid("kind must be 'accept', 'release', 'reject' or 'renew' (or an Ack), not %r" % (kind,))
 
 
 def _data(value, what: str) -> Optional[bytes]:
@@ -317,7 +384,7 @@ def _headers(headers, keep: list):
 
 def _record_parts(item):
     """(key, value, headers, timestamp_ms) of one item of produce_many."""
-    if isinstance(item, Record):
+    if isinstance(item, (Record, ShareRecord)):
         return item.key, item.value, item.headers, item.timestamp
     if isinstance(item, dict):
         unknown = set(item) - {"key", "value", "headers", "timestamp_ms"}
@@ -381,6 +448,52 @@ class Offsets(NamedTuple):
     durable: int
 
 
+class GroupPartition(NamedTuple):
+    """One partition of a :class:`GroupDescription`.
+
+    Consumer groups: ``committed`` is the committed offset (None: nothing
+    committed), ``end`` one past the last record, ``lag`` the records not yet
+    committed (end - committed; every retained record when nothing is
+    committed; None when unknown). Share groups: ``committed`` is the first
+    offset not yet archived, and ``available``, ``acquired`` (leased) and
+    ``archived`` count records (0 for consumer groups)."""
+
+    topic: str
+    partition: int
+    committed: Optional[int]
+    end: Optional[int]
+    lag: Optional[int]
+    available: int
+    acquired: int
+    archived: int
+
+
+class GroupDescription(NamedTuple):
+    """A group as the broker describes it (:meth:`Client.describe_group`).
+
+    ``kind`` is 'consumer' or 'share'; ``state`` 'empty', 'rebalancing' or
+    'stable' (a share group is 'stable' while a member received or
+    acknowledged within the last minute); ``generation`` counts a consumer
+    group's rebalances (0 for share groups); ``members`` is how many there are;
+    ``partitions`` a list of :class:`GroupPartition` sorted by topic and
+    partition."""
+
+    kind: str
+    state: str
+    generation: int
+    members: int
+    partitions: List[GroupPartition]
+
+    @property
+    def lag(self) -> int:
+        """The lag of every partition whose lag is known, summed."""
+        return sum(p.lag for p in self.partitions if p.lag is not None)
+
+
+_GROUP_KINDS = {0: "consumer", 1: "share"}
+_GROUP_STATES = {0: "empty", 1: "rebalancing", 2: "stable"}
+
+
 def _bytes_at(pointer, length) -> Optional[bytes]:
     # NULL (None from a c_void_p field) is null; non-NULL with length 0 is empty.
     if pointer is None:
@@ -388,30 +501,71 @@ def _bytes_at(pointer, length) -> Optional[bytes]:
     return ctypes.string_at(pointer, length) if length else b""
 
 
+def _copy_record(fetch, index: int, raw, header):
+    """(offset, timestamp, key, value, headers) of record `index`, copied."""
+    _check(_ffi.rmq_fetch_record(fetch, index, ctypes.byref(raw)))
+    headers = []
+    for header_index in range(raw.headers_len):
+        _check(_ffi.rmq_fetch_record_header(fetch, index, header_index, ctypes.byref(header)))
+        key = _bytes_at(header.key, header.key_len)
+        headers.append((b"" if key is None else key, _bytes_at(header.value, header.value_len)))
+    return raw.offset, raw.timestamp_ms, _bytes_at(raw.key, raw.key_len), _bytes_at(raw.value, raw.value_len), headers
+
+
 def _take_records(fetch, topic: str, partition: int) -> List[Record]:
     """Copies every record out of `fetch`, then frees it (always)."""
     try:
-        records = []
         raw = _ffi.RecordOut()
         header = _ffi.HeaderOut()
-        for index in range(_ffi.rmq_fetch_count(fetch)):
-            _check(_ffi.rmq_fetch_record(fetch, index, ctypes.byref(raw)))
-            headers = []
-            for header_index in range(raw.headers_len):
-                _check(_ffi.rmq_fetch_record_header(fetch, index, header_index, ctypes.byref(header)))
-                key = _bytes_at(header.key, header.key_len)
-                headers.append((b"" if key is None else key, _bytes_at(header.value, header.value_len)))
-            records.append(
-                Record(
-                    raw.offset,
-                    raw.timestamp_ms,
-                    _bytes_at(raw.key, raw.key_len),
-                    _bytes_at(raw.value, raw.value_len),
-                    headers,
-                    topic,
-                    partition,
-                )
+        return [
+            Record(*_copy_record(fetch, index, raw, header), topic, partition)
+            for index in range(_ffi.rmq_fetch_count(fetch))
+        ]
+    finally:
+        _ffi.rmq_fetch_free(fetch)
+
+
+class _Origins:
+    """Reads rmq_fetch_record_origin, decoding each topic name once."""
+
+    def __init__(self, fetch):
+        self._fetch = fetch
+        self._topic = ctypes.c_void_p()
+        self._topic_len = ctypes.c_size_t()
+        self._partition = ctypes.c_uint32()
+        self._deliveries = ctypes.c_uint16()
+        self._names = {}
+
+    def __call__(self, index: int) -> Tuple[str, int, int]:
+        """(topic, partition, delivery count) of record `index`."""
+        _check(
+            _ffi.rmq_fetch_record_origin(
+                self._fetch,
+                index,
+                ctypes.byref(self._topic),
+                ctypes.byref(self._topic_len),
+                ctypes.byref(self._partition),
+                ctypes.byref(self._deliveries),
             )
+        )
+        name = _bytes_at(self._topic.value, self._topic_len.value) or b""
+        topic = self._names.get(name)
+        if topic is None:
+            topic = self._names[name] = name.decode("utf-8", "replace")
+        return topic, self._partition.value, self._deliveries.value
+
+
+def _take_group_records(fetch) -> List[Record]:
+    """Copies every record of a group consumer's poll, with its topic and
+    partition, then frees the fetch (always)."""
+    try:
+        raw = _ffi.RecordOut()
+        header = _ffi.HeaderOut()
+        origin = _Origins(fetch)
+        records = []
+        for index in range(_ffi.rmq_fetch_count(fetch)):
+            topic, partition, _ = origin(index)
+            records.append(Record(*_copy_record(fetch, index, raw, header), topic, partition))
         return records
     finally:
         _ffi.rmq_fetch_free(fetch)
@@ -551,7 +705,10 @@ class Broker:
             # An embedded call made after the broker is closed would never
             # return: nothing opened on it may stay usable.
             for consumer in list(self._consumers):
-                consumer.close()
+                try:
+                    consumer.close()
+                except Error:
+                    pass  # a group member's last commit or leave failed; it is freed all the same
             for client in list(self._clients):
                 client.close()
             _live_brokers.discard(self)
@@ -787,6 +944,9 @@ class Client:
         with self._owned as client:
             _check(_ffi.rmq_consumer_open(client, topic_name, partition, position, ctypes.byref(out)))
         consumer = Consumer(out.value, topic_name.decode("utf-8"), partition, timeout)
+        return self._adopt(consumer)
+
+    def _adopt(self, consumer):
         if self._broker is not None:
             # A consumer may outlive its client, but an embedded one must not
             # outlive the broker (its calls would never return): the broker
@@ -794,6 +954,139 @@ class Client:
             consumer._broker = self._broker
             self._broker._consumers.add(consumer)
         return consumer
+
+    # groups
+
+    def group_consumer(
+        self,
+        group,
+        topics,
+        session_timeout_ms=None,
+        rebalance_timeout_ms=None,
+        heartbeat_interval_ms=None,
+        offset_reset="earliest",
+        manual_commit=False,
+    ) -> "GroupConsumer":
+        """A member of the consumer group ``group`` reading ``topics`` (a list of
+        names; one name is accepted too). The broker assigns each partition of
+        the topics to one member of the group; the member joins on its first
+        :meth:`GroupConsumer.poll`.
+
+        ``session_timeout_ms`` (default 10000): the broker removes a member
+        silent this long; ``rebalance_timeout_ms`` (10000): how long a rebalance
+        waits for the members to join again; ``heartbeat_interval_ms`` (300): how
+        often polls heartbeat. ``offset_reset``: where a partition without a
+        committed offset starts, 'earliest' or 'latest'. ``manual_commit``
+        False commits the member's positions before a rebalance and on close;
+        True commits only on :meth:`GroupConsumer.commit` and
+        :meth:`GroupConsumer.commit_offset`.
+
+        It opens connections of its own (over TCP) and may outlive this client
+        (not an embedded broker)."""
+        group_name = _text(group, "group")
+        if isinstance(topics, (str, bytes)):
+            topics = [topics]
+        names = [_text(topic, "topic") for topic in topics]
+        if offset_reset not in ("earliest", "latest"):
+            raise _invalid("offset_reset must be 'earliest' or 'latest', not %r" % (offset_reset,))
+        options = _ffi.GroupOptions(
+            *(
+                0 if value is None else _integer(value, what, 1, _U32_MAX)
+                for value, what in (
+                    (session_timeout_ms, "session_timeout_ms"),
+                    (rebalance_timeout_ms, "rebalance_timeout_ms"),
+                    (heartbeat_interval_ms, "heartbeat_interval_ms"),
+                )
+            ),
+            1 if offset_reset == "latest" else 0,
+            1 if manual_commit else 0,
+        )
+        if not names:
+            raise _invalid("topics is empty")
+        array = (ctypes.c_char_p * len(names))(*names)
+        out = _new_handle()
+        with self._owned as client:
+            _check(
+                _ffi.rmq_group_consumer_open(
+                    client, group_name, array, len(names), ctypes.byref(options), ctypes.byref(out)
+                )
+            )
+        topic_names = [name.decode("utf-8") for name in names]
+        return self._adopt(GroupConsumer(out.value, group_name.decode("utf-8"), topic_names))
+
+    def share_consumer(
+        self, group, topic, lease_ms=None, max_deliveries=None, dead_letter_topic=None
+    ) -> "ShareConsumer":
+        """A member of the share group ``group`` reading ``topic`` as a queue:
+        the members of a group receive disjoint records, each under a lease,
+        and acknowledge each one (:meth:`ShareConsumer.accept`, ``release``,
+        ``reject``, ``renew``).
+
+        ``lease_ms`` (default 30000): how long a received record stays this
+        member's; ``max_deliveries`` (5): deliveries after which a released or
+        expired record is dead-lettered; ``dead_letter_topic`` (default
+        ``"<topic>.dlq"``). The broker keeps the last two per share-partition, as
+        the last member's receive set them.
+
+        It opens connections of its own (over TCP) and may outlive this client
+        (not an embedded broker)."""
+        group_name = _text(group, "group")
+        topic_name = _text(topic, "topic")
+        options = _ffi.ShareOptions(
+            0 if lease_ms is None else _integer(lease_ms, "lease_ms", 1, _U32_MAX),
+            0 if max_deliveries is None else _integer(max_deliveries, "max_deliveries", 1, 65535),
+            None if dead_letter_topic is None else _text(dead_letter_topic, "dead_letter_topic"),
+        )
+        out = _new_handle()
+        with self._owned as client:
+            _check(
+                _ffi.rmq_share_consumer_open(
+                    client, group_name, topic_name, ctypes.byref(options), ctypes.byref(out)
+                )
+            )
+        return self._adopt(ShareConsumer(out.value, group_name.decode("utf-8"), topic_name.decode("utf-8")))
+
+    def describe_group(self, name) -> "GroupDescription":
+        """A :class:`GroupDescription` of a consumer or share group; raises
+        :class:`UnknownGroupError` when there is none of that name."""
+        group_name = _text(name, "name")
+        out = _new_handle()
+        with self._owned as client:
+            _check(_ffi.rmq_group_describe(client, group_name, ctypes.byref(out)))
+        info = out.value
+        try:
+            kind, state, generation = ctypes.c_uint32(), ctypes.c_uint32(), ctypes.c_uint32()
+            members = ctypes.c_size_t()
+            _check(
+                _ffi.rmq_group_info_summary(
+                    info, ctypes.byref(kind), ctypes.byref(state), ctypes.byref(generation), ctypes.byref(members)
+                )
+            )
+            partitions = []
+            entry = _ffi.GroupPartition()
+            for index in range(_ffi.rmq_group_info_partitions(info)):
+                _check(_ffi.rmq_group_info_partition(info, index, ctypes.byref(entry)))
+                partitions.append(
+                    GroupPartition(
+                        (_bytes_at(entry.topic, entry.topic_len) or b"").decode("utf-8", "replace"),
+                        entry.partition,
+                        None if entry.committed < 0 else entry.committed,
+                        None if entry.end < 0 else entry.end,
+                        None if entry.lag < 0 else entry.lag,
+                        entry.available,
+                        entry.acquired,
+                        entry.archived,
+                    )
+                )
+            return GroupDescription(
+                _GROUP_KINDS.get(kind.value, kind.value),
+                _GROUP_STATES.get(state.value, state.value),
+                generation.value,
+                members.value,
+                partitions,
+            )
+        finally:
+            _ffi.rmq_group_info_free(info)
 
 
 # --- asynchronous produce ------------------------------------------------------------
@@ -1007,3 +1300,328 @@ class Consumer:
 
     def __repr__(self) -> str:
         return "<ringmq.Consumer %s/%d%s>" % (self.topic, self.partition, " closed" if self.closed else "")
+
+
+# --- consumer groups -------------------------------------------------------------------
+
+
+class GroupConsumer:
+    """A member of a consumer group (``client.group_consumer(...)``).
+
+    :meth:`poll` joins the group on its first call, heartbeats, follows
+    rebalances and returns :class:`Record` objects of the partitions the broker
+    assigned to this member (``record.topic`` and ``record.partition`` tell
+    where each comes from). Poll regularly: a member silent for its session
+    timeout is removed, and a rebalance waits for every member to poll again,
+    so give each member of one group its own thread.
+
+    One thread at a time (calls are serialised). Close it, or use it as a
+    context manager: closing commits (unless ``manual_commit``) and leaves the
+    group, so the other members take its partitions over at once.
+    """
+
+    def __init__(self, handle, group: str, topics: List[str]):
+        # Private: use Client.group_consumer().
+        self._handle = handle
+        self._lock = threading.Lock()
+        self._broker = None  # the embedded broker it reads from (kept alive)
+        self._generation = 0
+        self._assignment_len = 0
+        self.group = group
+        self.topics = topics
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    @property
+    def generation(self) -> int:
+        """The member's generation (0 before it joined), as of its last poll."""
+        return self._generation
+
+    @property
+    def assignment_len(self) -> int:
+        """How many partitions the member owns in its generation, as of its last poll."""
+        return self._assignment_len
+
+    def _refresh(self) -> None:
+        self._generation = _ffi.rmq_group_consumer_generation(self._handle)
+        self._assignment_len = _ffi.rmq_group_consumer_assignment_len(self._handle)
+
+    def poll(self, timeout: Optional[float] = 1.0) -> List[Record]:
+        """Records of this member's partitions, waiting up to ``timeout``
+        seconds (None: until some arrive) when there are none; maybe an empty
+        list. Each partition's position moves past the records returned."""
+        deadline = None if timeout is None else time.monotonic() + _milliseconds(timeout) / 1000.0
+        with self._lock:
+            while True:
+                if self._handle is None:
+                    raise _closed("the group consumer")
+                if deadline is None:
+                    wait_ms = _POLL_SLICE_MS
+                else:
+                    remaining = deadline - time.monotonic()
+                    wait_ms = max(0, min(_POLL_SLICE_MS, int(math.ceil(remaining * 1000))))
+                out = _new_handle()
+                try:
+                    _check(_ffi.rmq_group_consumer_poll(self._handle, wait_ms, ctypes.byref(out)))
+                finally:
+                    self._refresh()
+                records = _take_group_records(out.value)
+                if records or (deadline is not None and time.monotonic() >= deadline):
+                    return records
+
+    def commit(self) -> None:
+        """Commits the position of every partition the member owns: one past
+        the last record :meth:`poll` returned from it."""
+        with self._lock:
+            if self._handle is None:
+                raise _closed("the group consumer")
+            _check(_ffi.rmq_group_consumer_commit(self._handle))
+
+    def commit_offset(self, topic, partition, next_offset) -> None:
+        """Commits ``next_offset`` (the next record to read) for one partition."""
+        topic_name = _text(topic, "topic")
+        partition = _integer(partition, "partition", 0, _U32_MAX)
+        next_offset = _integer(next_offset, "next_offset", 0, _I64_MAX)
+        with self._lock:
+            if self._handle is None:
+                raise _closed("the group consumer")
+            _check(_ffi.rmq_group_consumer_commit_offset(self._handle, topic_name, partition, next_offset))
+
+    def close(self) -> None:
+        """Commits (unless ``manual_commit``) and leaves the group, then frees
+        the consumer (waiting for a poll in progress). Raises the Error of a
+        failed commit or leave, after freeing it all the same. Idempotent."""
+        with self._lock:
+            handle, self._handle = self._handle, None
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            broker._consumers.discard(self)
+        if handle is not None:
+            _check(_ffi.rmq_group_consumer_close(handle))
+
+    def _abandon(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            _ffi.rmq_group_consumer_close(handle)
+
+    def __enter__(self) -> "GroupConsumer":
+        return self
+
+    def __exit__(self, exc_type, *exc_info) -> None:
+        try:
+            self.close()
+        except Error:
+            if exc_type is None:
+                raise  # else the exception that ended the block matters more
+
+    def __del__(self):
+        try:
+            self._abandon()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return "<ringmq.GroupConsumer %s of %s%s>" % (
+            self.group,
+            ",".join(self.topics),
+            " closed" if self.closed else "",
+        )
+
+
+# --- share groups ------------------------------------------------------------------------
+
+
+class _ShareFetch:
+    """The rmq_fetch a receive returned: acknowledging a record reads it, so it
+    lives as long as any of its records (freed when the last one is)."""
+
+    __slots__ = ("handle", "owner")
+
+    def __init__(self, handle, owner):
+        self.handle = handle
+        self.owner = owner  # the receiving consumer's token
+
+    def __del__(self):
+        try:
+            handle, self.handle = self.handle, None
+            if handle is not None:
+                _ffi.rmq_fetch_free(handle)
+        except Exception:
+            pass
+
+
+class ShareRecord:
+    """A record received by a :class:`ShareConsumer`: the fields of
+    :class:`Record` (bytes are copies) and ``delivery_count`` (1 on the first
+    delivery). Acknowledge it through the consumer that received it."""
+
+    __slots__ = (
+        "offset",
+        "timestamp",
+        "key",
+        "value",
+        "headers",
+        "topic",
+        "partition",
+        "delivery_count",
+        "_fetch",
+        "_index",
+    )
+
+    def __init__(self, offset, timestamp, key, value, headers, topic, partition, delivery_count, fetch, index):
+        self.offset = offset
+        self.timestamp = timestamp
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.topic = topic
+        self.partition = partition
+        self.delivery_count = delivery_count
+        self._fetch = fetch
+        self._index = index
+
+    @property
+    def record(self) -> Record:
+        """The same record as a :class:`Record`."""
+        return Record(self.offset, self.timestamp, self.key, self.value, self.headers, self.topic, self.partition)
+
+    def __repr__(self) -> str:
+        return "ShareRecord(topic=%r, partition=%d, offset=%d, delivery_count=%d, key=%r, value=%r)" % (
+            self.topic,
+            self.partition,
+            self.offset,
+            self.delivery_count,
+            self.key,
+            self.value,
+        )
+
+
+class ShareConsumer:
+    """A member of a share group reading one topic as a queue
+    (``client.share_consumer(...)``).
+
+    :meth:`receive` acquires records under this member's lease: the members of
+    one group receive disjoint records. Acknowledge each one with
+    :meth:`accept` (done), :meth:`release` (delivered again, to any member),
+    :meth:`reject` (to the dead-letter topic) or :meth:`renew` (the lease
+    starts over); a record not acknowledged before its lease expires is
+    delivered again. A record keeps the library's buffer of its receive alive
+    until it is garbage collected.
+
+    One thread at a time (calls are serialised). Close it, or use it as a
+    context manager; records it holds stay leased until their leases expire.
+    """
+
+    def __init__(self, handle, group: str, topic: str):
+        # Private: use Client.share_consumer().
+        self._handle = handle
+        self._lock = threading.Lock()
+        self._broker = None  # the embedded broker it reads from (kept alive)
+        self._token = object()
+        self.group = group
+        self.topic = topic
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def receive(self, max_records: int = 100, timeout: Optional[float] = 1.0) -> List[ShareRecord]:
+        """Acquires up to ``max_records`` records, waiting up to ``timeout``
+        seconds (None: until some arrive) when none are available; maybe an
+        empty list."""
+        max_records = _integer(max_records, "max_records", 1, _U32_MAX)
+        deadline = None if timeout is None else time.monotonic() + _milliseconds(timeout) / 1000.0
+        with self._lock:
+            while True:
+                if self._handle is None:
+                    raise _closed("the share consumer")
+                if deadline is None:
+                    wait_ms = _POLL_SLICE_MS
+                else:
+                    remaining = deadline - time.monotonic()
+                    wait_ms = max(0, min(_POLL_SLICE_MS, int(math.ceil(remaining * 1000))))
+                out = _new_handle()
+                _check(_ffi.rmq_share_receive(self._handle, max_records, wait_ms, ctypes.byref(out)))
+                fetch = _ShareFetch(out.value, self._token)  # frees it once unreferenced
+                records = self._records_of(fetch)
+                if records or (deadline is not None and time.monotonic() >= deadline):
+                    return records
+
+    @staticmethod
+    def _records_of(fetch: _ShareFetch) -> List[ShareRecord]:
+        raw = _ffi.RecordOut()
+        header = _ffi.HeaderOut()
+        origin = _Origins(fetch.handle)
+        records = []
+        for index in range(_ffi.rmq_fetch_count(fetch.handle)):
+            topic, partition, deliveries = origin(index)
+            offset, timestamp, key, value, headers = _copy_record(fetch.handle, index, raw, header)
+            records.append(
+                ShareRecord(offset, timestamp, key, value, headers, topic, partition, deliveries, fetch, index)
+            )
+        return records
+
+    def acknowledge(self, record: ShareRecord, kind) -> None:
+        """Acknowledges a record this consumer received: ``kind`` is 'accept',
+        'release', 'reject' or 'renew' (or an :class:`Ack`). Raises
+        :class:`InvalidStateError` when this member no longer holds it (its
+        lease expired, or it was acknowledged already)."""
+        kind = _ack(kind)
+        if not isinstance(record, ShareRecord):
+            raise TypeError("record must be a ShareRecord, not %s" % type(record).__name__)
+        if record._fetch.owner is not self._token:
+            raise _invalid("the record was received by another share consumer")
+        with self._lock:
+            if self._handle is None:
+                raise _closed("the share consumer")
+            _check(_ffi.rmq_share_acknowledge(self._handle, record._fetch.handle, record._index, kind))
+
+    def accept(self, record: ShareRecord) -> None:
+        """Done with the record: it is never delivered again."""
+        self.acknowledge(record, Ack.ACCEPT)
+
+    def release(self, record: ShareRecord) -> None:
+        """Gives the record back: delivered again (or dead-lettered once it was
+        delivered max_deliveries times)."""
+        self.acknowledge(record, Ack.RELEASE)
+
+    def reject(self, record: ShareRecord) -> None:
+        """Poison: the record goes straight to the dead-letter topic."""
+        self.acknowledge(record, Ack.REJECT)
+
+    def renew(self, record: ShareRecord) -> None:
+        """Keeps the record: its lease starts over."""
+        self.acknowledge(record, Ack.RENEW)
+
+    def close(self) -> None:
+        """Frees the consumer (waiting for a call in progress); the records it
+        holds stay leased until their leases expire. Idempotent."""
+        with self._lock:
+            handle, self._handle = self._handle, None
+        if handle is not None:
+            _ffi.rmq_share_consumer_close(handle)
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            broker._consumers.discard(self)
+
+    def _abandon(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            _ffi.rmq_share_consumer_close(handle)
+
+    def __enter__(self) -> "ShareConsumer":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self._abandon()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return "<ringmq.ShareConsumer %s of %s%s>" % (self.group, self.topic, " closed" if self.closed else "")

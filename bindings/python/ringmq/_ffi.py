@@ -160,7 +160,13 @@ CompletionCallback = ctypes.CFUNCTYPE(None, ctypes.c_void_p, c_result, ctypes.c_
 
 
 def _declare(name, restype, *argtypes):
-    function = getattr(lib, name)
+    try:
+        function = getattr(lib, name)
+    except AttributeError:
+        raise ImportError(
+            "ringmq: %s has no %s: it is older than this binding. Rebuild it (cargo build "
+            "--release), or set %s to the path of a current %s" % (library_path, name, LIBRARY_ENV, _FILE_NAME)
+        ) from None
     function.restype = restype
     function.argtypes = list(argtypes)
     return function
@@ -259,3 +265,107 @@ rmq_consumer_open = _declare(
 rmq_consumer_poll = _declare("rmq_consumer_poll", c_result, c_handle, ctypes.c_uint32, c_handle_p)
 rmq_consumer_position = _declare("rmq_consumer_position", ctypes.c_uint64, c_handle)
 rmq_consumer_close = _declare("rmq_consumer_close", None, c_handle)
+
+# --- consumer groups, share groups, group descriptions ---------------------------------
+
+
+class GroupOptions(ctypes.Structure):
+    """rmq_group_options (zero fields take the defaults)"""
+
+    _fields_ = [
+        ("session_timeout_ms", ctypes.c_uint32),
+        ("rebalance_timeout_ms", ctypes.c_uint32),
+        ("heartbeat_interval_ms", ctypes.c_uint32),
+        ("offset_reset_latest", ctypes.c_uint32),
+        ("manual_commit", ctypes.c_uint32),
+    ]
+
+
+class ShareOptions(ctypes.Structure):
+    """rmq_share_options (zero/NULL fields take the defaults)"""
+
+    _fields_ = [
+        ("lease_ms", ctypes.c_uint32),
+        ("max_deliveries", ctypes.c_uint16),
+        ("dead_letter_topic", ctypes.c_char_p),
+    ]
+
+
+class GroupPartition(ctypes.Structure):
+    """rmq_group_partition: `topic` borrows from the rmq_group_info."""
+
+    _fields_ = [
+        ("topic", ctypes.c_void_p),
+        ("topic_len", ctypes.c_size_t),
+        ("partition", ctypes.c_uint32),
+        ("committed", ctypes.c_int64),
+        ("end", ctypes.c_int64),
+        ("lag", ctypes.c_int64),
+        ("available", ctypes.c_uint64),
+        ("acquired", ctypes.c_uint64),
+        ("archived", ctypes.c_uint64),
+    ]
+
+
+rmq_group_consumer_open = _declare(
+    "rmq_group_consumer_open",
+    c_result,
+    c_handle,
+    ctypes.c_char_p,
+    ctypes.POINTER(ctypes.c_char_p),
+    ctypes.c_size_t,
+    ctypes.POINTER(GroupOptions),
+    c_handle_p,
+)
+rmq_group_consumer_poll = _declare("rmq_group_consumer_poll", c_result, c_handle, ctypes.c_uint32, c_handle_p)
+rmq_group_consumer_commit = _declare("rmq_group_consumer_commit", c_result, c_handle)
+rmq_group_consumer_commit_offset = _declare(
+    "rmq_group_consumer_commit_offset", c_result, c_handle, ctypes.c_char_p, ctypes.c_uint32, ctypes.c_uint64
+)
+rmq_group_consumer_generation = _declare("rmq_group_consumer_generation", ctypes.c_uint32, c_handle)
+rmq_group_consumer_assignment_len = _declare("rmq_group_consumer_assignment_len", ctypes.c_size_t, c_handle)
+rmq_group_consumer_close = _declare("rmq_group_consumer_close", c_result, c_handle)
+
+rmq_fetch_record_origin = _declare(
+    "rmq_fetch_record_origin",
+    c_result,
+    c_handle,
+    ctypes.c_size_t,
+    ctypes.POINTER(ctypes.c_void_p),
+    ctypes.POINTER(ctypes.c_size_t),
+    c_uint32_p,
+    ctypes.POINTER(ctypes.c_uint16),
+)
+
+rmq_share_consumer_open = _declare(
+    "rmq_share_consumer_open",
+    c_result,
+    c_handle,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.POINTER(ShareOptions),
+    c_handle_p,
+)
+rmq_share_receive = _declare(
+    "rmq_share_receive", c_result, c_handle, ctypes.c_uint32, ctypes.c_uint32, c_handle_p
+)
+rmq_share_acknowledge = _declare(
+    "rmq_share_acknowledge", c_result, c_handle, c_handle, ctypes.c_size_t, ctypes.c_uint32
+)
+rmq_share_consumer_close = _declare("rmq_share_consumer_close", None, c_handle)
+
+rmq_group_describe = _declare("rmq_group_describe", c_result, c_handle, ctypes.c_char_p, c_handle_p)
+rmq_group_info_summary = _declare(
+    "rmq_group_info_summary",
+    c_result,
+    c_handle,
+    c_uint32_p,
+    c_uint32_p,
+    c_uint32_p,
+    ctypes.POINTER(ctypes.c_size_t),
+)
+rmq_group_info_partitions = _declare("rmq_group_info_partitions", ctypes.c_size_t, c_handle)
+rmq_group_info_partition = _declare(
+    "rmq_group_info_partition", c_result, c_handle, ctypes.c_size_t, ctypes.POINTER(GroupPartition)
+)
+rmq_group_info_free = _declare("rmq_group_info_free", None, c_handle)

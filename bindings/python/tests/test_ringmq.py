@@ -392,8 +392,10 @@ def server_binary():
     return os.environ.get("RINGMQ_BIN") or os.path.join(REPOSITORY, "target", "debug", "ringmq")
 
 
-class TcpTest(ClientBehaviour, unittest.TestCase):
-    """The same behaviour through `ringmq.connect` to a `ringmq serve` process."""
+class RunningServer:
+    """Starts `ringmq serve` (target/debug/ringmq or $RINGMQ_BIN) on an
+    ephemeral port for the test class (`cls.address`), and checks that it
+    exits 0 on SIGTERM afterwards."""
 
     server = None
 
@@ -450,6 +452,10 @@ class TcpTest(ClientBehaviour, unittest.TestCase):
             cls.server.stdout.close()
             cls.stderr.close()
             shutil.rmtree(cls.directory, True)
+
+
+class TcpTest(RunningServer, ClientBehaviour, unittest.TestCase):
+    """The same behaviour through `ringmq.connect` to a `ringmq serve` process."""
 
     def setUp(self):
         self.client = ringmq.connect(self.address)
