@@ -141,6 +141,17 @@ pub struct rmq_group_consumer {
     consumer: GroupConsumer<Own>,
 }
 
+/// Writes `value` through an optional out-pointer.
+///
+/// # Safety
+/// `out` is NULL or writable.
+unsafe fn put<T>(out: *mut T, value: T) {
+    // SAFETY: NULL or writable, by the caller's contract.
+    if let Some(slot) = unsafe { out.as_mut() } {
+        *slot = value;
+    }
+}
+
 fn ms_or(value: u32, default: Duration) -> Duration {
     if value == 0 {
         default
@@ -355,18 +366,10 @@ pub unsafe extern "C" fn rmq_fetch_record_origin(
         };
         // SAFETY: each is NULL or writable.
         unsafe {
-            if let Some(slot) = topic.as_mut() {
-                *slot = name.as_ptr();
-            }
-            if let Some(slot) = topic_len.as_mut() {
-                *slot = name.len();
-            }
-            if let Some(slot) = partition.as_mut() {
-                *slot = *number;
-            }
-            if let Some(slot) = delivery_count.as_mut() {
-                *slot = *deliveries;
-            }
+            put(topic, name.as_ptr());
+            put(topic_len, name.len());
+            put(partition, *number);
+            put(delivery_count, *deliveries);
         }
         rmq_result::RMQ_OK
     })
@@ -595,18 +598,10 @@ pub unsafe extern "C" fn rmq_group_info_summary(
         let description = &info.description;
         // SAFETY: each is NULL or writable.
         unsafe {
-            if let Some(slot) = kind.as_mut() {
-                *slot = u32::from(description.kind);
-            }
-            if let Some(slot) = state.as_mut() {
-                *slot = u32::from(description.state);
-            }
-            if let Some(slot) = generation.as_mut() {
-                *slot = description.generation;
-            }
-            if let Some(slot) = members.as_mut() {
-                *slot = description.members.len();
-            }
+            put(kind, u32::from(description.kind));
+            put(state, u32::from(description.state));
+            put(generation, description.generation);
+            put(members, description.members.len());
         }
         rmq_result::RMQ_OK
     })

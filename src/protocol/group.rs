@@ -118,6 +118,30 @@ fn topic_partitions(reader: &mut Reader<'_>) -> Result<Vec<(String, u32)>, Decod
     Ok(entries)
 }
 
+fn read_committed_offsets(reader: &mut Reader<'_>) -> Result<Vec<CommittedOffset>, DecodeError> {
+    let count = reader.count(OFFSET_ENTRIES_MAX, 16)?;
+    let mut offsets = Vec::with_capacity(count);
+    for _ in 0..count {
+        offsets.push(CommittedOffset {
+            topic: reader.string(TOPIC_NAME_WIRE_BYTES_MAX)?.to_owned(),
+            partition: reader.u32()?,
+            offset: reader.i64()?,
+            metadata: reader.string(COMMIT_METADATA_BYTES_MAX)?.to_owned(),
+        });
+    }
+    Ok(offsets)
+}
+
+fn write_committed_offsets(writer: &mut Writer, offsets: &[CommittedOffset]) {
+    writer.count(offsets.len());
+    for entry in offsets {
+        writer.string(&entry.topic);
+        writer.u32(entry.partition);
+        writer.i64(entry.offset);
+        writer.string(&entry.metadata);
+    }
+}
+
 fn write_topic_partitions(writer: &mut Writer, entries: &[(String, u32)]) {
     writer.count(entries.len());
     for (topic, partition) in entries {
@@ -171,13 +195,7 @@ impl GroupRequest {
             GroupRequest::Commit(commit) => {
                 writer.string(&commit.member_id);
                 writer.u32(commit.generation);
-                writer.count(commit.offsets.len());
-                for entry in &commit.offsets {
-                    writer.string(&entry.topic);
-                    writer.u32(entry.partition);
-                    writer.i64(entry.offset);
-                    writer.string(&entry.metadata);
-                }
+                write_committed_offsets(&mut writer, &commit.offsets);
             }
             GroupRequest::Fetch { partitions, .. } => write_topic_partitions(&mut writer, partitions),
             GroupRequest::Describe { .. } => {}
@@ -211,16 +229,7 @@ impl GroupRequest {
             api::OFFSET_COMMIT => {
                 let member_id = reader.string(MEMBER_ID_BYTES_MAX)?.to_owned();
                 let generation = reader.u32()?;
-                let count = reader.count(OFFSET_ENTRIES_MAX, 16)?;
-                let mut offsets = Vec::with_capacity(count);
-                for _ in 0..count {
-                    offsets.push(CommittedOffset {
-                        topic: reader.string(TOPIC_NAME_WIRE_BYTES_MAX)?.to_owned(),
-                        partition: reader.u32()?,
-                        offset: reader.i64()?,
-                        metadata: reader.string(COMMIT_METADATA_BYTES_MAX)?.to_owned(),
-                    });
-                }
+                let offsets = read_committed_offsets(&mut reader)?;
                 GroupRequest::Commit(OffsetCommit { group, member_id, generation, offsets })
             }
             api::OFFSET_FETCH => GroupRequest::Fetch { group, partitions: topic_partitions(&mut reader)? },
@@ -308,15 +317,7 @@ impl GroupResponse {
                     }
                 }
             }
-            GroupResponse::Offsets(offsets) => {
-                writer.count(offsets.len());
-                for entry in offsets {
-                    writer.string(&entry.topic);
-                    writer.u32(entry.partition);
-                    writer.i64(entry.offset);
-                    writer.string(&entry.metadata);
-                }
-            }
+            GroupResponse::Offsets(offsets) => write_committed_offsets(writer, offsets),
             GroupResponse::Describe(description) => {
                 writer.u8(description.kind);
                 writer.u8(description.state);
@@ -375,16 +376,7 @@ impl GroupResponse {
 
     pub fn decode_offsets(body: &[u8]) -> Result<Vec<CommittedOffset>, DecodeError> {
         let mut reader = Reader::new(body);
-        let count = reader.count(OFFSET_ENTRIES_MAX, 16)?;
-        let mut offsets = Vec::with_capacity(count);
-        for _ in 0..count {
-            offsets.push(CommittedOffset {
-                topic: reader.string(TOPIC_NAME_WIRE_BYTES_MAX)?.to_owned(),
-                partition: reader.u32()?,
-                offset: reader.i64()?,
-                metadata: reader.string(COMMIT_METADATA_BYTES_MAX)?.to_owned(),
-            });
-        }
+        let offsets = read_committed_offsets(&mut reader)?;
         reader.finish()?;
         Ok(offsets)
     }

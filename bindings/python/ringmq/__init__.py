@@ -1197,7 +1197,39 @@ class ProduceFuture:
 _POLL_SLICE_MS = 1000
 
 
-class Consumer:
+class _HandleOwner:
+    """What the consumers share: a library handle freed by ``_free`` on close,
+    on garbage collection, or at the end of a ``with`` block."""
+
+    _handle = None
+
+    @staticmethod
+    def _free(handle) -> None:
+        raise NotImplementedError
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def _abandon(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            self._free(handle)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self._abandon()
+        except Exception:
+            pass
+
+
+class Consumer(_HandleOwner):
     """Follows one partition (``client.consumer(...)``).
 
     Iterating yields :class:`Record` objects and stops after ``timeout``
@@ -1216,9 +1248,9 @@ class Consumer:
         self.partition = partition
         self.timeout = timeout
 
-    @property
-    def closed(self) -> bool:
-        return self._handle is None
+    @staticmethod
+    def _free(handle) -> None:
+        _ffi.rmq_consumer_close(handle)
 
     @property
     def position(self) -> int:
@@ -1281,23 +1313,6 @@ class Consumer:
         if broker is not None:
             broker._consumers.discard(self)
 
-    def _abandon(self) -> None:
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            _ffi.rmq_consumer_close(handle)
-
-    def __enter__(self) -> "Consumer":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    def __del__(self):
-        try:
-            self._abandon()
-        except Exception:
-            pass
-
     def __repr__(self) -> str:
         return "<ringmq.Consumer %s/%d%s>" % (self.topic, self.partition, " closed" if self.closed else "")
 
@@ -1305,7 +1320,7 @@ class Consumer:
 # --- consumer groups -------------------------------------------------------------------
 
 
-class GroupConsumer:
+class GroupConsumer(_HandleOwner):
     """A member of a consumer group (``client.group_consumer(...)``).
 
     :meth:`poll` joins the group on its first call, heartbeats, follows
@@ -1329,10 +1344,6 @@ class GroupConsumer:
         self._assignment_len = 0
         self.group = group
         self.topics = topics
-
-    @property
-    def closed(self) -> bool:
-        return self._handle is None
 
     @property
     def generation(self) -> int:
@@ -1401,13 +1412,9 @@ class GroupConsumer:
         if handle is not None:
             _check(_ffi.rmq_group_consumer_close(handle))
 
-    def _abandon(self) -> None:
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            _ffi.rmq_group_consumer_close(handle)
-
-    def __enter__(self) -> "GroupConsumer":
-        return self
+    @staticmethod
+    def _free(handle) -> None:
+        _ffi.rmq_group_consumer_close(handle)
 
     def __exit__(self, exc_type, *exc_info) -> None:
         try:
@@ -1415,12 +1422,6 @@ class GroupConsumer:
         except Error:
             if exc_type is None:
                 raise  # else the exception that ended the block matters more
-
-    def __del__(self):
-        try:
-            self._abandon()
-        except Exception:
-            pass
 
     def __repr__(self) -> str:
         return "<ringmq.GroupConsumer %s of %s%s>" % (
@@ -1498,7 +1499,7 @@ class ShareRecord:
         )
 
 
-class ShareConsumer:
+class ShareConsumer(_HandleOwner):
     """A member of a share group reading one topic as a queue
     (``client.share_consumer(...)``).
 
@@ -1522,10 +1523,6 @@ class ShareConsumer:
         self._token = object()
         self.group = group
         self.topic = topic
-
-    @property
-    def closed(self) -> bool:
-        return self._handle is None
 
     def receive(self, max_records: int = 100, timeout: Optional[float] = 1.0) -> List[ShareRecord]:
         """Acquires up to ``max_records`` records, waiting up to ``timeout``
@@ -1606,22 +1603,9 @@ class ShareConsumer:
         if broker is not None:
             broker._consumers.discard(self)
 
-    def _abandon(self) -> None:
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            _ffi.rmq_share_consumer_close(handle)
-
-    def __enter__(self) -> "ShareConsumer":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    def __del__(self):
-        try:
-            self._abandon()
-        except Exception:
-            pass
+    @staticmethod
+    def _free(handle) -> None:
+        _ffi.rmq_share_consumer_close(handle)
 
     def __repr__(self) -> str:
         return "<ringmq.ShareConsumer %s of %s%s>" % (self.group, self.topic, " closed" if self.closed else "")
