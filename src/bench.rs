@@ -60,6 +60,8 @@ pub struct BenchConfig {
     pub rate: Option<u64>,
     pub warmup: Duration,
     pub busy_poll: bool,
+    /// Embedded e2e only: the producer and the consumer share one thread.
+    pub same_thread: bool,
     pub data_dir: Option<PathBuf>,
     pub shards: Option<u16>,
     pub topic: String,
@@ -304,6 +306,58 @@ fn produce_embedded(run: &Run, client: EmbeddedClient, partitions: Vec<u32>, quo
     Ok(())
 }
 
+/// `--same-thread`: one thread is both the producer and the consumer of
+/// partition 0. The consumer's long poll for the next offset is posted before
+/// each produce, so it waits at the shard as a separate consumer's would, and
+/// the latency is from the scheduled send to the record's arrival.
+fn produce_and_consume_embedded(run: &Run, client: EmbeddedClient, quota: u64) -> Result<(), String> {
+    let config = &run.config;
+    let mut pacer = Pacer::new(config.rate.map(|r| r as f64), config.batch_records);
+    let mut local = histogram();
+    let fetch = |offset: u64| FetchRequest {
+        topic: config.topic.clone(),
+        partition: 0,
+        offset,
+        max_bytes: 4 << 20,
+        max_wait_ms: 100,
+        min_bytes: 1,
+    };
+    let mut next = 0u64;
+    let mut pending = client.fetch_async(fetch(next)).map_err(|e| e.to_string())?;
+    let mut sent = 0u64;
+    while sent < quota && !run.stop.load(Ordering::Relaxed) {
+        let scheduled = pacer.next();
+        let batch = build_batch(config.batch_records, config.message_bytes, instant_ns(scheduled));
+        client.produce(&config.topic, 0, BytesMut::from(&batch[..]), config.acks).map_err(|e| e.to_string())?;
+        sent += config.batch_records as u64;
+        run.produced.fetch_add(config.batch_records as u64, Ordering::Relaxed);
+        while next < sent {
+            let result = pending.wait().map_err(|e| e.to_string())?;
+            let arrived_ns = now_ns();
+            let records = decode_records(&result.records, next).map_err(|e| e.to_string())?;
+            if let Some(last) = records.last() {
+                next = last.offset + 1;
+            }
+            pending = client.fetch_async(fetch(next)).map_err(|e| e.to_string())?;
+            run.consumed.fetch_add(records.len() as u64, Ordering::Relaxed);
+            if run.measuring() {
+                for record in &records {
+                    let sent_ns = record
+                        .value
+                        .as_deref()
+                        .and_then(|v| v.get(..8))
+                        .map_or(0, |b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])));
+                    record_us(&mut local, arrived_ns.saturating_sub(sent_ns) / 1000);
+                }
+            }
+        }
+    }
+    // The last long poll is answered at its timeout (or by the shutdown).
+    let _ = pending.wait();
+    run.merge(&local);
+    Ok(())
+}
+
 fn produce_tcp(run: &Run, bootstrap: &str, partitions: Vec<u32>, quota: u64) -> Result<(), String> {
     let config = &run.config;
     let mut client = Client::connect(bootstrap).map_err(|e| e.to_string())?;
@@ -471,6 +525,15 @@ pub fn run(config: BenchConfig) -> Result<BenchReport, String> {
     if config.workload != Workload::Produce && config.consumers == 0 {
         return Err("consume and e2e need --consumers of at least 1".into());
     }
+    if config.same_thread
+        && (config.bootstrap.is_some()
+            || config.workload != Workload::EndToEnd
+            || config.producers != 1
+            || config.consumers != 1
+            || config.partitions != 1)
+    {
+        return Err("--same-thread is for e2e --embedded with one producer, one consumer and one partition".into());
+    }
     let mut temporary = None;
     let (target, broker) = match &config.bootstrap {
         Some(bootstrap) => (Target::Tcp(bootstrap.clone()), None),
@@ -566,7 +629,7 @@ fn run_on(config: &BenchConfig, target: &Target) -> Result<BenchReport, String> 
     }
     let start = Instant::now();
     *run.measure_from.lock().unwrap_or_else(|p| p.into_inner()) = Some(start + config.warmup);
-    let consumers: Vec<_> = if config.workload == Workload::Produce {
+    let consumers: Vec<_> = if config.workload == Workload::Produce || config.same_thread {
         Vec::new()
     } else {
         let workers = config.consumers.min(config.partitions as usize);
@@ -582,7 +645,15 @@ fn run_on(config: &BenchConfig, target: &Target) -> Result<BenchReport, String> 
             })
             .collect()
     };
-    let producers = if config.workload == Workload::Consume { Vec::new() } else { spawn_producers(&run) };
+    let producers = match (config.workload, target) {
+        (Workload::Consume, _) => Vec::new(),
+        (_, Target::Embedded(client)) if config.same_thread => {
+            let (run, client) = (run.clone(), client.clone());
+            let quota = run.share(0, 1);
+            vec![std::thread::spawn(move || produce_and_consume_embedded(&run, client, quota))]
+        }
+        _ => spawn_producers(&run),
+    };
     let terminal = std::io::stderr().is_terminal();
     let total = config.count;
     let deadline = config.duration.map(|d| start + config.warmup + d);

@@ -56,6 +56,32 @@ impl Broker {
     }
 }
 
+/// A fetch started by [`EmbeddedClient::fetch_async`]. Wait on it from the
+/// thread that started it.
+pub struct PendingFetch {
+    completion: Arc<Completion<Reply>>,
+    busy_poll: bool,
+    context: String,
+}
+
+impl PendingFetch {
+    /// Whether the answer is there (never blocks).
+    pub fn is_ready(&self) -> bool {
+        self.completion.is_ready()
+    }
+
+    /// Waits for the answer (spinning in busy-poll mode).
+    pub fn wait(self) -> Result<FetchResult> {
+        match self.completion.wait(self.busy_poll) {
+            Reply::Fetch(Ok(FetchData { high_watermark, earliest, records })) => {
+                Ok(FetchResult { high_watermark, earliest, records })
+            }
+            Reply::Fetch(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, self.context)),
+            _ => Err(server_error(ErrorCode::Internal, self.context)),
+        }
+    }
+}
+
 /// An in-process client of a [`Broker`].
 #[derive(Clone)]
 pub struct EmbeddedClient {
@@ -204,6 +230,20 @@ impl EmbeddedClient {
             Reply::Fetch(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, context)),
             _ => Err(server_error(ErrorCode::Internal, context)),
         }
+    }
+
+    /// Starts a fetch and returns at once; [`PendingFetch::wait`] gets its
+    /// answer. A consumer thread can keep its long poll waiting at the shard
+    /// while it does other work (the single-thread end-to-end benchmark).
+    pub fn fetch_async(&self, request: FetchRequest) -> Result<PendingFetch> {
+        let shard = self.route(&request.topic, request.partition)?;
+        let context = format!("fetch {}/{} at {}", request.topic, request.partition, request.offset);
+        let completion = Arc::new(Completion::for_current_thread());
+        let message = Message::Request { origin: Origin::External(completion.clone()), op: Op::Fetch(request) };
+        if !self.shared.post_external(shard, message) {
+            return Err(server_error(ErrorCode::ShuttingDown, context));
+        }
+        Ok(PendingFetch { completion, busy_poll: self.shared.config.busy_poll, context })
     }
 
     /// Earliest (-2), latest (-1) or the first offset at or after a timestamp.

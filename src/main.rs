@@ -85,6 +85,12 @@ struct BenchArgs {
     /// Embedded: shards and waiting clients spin instead of sleeping.
     #[arg(long)]
     busy_poll: bool,
+    /// Embedded e2e with 1 producer, 1 consumer, 1 partition: both on one
+    /// client thread (the consumer's long poll waits at the shard while the
+    /// thread produces), so a 2-core machine has a core for the shard and one
+    /// for the client.
+    #[arg(long)]
+    same_thread: bool,
     /// Embedded: data directory (default: a temporary one, deleted after).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -699,6 +705,7 @@ fn bench(bootstrap: &str, args: BenchArgs) -> Result<(), String> {
         rate: args.rate,
         warmup: seconds(args.warmup)?,
         busy_poll: args.busy_poll,
+        same_thread: args.same_thread,
         data_dir: args.data_dir,
         shards: args.shards,
         topic: args.topic.unwrap_or_else(|| format!("bench-{}", ringmq::log::partition::now_ms())),

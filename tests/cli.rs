@@ -231,6 +231,24 @@ fn bench_prints_json_and_writes_a_percentile_distribution() {
     assert_eq!(report["records"], 2000, "every record produced was consumed: {report}");
     assert_eq!(report["latency_us"]["samples"], 2000);
     assert!(terminate(&mut server).success());
+
+    // e2e with the producer and the consumer on one thread (embedded only).
+    let output = Command::new(BINARY)
+        .args(["bench", "e2e", "--embedded", "--same-thread", "--count", "500", "--message-size", "64"])
+        .args(["--batch-records", "1", "--shards", "1", "--rate", "20000", "--json", "--data-dir"])
+        .arg(dir.join("same-thread"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["records"], 500, "every record produced was consumed: {report}");
+    assert_eq!(report["latency_us"]["samples"], 500);
+    let output = Command::new(BINARY)
+        .args(["bench", "e2e", "--embedded", "--same-thread", "--partitions", "2", "--count", "10"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "--same-thread refuses two partitions");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--same-thread"));
 }
 
 #[test]
