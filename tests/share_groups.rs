@@ -98,7 +98,7 @@ fn release_expiry_reject_and_max_deliveries_behave_as_documented() {
     let mut admin = Client::connect(&bootstrap).unwrap();
     fill(&mut admin, "q", 1, 3);
     let config = ShareConsumerConfig {
-        lease: Duration::from_millis(1000),
+        lease: Duration::from_millis(2000),
         max_deliveries: 3,
         max_records: 1,
         ..Default::default()
@@ -116,10 +116,11 @@ fn release_expiry_reject_and_max_deliveries_behave_as_documented() {
     let again = b.receive(1, wait).unwrap();
     assert_eq!((again[0].record.offset, again[0].delivery_count), (0, 2));
     // Lease expiry: b lets offset 0's lease run out but renews offset 1's.
-    std::thread::sleep(Duration::from_millis(600));
+    // (Leases run 2 s; the renewed one has about 0.8 s left at the accept below.)
+    std::thread::sleep(Duration::from_millis(1200));
     b.acknowledge_all(&other, AckKind::Renew).unwrap();
-    std::thread::sleep(Duration::from_millis(550));
-    let third = a.receive(1, Duration::from_millis(500)).unwrap();
+    std::thread::sleep(Duration::from_millis(900));
+    let third = a.receive(1, Duration::from_millis(1000)).unwrap();
     assert_eq!((third[0].record.offset, third[0].delivery_count), (0, 3), "0 expired; 1 was renewed");
     b.acknowledge_all(&other, AckKind::Accept).unwrap_or_else(|e| panic!("the renewed lease is still held: {e}"));
     assert_eq!(b.acknowledge(&[(0, 0, AckKind::Accept)]).unwrap(), vec![ErrorCode::InvalidRecordState], "expired");

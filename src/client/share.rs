@@ -2,7 +2,7 @@
 //! topic as a queue (members of one group get disjoint records), each under a
 //! lease, and acknowledges each: accept, release, reject, or renew.
 
-use super::{decode_records, Client, ConsumedRecord, Result};
+use super::{decode_records, Client, ClientError, ConsumedRecord, Result};
 use crate::embedded::EmbeddedClient;
 use crate::groups::share::AckKind;
 use crate::protocol::share::{decode_ack_response, ShareAckRequest, ShareFetchRequest, ShareFetchResponse};
@@ -210,6 +210,13 @@ impl<T: ShareTransport> ShareConsumer<T> {
                 ranges: ranges.iter().map(|(first, last, kind, _)| (*first, *last, *kind as u8)).collect(),
             };
             let errors = self.transport.share_acknowledge(&request)?;
+            if errors.len() != ranges.len() {
+                return Err(ClientError::Protocol(format!(
+                    "{} answers for {} acknowledged ranges",
+                    errors.len(),
+                    ranges.len()
+                )));
+            }
             for ((_, _, _, members), error) in ranges.iter().zip(errors) {
                 let code = ErrorCode::from_u16(error).unwrap_or(ErrorCode::Internal);
                 for index in members {

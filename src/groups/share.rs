@@ -153,9 +153,11 @@ impl SharePartition {
             let deliveries = match self.records.get(&offset) {
                 Some(RecordState::Available { deliveries }) => *deliveries,
                 Some(_) => continue,
-                None if offset >= self.next_new && room > 0 => {
+                // Never delivered, or delivered under a state write that failed
+                // (a gap below `next_new` after a restart): deliverable.
+                None if room > 0 => {
                     room -= 1;
-                    self.next_new = offset + 1;
+                    self.next_new = self.next_new.max(offset + 1);
                     0
                 }
                 None => continue,
@@ -170,10 +172,43 @@ impl SharePartition {
     /// The lowest offset a receive should read from: the first available
     /// record, else the first never delivered.
     pub fn first_candidate(&self) -> u64 {
-        self.records
-            .iter()
-            .find(|(_, s)| matches!(s, RecordState::Available { .. }))
-            .map_or(self.next_new.max(self.start), |(offset, _)| *offset)
+        // The first available record, or the first offset without an entry
+        // (entries are dense from `start` except where a failed state write
+        // left a gap), whichever comes first.
+        let mut expected = self.start;
+        for (offset, state) in &self.records {
+            if *offset > expected {
+                return expected;
+            }
+            if matches!(state, RecordState::Available { .. }) {
+                return *offset;
+            }
+            expected = offset + 1;
+        }
+        expected
+    }
+
+    /// Forgets state at and beyond `end`, the log's end after recovery: records
+    /// past it were lost with the page cache (a power loss), and offsets there
+    /// will hold new records. True when anything changed.
+    pub fn clamp_to(&mut self, end: u64) -> bool {
+        let beyond = self.records.split_off(&end);
+        let changed = !beyond.is_empty() || self.start > end || self.next_new > end;
+        self.start = self.start.min(end);
+        self.next_new = self.next_new.min(end);
+        changed
+    }
+
+    /// Starts the leases of records just acquired at `deadline` (once the
+    /// acquisition is durable, so no lease runs out before its member heard).
+    pub fn start_leases(&mut self, member: &str, acquired: &[(u64, u16)], deadline: Instant) {
+        for (offset, _) in acquired {
+            if let Some(RecordState::Acquired { member: owner, deadline: lease, .. }) = self.records.get_mut(offset) {
+                if owner == member {
+                    *lease = deadline;
+                }
+            }
+        }
     }
 
     /// Applies one acknowledgement to `first..=last`. Every record in the
@@ -356,6 +391,34 @@ mod tests {
         assert_eq!(share.start, 1, "not archived before the dead letter is written");
         share.archive(1, 1);
         assert_eq!(share.start, 2);
+    }
+
+    #[test]
+    fn a_gap_left_by_a_failed_state_write_is_delivered_after_a_restart() {
+        let now = Instant::now();
+        // Replayed: 0..2 delivered and 5 delivered, 2..5 acquired under a write
+        // that failed (no entries), then the broker restarted.
+        let mut share = SharePartition::new(0);
+        share.delivered(0, 1);
+        share.delivered(1, 1);
+        share.delivered(5, 1);
+        share.archive(0, 1);
+        assert_eq!(share.first_candidate(), 2);
+        let got = share.acquire("a", 2..6, 10, LEASE, now);
+        assert_eq!(got, vec![(2, 1), (3, 1), (4, 1), (5, 2)]);
+    }
+
+    #[test]
+    fn clamping_to_a_shorter_log_forgets_lost_offsets() {
+        let now = Instant::now();
+        let mut share = SharePartition::new(0);
+        share.acquire("a", 0..10, 10, LEASE, now);
+        share.acknowledge("a", 0, 9, AckKind::Accept, LEASE, now).unwrap();
+        assert_eq!(share.start, 10);
+        assert!(share.clamp_to(6), "the log recovered to 6 records");
+        assert_eq!((share.start, share.first_candidate()), (6, 6));
+        assert_eq!(share.acquire("a", 6..8, 10, LEASE, now), vec![(6, 1), (7, 1)], "new records there are delivered");
+        assert!(!share.clamp_to(100));
     }
 
     #[test]

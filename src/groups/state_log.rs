@@ -68,7 +68,8 @@ pub struct StateLog<S: Storage> {
     file: S::File,
     length: u64,
     poisoned: Option<String>,
-    /// Created by this open: its directory entries are not yet known durable.
+    /// Its directory entries are not yet known durable: true at every open
+    /// (a file created before a crash may have an entry that never was).
     fresh: bool,
 }
 
@@ -81,7 +82,6 @@ impl<S: Storage> StateLog<S> {
         }
         // A compaction that stopped before its rename leaves a stale temporary.
         let _ = storage.remove_file(&temporary(path));
-        let fresh = storage.open(path, OpenMode::Existing).is_err();
         let file = storage.open(path, OpenMode::CreateOrOpen)?;
         let length = file.len()?;
         if length > STATE_LOG_BYTES_MAX {
@@ -97,7 +97,8 @@ impl<S: Storage> StateLog<S> {
         if valid as u64 != length {
             file.truncate(valid as u64)?;
         }
-        let log = StateLog { storage, path: path.to_path_buf(), file, length: valid as u64, poisoned: None, fresh };
+        let log =
+            StateLog { storage, path: path.to_path_buf(), file, length: valid as u64, poisoned: None, fresh: true };
         Ok((log, records))
     }
 
@@ -138,9 +139,9 @@ impl<S: Storage> StateLog<S> {
         self.file.sync_data()
     }
 
-    /// For a file this open created: fsyncs its directory and the `levels - 1`
-    /// directories above it (those the open may have created), once, so the
-    /// file's name survives a power loss.
+    /// Once per open: fsyncs the file's directory and the `levels - 1`
+    /// directories above it (those the open may have created), so the file's
+    /// name survives a power loss.
     pub async fn make_entry_durable(&mut self, levels: usize) -> io::Result<()> {
         if !self.fresh {
             return Ok(());

@@ -343,14 +343,20 @@ impl ShardContext {
             log.poison(&error);
             return Err(ErrorCode::StorageFailure);
         }
-        // A new file's entries (groups/<group>/offsets.log) become durable too.
-        log.make_entry_durable(2).await.map_err(|error| storage_error(&error))?;
+        // The file's entries (groups/<group>/offsets.log, and `groups` in the
+        // data directory) become durable too.
+        log.make_entry_durable(3).await.map_err(|error| storage_error(&error))?;
         let live_bytes = {
             let mut group = slot.group.borrow_mut();
             for entry in commit.offsets {
                 group.offsets.insert((entry.topic, entry.partition), (entry.offset, entry.metadata));
             }
-            group.offsets.len() as u64 * 64
+            // What the live records take once framed, for the compaction check.
+            group
+                .offsets
+                .iter()
+                .map(|((topic, _), (_, metadata))| 41 + topic.len() as u64 + metadata.len() as u64)
+                .sum()
         };
         if log.wants_compaction(live_bytes) {
             let mut live = Vec::new();
@@ -635,7 +641,7 @@ impl ShardContext {
             if !name.is_empty() {
                 ids.named.borrow_mut().insert(name, (id, epoch));
             }
-            let live = ids.named.borrow().len() as u64 * 64 + 64;
+            let live = 17 + ids.named.borrow().keys().map(|name| 21 + name.len() as u64).sum::<u64>();
             if log.wants_compaction(live) {
                 let mut records = Vec::new();
                 let _ = frame_record(&mut records, &reserved_record(ids.reserved_to.get()));

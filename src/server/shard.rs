@@ -694,7 +694,10 @@ pub(crate) fn run(
             }
         }
         let loaded = match context.load_groups().await {
-            Ok(()) => context.load_producer_ids().and_then(|()| context.load_shares()),
+            Ok(()) => match context.load_producer_ids() {
+                Ok(()) => context.load_shares().await,
+                Err(error) => Err(error),
+            },
             Err(error) => Err(error),
         };
         if let Err(error) = loaded {

@@ -123,6 +123,24 @@ fn replay(state: &mut SharePartition, payload: &[u8]) {
     }
 }
 
+/// The state file's content for `state`: its start, then an entry per record.
+fn live_records(state: &SharePartition) -> Vec<u8> {
+    use crate::groups::share::RecordState;
+    let mut live = Vec::new();
+    let _ = frame_record(&mut live, &start_record(state.start));
+    for (offset, record) in &state.records {
+        let payload = match record {
+            RecordState::Archived => archived_record(*offset, *offset),
+            // Leases and dead letters in flight are not kept: available again.
+            RecordState::Available { deliveries }
+            | RecordState::DeadLettering { deliveries }
+            | RecordState::Acquired { deliveries, .. } => delivered_record(*offset, *deliveries),
+        };
+        let _ = frame_record(&mut live, &payload);
+    }
+    live
+}
+
 /// Keeps the whole batches of `bytes` from the first holding `first` to the
 /// last holding `last`.
 fn trim_batches(bytes: Vec<u8>, first: u64, last: u64) -> Vec<u8> {
@@ -176,7 +194,7 @@ impl ShardContext {
     }
 
     /// Loads the share-partitions of the partitions this shard owns.
-    pub(crate) fn load_shares(&self) -> Result<(), String> {
+    pub(crate) async fn load_shares(&self) -> Result<(), String> {
         let root = self.shared.config.data_dir.join(GROUPS_DIR);
         let storage = FileStorage::new();
         let Ok(groups) = storage.list_dir(&root) else { return Ok(()) };
@@ -203,6 +221,16 @@ impl ShardContext {
                     let slot = self
                         .open_share_slot(&path, &topic)
                         .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+                    // After a power loss the log may end below what the group saw:
+                    // forget that part, durably, before new records take its offsets.
+                    let end = self.slot(&topic, partition).map_or(0, |s| s.log.borrow().next_offset());
+                    if slot.state.borrow_mut().clamp_to(end) {
+                        let live = live_records(&slot.state.borrow());
+                        let mut log = slot.store.lock().await;
+                        log.rewrite(&live)
+                            .await
+                            .map_err(|error| format!("cannot rewrite {}: {error}", path.display()))?;
+                    }
                     self.shares.slots.borrow_mut().insert((group.clone(), topic.clone(), partition), slot);
                 }
             }
@@ -226,26 +254,10 @@ impl ShardContext {
             log.poison(&error);
             return Err(ErrorCode::StorageFailure);
         }
-        // groups/<group>/share/<topic>/<partition>.log: four directory entries.
-        log.make_entry_durable(4).await.map_err(|_| ErrorCode::StorageFailure)?;
-        let live = {
-            let state = slot.state.borrow();
-            let mut live = Vec::new();
-            let _ = frame_record(&mut live, &start_record(state.start));
-            for (offset, record) in &state.records {
-                let payload = match record {
-                    crate::groups::share::RecordState::Archived => archived_record(*offset, *offset),
-                    // Leases and dead letters in flight are not kept: available again.
-                    crate::groups::share::RecordState::Available { deliveries }
-                    | crate::groups::share::RecordState::DeadLettering { deliveries }
-                    | crate::groups::share::RecordState::Acquired { deliveries, .. } => {
-                        delivered_record(*offset, *deliveries)
-                    }
-                };
-                let _ = frame_record(&mut live, &payload);
-            }
-            live
-        };
+        // groups/<group>/share/<topic>/<partition>.log: five directory entries
+        // (the data directory's holds `groups`).
+        log.make_entry_durable(5).await.map_err(|_| ErrorCode::StorageFailure)?;
+        let live = live_records(&slot.state.borrow());
         if log.wants_compaction(live.len() as u64) {
             if let Err(error) = log.rewrite(&live).await {
                 eprintln!("ringmq: shard {}: compacting share-group state failed: {error}", self.id);
@@ -273,6 +285,14 @@ impl ShardContext {
         {
             return Err(ErrorCode::InvalidArgument);
         }
+        // A dead letter must have somewhere to go, and not back into the queue.
+        let dead_letter_topic = match request.dead_letter_topic.as_str() {
+            "" => format!("{}{DEAD_LETTER_SUFFIX}", request.topic),
+            name => name.to_owned(),
+        };
+        if !valid_topic_name(&dead_letter_topic) || dead_letter_topic == request.topic {
+            return Err(ErrorCode::InvalidArgument);
+        }
         let partition_slot = self.slot(&request.topic, request.partition)?;
         let slot = self.share_slot(&request.group, &request.topic, request.partition)?;
         slot.members.borrow_mut().insert(request.member_id.clone(), Instant::now());
@@ -298,6 +318,8 @@ impl ShardContext {
                     let _ = frame_record(&mut framed, &delivered_record(*offset, *deliveries));
                 }
                 self.persist_share(&slot, &framed).await?;
+                // The lease runs from the answer, not from before the fdatasync.
+                slot.state.borrow_mut().start_leases(&request.member_id, &acquired, Instant::now() + lease);
                 let first = acquired.first().map_or(0, |a| a.0);
                 let last = acquired.last().map_or(0, |a| a.0);
                 let records = trim_batches(bytes, first, last);
@@ -512,6 +534,7 @@ impl ShardContext {
             let slots: Vec<(ShareKey, Rc<ShareSlot>)> =
                 self.shares.slots.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             for ((group, topic, partition), slot) in slots {
+                slot.members.borrow_mut().retain(|_, seen| now.duration_since(*seen) < SHARE_MEMBER_IDLE);
                 if slot.state.borrow().next_deadline().is_none_or(|deadline| deadline > now) {
                     continue;
                 }
