@@ -98,6 +98,9 @@ fn metrics_are_scraped_parsed_and_match_what_happened() {
     let partition = leased[0].partition;
     let key = format!("ringmq_share_acquired{{group=\"q\",topic=\"t\",partition=\"{partition}\"}}");
     assert_eq!(samples[&key], 2.0);
+    let end = if partition == 0 { 10.0 } else { 4.0 };
+    let key = format!("ringmq_share_available{{group=\"q\",topic=\"t\",partition=\"{partition}\"}}");
+    assert_eq!(samples[&key], end - 2.0, "the rest of the partition is available");
     let connections: f64 = samples.iter().filter(|(k, _)| k.starts_with("ringmq_connections{")).map(|(_, v)| v).sum();
     assert!(connections >= 2.0, "two clients are connected");
     assert!(samples.contains_key("ringmq_ring_depth{shard=\"1\"}"));
