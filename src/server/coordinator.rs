@@ -328,6 +328,12 @@ impl ShardContext {
             frame_record(&mut framed, &record.encode()).map_err(|_| ErrorCode::TooLarge)?;
         }
         let mut store = slot.store.lock().await;
+        // Checked again under the lock: a topic deleted while this commit
+        // waited has had its offsets forgotten, and must not get one back.
+        let catalog = self.catalog();
+        if commit.offsets.iter().any(|entry| !catalog.topics.contains_key(&entry.topic)) {
+            return Err(ErrorCode::UnknownTopicOrPartition);
+        }
         if store.is_none() {
             let path = group_dir(&self.shared.config.data_dir, &commit.group).join(OFFSETS_FILE);
             let (log, _) = StateLog::open(FileStorage::new(), &path).map_err(|error| {
@@ -384,6 +390,10 @@ impl ShardContext {
     /// offset -1), so a topic created again under its name starts clean.
     pub(crate) async fn forget_topic_groups(&self, topic: &str) {
         for (name, slot) in self.groups.all() {
+            // The store's lock first: a commit in flight for this topic (its
+            // catalog check passed before the delete) finishes, memory and file,
+            // before the tombstones go after it.
+            let mut store = slot.store.lock().await;
             let gone: Vec<(String, u32)> = {
                 let mut group = slot.group.borrow_mut();
                 let gone: Vec<(String, u32)> = group.offsets.keys().filter(|(t, _)| t == topic).cloned().collect();
@@ -392,6 +402,7 @@ impl ShardContext {
                 }
                 gone
             };
+            let Some(log) = store.as_mut() else { continue };
             if gone.is_empty() {
                 continue;
             }
@@ -401,8 +412,6 @@ impl ShardContext {
                     OffsetRecord { topic, partition, offset: -1, metadata: String::new(), committed_at_ms: now_ms() };
                 let _ = frame_record(&mut framed, &record.encode());
             }
-            let mut store = slot.store.lock().await;
-            let Some(log) = store.as_mut() else { continue };
             let result = match log.write(&framed) {
                 Ok(()) => log.sync().await,
                 Err(error) => Err(error),
