@@ -321,3 +321,28 @@ fn deleting_a_topic_forgets_its_committed_offsets_also_across_a_restart() {
     assert_eq!(committed(&mut client), expected, "the forgetting is durable");
     server.shutdown().unwrap();
 }
+
+#[test]
+fn a_member_subscribed_before_its_topic_exists_gets_it_once_created() {
+    let dir = temp_dir("groups-topic-later");
+    let server = start_server(&dir, 2, |_| {});
+    let bootstrap = server.address().to_string();
+    let mut consumer = GroupConsumer::new(Client::connect(&bootstrap).unwrap(), "g", &["later"], fast_config());
+    assert!(consumer.poll(Duration::from_millis(100)).unwrap().is_empty());
+    assert!(consumer.assignment().is_empty());
+    let mut admin = Client::connect(&bootstrap).unwrap();
+    admin.create_topic("later", 2, Retention::Default, Retention::Default).unwrap();
+    let all = produce_values(&mut admin, "later", 2, 5).into_iter().collect::<BTreeSet<_>>();
+    let mut got = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < all.len() {
+        assert!(Instant::now() < deadline, "the new topic was never assigned: {:?}", consumer.assignment());
+        for record in consumer.poll(Duration::from_millis(100)).unwrap() {
+            got.insert(String::from_utf8(record.record.value.unwrap()).unwrap());
+        }
+    }
+    assert_eq!(got, all);
+    assert_eq!(consumer.assignment().len(), 2);
+    consumer.close().unwrap();
+    server.shutdown().unwrap();
+}

@@ -46,6 +46,9 @@ pub struct ConsumerGroup {
     pub assignment: BTreeMap<String, Vec<TopicPartition>>,
     /// Committed offsets: offset and metadata.
     pub offsets: BTreeMap<TopicPartition, (i64, String)>,
+    /// Partition counts of the subscribed topics when the assignment was made
+    /// (0: no such topic): a change starts a rebalance.
+    pub assigned_with: BTreeMap<String, u32>,
 }
 
 impl Default for ConsumerGroup {
@@ -56,6 +59,7 @@ impl Default for ConsumerGroup {
             members: BTreeMap::new(),
             assignment: BTreeMap::new(),
             offsets: BTreeMap::new(),
+            assigned_with: BTreeMap::new(),
         }
     }
 }
@@ -118,6 +122,7 @@ impl ConsumerGroup {
         self.members.retain(|_, member| member.joined);
         self.generation = self.generation.wrapping_add(1);
         self.assignment = assign(&self.members, &self.assignment, partitions_of);
+        self.assigned_with = self.subscribed_partitions(partitions_of);
         let generation = self.generation;
         for member in self.members.values_mut() {
             member.answered_generation = Some(generation);
@@ -202,6 +207,21 @@ impl ConsumerGroup {
             return Err(ErrorCode::IllegalGeneration);
         }
         Ok(())
+    }
+
+    fn subscribed_partitions(&self, partitions_of: &dyn Fn(&str) -> u32) -> BTreeMap<String, u32> {
+        let topics: BTreeSet<&String> = self.members.values().flat_map(|m| m.topics.iter()).collect();
+        topics.into_iter().map(|topic| (topic.clone(), partitions_of(topic))).collect()
+    }
+
+    /// Starts a rebalance when a subscribed topic was created, deleted or
+    /// given another partition count since the assignment. True when it did.
+    pub fn check_topics(&mut self, now: Instant, partitions_of: &dyn Fn(&str) -> u32) -> bool {
+        if self.state != State::Stable || self.subscribed_partitions(partitions_of) == self.assigned_with {
+            return false;
+        }
+        self.start_rebalance(now);
+        true
     }
 
     pub fn state_code(&self) -> u8 {
@@ -367,6 +387,22 @@ mod tests {
         let after = group.join("m1", false, args(&["a"]), now).unwrap();
         assert!(group.try_complete(now, &partitions), "the only member has joined");
         assert_eq!(group.join_answer("m1", after).unwrap().unwrap().0, 2);
+    }
+
+    #[test]
+    fn a_subscribed_topic_appearing_starts_a_rebalance() {
+        let now = Instant::now();
+        let mut group = ConsumerGroup::default();
+        group.join("m1", true, args(&["c"]), now).unwrap();
+        assert!(group.try_complete(now, &partitions));
+        assert!(group.assignment["m1"].is_empty(), "no topic c yet");
+        assert!(!group.check_topics(now, &partitions), "nothing changed");
+        let with_c = |topic: &str| if topic == "c" { 3 } else { 0 };
+        assert!(group.check_topics(now, &with_c));
+        assert_eq!(group.heartbeat("m1", 1, now), Err(ErrorCode::RebalanceInProgress));
+        group.join("m1", false, args(&["c"]), now).unwrap();
+        assert!(group.try_complete(now, &with_c));
+        assert_eq!(group.assignment["m1"].len(), 3);
     }
 
     #[test]

@@ -154,6 +154,7 @@ impl ShardContext {
             let partitions_of = self.partitions_of();
             for (_, slot) in self.groups.all() {
                 let mut group = slot.group.borrow_mut();
+                group.check_topics(now, &partitions_of);
                 if group.next_deadline().is_some_and(|deadline| deadline <= now) {
                     group.expire(now);
                     if group.try_complete(now, &partitions_of) {
