@@ -18,7 +18,7 @@ mod sim;
 mod uring;
 
 pub use net::{bind_std, EventFd, EventFdReader, Listener, Stream};
-pub use runtime::{block_on, probe_io_uring, sleep, spawn_local, Runtime, RuntimeError};
+pub use runtime::{block_on, probe_io_uring, sleep, spawn_local, yield_to_tasks, Runtime, RuntimeError};
 pub use sim::{SimFaults, SimStorage};
 pub use uring::FileStorage;
 

@@ -493,9 +493,13 @@ impl ShardContext {
                 }
             }
             // Let the tasks this drain woke (replies, long polls) run first.
-            tokio::task::yield_now().await;
-            if self.shared.config.busy_poll && self.spin_for_mail(mailbox) {
-                continue;
+            if self.shared.config.busy_poll {
+                io::yield_to_tasks().await;
+                if self.spin_for_mail(mailbox) {
+                    continue;
+                }
+            } else {
+                tokio::task::yield_now().await;
             }
             if mailbox.prepare_sleep() == super::mailbox::SleepCheck::MaySleep {
                 if let Err(error) = reader.wait().await {
