@@ -346,3 +346,22 @@ fn a_member_subscribed_before_its_topic_exists_gets_it_once_created() {
     consumer.close().unwrap();
     server.shutdown().unwrap();
 }
+
+#[test]
+fn a_group_that_never_committed_is_forgotten_once_empty() {
+    let dir = temp_dir("groups-forgotten");
+    let server = start_server(&dir, 2, |_| {});
+    let bootstrap = server.address().to_string();
+    let mut admin = Client::connect(&bootstrap).unwrap();
+    admin.create_topic("t", 1, Retention::Default, Retention::Default).unwrap();
+    let mut config = fast_config();
+    config.auto_commit = false;
+    let mut consumer = GroupConsumer::new(Client::connect(&bootstrap).unwrap(), "passing", &["t"], config);
+    consumer.poll(Duration::from_millis(20)).unwrap();
+    assert!(admin.list_groups().unwrap().iter().any(|g| g.group == "passing"));
+    consumer.close().unwrap();
+    wait_for("the empty group to be forgotten", Duration::from_secs(5), || {
+        admin.list_groups().unwrap().iter().all(|g| g.group != "passing")
+    });
+    server.shutdown().unwrap();
+}

@@ -186,3 +186,17 @@ fn a_restart_keeps_accepted_records_archived_and_frees_leased_ones() {
     assert!(again.iter().all(|r| r.delivery_count == 2), "the delivery count survived the restart");
     server.shutdown().unwrap();
 }
+
+#[test]
+fn a_receive_that_gets_nothing_leaves_no_state_behind() {
+    let dir = temp_dir("share-nothing");
+    let server = start_server(&dir, 2, |_| {});
+    let bootstrap = server.address().to_string();
+    let mut admin = Client::connect(&bootstrap).unwrap();
+    admin.create_topic("empty", 1, Retention::Default, Retention::Default).unwrap();
+    let mut consumer =
+        ShareConsumer::new(Client::connect(&bootstrap).unwrap(), "idle", "empty", Default::default()).unwrap();
+    assert!(consumer.receive(10, Duration::from_millis(50)).unwrap().is_empty());
+    assert!(!dir.join("groups").join("idle").exists(), "no state file for a group that received nothing");
+    server.shutdown().unwrap();
+}

@@ -152,8 +152,20 @@ impl ShardContext {
             crate::io::sleep(GROUP_TICK).await;
             let now = Instant::now();
             let partitions_of = self.partitions_of();
-            for (_, slot) in self.groups.all() {
+            for (name, slot) in self.groups.all() {
                 let mut group = slot.group.borrow_mut();
+                // A group nobody is in that never committed leaves nothing behind.
+                // (Two references: the map's and this loop's; a request in flight
+                // would hold a third.)
+                if Rc::strong_count(&slot) == 2
+                    && group.state == State::Empty
+                    && group.offsets.is_empty()
+                    && slot.store.try_lock().is_ok_and(|store| store.is_none())
+                {
+                    drop(group);
+                    self.groups.slots.borrow_mut().remove(&name);
+                    continue;
+                }
                 group.check_topics(now, &partitions_of);
                 if group.next_deadline().is_some_and(|deadline| deadline <= now) {
                     group.expire(now);

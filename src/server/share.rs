@@ -61,7 +61,10 @@ type Acquired = (Vec<(u64, u16)>, Vec<u8>);
 
 pub(crate) struct ShareSlot {
     state: RefCell<SharePartition>,
-    store: tokio::sync::Mutex<StateLog<FileStorage>>,
+    /// The state file, created by the first state write (a receive that
+    /// acquires nothing leaves no file behind).
+    store: tokio::sync::Mutex<Option<StateLog<FileStorage>>>,
+    path: PathBuf,
     dead_letter_topic: RefCell<String>,
     members: RefCell<BTreeMap<String, Instant>>,
 }
@@ -178,16 +181,23 @@ impl ShardContext {
         Ok(slot)
     }
 
+    /// A share-partition's slot; its state file is read when it exists.
     fn open_share_slot(&self, path: &std::path::Path, topic: &str) -> std::io::Result<Rc<ShareSlot>> {
-        let (log, records) = StateLog::open(FileStorage::new(), path)?;
         // A share group reads a topic as a queue: from its earliest record.
         let mut state = SharePartition::new(0);
-        for payload in &records {
-            replay(&mut state, payload);
-        }
+        let store = if path.exists() {
+            let (log, records) = StateLog::open(FileStorage::new(), path)?;
+            for payload in &records {
+                replay(&mut state, payload);
+            }
+            Some(log)
+        } else {
+            None
+        };
         Ok(Rc::new(ShareSlot {
             state: RefCell::new(state),
-            store: tokio::sync::Mutex::new(log),
+            store: tokio::sync::Mutex::new(store),
+            path: path.to_path_buf(),
             dead_letter_topic: RefCell::new(format!("{topic}{DEAD_LETTER_SUFFIX}")),
             members: RefCell::new(BTreeMap::new()),
         }))
@@ -226,10 +236,11 @@ impl ShardContext {
                     let end = self.slot(&topic, partition).map_or(0, |s| s.log.borrow().next_offset());
                     if slot.state.borrow_mut().clamp_to(end) {
                         let live = live_records(&slot.state.borrow());
-                        let mut log = slot.store.lock().await;
-                        log.rewrite(&live)
-                            .await
-                            .map_err(|error| format!("cannot rewrite {}: {error}", path.display()))?;
+                        let mut store = slot.store.lock().await;
+                        if let Some(log) = store.as_mut() {
+                            let rewritten = log.rewrite(&live).await;
+                            rewritten.map_err(|error| format!("cannot rewrite {}: {error}", path.display()))?;
+                        }
                     }
                     self.shares.slots.borrow_mut().insert((group.clone(), topic.clone(), partition), slot);
                 }
@@ -240,7 +251,19 @@ impl ShardContext {
 
     /// Writes state records and fdatasyncs them; compacts a grown file.
     async fn persist_share(&self, slot: &ShareSlot, framed: &[u8]) -> Result<(), ErrorCode> {
-        let mut log = slot.store.lock().await;
+        let mut store = slot.store.lock().await;
+        if store.is_none() {
+            let (log, _) = StateLog::open(FileStorage::new(), &slot.path).map_err(|error| {
+                eprintln!("ringmq: shard {}: cannot create {}: {error}", self.id, slot.path.display());
+                if crate::io::is_no_space(&error) {
+                    ErrorCode::NoSpace
+                } else {
+                    ErrorCode::StorageFailure
+                }
+            })?;
+            *store = Some(log);
+        }
+        let Some(log) = store.as_mut() else { return Err(ErrorCode::Internal) };
         log.write(framed).map_err(|error| {
             eprintln!("ringmq: shard {}: writing share-group state failed: {error}", self.id);
             if crate::io::is_no_space(&error) {
@@ -535,6 +558,16 @@ impl ShardContext {
                 self.shares.slots.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             for ((group, topic, partition), slot) in slots {
                 slot.members.borrow_mut().retain(|_, seen| now.duration_since(*seen) < SHARE_MEMBER_IDLE);
+                // Nothing delivered, nobody around, no file: forget the slot.
+                // (Two references: the map's and this loop's; a request in flight
+                // would hold a third.)
+                let idle = Rc::strong_count(&slot) == 2
+                    && slot.members.borrow().is_empty()
+                    && slot.state.borrow().records.is_empty();
+                if idle && slot.store.try_lock().is_ok_and(|store| store.is_none()) {
+                    self.shares.slots.borrow_mut().remove(&(group, topic, partition));
+                    continue;
+                }
                 if slot.state.borrow().next_deadline().is_none_or(|deadline| deadline > now) {
                     continue;
                 }
