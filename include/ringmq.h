@@ -775,6 +775,23 @@ rmq_result rmq_share_acknowledge(rmq_share_consumer *consumer,
                                  uint32_t kind);
 
 /*
+ Acknowledges `count` records of `fetch` (their indexes in `indexes`) as
+ `kind`, in one request (consecutive offsets travel as one range). RMQ_OK
+ when every one applied; otherwise the result of the first that did not.
+ `results` (NULL, or room for `count`) gets each record's result.
+
+ # Safety
+ `consumer` and `fetch` are live; `consumer` used by one thread at a time;
+ `indexes` points to `count` values; `results` is NULL or writable for `count`.
+ */
+rmq_result rmq_share_acknowledge_many(rmq_share_consumer *consumer,
+                                      const rmq_fetch *fetch,
+                                      const size_t *indexes,
+                                      size_t count,
+                                      uint32_t kind,
+                                      rmq_result *results);
+
+/*
  Frees a share consumer; records it holds stay leased until their leases
  expire. NULL is a no-op.
 

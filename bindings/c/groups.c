@@ -397,7 +397,11 @@ static void share_groups(const rmq_broker *broker, const rmq_client *client) {
         EXPECT(now_ms() < deadline);
         rmq_fetch *fetch = NULL;
         CHECK(rmq_share_receive(b, 100, 500, &fetch));
-        for (size_t i = 0; i < rmq_fetch_count(fetch); i++) {
+        size_t indexes[100];
+        rmq_result results[100];
+        size_t count = rmq_fetch_count(fetch);
+        EXPECT(count <= 100);
+        for (size_t i = 0; i < count; i++) {
             rmq_record record;
             CHECK(rmq_fetch_record(fetch, i, &record));
             uint32_t partition = UINT32_MAX;
@@ -406,8 +410,20 @@ static void share_groups(const rmq_broker *broker, const rmq_client *client) {
             EXPECT(partition < JOB_PARTITIONS && record.offset < JOBS_PER_PARTITION);
             EXPECT(deliveries == 1 && value_is(&record, partition));
             EXPECT(seen[partition][record.offset]++ == 0);
-            CHECK(rmq_share_acknowledge(b, fetch, i, RMQ_ACK_ACCEPT));
+            indexes[i] = i;
+            results[i] = RMQ_PANIC;
             total++;
+        }
+        /* All of a receive in one request; each record's result comes back. */
+        CHECK(rmq_share_acknowledge_many(b, fetch, indexes, count, RMQ_ACK_ACCEPT, results));
+        for (size_t i = 0; i < count; i++) {
+            EXPECT(results[i] == RMQ_OK);
+        }
+        if (count > 0) {
+            EXPECT_ERROR(RMQ_ERROR_INVALID_STATE,
+                         rmq_share_acknowledge_many(b, fetch, indexes, count, RMQ_ACK_ACCEPT, results));
+            EXPECT(results[count - 1] == RMQ_ERROR_INVALID_STATE);
+            EXPECT_ERROR(RMQ_ERROR_INVALID_ARGUMENT, rmq_share_acknowledge_many(b, fetch, indexes, count, 9, NULL));
         }
         rmq_fetch_free(fetch);
     }

@@ -520,6 +520,70 @@ pub unsafe extern "C" fn rmq_share_acknowledge(
     })
 }
 
+/// Acknowledges `count` records of `fetch` (their indexes in `indexes`) as
+/// `kind`, in one request (consecutive offsets travel as one range). RMQ_OK
+/// when every one applied; otherwise the result of the first that did not.
+/// `results` (NULL, or room for `count`) gets each record's result.
+///
+/// # Safety
+/// `consumer` and `fetch` are live; `consumer` used by one thread at a time;
+/// `indexes` points to `count` values; `results` is NULL or writable for `count`.
+#[no_mangle]
+pub unsafe extern "C" fn rmq_share_acknowledge_many(
+    consumer: *mut rmq_share_consumer,
+    fetch: *const rmq_fetch,
+    indexes: *const usize,
+    count: usize,
+    kind: u32,
+    results: *mut rmq_result,
+) -> rmq_result {
+    super::guard(|| {
+        if consumer.is_null() || (indexes.is_null() && count > 0) {
+            return fail(rmq_result::RMQ_ERROR_NULL, "consumer or indexes is NULL");
+        }
+        // SAFETY: per contract.
+        let fetch = try_ffi!(unsafe { handle(fetch, "fetch") });
+        let kind = try_ffi!(ack_of(kind));
+        // SAFETY: `count` values at `indexes` by contract (checked non-NULL above when count > 0).
+        let indexes = if count == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(indexes, count) } };
+        // SAFETY: live and not shared concurrently, by contract.
+        let consumer = unsafe { &mut *consumer };
+        let mut acks = Vec::with_capacity(count);
+        for &index in indexes {
+            let (Some(record), Some((topic, partition, _))) = (fetch.records.get(index), fetch.origins.get(index))
+            else {
+                return fail(rmq_result::RMQ_ERROR_INVALID_ARGUMENT, format!("record {index} is not a received record"));
+            };
+            if topic != consumer.consumer.topic() {
+                return fail(rmq_result::RMQ_ERROR_INVALID_ARGUMENT, format!("record {index} is from topic {topic}"));
+            }
+            acks.push((*partition, record.offset, kind));
+        }
+        let codes = match consumer.consumer.acknowledge(&acks) {
+            Ok(codes) => codes,
+            Err(error) => return client_error(error),
+        };
+        let mut first = rmq_result::RMQ_OK;
+        for (position, (code, (_, offset, _))) in codes.iter().zip(&acks).enumerate() {
+            let result = match code {
+                ErrorCode::None => rmq_result::RMQ_OK,
+                code => client_error(ClientError::Server {
+                    code: *code as u16,
+                    context: format!("acknowledge offset {offset}"),
+                }),
+            };
+            if first == rmq_result::RMQ_OK {
+                first = result;
+            }
+            if !results.is_null() {
+                // SAFETY: room for `count` results by contract; position < count.
+                unsafe { *results.add(position) = result };
+            }
+        }
+        first
+    })
+}
+
 /// Frees a share consumer; records it holds stay leased until their leases
 /// expire. NULL is a no-op.
 ///

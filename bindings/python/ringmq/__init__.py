@@ -41,7 +41,7 @@ import os
 import threading
 import time
 import weakref
-from typing import List, NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from . import _ffi
 
@@ -1574,6 +1574,25 @@ class ShareConsumer(_HandleOwner):
             if self._handle is None:
                 raise _closed("the share consumer")
             _check(_ffi.rmq_share_acknowledge(self._handle, record._fetch.handle, record._index, kind))
+
+    def acknowledge_all(self, records: Sequence[ShareRecord], kind="accept") -> None:
+        """Acknowledges many records the same way, one request per receive
+        they came from (instead of one per record). Raises the error of the
+        first record that was refused; the others are applied all the same."""
+        kind = _ack(kind)
+        by_fetch = collections.OrderedDict()
+        for record in records:
+            if not isinstance(record, ShareRecord):
+                raise TypeError("records must be ShareRecords, not %s" % type(record).__name__)
+            if record._fetch.owner is not self._token:
+                raise _invalid("a record was received by another share consumer")
+            by_fetch.setdefault(id(record._fetch), (record._fetch, []))[1].append(record._index)
+        with self._lock:
+            if self._handle is None:
+                raise _closed("the share consumer")
+            for fetch, indexes in by_fetch.values():
+                array = (ctypes.c_size_t * len(indexes))(*indexes)
+                _check(_ffi.rmq_share_acknowledge_many(self._handle, fetch.handle, array, len(indexes), kind, None))
 
     def accept(self, record: ShareRecord) -> None:
         """Done with the record: it is never delivered again."""

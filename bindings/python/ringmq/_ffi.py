@@ -352,6 +352,16 @@ rmq_share_receive = _declare(
 rmq_share_acknowledge = _declare(
     "rmq_share_acknowledge", c_result, c_handle, c_handle, ctypes.c_size_t, ctypes.c_uint32
 )
+rmq_share_acknowledge_many = _declare(
+    "rmq_share_acknowledge_many",
+    c_result,
+    c_handle,
+    c_handle,
+    ctypes.POINTER(ctypes.c_size_t),
+    ctypes.c_size_t,
+    ctypes.c_uint32,
+    ctypes.POINTER(c_result),
+)
 rmq_share_consumer_close = _declare("rmq_share_consumer_close", None, c_handle)
 
 rmq_group_describe = _declare("rmq_group_describe", c_result, c_handle, ctypes.c_char_p, c_handle_p)

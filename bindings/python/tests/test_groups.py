@@ -241,10 +241,11 @@ class GroupBehaviour:
                 self.assertEqual(record.headers, [(b"n", b"%d" % record.offset)])
                 self.assertIsInstance(record.record, ringmq.Record)
             self.assertEqual(second.receive(10, 0.05), [])  # the others are held
-            for record in received:
-                second.accept(record)
+            second.acknowledge_all(received)  # one request per receive
             for record in held:
                 first.acknowledge(record, "accept")
+            with self.assertRaises(ringmq.InvalidStateError):
+                second.acknowledge_all(received)  # accepted already
             self.assertEqual(second.receive(10, 0.05), [])
 
             description = self.client.describe_group(group)
