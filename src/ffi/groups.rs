@@ -552,7 +552,10 @@ pub unsafe extern "C" fn rmq_share_acknowledge_many(
         for &index in indexes {
             let (Some(record), Some((topic, partition, _))) = (fetch.records.get(index), fetch.origins.get(index))
             else {
-                return fail(rmq_result::RMQ_ERROR_INVALID_ARGUMENT, format!("record {index} is not a received record"));
+                return fail(
+                    rmq_result::RMQ_ERROR_INVALID_ARGUMENT,
+                    format!("record {index} is not a received record"),
+                );
             };
             if topic != consumer.consumer.topic() {
                 return fail(rmq_result::RMQ_ERROR_INVALID_ARGUMENT, format!("record {index} is from topic {topic}"));
