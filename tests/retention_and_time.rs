@@ -178,3 +178,35 @@ fn reads_return_whole_batches_from_the_one_holding_the_offset() {
         }
     });
 }
+
+/// The producer-table rebuild reads batch headers from the log's end only:
+/// every batch from a boundary at or before `tail_bytes` back, in order, across
+/// segments, and all of them when the log is shorter.
+#[test]
+fn batch_headers_are_scanned_from_the_tail_across_segments() {
+    Runtime::new().unwrap().block_on(async {
+        let storage = SimStorage::new();
+        let mut log = PartitionLog::open(storage.clone(), DIR, config()).await.unwrap();
+        let mut sizes = Vec::new();
+        for i in 0..60 {
+            let mut batch = batch_of(&values(i * 2, 2), 1);
+            sizes.push(batch.len() as u64);
+            log.append(&mut batch).unwrap();
+        }
+        assert!(log.segment_count() > 3);
+        let scan = |log: &mut PartitionLog<SimStorage>, tail: u64| {
+            let mut bases = Vec::new();
+            log.scan_batch_headers(tail, |h| bases.push(h.base_offset)).unwrap();
+            bases
+        };
+        let everything: Vec<i64> = (0..60).map(|i| i * 2).collect();
+        assert_eq!(scan(&mut log, u64::MAX), everything);
+        for tail in [1u64, 500, 1500, 3000] {
+            let bases = scan(&mut log, tail);
+            let covered: u64 = sizes[sizes.len() - bases.len()..].iter().sum();
+            assert!(covered >= tail.min(sizes.iter().sum()), "tail {tail}: {covered} bytes scanned");
+            assert_eq!(bases, everything[everything.len() - bases.len()..], "a suffix, in order");
+            assert!(bases.len() < 60, "tail {tail} scanned everything");
+        }
+    })
+}

@@ -825,17 +825,39 @@ impl<S: Storage> PartitionLog<S> {
         Ok(Vec::new())
     }
 
-    /// Calls `visit` with the header of every batch, oldest first. Only headers
-    /// are looked at (read through [`HEADER_SCAN_WINDOW_BYTES`] windows, bodies
-    /// skipped); used to rebuild idempotent-producer state after a restart.
-    pub fn scan_batch_headers(&mut self, mut visit: impl FnMut(&BatchHeader)) -> Result<(), LogError> {
-        for at in 0..self.segments.len() {
+    /// Calls `visit` with the header of every batch in the last `tail_bytes` of
+    /// the log (from a batch boundary at or before that point), oldest first.
+    /// Only headers are looked at (read through [`HEADER_SCAN_WINDOW_BYTES`]
+    /// windows, bodies skipped); used to rebuild idempotent-producer state after
+    /// a restart.
+    pub fn scan_batch_headers(&mut self, tail_bytes: u64, mut visit: impl FnMut(&BatchHeader)) -> Result<(), LogError> {
+        // Where the last `tail_bytes` begin: a segment, and a batch boundary in
+        // it at or before that point (an index entry's position).
+        let (mut first_segment, mut first_position) = (0, 0u64);
+        let mut remaining = tail_bytes;
+        for at in (0..self.segments.len()).rev() {
+            self.ensure_loaded(at)?;
+            let segment = &self.segments[at];
+            if segment.size >= remaining {
+                let target = segment.size - remaining;
+                first_segment = at;
+                first_position = segment
+                    .entries()
+                    .iter()
+                    .take_while(|entry| u64::from(entry.position) <= target)
+                    .last()
+                    .map_or(0, |entry| u64::from(entry.position));
+                break;
+            }
+            remaining -= segment.size;
+        }
+        for at in first_segment..self.segments.len() {
             self.ensure_loaded(at)?;
             let segment = &self.segments[at];
             let log = &segment.files().log;
             let mut window: Vec<u8> = Vec::new();
             let mut window_start = 0u64;
-            let mut position = 0u64;
+            let mut position = if at == first_segment { first_position } else { 0 };
             while position + BATCH_HEADER_BYTES as u64 <= segment.size {
                 if position + BATCH_HEADER_BYTES as u64 > window_start + window.len() as u64 || position < window_start
                 {

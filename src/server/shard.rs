@@ -123,6 +123,13 @@ pub(crate) struct TailBatch {
     pub bytes: Vec<u8>,
 }
 
+/// How much of a partition's log (from its end) the first idempotent produce
+/// after a restart reads the batch headers of, to rebuild the producer table.
+/// A producer whose last batch lies further back is unknown afterwards: its
+/// next batch is refused as out of sequence and the client takes a new id (a
+/// resend of a batch that old is not recognised). Bounds the scan's cost.
+pub const PRODUCER_SCAN_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Largest batch kept as a partition's [`TailBatch`] (small: one per partition
 /// that took an append, 40 MB for 10,000 partitions at worst).
 pub const TAIL_BATCH_BYTES_MAX: usize = 4 * 1024;
@@ -389,7 +396,8 @@ impl ShardContext {
         let mut producers = slot.producers.borrow_mut();
         if producers.is_none() {
             let mut table = ProducerTable::default();
-            slot.log.borrow_mut().scan_batch_headers(|h| table.record(h)).map_err(|e| log_error_code(&e))?;
+            let scan = slot.log.borrow_mut().scan_batch_headers(PRODUCER_SCAN_BYTES, |h| table.record(h));
+            scan.map_err(|e| log_error_code(&e))?;
             *producers = Some(table);
         }
         Ok(producers.as_ref().map_or(SequenceCheck::Append, |table| table.check(header)))
