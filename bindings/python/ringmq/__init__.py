@@ -274,17 +274,21 @@ class Acks(enum.IntEnum):
     DURABLE = 2
 
 
+def _enum_value(cls, value, what: str) -> int:
+    # Validated here: the C functions take these as integers, and the library
+    # refuses any other value; a name (any case) or a member is accepted.
+    if isinstance(value, str):
+        member = cls.__members__.get(value.upper())
+        if member is not None:
+            return member.value
+    elif isinstance(value, int) and not isinstance(value, bool) and value in {m.value for m in cls}:
+        return int(value)
+    names = ", ".join("'%s'" % name.lower() for name in cls.__members__)
+    raise _invalid("%s must be one of %s (or a %s), not %r" % (what, names, cls.__name__, value))
+
+
 def _acks(acks) -> int:
-    # Validated here: the C function takes an enum, and any other value would be
-    # undefined behaviour inside the library.
-    if isinstance(acks, str):
-        try:
-            return Acks[acks.upper()].value
-        except KeyError:
-            pass
-    elif isinstance(acks, int) and not isinstance(acks, bool) and acks in (0, 1, 2):
-        return int(acks)
-    raise _invalid("acks must be 'none', 'written' or 'durable' (or an Acks), not %r" % (acks,))
+    return _enum_value(Acks, acks, "acks")
 
 
 class Ack(enum.IntEnum):
@@ -301,14 +305,7 @@ class Ack(enum.IntEnum):
 
 
 def _ack(kind) -> int:
-    if isinstance(kind, str):
-        try:
-            return Ack[kind.upper()].value
-        except KeyError:
-            pass
-    elif isinstance(kind, int) and not isinstance(kind, bool) and kind in (1, 2, 3, 4):
-        return int(kind)
-    raise _invalid("kind must be 'accept', 'release', 'reject' or 'renew' (or an Ack), not %r" % (kind,))
+    return _enum_value(Ack, kind, "kind")
 
 
 def _data(value, what: str) -> Optional[bytes]:
