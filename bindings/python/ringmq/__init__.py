@@ -284,7 +284,7 @@ def _enum_value(cls, value, what: str) -> int:
     elif isinstance(value, int) and not isinstance(value, bool) and value in {m.value for m in cls}:
         return int(value)
     names = ", ".join("'%s'" % name.lower() for name in cls.__members__)
-    raise _invalid("%s must be one of %s (or a %s), not %r" % (what, names, cls.__name__, value))
+    raise _invalid("%s must be one of %s (or a member of %s), not %r" % (what, names, cls.__name__, value))
 
 
 def _acks(acks) -> int:
