@@ -200,3 +200,24 @@ fn a_receive_that_gets_nothing_leaves_no_state_behind() {
     assert!(!dir.join("groups").join("idle").exists(), "no state file for a group that received nothing");
     server.shutdown().unwrap();
 }
+
+#[test]
+fn a_rejected_range_is_dead_lettered_in_order_and_never_delivered_again() {
+    let dir = temp_dir("share-reject-range");
+    let server = start_server(&dir, 2, |_| {});
+    let bootstrap = server.address().to_string();
+    let mut admin = Client::connect(&bootstrap).unwrap();
+    fill(&mut admin, "q", 1, 5);
+    let mut consumer = ShareConsumer::new(Client::connect(&bootstrap).unwrap(), "g", "q", Default::default()).unwrap();
+    let got = consumer.receive(10, Duration::from_millis(200)).unwrap();
+    assert_eq!(got.len(), 5);
+    consumer.acknowledge_all(&got, AckKind::Reject).unwrap();
+    assert!(consumer.receive(10, Duration::from_millis(200)).unwrap().is_empty());
+    let letters = dead_letters(&mut admin, "q.dlq");
+    let offsets: Vec<&str> = letters.iter().map(|r| header(r, "ringmq.dlq.offset")).collect();
+    assert_eq!(offsets, ["0", "1", "2", "3", "4"]);
+    assert!(letters.iter().all(|r| header(r, "ringmq.dlq.reason") == "rejected"));
+    let description = describe_group(&mut admin, "g").unwrap();
+    assert_eq!((description.share[0].start, description.share[0].archived), (5, 5));
+    server.shutdown().unwrap();
+}

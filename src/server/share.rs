@@ -41,6 +41,8 @@ use std::time::{Duration, Instant};
 pub const SHARE_PARTITIONS_PER_SHARD_MAX: usize = 100_000;
 /// A member not heard from for this long is no longer listed.
 pub const SHARE_MEMBER_IDLE: Duration = Duration::from_secs(60);
+/// Dead letters are produced in batches of about this many bytes.
+pub const DEAD_LETTER_BATCH_BYTES: usize = 1024 * 1024;
 /// Suffix of the default dead-letter topic.
 pub const DEAD_LETTER_SUFFIX: &str = ".dlq";
 /// Header names a dead letter carries.
@@ -419,14 +421,13 @@ impl ShardContext {
         if errors.contains(&ErrorCode::None) {
             slot.members.borrow_mut().insert(request.member_id.clone(), now);
         }
+        // Every dead letter of the request in as few durable produces as fit.
+        let letters: Vec<DeadLetter> = dead.iter().flat_map(|(_, letters)| letters.iter().copied()).collect();
+        let failed = self.clone().dead_letter(&slot, &request.group, &request.topic, request.partition, &letters).await;
         for (index, letters) in dead {
-            for letter in letters {
-                if let Err(code) =
-                    self.clone().dead_letter(&slot, &request.group, &request.topic, request.partition, letter).await
-                {
-                    if let Some(error) = errors.get_mut(index) {
-                        *error = code;
-                    }
+            if let Some(code) = letters.iter().find_map(|letter| failed.get(&letter.offset)) {
+                if let Some(error) = errors.get_mut(index) {
+                    *error = *code;
                 }
             }
         }
@@ -436,45 +437,69 @@ impl ShardContext {
         Ok(errors)
     }
 
-    /// Writes a record to the group's dead-letter topic, then archives it. On
-    /// failure the record becomes available again.
+    /// Writes records to the group's dead-letter topic (batches of up to
+    /// [`DEAD_LETTER_BATCH_BYTES`], acks durable), then archives those written,
+    /// in one state write. A record whose dead letter failed becomes available
+    /// again; the failures are returned by offset.
     async fn dead_letter(
         self: Rc<Self>,
         slot: &ShareSlot,
         group: &str,
         topic: &str,
         partition: u32,
-        letter: DeadLetter,
-    ) -> Result<(), ErrorCode> {
-        let result = self.write_dead_letter(slot, group, topic, partition, letter).await;
-        match result {
-            Ok(()) => {
-                slot.state.borrow_mut().archive(letter.offset, letter.offset);
-                self.persist_share(slot, &{
-                    let mut framed = Vec::new();
-                    let _ = frame_record(&mut framed, &archived_record(letter.offset, letter.offset));
-                    framed
-                })
-                .await
+        letters: &[DeadLetter],
+    ) -> BTreeMap<u64, ErrorCode> {
+        let mut failed = BTreeMap::new();
+        let mut written = Vec::new();
+        let mut pending: Vec<DeadLetter> = Vec::new();
+        let mut builder = BatchBuilder::new();
+        for (index, letter) in letters.iter().enumerate() {
+            if let Err(code) = self.append_dead_letter(&mut builder, group, topic, partition, letter) {
+                failed.insert(letter.offset, code);
+            } else {
+                pending.push(*letter);
             }
-            Err(code) => {
-                eprintln!(
-                    "ringmq: shard {}: dead-lettering {topic}/{partition}@{} for group {group} failed: {code}",
-                    self.id, letter.offset
-                );
-                slot.state.borrow_mut().unarchive(&letter);
-                Err(code)
+            let last = index + 1 == letters.len();
+            if !pending.is_empty() && (last || builder.size_bytes() >= DEAD_LETTER_BATCH_BYTES) {
+                let batch = std::mem::take(&mut builder);
+                match self.produce_dead_letters(slot, partition, batch).await {
+                    Ok(()) => written.append(&mut pending),
+                    Err(code) => failed.extend(pending.drain(..).map(|letter| (letter.offset, code))),
+                }
             }
         }
+        for letter in letters.iter().filter(|letter| failed.contains_key(&letter.offset)) {
+            eprintln!(
+                "ringmq: shard {}: dead-lettering {topic}/{partition}@{} for group {group} failed: {}",
+                self.id, letter.offset, failed[&letter.offset]
+            );
+            slot.state.borrow_mut().unarchive(letter);
+        }
+        if !written.is_empty() {
+            let mut framed = Vec::new();
+            for letter in &written {
+                slot.state.borrow_mut().archive(letter.offset, letter.offset);
+                let _ = frame_record(&mut framed, &archived_record(letter.offset, letter.offset));
+            }
+            if let Err(code) = self.persist_share(slot, &framed).await {
+                // Written to the dead-letter topic but not archived durably: after a
+                // restart they may be dead-lettered again (the headers tell).
+                for letter in &written {
+                    failed.insert(letter.offset, code);
+                }
+            }
+        }
+        failed
     }
 
-    async fn write_dead_letter(
-        self: &Rc<Self>,
-        slot: &ShareSlot,
+    /// Appends one dead letter (the record and its origin headers) to `builder`.
+    fn append_dead_letter(
+        &self,
+        builder: &mut BatchBuilder,
         group: &str,
         topic: &str,
         partition: u32,
-        letter: DeadLetter,
+        letter: &DeadLetter,
     ) -> Result<(), ErrorCode> {
         let bytes = {
             let partition_slot = self.slot(topic, partition)?;
@@ -492,13 +517,22 @@ impl ShardContext {
             (DLQ_HEADER_REASON.as_bytes(), Some(letter.reason.name().as_bytes())),
             (DLQ_HEADER_DELIVERIES.as_bytes(), Some(deliveries_text.as_bytes())),
         ];
-        let mut builder = BatchBuilder::new();
         let batch = Batch::validate(&bytes).map_err(|_| ErrorCode::CorruptBatch)?;
         let record = batch.records().flatten().find(|r| r.offset == letter.offset as i64);
         let mut headers: Vec<(&[u8], Option<&[u8]>)> = record.map(|r| r.headers.collect()).unwrap_or_default();
         headers.extend(origin);
         let (timestamp, key, value) = record.map_or((now_ms(), None, None), |r| (r.timestamp, r.key, r.value));
-        builder.append(timestamp, key, value, &headers).map_err(|_| ErrorCode::TooLarge)?;
+        builder.append(timestamp, key, value, &headers).map_err(|_| ErrorCode::TooLarge)
+    }
+
+    /// Produces a batch of dead letters, acks durable, to the group's
+    /// dead-letter topic (created when missing).
+    async fn produce_dead_letters(
+        self: &Rc<Self>,
+        slot: &ShareSlot,
+        partition: u32,
+        builder: BatchBuilder,
+    ) -> Result<(), ErrorCode> {
         let batch = builder.finish().map_err(|_| ErrorCode::TooLarge)?;
         let dead_letter_topic = slot.dead_letter_topic.borrow().clone();
         let partitions = self.ensure_topic(&dead_letter_topic).await?;
@@ -572,8 +606,8 @@ impl ShardContext {
                     continue;
                 }
                 let (_, dead) = slot.state.borrow_mut().expire(now);
-                for letter in dead {
-                    let _ = self.clone().dead_letter(&slot, &group, &topic, partition, letter).await;
+                if !dead.is_empty() {
+                    let _ = self.clone().dead_letter(&slot, &group, &topic, partition, &dead).await;
                 }
             }
         }
