@@ -475,6 +475,45 @@ pub unsafe extern "C" fn rmq_share_receive(
     })
 }
 
+/// Acknowledges records of `fetch` (by index) as `kind` in one request; the
+/// result of each, in order. Both exported acknowledge functions use it.
+fn acknowledge_records(
+    consumer: &mut rmq_share_consumer,
+    fetch: &rmq_fetch,
+    indexes: &[usize],
+    kind: u32,
+) -> Result<Vec<rmq_result>, rmq_result> {
+    let kind = ack_of(kind)?;
+    let mut acks = Vec::with_capacity(indexes.len());
+    for &index in indexes {
+        let (Some(record), Some((topic, partition, _))) = (fetch.records.get(index), fetch.origins.get(index)) else {
+            return Err(fail(
+                rmq_result::RMQ_ERROR_INVALID_ARGUMENT,
+                format!("record {index} is not a received record"),
+            ));
+        };
+        if topic != consumer.consumer.topic() {
+            return Err(fail(
+                rmq_result::RMQ_ERROR_INVALID_ARGUMENT,
+                format!("record {index} is from topic {topic}, not this consumer's {}", consumer.consumer.topic()),
+            ));
+        }
+        acks.push((*partition, record.offset, kind));
+    }
+    let codes = consumer.consumer.acknowledge(&acks).map_err(client_error)?;
+    Ok(codes
+        .iter()
+        .zip(&acks)
+        .map(|(code, (_, offset, _))| match code {
+            ErrorCode::None => rmq_result::RMQ_OK,
+            code => client_error(ClientError::Server {
+                code: *code as u16,
+                context: format!("acknowledge offset {offset}"),
+            }),
+        })
+        .collect())
+}
+
 /// Acknowledges record `index` of `fetch` (from `rmq_share_receive` on this
 /// consumer) as `kind` (an `rmq_ack`). RMQ_ERROR_INVALID_STATE when this
 /// member does not hold it (its lease expired, or it was acknowledged).
@@ -494,29 +533,13 @@ pub unsafe extern "C" fn rmq_share_acknowledge(
         }
         // SAFETY: per contract.
         let fetch = try_ffi!(unsafe { handle(fetch, "fetch") });
-        let kind = try_ffi!(ack_of(kind));
-        let (Some(record), Some((topic, partition, _))) = (fetch.records.get(index), fetch.origins.get(index)) else {
-            return fail(rmq_result::RMQ_ERROR_INVALID_ARGUMENT, format!("record {index} is not a received record"));
-        };
         // SAFETY: live and not shared concurrently, by contract.
         let consumer = unsafe { &mut *consumer };
-        if topic != consumer.consumer.topic() {
-            return fail(
-                rmq_result::RMQ_ERROR_INVALID_ARGUMENT,
-                format!("record {index} is from topic {topic}, not this consumer's {}", consumer.consumer.topic()),
-            );
-        }
-        match consumer.consumer.acknowledge(&[(*partition, record.offset, kind)]) {
-            Ok(codes) => match codes.first() {
-                Some(ErrorCode::None) => rmq_result::RMQ_OK,
-                Some(code) => client_error(ClientError::Server {
-                    code: *code as u16,
-                    context: format!("acknowledge offset {}", record.offset),
-                }),
-                None => fail(rmq_result::RMQ_ERROR_BROKER, "no answer for the acknowledgement"),
-            },
-            Err(error) => client_error(error),
-        }
+        let results = try_ffi!(acknowledge_records(consumer, fetch, &[index], kind));
+        results
+            .first()
+            .copied()
+            .unwrap_or_else(|| fail(rmq_result::RMQ_ERROR_BROKER, "no answer for the acknowledgement"))
     })
 }
 
@@ -543,47 +566,18 @@ pub unsafe extern "C" fn rmq_share_acknowledge_many(
         }
         // SAFETY: per contract.
         let fetch = try_ffi!(unsafe { handle(fetch, "fetch") });
-        let kind = try_ffi!(ack_of(kind));
         // SAFETY: `count` values at `indexes` by contract (checked non-NULL above when count > 0).
         let indexes = if count == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(indexes, count) } };
         // SAFETY: live and not shared concurrently, by contract.
         let consumer = unsafe { &mut *consumer };
-        let mut acks = Vec::with_capacity(count);
-        for &index in indexes {
-            let (Some(record), Some((topic, partition, _))) = (fetch.records.get(index), fetch.origins.get(index))
-            else {
-                return fail(
-                    rmq_result::RMQ_ERROR_INVALID_ARGUMENT,
-                    format!("record {index} is not a received record"),
-                );
-            };
-            if topic != consumer.consumer.topic() {
-                return fail(rmq_result::RMQ_ERROR_INVALID_ARGUMENT, format!("record {index} is from topic {topic}"));
-            }
-            acks.push((*partition, record.offset, kind));
-        }
-        let codes = match consumer.consumer.acknowledge(&acks) {
-            Ok(codes) => codes,
-            Err(error) => return client_error(error),
-        };
-        let mut first = rmq_result::RMQ_OK;
-        for (position, (code, (_, offset, _))) in codes.iter().zip(&acks).enumerate() {
-            let result = match code {
-                ErrorCode::None => rmq_result::RMQ_OK,
-                code => client_error(ClientError::Server {
-                    code: *code as u16,
-                    context: format!("acknowledge offset {offset}"),
-                }),
-            };
-            if first == rmq_result::RMQ_OK {
-                first = result;
-            }
-            if !results.is_null() {
+        let each = try_ffi!(acknowledge_records(consumer, fetch, indexes, kind));
+        if !results.is_null() {
+            for (position, result) in each.iter().enumerate() {
                 // SAFETY: room for `count` results by contract; position < count.
-                unsafe { *results.add(position) = result };
+                unsafe { *results.add(position) = *result };
             }
         }
-        first
+        each.into_iter().find(|result| *result != rmq_result::RMQ_OK).unwrap_or(rmq_result::RMQ_OK)
     })
 }
 

@@ -126,17 +126,7 @@ impl ShardContext {
             let before = group.offsets.len();
             group.offsets.retain(|(topic, _), _| catalog.topics.contains_key(topic));
             if group.offsets.len() != before {
-                let mut live = Vec::new();
-                for ((topic, partition), (offset, metadata)) in &group.offsets {
-                    let record = OffsetRecord {
-                        topic: topic.clone(),
-                        partition: *partition,
-                        offset: *offset,
-                        metadata: metadata.clone(),
-                        committed_at_ms: now_ms(),
-                    };
-                    let _ = frame_record(&mut live, &record.encode());
-                }
+                let live = framed_offsets(&group.offsets, now_ms());
                 log.rewrite(&live)
                     .await
                     .map_err(|error| format!("cannot compact the offsets of group {name}: {error}"))?;
@@ -148,10 +138,15 @@ impl ShardContext {
 
     /// Expires sessions and completes rebalances whose deadline passed.
     pub(crate) async fn run_group_timers(self: Rc<Self>) {
+        // Topics are compared with the groups' assignments only when the
+        // catalog changed (creations and deletions), not on every tick.
+        let mut catalog_version = self.shared.catalog.version();
         while !self.is_stopping() {
             crate::io::sleep(GROUP_TICK).await;
             let now = Instant::now();
             let partitions_of = self.partitions_of();
+            let version = self.shared.catalog.version();
+            let topics_changed = std::mem::replace(&mut catalog_version, version) != version;
             for (name, slot) in self.groups.all() {
                 let mut group = slot.group.borrow_mut();
                 // A group nobody is in that never committed leaves nothing behind.
@@ -166,7 +161,9 @@ impl ShardContext {
                     self.groups.slots.borrow_mut().remove(&name);
                     continue;
                 }
-                group.check_topics(now, &partitions_of);
+                if topics_changed {
+                    group.check_topics(now, &partitions_of);
+                }
                 if group.next_deadline().is_some_and(|deadline| deadline <= now) {
                     group.expire(now);
                     if group.try_complete(now, &partitions_of) {
@@ -378,17 +375,7 @@ impl ShardContext {
                 .sum()
         };
         if log.wants_compaction(live_bytes) {
-            let mut live = Vec::new();
-            for ((topic, partition), (offset, metadata)) in slot.group.borrow().offsets.iter() {
-                let record = OffsetRecord {
-                    topic: topic.clone(),
-                    partition: *partition,
-                    offset: *offset,
-                    metadata: metadata.clone(),
-                    committed_at_ms,
-                };
-                let _ = frame_record(&mut live, &record.encode());
-            }
+            let live = framed_offsets(&slot.group.borrow().offsets, committed_at_ms);
             if let Err(error) = log.rewrite(&live).await {
                 eprintln!(
                     "ringmq: shard {}: compacting the offsets of group {} failed: {error}",
@@ -531,6 +518,22 @@ pub fn merge_listings(mut groups: Vec<GroupListing>) -> Vec<GroupListing> {
         }
     }
     merged
+}
+
+/// A group's committed offsets as the records of a compacted offsets file.
+fn framed_offsets(offsets: &BTreeMap<(String, u32), (i64, String)>, committed_at_ms: i64) -> Vec<u8> {
+    let mut live = Vec::new();
+    for ((topic, partition), (offset, metadata)) in offsets {
+        let record = OffsetRecord {
+            topic: topic.clone(),
+            partition: *partition,
+            offset: *offset,
+            metadata: metadata.clone(),
+            committed_at_ms,
+        };
+        let _ = frame_record(&mut live, &record.encode());
+    }
+    live
 }
 
 fn storage_error(error: &std::io::Error) -> ErrorCode {

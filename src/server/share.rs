@@ -71,6 +71,16 @@ pub(crate) struct ShareSlot {
     members: RefCell<BTreeMap<String, Instant>>,
 }
 
+impl ShareSlot {
+    /// Adds the members heard from within [`SHARE_MEMBER_IDLE`] to `into`.
+    fn add_recent_members(&self, now: Instant, into: &mut BTreeSet<String>) {
+        let members = self.members.borrow();
+        into.extend(
+            members.iter().filter(|(_, seen)| now.duration_since(**seen) < SHARE_MEMBER_IDLE).map(|(m, _)| m.clone()),
+        );
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Shares {
     slots: RefCell<BTreeMap<ShareKey, Rc<ShareSlot>>>,
@@ -618,12 +628,7 @@ impl ShardContext {
         let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let now = Instant::now();
         for ((group, _, _), slot) in self.shares.slots.borrow().iter() {
-            let members = groups.entry(group.clone()).or_default();
-            for (member, seen) in slot.members.borrow().iter() {
-                if now.duration_since(*seen) < SHARE_MEMBER_IDLE {
-                    members.insert(member.clone());
-                }
-            }
+            slot.add_recent_members(now, groups.entry(group.clone()).or_default());
         }
         groups
             .into_iter()
@@ -657,11 +662,7 @@ impl ShardContext {
                 acquired: counts.acquired,
                 archived: counts.archived,
             });
-            for (member, seen) in slot.members.borrow().iter() {
-                if now.duration_since(*seen) < SHARE_MEMBER_IDLE {
-                    members.insert(member.clone());
-                }
-            }
+            slot.add_recent_members(now, &mut members);
         }
         (states, members.into_iter().collect())
     }

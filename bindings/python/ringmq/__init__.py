@@ -1194,6 +1194,15 @@ class ProduceFuture:
 _POLL_SLICE_MS = 1000
 
 
+def _slice_ms(deadline: Optional[float]) -> int:
+    """The next wait of a polling loop: one slice, or what is left until
+    ``deadline`` (a ``time.monotonic()`` value; None: no deadline)."""
+    if deadline is None:
+        return _POLL_SLICE_MS
+    remaining = deadline - time.monotonic()
+    return max(0, min(_POLL_SLICE_MS, int(math.ceil(remaining * 1000))))
+
+
 class _HandleOwner:
     """What the consumers share: a library handle freed by ``_free`` on close,
     on garbage collection, or at the end of a ``with`` block."""
@@ -1277,11 +1286,7 @@ class Consumer(_HandleOwner):
             while True:
                 if self._handle is None:
                     raise _closed("the consumer")
-                if deadline is None:
-                    wait_ms = _POLL_SLICE_MS
-                else:
-                    remaining = deadline - time.monotonic()
-                    wait_ms = max(0, min(_POLL_SLICE_MS, int(math.ceil(remaining * 1000))))
+                wait_ms = _slice_ms(deadline)
                 records = self._poll_once(wait_ms)
                 if records or (deadline is not None and time.monotonic() >= deadline):
                     return records
@@ -1365,11 +1370,7 @@ class GroupConsumer(_HandleOwner):
             while True:
                 if self._handle is None:
                     raise _closed("the group consumer")
-                if deadline is None:
-                    wait_ms = _POLL_SLICE_MS
-                else:
-                    remaining = deadline - time.monotonic()
-                    wait_ms = max(0, min(_POLL_SLICE_MS, int(math.ceil(remaining * 1000))))
+                wait_ms = _slice_ms(deadline)
                 out = _new_handle()
                 try:
                     _check(_ffi.rmq_group_consumer_poll(self._handle, wait_ms, ctypes.byref(out)))
@@ -1531,11 +1532,7 @@ class ShareConsumer(_HandleOwner):
             while True:
                 if self._handle is None:
                     raise _closed("the share consumer")
-                if deadline is None:
-                    wait_ms = _POLL_SLICE_MS
-                else:
-                    remaining = deadline - time.monotonic()
-                    wait_ms = max(0, min(_POLL_SLICE_MS, int(math.ceil(remaining * 1000))))
+                wait_ms = _slice_ms(deadline)
                 out = _new_handle()
                 _check(_ffi.rmq_share_receive(self._handle, max_records, wait_ms, ctypes.byref(out)))
                 fetch = _ShareFetch(out.value, self._token)  # frees it once unreferenced
