@@ -109,6 +109,11 @@ typedef enum {
    */
   RMQ_ERROR_SEQUENCE = 18,
   /*
+   The data directory is held by another broker, in this process or
+   another (`rmq_last_error` names the directory and the holder's pid).
+   */
+  RMQ_ERROR_LOCKED = 19,
+  /*
    A panic inside the library was caught at the boundary.
    */
   RMQ_PANIC = 99,

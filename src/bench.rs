@@ -552,7 +552,7 @@ pub fn run(config: BenchConfig) -> Result<BenchReport, String> {
                 server_config.shards = shards;
             }
             server_config.retention_ms = None;
-            let broker = Broker::open(server_config)?;
+            let broker = Broker::open(server_config).map_err(|e| e.to_string())?;
             (Target::Embedded(broker.client()), Some(broker))
         }
     };

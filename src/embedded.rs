@@ -34,7 +34,7 @@ pub struct Broker {
 
 impl Broker {
     /// Starts the shards (recovering their partitions) without any listener.
-    pub fn open(mut config: ServerConfig) -> std::result::Result<Broker, String> {
+    pub fn open(mut config: ServerConfig) -> std::result::Result<Broker, server::StartError> {
         config.listen = None;
         Ok(Broker { handle: server::start(config)? })
     }
@@ -159,18 +159,32 @@ impl EmbeddedClient {
         };
         let context = format!("create topic {name}");
         self.check_open(&context)?;
-        let topic = self.shared.catalog.create_topic(topic).map_err(|code| server_error(code, &context))?;
-        self.on_owners(&topic, || Op::OpenTopic(topic.clone())).map_err(|code| server_error(code, context))
+        // As the server's create: files, partitions on their owners, then publish.
+        let catalog = &self.shared.catalog;
+        let topic = catalog.begin_create(topic).map_err(|code| server_error(code, &context))?;
+        if let Err(code) = self.on_owners(&topic, || Op::OpenTopic(topic.clone())) {
+            let moved = catalog.abandon_created(&topic.name);
+            let _ = self.on_owners(&topic, || Op::ClosePartitions(topic.name.clone()));
+            if let Ok(dir) = moved {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            return Err(server_error(code, context));
+        }
+        catalog.publish_created(&topic);
+        Ok(())
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         let context = format!("delete topic {name}");
         self.check_open(&context)?;
-        let (topic, moved_to) = self.shared.catalog.delete_topic(name).map_err(|code| server_error(code, &context))?;
-        // Every shard (see the server's delete): partitions, offsets, share state.
-        let mut result = Ok(());
+        // As the server's delete: close the partitions, unpublish and move the
+        // directory, then forget offsets and share state on every shard.
+        let catalog = &self.shared.catalog;
+        let topic = catalog.begin_delete(name).map_err(|code| server_error(code, &context))?;
+        let mut result = self.on_owners(&topic, || Op::ClosePartitions(topic.name.clone()));
+        let moved_to = catalog.finish_delete(name).map_err(|code| server_error(code, &context))?;
         for shard in 0..self.shard_count() {
-            match self.call(shard, Op::CloseTopic(topic.name.clone())) {
+            match self.call(shard, Op::ForgetTopic(topic.name.clone())) {
                 Reply::Done(Ok(())) => {}
                 Reply::Done(Err(code)) => result = Err(code),
                 _ => result = Err(ErrorCode::Internal),
@@ -182,17 +196,20 @@ impl EmbeddedClient {
 
     /// Topic names with their partition counts and retention (`RETENTION_UNLIMITED`
     /// for none), sorted by name.
-    pub fn topics(&self) -> Vec<(String, u32, i64, i64)> {
+    /// A closed broker answers `ShuttingDown`, as every other call does.
+    pub fn topics(&self) -> Result<Vec<(String, u32, i64, i64)>> {
+        self.check_open("list topics")?;
         let wire = |value: Option<u64>| value.map_or(RETENTION_UNLIMITED, |v| v.min(i64::MAX as u64) as i64);
         let catalog = self.shared.catalog.snapshot();
-        catalog
+        Ok(catalog
             .topics
             .values()
             .map(|t| (t.name.clone(), t.partitions, wire(t.retention_ms), wire(t.retention_bytes)))
-            .collect()
+            .collect())
     }
 
     pub fn partition_count(&self, topic: &str) -> Result<u32> {
+        self.check_open(&format!("partitions of {topic}"))?;
         let catalog = self.shared.catalog.snapshot();
         catalog.topics.get(topic).map(|t| t.partitions).ok_or_else(|| ClientError::UnknownTopic(topic.into()))
     }

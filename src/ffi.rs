@@ -67,6 +67,9 @@ pub enum rmq_result {
     RMQ_ERROR_FENCED = 17,
     /// An idempotent batch out of sequence (nothing was appended).
     RMQ_ERROR_SEQUENCE = 18,
+    /// The data directory is held by another broker, in this process or
+    /// another (`rmq_last_error` names the directory and the holder's pid).
+    RMQ_ERROR_LOCKED = 19,
     /// A panic inside the library was caught at the boundary.
     RMQ_PANIC = 99,
 }
@@ -208,6 +211,15 @@ unsafe fn client_and_topic<'a>(
     let client = unsafe { handle(client, "client") }?;
     // SAFETY: forwarded from the caller's contract.
     let topic = unsafe { text(topic, "topic") }?;
+    if !crate::protocol::valid_topic_name(topic) {
+        return Err(fail(
+            rmq_result::RMQ_ERROR_INVALID_ARGUMENT,
+            format!(
+                "{topic:?} is not a valid topic name (1 to {} bytes of [a-zA-Z0-9._-])",
+                crate::protocol::TOPIC_NAME_BYTES_MAX
+            ),
+        ));
+    }
     Ok((client, topic))
 }
 
@@ -289,7 +301,10 @@ pub unsafe extern "C" fn rmq_broker_open(
                 unsafe { *out = Box::into_raw(handle) };
                 rmq_result::RMQ_OK
             }
-            Err(message) => fail(rmq_result::RMQ_ERROR_START, message),
+            Err(error @ crate::server::StartError::Locked { .. }) => {
+                fail(rmq_result::RMQ_ERROR_LOCKED, error.to_string())
+            }
+            Err(error) => fail(rmq_result::RMQ_ERROR_START, error.to_string()),
         }
     })
 }
@@ -474,7 +489,7 @@ impl Transport {
                 let metadata = lock(client).refresh_metadata()?;
                 metadata.topics.iter().map(|t| (t.name.clone(), t.partition_shards.len() as u32)).collect()
             }
-            Transport::Embedded(client) => client.topics().into_iter().map(|(n, p, _, _)| (n, p)).collect(),
+            Transport::Embedded(client) => client.topics()?.into_iter().map(|(n, p, _, _)| (n, p)).collect(),
         };
         topics.sort();
         Ok(topics)
@@ -738,8 +753,11 @@ struct OwnedRecord {
 /// # Safety
 /// `records` points to `count` valid records whose buffers are readable.
 unsafe fn copy_records(records: *const rmq_record_in, count: usize) -> Result<Vec<OwnedRecord>, rmq_result> {
-    if records.is_null() || count == 0 {
-        return Err(fail(rmq_result::RMQ_ERROR_INVALID_ARGUMENT, "no records"));
+    if count == 0 {
+        return Err(fail(rmq_result::RMQ_ERROR_INVALID_ARGUMENT, "no records (count is 0)"));
+    }
+    if records.is_null() {
+        return Err(fail(rmq_result::RMQ_ERROR_NULL, "records is NULL"));
     }
     // SAFETY: `count` records at `records` by contract.
     let records = unsafe { std::slice::from_raw_parts(records, count) };
@@ -823,6 +841,9 @@ struct IdempotenceState {
     sequences: std::collections::HashMap<(String, u32), Arc<Mutex<i32>>>,
 }
 
+/// The partition argument of a produce that lets Kafka's partitioner choose.
+pub const RMQ_PARTITION_ANY: i32 = -1;
+
 /// Resends of an idempotent batch after a connection error.
 pub const RMQ_PRODUCE_RETRIES: u32 = 5;
 const PRODUCE_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
@@ -838,6 +859,11 @@ fn produce_on(
 ) -> Result<i64, rmq_result> {
     let partition = if partition >= 0 {
         partition as u32
+    } else if partition != RMQ_PARTITION_ANY {
+        return Err(fail(
+            rmq_result::RMQ_ERROR_INVALID_ARGUMENT,
+            format!("partition {partition}: use a partition >= 0, or -1 to let the partitioner choose"),
+        ));
     } else {
         let partitions = transport.partition_count(topic).map_err(client_error)?;
         match records.first().and_then(|r| r.key.as_deref()) {

@@ -335,7 +335,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     server::block_shutdown_signals();
     let shards = config.shards;
     let data_dir = config.data_dir.clone();
-    let handle = server::start(config)?;
+    let handle = server::start(config).map_err(|e| e.to_string())?;
     println!(
         "ringmq listening on {} ({} shard(s), shard ports {:?}, data in {})",
         handle.address(),

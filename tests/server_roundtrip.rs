@@ -276,6 +276,6 @@ fn a_data_directory_refuses_another_shard_count() {
     let mut config = ringmq::server::ServerConfig::new(&dir);
     config.listen = Some("127.0.0.1:0".parse().unwrap());
     config.shards = 1;
-    let error = ringmq::server::start(config).err().expect("another shard count must be refused");
+    let error = ringmq::server::start(config).err().expect("another shard count must be refused").to_string();
     assert!(error.contains("created with 2 shards"), "{error}");
 }

@@ -9,8 +9,30 @@
 //! dead-lettered (the caller writes it to the dead-letter topic, then archives
 //! it). `start` moves past archived records as they form a prefix.
 
+use crate::protocol::TOPIC_NAME_BYTES_MAX;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+/// Suffix of the default dead-letter topic.
+pub const DEAD_LETTER_SUFFIX: &str = ".dlq";
+
+/// The dead-letter topic a share-partition of `topic` uses until a ShareFetch
+/// names another: `<topic>.dlq`, or, when that would be longer than a topic
+/// name may be, the topic's first bytes, `-`, the CRC-32 of the whole name in
+/// 8 hex digits, and `.dlq` (exactly [`TOPIC_NAME_BYTES_MAX`] bytes). So every
+/// valid topic has a valid default dead-letter topic, and two long topics that
+/// share a prefix get different ones.
+pub fn default_dead_letter_topic(topic: &str) -> String {
+    if topic.len() + DEAD_LETTER_SUFFIX.len() <= TOPIC_NAME_BYTES_MAX {
+        return format!("{topic}{DEAD_LETTER_SUFFIX}");
+    }
+    const HASH_BYTES: usize = 1 + 8;
+    let keep = TOPIC_NAME_BYTES_MAX - DEAD_LETTER_SUFFIX.len() - HASH_BYTES;
+    // Valid topic names are ASCII, so any byte index is a character boundary;
+    // anything else falls back to hashing alone.
+    let prefix = topic.get(..keep).unwrap_or("");
+    format!("{prefix}-{:08x}{DEAD_LETTER_SUFFIX}", crc32fast::hash(topic.as_bytes()))
+}
 
 /// Default lease of an acquired record.
 pub const LEASE_DEFAULT: Duration = Duration::from_secs(30);

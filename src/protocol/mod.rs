@@ -32,8 +32,19 @@ pub const RESPONSE_BYTES_MAX: usize = FETCH_BYTES_MAX + crate::batch::BATCH_BYTE
 pub const FETCH_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// Longest a fetch may long-poll.
 pub const FETCH_WAIT_MS_MAX: u32 = 60_000;
-/// Topic names: Kafka's limit and alphabet (`[a-zA-Z0-9._-]`).
+/// Topic (and group) names: Kafka's limit and alphabet (`[a-zA-Z0-9._-]`). A
+/// name becomes one whole file name on disk (`topics/<topic>/`,
+/// `groups/<group>/`, `groups/<group>/share/<topic>/`); nothing is ever
+/// appended to it inside that file name (a deleted topic is renamed to a name of
+/// its own, temporary files live inside the directory), so every name that
+/// [`valid_topic_name`] accepts fits every file the broker derives from it.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// Longest file name (one path component) the file systems we run on take
+/// (NAME_MAX of ext4, xfs, btrfs, tmpfs).
+pub const FILE_NAME_BYTES_MAX: usize = 255;
+/// Bytes the broker appends to a topic or group name within one file name.
+pub const NAME_IN_FILE_NAME_SUFFIX_BYTES_MAX: usize = 0;
+const _: () = assert!(TOPIC_NAME_BYTES_MAX + NAME_IN_FILE_NAME_SUFFIX_BYTES_MAX <= FILE_NAME_BYTES_MAX);
 /// Longest topic-name string a decoder accepts: anything a u16 length can say
 /// (the frame limit bounds the total). Longer-than-valid names are then refused
 /// with their own error (InvalidTopicName, UnknownTopicOrPartition), not as a

@@ -5,7 +5,7 @@
 //!                                      "broker_id": "...", "shard_count": N}}
 //! DATA_DIR/topics/<topic>/topic.json  {"crc32": C, "topic": {"name": ..., "partitions": P,
 //!                                      "retention_ms": .., "retention_bytes": .., "created_at_ms": ..}}
-//! DATA_DIR/deleted/                   topics being deleted (renamed here first, removed after)
+//! DATA_DIR/deleted/<ms>-<n>/          topics being deleted (renamed here first, removed after)
 //! ```
 //!
 //! `crc32` is CRC-32 (crc32fast) of the exact bytes of the inner object. Files are
@@ -168,7 +168,22 @@ pub struct Catalog {
 pub struct SharedCatalog {
     data_dir: PathBuf,
     version: AtomicU64,
-    current: Mutex<Arc<Catalog>>,
+    state: Mutex<CatalogState>,
+    /// Deletions since start (names the directories under `deleted/`).
+    deletions: AtomicU64,
+}
+
+/// What the mutex guards: the published topics, and the names a create or a
+/// delete is working on (taken, but not yet or no longer usable).
+struct CatalogState {
+    current: Arc<Catalog>,
+    /// Topics whose files exist and whose partitions are being opened: not
+    /// published until every owner has opened them, so nobody can route a
+    /// request to a partition that is not there yet.
+    creating: BTreeMap<String, u32>,
+    /// Published topics whose partitions are being closed: still routable, so
+    /// requests forwarded before the delete reach their partitions first.
+    deleting: std::collections::BTreeSet<String>,
 }
 
 impl SharedCatalog {
@@ -191,10 +206,13 @@ impl SharedCatalog {
             let topic: TopicConfig = unseal(&path, "topic").map_err(|e| format!("cannot read a topic: {e}"))?;
             catalog.topics.insert(topic.name.clone(), Arc::new(topic));
         }
+        let state =
+            CatalogState { current: Arc::new(catalog), creating: BTreeMap::new(), deleting: Default::default() };
         Ok(SharedCatalog {
             data_dir: data_dir.to_path_buf(),
             version: AtomicU64::new(1),
-            current: Mutex::new(Arc::new(catalog)),
+            state: Mutex::new(state),
+            deletions: AtomicU64::new(0),
         })
     }
 
@@ -203,25 +221,46 @@ impl SharedCatalog {
     }
 
     pub fn snapshot(&self) -> Arc<Catalog> {
-        self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.lock().current.clone()
     }
 
-    /// Creates a topic's directories and `topic.json`, then publishes it.
-    pub fn create_topic(&self, topic: TopicConfig) -> Result<Arc<TopicConfig>, ErrorCode> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CatalogState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Replaces the published topics (under the lock) and bumps the version.
+    fn publish(&self, state: &mut CatalogState, change: impl FnOnce(&mut Catalog)) {
+        let mut next = (*state.current).clone();
+        change(&mut next);
+        state.current = Arc::new(next);
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// First half of a create: takes the name and writes the topic's
+    /// directories and `topic.json`. The topic is not published yet: open its
+    /// partitions on their owners, then [`SharedCatalog::publish_created`] (or
+    /// [`SharedCatalog::abandon_created`] when an owner could not).
+    pub fn begin_create(&self, topic: TopicConfig) -> Result<Arc<TopicConfig>, ErrorCode> {
         if !crate::protocol::valid_topic_name(&topic.name) {
             return Err(ErrorCode::InvalidTopicName);
         }
         if topic.partitions == 0 || topic.partitions > crate::protocol::PARTITIONS_PER_TOPIC_MAX {
             return Err(ErrorCode::InvalidPartitionCount);
         }
-        let mut current = self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if current.topics.contains_key(&topic.name) {
-            return Err(ErrorCode::TopicAlreadyExists);
+        {
+            let mut state = self.lock();
+            if state.current.topics.contains_key(&topic.name) || state.creating.contains_key(&topic.name) {
+                return Err(ErrorCode::TopicAlreadyExists);
+            }
+            let published: u64 = state.current.topics.values().map(|t| u64::from(t.partitions)).sum();
+            let creating: u64 = state.creating.values().map(|&p| u64::from(p)).sum();
+            let topics = state.current.topics.len() + state.creating.len();
+            if topics >= TOPICS_MAX || published + creating + u64::from(topic.partitions) > PARTITIONS_MAX {
+                return Err(ErrorCode::ResourceLimit);
+            }
+            state.creating.insert(topic.name.clone(), topic.partitions);
         }
-        let partitions: u64 = current.topics.values().map(|t| u64::from(t.partitions)).sum();
-        if current.topics.len() >= TOPICS_MAX || partitions + u64::from(topic.partitions) > PARTITIONS_MAX {
-            return Err(ErrorCode::ResourceLimit);
-        }
+        // The name is ours: the files are written outside the lock.
         let dir = self.data_dir.join("topics").join(&topic.name);
         let written = (|| -> io::Result<()> {
             fs::create_dir_all(&dir)?;
@@ -235,35 +274,74 @@ impl SharedCatalog {
         if let Err(error) = written {
             eprintln!("ringmq: cannot create topic {}: {error}", topic.name);
             let _ = fs::remove_dir_all(&dir);
+            self.lock().creating.remove(&topic.name);
             return Err(if crate::io::is_no_space(&error) { ErrorCode::NoSpace } else { ErrorCode::StorageFailure });
         }
-        let topic = Arc::new(topic);
-        let mut next = (**current).clone();
-        next.topics.insert(topic.name.clone(), topic.clone());
-        *current = Arc::new(next);
-        self.version.fetch_add(1, Ordering::AcqRel);
+        Ok(Arc::new(topic))
+    }
+
+    /// Second half of a create: every owner has opened its partitions.
+    pub fn publish_created(&self, topic: &Arc<TopicConfig>) {
+        let mut state = self.lock();
+        state.creating.remove(&topic.name);
+        self.publish(&mut state, |catalog| {
+            catalog.topics.insert(topic.name.clone(), topic.clone());
+        });
+    }
+
+    /// A create that failed after [`SharedCatalog::begin_create`]: its files are
+    /// moved away and the name is free again. The caller closes whatever
+    /// partitions were opened; returns the directory to remove afterwards.
+    pub fn abandon_created(&self, name: &str) -> Result<PathBuf, ErrorCode> {
+        let moved = self.move_to_deleted(name);
+        self.lock().creating.remove(name);
+        moved
+    }
+
+    /// First half of a delete: marks the topic as being deleted. It stays
+    /// published (so requests forwarded before the delete still reach their
+    /// partitions, in order) while its owners close the partitions; then
+    /// [`SharedCatalog::finish_delete`].
+    pub fn begin_delete(&self, name: &str) -> Result<Arc<TopicConfig>, ErrorCode> {
+        let mut state = self.lock();
+        let topic = state.current.topics.get(name).cloned().ok_or(ErrorCode::UnknownTopicOrPartition)?;
+        if !state.deleting.insert(name.to_owned()) {
+            // Another delete of it is under way: to this one it is gone.
+            return Err(ErrorCode::UnknownTopicOrPartition);
+        }
         Ok(topic)
     }
 
-    /// Unpublishes a topic and moves its directory under `deleted/` (atomic); the
-    /// caller removes it once the owning shards have closed their partitions.
-    pub fn delete_topic(&self, name: &str) -> Result<(Arc<TopicConfig>, PathBuf), ErrorCode> {
-        let mut current = self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let topic = current.topics.get(name).cloned().ok_or(ErrorCode::UnknownTopicOrPartition)?;
+    /// Second half of a delete: unpublishes the topic and moves its directory
+    /// under `deleted/` (atomic). Returns that directory, for the caller to
+    /// remove. A failed move leaves the topic published (and usable again).
+    pub fn finish_delete(&self, name: &str) -> Result<PathBuf, ErrorCode> {
+        let mut state = self.lock();
+        state.deleting.remove(name);
+        let target = self.move_to_deleted(name)?;
+        self.publish(&mut state, |catalog| {
+            catalog.topics.remove(name);
+        });
+        Ok(target)
+    }
+
+    /// Renames `topics/<name>` to a name of its own under `deleted/`: not
+    /// derived from the topic's (which may already be as long as a file name
+    /// may be), but the time and a counter.
+    fn move_to_deleted(&self, name: &str) -> Result<PathBuf, ErrorCode> {
         let deleted = self.data_dir.join("deleted");
-        let target = deleted.join(format!("{name}.{}", crate::log::partition::now_ms()));
+        let sequence = self.deletions.fetch_add(1, Ordering::Relaxed);
+        let target = deleted.join(format!("{}-{sequence}", crate::log::partition::now_ms()));
         let moved = fs::create_dir_all(&deleted)
             .and_then(|()| fs::rename(self.data_dir.join("topics").join(name), &target))
             .and_then(|()| sync_dir(&self.data_dir.join("topics")));
-        if let Err(error) = moved {
-            eprintln!("ringmq: cannot delete topic {name}: {error}");
-            return Err(ErrorCode::StorageFailure);
+        match moved {
+            Ok(()) => Ok(target),
+            Err(error) => {
+                eprintln!("ringmq: cannot delete topic {name}: {error}");
+                Err(ErrorCode::StorageFailure)
+            }
         }
-        let mut next = (**current).clone();
-        next.topics.remove(name);
-        *current = Arc::new(next);
-        self.version.fetch_add(1, Ordering::AcqRel);
-        Ok((topic, target))
     }
 }
 

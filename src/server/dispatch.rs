@@ -20,6 +20,7 @@ use bytes::{Buf, BytesMut};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 
 pub(crate) type ResponseFuture = Pin<Box<dyn Future<Output = Option<Vec<u8>>>>>;
 
@@ -316,29 +317,41 @@ async fn create_topic(context: Rc<ShardContext>, id: u32, request: CreateTopicRe
         retention_bytes,
         created_at_ms: crate::log::partition::now_ms(),
     };
-    let topic = match context.shared.catalog.create_topic(topic) {
-        Ok(topic) => topic,
-        Err(code) => return error_response(id, code),
-    };
-    if let Err(code) = on_owners(&context, &topic, || Op::OpenTopic(topic.clone())).await {
-        // Do not leave a topic some of whose partitions cannot be used.
-        eprintln!("ringmq: creating topic {} failed ({code}); removing it", topic.name);
-        let _ = remove_topic(&context, &topic.name).await;
-        return error_response(id, code);
-    }
-    error_response(id, ErrorCode::None)
+    error_response(id, add_topic(&context, topic).await.err().unwrap_or(ErrorCode::None))
 }
 
-/// Unpublishes a topic, closes its partitions on their owners, removes its files.
+/// Creates a topic: its files, then its partitions on their owners, and only
+/// then publishes it, so no request is ever routed to a partition that is not
+/// open yet. A topic some of whose partitions could not be opened is removed.
+pub(crate) async fn add_topic(context: &Rc<ShardContext>, topic: TopicConfig) -> Result<Arc<TopicConfig>, ErrorCode> {
+    let topic = context.shared.catalog.begin_create(topic)?;
+    if let Err(code) = on_owners(context, &topic, || Op::OpenTopic(topic.clone())).await {
+        eprintln!("ringmq: creating topic {} failed ({code}); removing it", topic.name);
+        let moved = context.shared.catalog.abandon_created(&topic.name);
+        let _ = on_owners(context, &topic, || Op::ClosePartitions(topic.name.clone())).await;
+        if let Ok(dir) = moved {
+            remove_deleted(&dir);
+        }
+        return Err(code);
+    }
+    context.shared.catalog.publish_created(&topic);
+    Ok(topic)
+}
+
+/// Deletes a topic. Its owners close its partitions first, through the rings
+/// that carried whatever this shard forwarded to them before (so a Produce
+/// pipelined ahead of the delete on one connection is appended, not refused);
+/// then the topic is unpublished and its directory moved away (the commit
+/// point); then every shard forgets its committed offsets and share state.
 async fn remove_topic(context: &Rc<ShardContext>, name: &str) -> Result<(), ErrorCode> {
-    let (topic, moved_to) = context.shared.catalog.delete_topic(name)?;
-    // Every shard: owners close the partitions; coordinators forget the topic's
-    // committed offsets and share-group state (a re-created topic starts clean).
+    let topic = context.shared.catalog.begin_delete(name)?;
+    let closed = on_owners(context, &topic, || Op::ClosePartitions(topic.name.clone())).await;
+    let moved_to = context.shared.catalog.finish_delete(name)?;
     let mut replies = Vec::new();
     for shard in 0..context.shard_count() {
-        replies.push(context.submit(shard, Op::CloseTopic(topic.name.clone())).await);
+        replies.push(context.submit(shard, Op::ForgetTopic(topic.name.clone())).await);
     }
-    let mut result = Ok(());
+    let mut result = closed;
     for reply in futures_util::future::join_all(replies).await {
         match reply {
             Reply::Done(Ok(())) => {}
@@ -346,10 +359,16 @@ async fn remove_topic(context: &Rc<ShardContext>, name: &str) -> Result<(), Erro
             _ => result = Err(ErrorCode::Internal),
         }
     }
-    if let Err(error) = std::fs::remove_dir_all(&moved_to) {
-        eprintln!("ringmq: cannot remove {}: {error}; it is removed at the next start", moved_to.display());
-    }
+    remove_deleted(&moved_to);
     result
+}
+
+/// Removes a directory moved under `deleted/` (what is left is removed at the
+/// next start).
+pub(crate) fn remove_deleted(dir: &std::path::Path) {
+    if let Err(error) = std::fs::remove_dir_all(dir) {
+        eprintln!("ringmq: cannot remove {}: {error}; it is removed at the next start", dir.display());
+    }
 }
 
 async fn delete_topic(context: Rc<ShardContext>, id: u32, request: DeleteTopicRequest) -> Vec<u8> {

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod completion;
 mod connection;
 pub mod coordinator;
+pub mod dir_lock;
 mod dispatch;
 pub mod mailbox;
 pub(crate) mod shard;
@@ -40,6 +41,52 @@ pub const SHARDS_MAX: u16 = 256;
 pub const RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 300_000;
 /// Longest a graceful shutdown waits for connections to finish their requests.
 pub const SHUTDOWN_DRAIN_MS: u64 = 10_000;
+
+/// Why a server (or an embedded broker) did not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Another broker holds the data directory's lock (see [`dir_lock`]).
+    Locked { data_dir: PathBuf, holder_pid: Option<u32> },
+    /// Anything else: io_uring missing, a refused configuration or data
+    /// directory, a port in use; the message says which and what to do.
+    Refused(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Locked { data_dir, holder_pid } => {
+                let held = dir_lock::LockError::Held { data_dir: data_dir.clone(), holder_pid: *holder_pid };
+                held.fmt(f)
+            }
+            StartError::Refused(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<String> for StartError {
+    fn from(message: String) -> Self {
+        StartError::Refused(message)
+    }
+}
+
+impl From<&str> for StartError {
+    fn from(message: &str) -> Self {
+        StartError::Refused(message.to_owned())
+    }
+}
+
+impl From<dir_lock::LockError> for StartError {
+    fn from(error: dir_lock::LockError) -> Self {
+        match error {
+            dir_lock::LockError::Held { data_dir, holder_pid } => StartError::Locked { data_dir, holder_pid },
+            other => StartError::Refused(other.to_string()),
+        }
+    }
+}
 
 /// Settings of a server.
 #[derive(Debug, Clone)]
@@ -143,6 +190,9 @@ pub(crate) struct Shared {
     pub closed: AtomicBool,
     /// Posts from outside the shards in progress (see [`Shared::post_external`]).
     pub external_posts: AtomicUsize,
+    /// The data directory's lock, held until every shard thread has ended (so
+    /// a handle dropped without shutdown keeps it while its shards still run).
+    pub dir_lock: std::sync::Mutex<Option<dir_lock::DataDirLock>>,
 }
 
 impl Shared {
@@ -251,6 +301,8 @@ impl ServerHandle {
             }
         }
         self.shared.drain_after_close();
+        // Every shard thread has ended: nothing writes to the directory any more.
+        self.shared.dir_lock.lock().unwrap_or_else(|p| p.into_inner()).take();
         first_error
     }
 }
@@ -314,12 +366,16 @@ fn pin_to_core(core: usize) {
 
 /// Starts the server: checks io_uring, opens the data directory, binds, starts
 /// the shards (each recovers its partitions) and returns once all are serving.
-pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
+pub fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
     if config.shards == 0 || config.shards > SHARDS_MAX {
-        return Err(format!("--shards must be between 1 and {SHARDS_MAX}, got {}", config.shards));
+        return Err(format!("--shards must be between 1 and {SHARDS_MAX}, got {}", config.shards).into());
     }
     io::probe_io_uring().map_err(|e| e.to_string())?;
     raise_descriptor_limit();
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create the data directory {}: {e}", config.data_dir.display()))?;
+    // Before anything in the directory is read or written.
+    let dir_lock = dir_lock::DataDirLock::acquire(&config.data_dir)?;
     catalog::open_meta(&config.data_dir, config.shards)?;
     let catalog = SharedCatalog::load(&config.data_dir)?;
     let (address, listeners): (Option<SocketAddr>, Vec<Option<(TcpListener, TcpListener)>>) = match config.listen {
@@ -348,6 +404,7 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
         drained_shards: AtomicUsize::new(0),
         closed: AtomicBool::new(false),
         external_posts: AtomicUsize::new(0),
+        dir_lock: std::sync::Mutex::new(Some(dir_lock)),
     });
     let (ready_sender, ready) = mpsc::channel();
     let mut threads = Vec::new();
@@ -372,11 +429,11 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 let _ = handle.shutdown();
-                return Err(error);
+                return Err(error.into());
             }
             Err(_) => {
                 let error = handle.shutdown().err().unwrap_or_else(|| "a shard stopped during start-up".into());
-                return Err(error);
+                return Err(error.into());
             }
         }
     }
@@ -386,7 +443,7 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, String> {
             Ok(metrics) => handle.metrics = Some(metrics),
             Err(error) => {
                 let _ = handle.shutdown();
-                return Err(format!("cannot serve metrics on {listen}: {error}"));
+                return Err(format!("cannot serve metrics on {listen}: {error}").into());
             }
         }
     }

@@ -63,9 +63,13 @@ pub(crate) enum Op {
     ListOffsets(ListOffsetsRequest),
     /// Open the partitions of a new topic that this shard owns.
     OpenTopic(Arc<TopicConfig>),
-    /// A deleted topic: drop its partitions (on their owner), its committed
-    /// offsets and share-group state (on every shard).
-    CloseTopic(String),
+    /// A topic being deleted (or whose creation failed): drop its partitions
+    /// on their owner. Sent through the same rings as the requests forwarded
+    /// before the delete, so those reach the partitions first.
+    ClosePartitions(String),
+    /// A deleted topic: forget its committed offsets and share-group state (on
+    /// every shard).
+    ForgetTopic(String),
     /// A consumer-group request, run by the group's coordinator.
     Group(crate::protocol::group::GroupRequest),
     /// The groups this shard coordinates.
@@ -326,8 +330,20 @@ impl ShardContext {
                 let context = self.clone();
                 Box::pin(async move { Reply::Done(context.open_topic(&topic).await) })
             }
-            Op::CloseTopic(name) => {
-                self.partitions.borrow_mut().retain(|(topic, _), _| *topic != name);
+            Op::ClosePartitions(name) => {
+                let closed: Vec<Rc<PartitionSlot>> = {
+                    let mut partitions = self.partitions.borrow_mut();
+                    let keys: Vec<(String, u32)> =
+                        partitions.keys().filter(|(topic, _)| *topic == name).cloned().collect();
+                    keys.iter().filter_map(|key| partitions.remove(key)).collect()
+                };
+                // Long polls waiting on them answer now instead of at their deadline.
+                for slot in closed {
+                    slot.appended.notify_waiters();
+                }
+                ready(Reply::Done(Ok(())))
+            }
+            Op::ForgetTopic(name) => {
                 let context = self.clone();
                 Box::pin(async move {
                     context.forget_topic_groups(&name).await;

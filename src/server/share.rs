@@ -21,6 +21,7 @@ use super::catalog::TopicConfig;
 use super::coordinator::GROUP_TICK;
 use super::shard::{last_offset_after, log_error_code, Op, PartitionSlot, Reply, ShardContext};
 use crate::batch::{Batch, BatchBuilder, BatchHeader};
+use crate::groups::share::default_dead_letter_topic;
 use crate::groups::share::{AckKind, DeadLetter, SharePartition, LEASE_DEFAULT, LEASE_MAX};
 use crate::groups::state_log::{frame_record, StateLog};
 use crate::groups::{group_dir, GROUPS_DIR};
@@ -43,8 +44,10 @@ pub const SHARE_PARTITIONS_PER_SHARD_MAX: usize = 100_000;
 pub const SHARE_MEMBER_IDLE: Duration = Duration::from_secs(60);
 /// Dead letters are produced in batches of about this many bytes.
 pub const DEAD_LETTER_BATCH_BYTES: usize = 1024 * 1024;
-/// Suffix of the default dead-letter topic.
-pub const DEAD_LETTER_SUFFIX: &str = ".dlq";
+/// How long a dead-letter write waits for its topic while another request
+/// creates it, and how often it looks.
+const DEAD_LETTER_TOPIC_WAIT: Duration = Duration::from_secs(1);
+const DEAD_LETTER_TOPIC_POLL: Duration = Duration::from_millis(10);
 /// Header names a dead letter carries.
 pub const DLQ_HEADER_TOPIC: &str = "ringmq.dlq.topic";
 pub const DLQ_HEADER_PARTITION: &str = "ringmq.dlq.partition";
@@ -210,7 +213,7 @@ impl ShardContext {
             state: RefCell::new(state),
             store: tokio::sync::Mutex::new(store),
             path: path.to_path_buf(),
-            dead_letter_topic: RefCell::new(format!("{topic}{DEAD_LETTER_SUFFIX}")),
+            dead_letter_topic: RefCell::new(default_dead_letter_topic(topic)),
             members: RefCell::new(BTreeMap::new()),
         }))
     }
@@ -322,7 +325,7 @@ impl ShardContext {
         }
         // A dead letter must have somewhere to go, and not back into the queue.
         let dead_letter_topic = match request.dead_letter_topic.as_str() {
-            "" => format!("{}{DEAD_LETTER_SUFFIX}", request.topic),
+            "" => default_dead_letter_topic(&request.topic),
             name => name.to_owned(),
         };
         if !valid_topic_name(&dead_letter_topic) || dead_letter_topic == request.topic {
@@ -574,18 +577,17 @@ impl ShardContext {
             retention_bytes: config.retention_bytes,
             created_at_ms: now_ms(),
         };
-        match self.shared.catalog.create_topic(topic) {
-            Ok(topic) => {
-                super::dispatch::on_owners(self, &topic, || Op::OpenTopic(topic.clone())).await?;
-                Ok(topic.partitions)
-            }
+        match super::dispatch::add_topic(self, topic).await {
+            Ok(topic) => Ok(topic.partitions),
             Err(ErrorCode::TopicAlreadyExists) => {
-                // Created meanwhile by someone else: wait until it is open.
-                for _ in 0..100 {
+                // Being created by someone else: it is published once its
+                // partitions are open. (A failed write goes back to the queue.)
+                let deadline = Instant::now() + DEAD_LETTER_TOPIC_WAIT;
+                while Instant::now() < deadline {
                     if let Some(topic) = self.catalog().topics.get(name) {
                         return Ok(topic.partitions);
                     }
-                    crate::io::sleep(Duration::from_millis(10)).await;
+                    crate::io::sleep(DEAD_LETTER_TOPIC_POLL).await;
                 }
                 Err(ErrorCode::UnknownTopicOrPartition)
             }

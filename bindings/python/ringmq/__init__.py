@@ -120,6 +120,7 @@ class Result(enum.IntEnum):
     ERROR_INVALID_STATE = 16
     ERROR_FENCED = 17
     ERROR_SEQUENCE = 18
+    ERROR_LOCKED = 19
     PANIC = 99
 
 
@@ -215,6 +216,11 @@ class SequenceError(Error):
     """RMQ_ERROR_SEQUENCE: an idempotent batch out of sequence (nothing was appended)."""
 
 
+class LockedError(StartError):
+    """RMQ_ERROR_LOCKED: the data directory is held by another broker (in this
+    process or another); the message names the directory and the holder's pid."""
+
+
 class PanicError(Error):
     """RMQ_PANIC: a panic inside the library was caught at the boundary."""
 
@@ -237,6 +243,7 @@ _ERRORS = {
     Result.ERROR_INVALID_STATE: InvalidStateError,
     Result.ERROR_FENCED: FencedError,
     Result.ERROR_SEQUENCE: SequenceError,
+    Result.ERROR_LOCKED: LockedError,
     Result.PANIC: PanicError,
 }
 
