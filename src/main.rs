@@ -137,6 +137,10 @@ struct ServeArgs {
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (off by default).
     #[arg(long, env = "RINGMQ_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// How long a consumer group with no members and no committed offsets
+    /// stays listed before it is forgotten (default 600000, as Kafka).
+    #[arg(long, env = "RINGMQ_EMPTY_GROUP_RETENTION_MS")]
+    empty_group_retention_ms: Option<u64>,
 }
 
 /// The TOML config file: the same settings as the flags.
@@ -154,6 +158,7 @@ struct ConfigFile {
     retention_bytes: Option<u64>,
     retention_check_interval_ms: Option<u64>,
     metrics_listen: Option<SocketAddr>,
+    empty_group_retention_ms: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -332,6 +337,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         config.retention_check_interval_ms = ms;
     }
     config.metrics_listen = args.metrics_listen.or(file.metrics_listen);
+    if let Some(ms) = args.empty_group_retention_ms.or(file.empty_group_retention_ms) {
+        config.empty_group_retention_ms = ms;
+    }
     server::block_shutdown_signals();
     let shards = config.shards;
     let data_dir = config.data_dir.clone();

@@ -38,11 +38,19 @@ pub(crate) struct GroupSlot {
     store: tokio::sync::Mutex<Option<StateLog<FileStorage>>>,
     /// Woken whenever a rebalance completes.
     pub changed: Notify,
+    /// Since when the group has had no members and no committed offsets (see
+    /// [`crate::server::ServerConfig::empty_group_retention_ms`]).
+    empty_since: Cell<Option<Instant>>,
 }
 
 impl GroupSlot {
     fn new(group: ConsumerGroup, store: Option<StateLog<FileStorage>>) -> GroupSlot {
-        GroupSlot { group: RefCell::new(group), store: tokio::sync::Mutex::new(store), changed: Notify::new() }
+        GroupSlot {
+            group: RefCell::new(group),
+            store: tokio::sync::Mutex::new(store),
+            changed: Notify::new(),
+            empty_since: Cell::new(None),
+        }
     }
 }
 
@@ -141,6 +149,7 @@ impl ShardContext {
         // Topics are compared with the groups' assignments only when the
         // catalog changed (creations and deletions), not on every tick.
         let mut catalog_version = self.shared.catalog.version();
+        let empty_retention = Duration::from_millis(self.shared.config.empty_group_retention_ms);
         while !self.is_stopping() {
             crate::io::sleep(GROUP_TICK).await;
             let now = Instant::now();
@@ -149,17 +158,24 @@ impl ShardContext {
             let topics_changed = std::mem::replace(&mut catalog_version, version) != version;
             for (name, slot) in self.groups.all() {
                 let mut group = slot.group.borrow_mut();
-                // A group nobody is in that never committed leaves nothing behind.
-                // (Two references: the map's and this loop's; a request in flight
-                // would hold a third.)
-                if Rc::strong_count(&slot) == 2
-                    && group.state == State::Empty
-                    && group.offsets.is_empty()
-                    && slot.store.try_lock().is_ok_and(|store| store.is_none())
-                {
-                    drop(group);
-                    self.groups.slots.borrow_mut().remove(&name);
-                    continue;
+                // A group nobody is in that holds no committed offset is listed
+                // (Empty) for `empty_group_retention_ms`, as Kafka keeps one
+                // until its next offset-expiration pass, then forgotten: it
+                // leaves nothing behind. (Two references: the map's and this
+                // loop's; a request in flight would hold a third.)
+                if group.state == State::Empty && group.offsets.is_empty() {
+                    let since = *slot.empty_since.get().get_or_insert(now);
+                    slot.empty_since.set(Some(since));
+                    if now.duration_since(since) >= empty_retention
+                        && Rc::strong_count(&slot) == 2
+                        && slot.store.try_lock().is_ok_and(|store| store.is_none())
+                    {
+                        drop(group);
+                        self.groups.slots.borrow_mut().remove(&name);
+                        continue;
+                    }
+                } else {
+                    slot.empty_since.set(None);
                 }
                 if topics_changed {
                     group.check_topics(now, &partitions_of);

@@ -39,6 +39,10 @@ pub const DATA_DIR_DEFAULT: &str = "./ringmq-data";
 pub const SHARDS_MAX: u16 = 256;
 /// How often each shard applies retention (Kafka's log.retention.check.interval.ms).
 pub const RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 300_000;
+/// How long an empty consumer group without committed offsets stays listed:
+/// Kafka's `offsets.retention.check.interval.ms`, the pass that removes such a
+/// group there.
+pub const EMPTY_GROUP_RETENTION_MS_DEFAULT: u64 = 600_000;
 /// Longest a graceful shutdown waits for connections to finish their requests.
 pub const SHUTDOWN_DRAIN_MS: u64 = 10_000;
 
@@ -114,6 +118,10 @@ pub struct ServerConfig {
     pub busy_poll: bool,
     /// Serve Prometheus metrics at `http://ADDRESS/metrics` (off by default).
     pub metrics_listen: Option<SocketAddr>,
+    /// How long a consumer group with no members and no committed offsets
+    /// stays listed (Empty) before it is forgotten. A group with committed
+    /// offsets is kept until they are gone.
+    pub empty_group_retention_ms: u64,
 }
 
 impl ServerConfig {
@@ -133,6 +141,7 @@ impl ServerConfig {
             pin_threads: true,
             busy_poll: false,
             metrics_listen: None,
+            empty_group_retention_ms: EMPTY_GROUP_RETENTION_MS_DEFAULT,
         }
     }
 
