@@ -32,7 +32,7 @@ fn main() {
     config.shards = 2;
     let server = ringmq::server::start(config).expect("the server starts");
     let bootstrap = server.address().to_string();
-    let mut admin = Client::connect(&bootstrap).expect("connect");
+    let admin = Client::connect(&bootstrap).expect("connect");
 
     // Share groups: fill, then drain with 4 members accepting everything.
     admin.create_topic("queue", PARTITIONS, Retention::Unlimited, Retention::Unlimited).expect("create");

@@ -360,7 +360,7 @@ fn produce_and_consume_embedded(run: &Run, client: EmbeddedClient, quota: u64) -
 
 fn produce_tcp(run: &Run, bootstrap: &str, partitions: Vec<u32>, quota: u64) -> Result<(), String> {
     let config = &run.config;
-    let mut client = Client::connect(bootstrap).map_err(|e| e.to_string())?;
+    let client = Client::connect(bootstrap).map_err(|e| e.to_string())?;
     let metadata = client.refresh_metadata().map_err(|e| e.to_string())?;
     let host = bootstrap.parse::<SocketAddr>().map(|a| a.ip()).unwrap_or([127, 0, 0, 1].into());
     let owners = client.topic(&config.topic).map_err(|e| e.to_string())?.partition_shards.clone();
@@ -569,7 +569,7 @@ pub fn run(config: BenchConfig) -> Result<BenchReport, String> {
 fn create_topic(config: &BenchConfig, target: &Target) -> Result<(), String> {
     let created = match target {
         Target::Tcp(bootstrap) => {
-            let mut client = Client::connect(bootstrap).map_err(|e| e.to_string())?;
+            let client = Client::connect(bootstrap).map_err(|e| e.to_string())?;
             client.create_topic(&config.topic, config.partitions, Retention::Unlimited, Retention::Unlimited)
         }
         Target::Embedded(client) => {

@@ -332,11 +332,10 @@ pub unsafe extern "C" fn rmq_broker_close(broker: *mut rmq_broker) -> rmq_result
 }
 
 enum Transport {
-    /// One connection set behind a lock; consumers and the asynchronous worker
-    /// get their own (see [`Transport::independent`]), so a long poll never holds
-    /// up a produce.
+    /// A thread-safe client: each calling thread gets a connection of its
+    /// own, so one thread's long poll never holds up another's produce.
     Tcp {
-        client: Box<Mutex<Client>>,
+        client: Box<Client>,
         bootstrap: String,
     },
     Embedded(EmbeddedClient),
@@ -409,8 +408,7 @@ pub unsafe extern "C" fn rmq_client_connect(bootstrap: *const c_char, out: *mut 
         match Client::connect(bootstrap) {
             Ok(client) => {
                 // SAFETY: `out` is non-NULL and writable.
-                let transport =
-                    Transport::Tcp { client: Box::new(Mutex::new(client)), bootstrap: bootstrap.to_owned() };
+                let transport = Transport::Tcp { client: Box::new(client), bootstrap: bootstrap.to_owned() };
                 unsafe { *out = new_client(transport) };
                 rmq_result::RMQ_OK
             }
@@ -454,7 +452,7 @@ impl Transport {
     fn independent(self: &Arc<Self>) -> Result<Arc<Transport>, ClientError> {
         match self.as_ref() {
             Transport::Tcp { bootstrap, .. } => Ok(Arc::new(Transport::Tcp {
-                client: Box::new(Mutex::new(Client::connect(bootstrap)?)),
+                client: Box::new(Client::connect(bootstrap)?),
                 bootstrap: bootstrap.clone(),
             })),
             Transport::Embedded(client) => Ok(Arc::new(Transport::Embedded(client.clone()))),
@@ -463,21 +461,21 @@ impl Transport {
 
     fn create_topic(&self, name: &str, partitions: u32, ms: Retention, bytes: Retention) -> Result<(), ClientError> {
         match self {
-            Transport::Tcp { client, .. } => lock(client).create_topic(name, partitions, ms, bytes),
+            Transport::Tcp { client, .. } => client.create_topic(name, partitions, ms, bytes),
             Transport::Embedded(client) => client.create_topic(name, partitions, ms, bytes),
         }
     }
 
     fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
         match self {
-            Transport::Tcp { client, .. } => lock(client).delete_topic(name),
+            Transport::Tcp { client, .. } => client.delete_topic(name),
             Transport::Embedded(client) => client.delete_topic(name),
         }
     }
 
     fn partition_count(&self, topic: &str) -> Result<u32, ClientError> {
         match self {
-            Transport::Tcp { client, .. } => lock(client).partition_count(topic),
+            Transport::Tcp { client, .. } => client.partition_count(topic),
             Transport::Embedded(client) => client.partition_count(topic),
         }
     }
@@ -486,7 +484,7 @@ impl Transport {
     fn topics(&self) -> Result<Vec<(String, u32)>, ClientError> {
         let mut topics: Vec<(String, u32)> = match self {
             Transport::Tcp { client, .. } => {
-                let metadata = lock(client).refresh_metadata()?;
+                let metadata = client.refresh_metadata()?;
                 metadata.topics.iter().map(|t| (t.name.clone(), t.partition_shards.len() as u32)).collect()
             }
             Transport::Embedded(client) => client.topics()?.into_iter().map(|(n, p, _, _)| (n, p)).collect(),
@@ -497,7 +495,7 @@ impl Transport {
 
     fn list_offsets(&self, topic: &str, partition: u32, query: i64) -> Result<[i64; 4], ClientError> {
         let response = match self {
-            Transport::Tcp { client, .. } => lock(client).list_offsets(topic, partition, query)?,
+            Transport::Tcp { client, .. } => client.list_offsets(topic, partition, query)?,
             Transport::Embedded(client) => client.list_offsets(topic, partition, query)?,
         };
         Ok([response.offset, response.earliest, response.latest, response.durable])
@@ -505,14 +503,14 @@ impl Transport {
 
     fn produce(&self, topic: &str, partition: u32, batch: Vec<u8>, acks: Acks) -> Result<Option<u64>, ClientError> {
         match self {
-            Transport::Tcp { client, .. } => lock(client).produce(topic, partition, &batch, acks),
+            Transport::Tcp { client, .. } => client.produce(topic, partition, &batch, acks),
             Transport::Embedded(client) => client.produce(topic, partition, BytesMut::from(&batch[..]), acks),
         }
     }
 
     fn init_producer_id(&self) -> Result<(i64, i16), ClientError> {
         match self {
-            Transport::Tcp { client, .. } => lock(client).init_producer_id(""),
+            Transport::Tcp { client, .. } => client.init_producer_id(""),
             Transport::Embedded(client) => client.init_producer_id(""),
         }
     }
@@ -520,14 +518,14 @@ impl Transport {
     /// Connects again after a connection error (TCP only).
     fn reconnect(&self) -> Result<(), ClientError> {
         match self {
-            Transport::Tcp { client, .. } => lock(client).reconnect(),
+            Transport::Tcp { client, .. } => client.reconnect(),
             Transport::Embedded(_) => Ok(()),
         }
     }
 
     fn fetch(&self, request: FetchRequest) -> Result<Vec<u8>, ClientError> {
         match self {
-            Transport::Tcp { client, .. } => Ok(lock(client).fetch(&request)?.records),
+            Transport::Tcp { client, .. } => Ok(client.fetch(&request)?.records),
             Transport::Embedded(client) => Ok(client.fetch(request)?.records),
         }
     }
@@ -844,6 +842,17 @@ struct IdempotenceState {
 /// The partition argument of a produce that lets Kafka's partitioner choose.
 pub const RMQ_PARTITION_ANY: i32 = -1;
 
+/// A produce's partition argument: >= 0, or [`RMQ_PARTITION_ANY`].
+fn check_partition(partition: i32) -> Result<(), rmq_result> {
+    if partition < 0 && partition != RMQ_PARTITION_ANY {
+        return Err(fail(
+            rmq_result::RMQ_ERROR_INVALID_ARGUMENT,
+            format!("partition {partition}: use a partition >= 0, or -1 to let the partitioner choose"),
+        ));
+    }
+    Ok(())
+}
+
 /// Resends of an idempotent batch after a connection error.
 pub const RMQ_PRODUCE_RETRIES: u32 = 5;
 const PRODUCE_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
@@ -857,13 +866,9 @@ fn produce_on(
     records: &[OwnedRecord],
     acks: rmq_acks,
 ) -> Result<i64, rmq_result> {
+    check_partition(partition)?;
     let partition = if partition >= 0 {
         partition as u32
-    } else if partition != RMQ_PARTITION_ANY {
-        return Err(fail(
-            rmq_result::RMQ_ERROR_INVALID_ARGUMENT,
-            format!("partition {partition}: use a partition >= 0, or -1 to let the partitioner choose"),
-        ));
     } else {
         let partitions = transport.partition_count(topic).map_err(client_error)?;
         match records.first().and_then(|r| r.key.as_deref()) {
@@ -958,6 +963,7 @@ pub unsafe extern "C" fn rmq_produce(
         // SAFETY: per contract.
         let (client, topic) = try_ffi!(unsafe { client_and_topic(client, topic) });
         let acks = try_ffi!(acks_of(acks));
+        try_ffi!(check_partition(partition));
         // SAFETY: per contract.
         let records = try_ffi!(unsafe { copy_records(records, count) });
         let offset = try_ffi!(client.produce_records(topic, partition, &records, acks));
@@ -1044,6 +1050,7 @@ pub unsafe extern "C" fn rmq_produce_async(
         // SAFETY: per contract.
         let (client, topic) = try_ffi!(unsafe { client_and_topic(client, topic) });
         let acks = try_ffi!(acks_of(acks));
+        try_ffi!(check_partition(partition));
         // SAFETY: per contract.
         let records = try_ffi!(unsafe { copy_records(records, count) });
         let state = Arc::new(PendingState {

@@ -379,7 +379,7 @@ fn show_retention(value: i64, unit: &str) -> String {
 }
 
 fn topic(bootstrap: &str, command: TopicCommand) -> Result<(), String> {
-    let mut client = connect(bootstrap)?;
+    let client = connect(bootstrap)?;
     match command {
         TopicCommand::Create { name, partitions, retention_ms, retention_bytes } => {
             client
@@ -388,7 +388,7 @@ fn topic(bootstrap: &str, command: TopicCommand) -> Result<(), String> {
             println!("created topic {name} with {partitions} partition(s)");
         }
         TopicCommand::List => {
-            let mut names: Vec<String> = client.topics().map(|t| t.name.clone()).collect();
+            let mut names: Vec<String> = client.topics().into_iter().map(|t| t.name).collect();
             names.sort();
             for name in names {
                 println!("{name}");
@@ -459,7 +459,7 @@ fn consume(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
             offset.parse().map_err(|_| format!("--from takes beginning, end or an offset, not {offset:?}"))?,
         ),
     };
-    let mut client = connect(bootstrap)?;
+    let client = connect(bootstrap)?;
     let partitions: Vec<u32> = match args.partition {
         Some(partition) => vec![partition],
         None => (0..client.partition_count(&args.topic).map_err(|e| e.to_string())?).collect(),
@@ -515,7 +515,7 @@ fn consume_group(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
         other => return Err(format!("with --group, --from takes beginning or end, not {other:?}")),
     };
     let group = args.group.as_deref().unwrap_or_default();
-    let mut client = connect(bootstrap)?;
+    let client = connect(bootstrap)?;
     client.partition_count(&args.topic).map_err(|e| e.to_string())?;
     let config = GroupConsumerConfig { offset_reset, auto_commit: false, ..Default::default() };
     let mut consumer = GroupConsumer::new(client, group, &[&args.topic], config);

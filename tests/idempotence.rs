@@ -79,7 +79,7 @@ fn a_resent_batch_is_appended_once_also_after_a_restart_and_gaps_and_fenced_epoc
     assert_eq!(values_of(&everything(&mut client, "t")), ["a", "b", "c", "d", "e", "f", "g"]);
     server.shutdown().unwrap();
     let server = start_server(&dir, 2, |_| {});
-    let mut client = Client::connect(&server.address().to_string()).unwrap();
+    let client = Client::connect(&server.address().to_string()).unwrap();
     assert_eq!(client.init_producer_id("billing").unwrap(), (old.0, old.1 + 2), "named epochs survive restarts");
     let bad = client.init_producer_id("no spaces allowed").unwrap_err();
     assert_eq!(bad.code(), Some(ErrorCode::InvalidArgument));

@@ -22,7 +22,7 @@ const TRIES: usize = 60;
 fn produce_then_delete_on_a_non_owner(acks: Acks) {
     let dir = temp_dir(&format!("pipelined-delete-{acks:?}"));
     let server = start_server(&dir, 2, |_| {});
-    let mut client = Client::connect(&server.address().to_string()).unwrap();
+    let client = Client::connect(&server.address().to_string()).unwrap();
     let batch = batch_of(&[b"kept in order".to_vec()], 1);
     for attempt in 0..TRIES {
         let topic = format!("t{attempt}");

@@ -159,7 +159,7 @@ fn a_full_cross_shard_ring_applies_backpressure_and_loses_nothing() {
     let dir = temp_dir("backpressure");
     // Rings of two messages: any burst of forwarded requests fills them.
     let server = start_server(&dir, 2, |config| config.mailbox_capacity = 2);
-    let mut client = Client::connect(&server.address().to_string()).unwrap();
+    let client = Client::connect(&server.address().to_string()).unwrap();
     client.create_topic("bp", 4, Retention::Default, Retention::Default).unwrap();
     let partition = (0..4).find(|&p| owner("bp", p, 2) == 1).unwrap();
     let shard0: SocketAddr = format!("127.0.0.1:{}", server.shard_ports()[0]).parse().unwrap();

@@ -70,7 +70,7 @@ fn the_batching_producer_and_fetcher_follow_a_partition() {
     let dir = temp_dir("roundtrip-producer");
     let server = start_server(&dir, 2, |_| {});
     let bootstrap = server.address().to_string();
-    let mut admin = Client::connect(&bootstrap).unwrap();
+    let admin = Client::connect(&bootstrap).unwrap();
     admin.create_topic("events", 4, Retention::Unlimited, Retention::Unlimited).unwrap();
     let producer = Producer::new(&bootstrap, ProducerConfig { batch_bytes: 512, ..ProducerConfig::default() }).unwrap();
     for i in 0..500 {
@@ -171,7 +171,7 @@ fn a_long_polling_fetch_is_woken_by_a_produce() {
     let dir = temp_dir("roundtrip-longpoll");
     let server = start_server(&dir, 2, |_| {});
     let bootstrap = server.address().to_string();
-    let mut client = Client::connect(&bootstrap).unwrap();
+    let client = Client::connect(&bootstrap).unwrap();
     client.create_topic("poll", 2, Retention::Default, Retention::Default).unwrap();
     for partition in 0..2u32 {
         // Fetch through the main port, so one of the two polls crosses shards.
@@ -209,7 +209,7 @@ fn a_restart_keeps_every_acknowledged_record_and_a_clean_stop_leaves_nothing_to_
     let dir = temp_dir("roundtrip-restart");
     let server = start_server(&dir, 2, |_| {});
     let bootstrap = server.address().to_string();
-    let mut client = Client::connect(&bootstrap).unwrap();
+    let client = Client::connect(&bootstrap).unwrap();
     client.create_topic("keep", 3, Retention::Unlimited, Retention::Unlimited).unwrap();
     let mut expected: Vec<Vec<String>> = vec![Vec::new(); 3];
     for round in 0..30 {
@@ -248,7 +248,7 @@ fn a_restart_keeps_every_acknowledged_record_and_a_clean_stop_leaves_nothing_to_
 fn topics_are_created_listed_and_deleted() {
     let dir = temp_dir("roundtrip-topics");
     let server = start_server(&dir, 2, |_| {});
-    let mut client = Client::connect(&server.address().to_string()).unwrap();
+    let client = Client::connect(&server.address().to_string()).unwrap();
     client.create_topic("a", 2, Retention::Limit(60_000), Retention::Limit(1 << 20)).unwrap();
     let error = client.create_topic("a", 2, Retention::Default, Retention::Default).unwrap_err();
     assert_eq!(error.code(), Some(ringmq::protocol::ErrorCode::TopicAlreadyExists), "{error}");

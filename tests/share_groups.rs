@@ -192,7 +192,7 @@ fn a_receive_that_gets_nothing_leaves_no_state_behind() {
     let dir = temp_dir("share-nothing");
     let server = start_server(&dir, 2, |_| {});
     let bootstrap = server.address().to_string();
-    let mut admin = Client::connect(&bootstrap).unwrap();
+    let admin = Client::connect(&bootstrap).unwrap();
     admin.create_topic("empty", 1, Retention::Default, Retention::Default).unwrap();
     let mut consumer =
         ShareConsumer::new(Client::connect(&bootstrap).unwrap(), "idle", "empty", Default::default()).unwrap();

@@ -219,6 +219,29 @@ static void *producer_thread(void *raw) {
     return NULL;
 }
 
+/* A fetch that long-polls (10 s) on one partition. */
+typedef struct {
+    const rmq_client *client;
+    const char *topic;
+    uint64_t offset;
+    rmq_result result;
+    size_t count;
+    int64_t elapsed_ms;
+} long_poll_args;
+
+static void *long_poll_thread(void *raw) {
+    long_poll_args *args = raw;
+    int64_t started = now_ms();
+    rmq_fetch *fetch = NULL;
+    args->result = rmq_fetch_records(args->client, args->topic, 0, args->offset, 10000, &fetch);
+    args->elapsed_ms = now_ms() - started;
+    if (args->result == RMQ_OK) {
+        args->count = rmq_fetch_count(fetch);
+        rmq_fetch_free(fetch);
+    }
+    return NULL;
+}
+
 /* --- helpers -------------------------------------------------------------- */
 
 static void offsets(const rmq_client *client, const char *topic, uint32_t partition, int64_t *earliest,
@@ -696,7 +719,15 @@ int main(int argc, char **argv) {
     CHECK(rmq_broker_close(NULL));
     /* No records, bad UTF-8. */
     EXPECT_ERROR(RMQ_ERROR_INVALID_ARGUMENT, rmq_produce(client, topic, 0, &one, 0, RMQ_ACKS_WRITTEN, NULL));
-    EXPECT_ERROR(RMQ_ERROR_INVALID_ARGUMENT, rmq_produce(client, topic, 0, NULL, 1, RMQ_ACKS_WRITTEN, NULL));
+    EXPECT_ERROR(RMQ_ERROR_NULL, rmq_produce(client, topic, 0, NULL, 1, RMQ_ACKS_WRITTEN, NULL));
+    EXPECT_ERROR(RMQ_ERROR_NULL, rmq_produce_async(client, topic, 0, NULL, 1, RMQ_ACKS_WRITTEN, NULL, NULL, NULL));
+    /* Partitions below -1, and names that are not topic names (issue 12, item 7). */
+    EXPECT_ERROR(RMQ_ERROR_INVALID_ARGUMENT, rmq_produce(client, topic, -2, &one, 1, RMQ_ACKS_WRITTEN, NULL));
+    EXPECT_ERROR(RMQ_ERROR_INVALID_ARGUMENT, rmq_produce(client, topic, INT32_MIN, &one, 1, RMQ_ACKS_WRITTEN, NULL));
+    EXPECT_ERROR(RMQ_ERROR_INVALID_ARGUMENT,
+                 rmq_produce_async(client, topic, -2, &one, 1, RMQ_ACKS_WRITTEN, NULL, NULL, NULL));
+    EXPECT_ERROR(RMQ_ERROR_INVALID_ARGUMENT, rmq_produce(client, "bad/name", 0, &one, 1, RMQ_ACKS_WRITTEN, NULL));
+    EXPECT_ERROR(RMQ_ERROR_INVALID_ARGUMENT, rmq_fetch_records(client, "bad/name", 0, 0, 0, &fetch));
     EXPECT_ERROR(RMQ_ERROR_INVALID_ARGUMENT,
                  rmq_produce_async(client, topic, 0, NULL, 0, RMQ_ACKS_WRITTEN, NULL, NULL, NULL));
     EXPECT_ERROR(RMQ_ERROR_INVALID_ARGUMENT, rmq_produce(client, "\xc3\x28", 0, &one, 1, RMQ_ACKS_WRITTEN, NULL));
@@ -714,6 +745,24 @@ int main(int argc, char **argv) {
     EXPECT(fetch == sentinel_fetch);
     /* The client still works after all those errors. */
     EXPECT(latest_of(client, topic, 0) == end0 + 1);
+
+    /* --- a long poll in one thread does not hold up another's produce ------- */
+    /* (issue 12, item 3: the produce waited until the 10 s fetch timed out,
+     * and the fetch returned nothing.) */
+    {
+        long_poll_args poll = {.client = client, .topic = topic, .offset = (uint64_t)end0 + 1};
+        pthread_t poller;
+        int64_t started = now_ms();
+        EXPECT(pthread_create(&poller, NULL, long_poll_thread, &poll) == 0);
+        sleep_ms(200); /* the fetch is waiting at the broker */
+        int64_t produced_at = -1;
+        CHECK(rmq_produce(client, topic, 0, &one, 1, RMQ_ACKS_WRITTEN, &produced_at));
+        int64_t produce_ms = now_ms() - started;
+        EXPECT(produced_at == end0 + 1);
+        EXPECT(pthread_join(poller, NULL) == 0);
+        EXPECT(poll.result == RMQ_OK && poll.count == 1);
+        EXPECT(produce_ms < 5000 && poll.elapsed_ms < 5000);
+    }
 
     /* --- delete ------------------------------------------------------------ */
     CHECK(rmq_topic_delete(client, topic));

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <unistd.h>
 #include "ringmq.h"
 
 #define CHECK(call)                                                              \
@@ -121,6 +123,58 @@ int main(int argc, char **argv) {
     EXPECT(strcmp(name, "orders") == 0 && partitions == 2);
     rmq_topic_list_free(topics);
 
+    /* One broker per data directory (issue 12, item 1): a second open is
+     * refused, naming the directory and this process as the holder. */
+    rmq_broker *second = NULL;
+    EXPECT(rmq_broker_open(argv[1], &options, &second) == RMQ_ERROR_LOCKED);
+    EXPECT(second == NULL);
+    char holder[64];
+    snprintf(holder, sizeof holder, "pid %ld", (long)getpid());
+    EXPECT(strstr(rmq_last_error(), argv[1]) != NULL && strstr(rmq_last_error(), holder) != NULL);
+
+    /* The longest topic name survives every operation (issue 12, item 4). */
+    char longest[250];
+    memset(longest, 'n', 249);
+    longest[249] = '\0';
+    CHECK(rmq_topic_create(client, longest, 1, -2, -1));
+    CHECK(rmq_produce(client, longest, 0, &record, 1, RMQ_ACKS_DURABLE, &offset));
+    rmq_fetch *long_fetch = NULL;
+    CHECK(rmq_fetch_records(client, longest, 0, 0, 0, &long_fetch));
+    EXPECT(rmq_fetch_count(long_fetch) == 1);
+    rmq_fetch_free(long_fetch);
+    CHECK(rmq_topic_delete(client, longest));
+    CHECK(rmq_topic_create(client, longest, 1, -2, -1));
+    CHECK(rmq_topic_delete(client, longest));
+    char too_long[251];
+    memset(too_long, 'n', 250);
+    too_long[250] = '\0';
+    EXPECT(rmq_topic_create(client, too_long, 1, -2, -1) == RMQ_ERROR_INVALID_ARGUMENT);
+
+    /* Argument rules of the header (issue 12, item 7). */
+    EXPECT(rmq_produce(client, "orders", -2, &record, 1, RMQ_ACKS_WRITTEN, NULL) == RMQ_ERROR_INVALID_ARGUMENT);
+    EXPECT(rmq_produce(client, "orders", INT32_MIN, &record, 1, RMQ_ACKS_WRITTEN, NULL) == RMQ_ERROR_INVALID_ARGUMENT);
+    EXPECT(rmq_produce(client, "orders", 0, NULL, 1, RMQ_ACKS_WRITTEN, NULL) == RMQ_ERROR_NULL);
+    EXPECT(rmq_produce(client, "orders", 0, &record, 0, RMQ_ACKS_WRITTEN, NULL) == RMQ_ERROR_INVALID_ARGUMENT);
+    EXPECT(rmq_produce(client, "bad/name", 0, &record, 1, RMQ_ACKS_WRITTEN, NULL) == RMQ_ERROR_INVALID_ARGUMENT);
+    rmq_fetch *refused = NULL;
+    EXPECT(rmq_fetch_records(client, "bad/name", 0, 0, 0, &refused) == RMQ_ERROR_INVALID_ARGUMENT);
+    EXPECT(refused == NULL);
+
+    /* A client whose broker was closed answers RMQ_ERROR_CLOSED to everything. */
+    CHECK(rmq_broker_close(broker));
+    rmq_topic_list *after_close = NULL;
+    EXPECT(rmq_topics(client, &after_close) == RMQ_ERROR_CLOSED);
+    EXPECT(after_close == NULL);
+    EXPECT(rmq_produce(client, "orders", 0, &record, 1, RMQ_ACKS_WRITTEN, NULL) == RMQ_ERROR_CLOSED);
+    EXPECT(rmq_produce(client, "orders", -1, &record, 1, RMQ_ACKS_WRITTEN, NULL) == RMQ_ERROR_CLOSED);
+    EXPECT(rmq_partition_offsets(client, "orders", 0, &earliest, &latest, &durable) == RMQ_ERROR_CLOSED);
+    rmq_client_close(client);
+
+    /* Closing released the directory: it opens again with everything in it. */
+    CHECK(rmq_broker_open(argv[1], &options, &broker));
+    CHECK(rmq_client_open_embedded(broker, &client));
+    CHECK(rmq_partition_offsets(client, "orders", 0, &earliest, &latest, &durable));
+    EXPECT(latest == 11);
     rmq_client_close(client);
     CHECK(rmq_broker_close(broker));
     printf("embedded: ok (%s)\n", rmq_version());

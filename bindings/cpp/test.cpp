@@ -317,6 +317,26 @@ void exercise(const ringmq::Client &client, const std::string &label) {
     }
     EXPECT(thread_errors == 0 && client.offsets(topic, 2).latest == partition2 + 20);
 
+    // --- a long poll in one thread does not hold up another's produce --------
+    // (issue 12, item 3: over TCP the produce waited for the fetch's timeout)
+    {
+        const int64_t before = client.offsets(topic, 2).latest;
+        std::size_t polled = 0;
+        auto poll_started = std::chrono::steady_clock::now();
+        std::chrono::steady_clock::duration poll_took{};
+        std::thread poller([&] {
+            ringmq::Fetch waited = client.fetch(topic, 2, static_cast<uint64_t>(before), 10000ms);
+            polled = waited.size();
+            poll_took = std::chrono::steady_clock::now() - poll_started;
+        });
+        std::this_thread::sleep_for(200ms);  // the fetch is waiting at the broker
+        auto produce_started = std::chrono::steady_clock::now();
+        EXPECT(client.produce(topic, 2, ringmq::Record{std::nullopt, "wake up"}) == before);
+        auto produce_took = std::chrono::steady_clock::now() - produce_started;
+        poller.join();
+        EXPECT(produce_took < 5s && poll_took < 5s && polled == 1);
+    }
+
     // --- a consumer at the end sees only what comes next ---------------------
     // (partition 0 may have received the routed records above)
     const int64_t end0 = client.offsets(topic, 0).latest;

@@ -28,7 +28,7 @@ impl GroupTransport for Client {
     fn group(&mut self, request: GroupRequest) -> Result<GroupResponse> {
         let context = format!("group request for {}", request.group());
         let api_key = request.api_key();
-        let body = self.bootstrap.call(&context, |id| request.encode(id))?;
+        let body = self.call_bootstrap(&context, |id| request.encode(id))?;
         Ok(match api_key {
             api::JOIN_GROUP => GroupResponse::Join(GroupResponse::decode_join(&body)?),
             api::OFFSET_FETCH => GroupResponse::Offsets(GroupResponse::decode_offsets(&body)?),
@@ -38,7 +38,7 @@ impl GroupTransport for Client {
     }
 
     fn list_groups(&mut self) -> Result<Vec<GroupListing>> {
-        let body = self.bootstrap.call("list groups", group::encode_list_groups_request)?;
+        let body = self.call_bootstrap("list groups", group::encode_list_groups_request)?;
         Ok(group::decode_list_groups_response(&body)?)
     }
 

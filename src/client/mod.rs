@@ -32,6 +32,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 /// How long a client waits to connect.
@@ -119,13 +120,24 @@ pub struct Connection {
     next_correlation_id: u32,
     /// Correlation ids sent and not yet answered, oldest first.
     outstanding: std::collections::VecDeque<u32>,
+    /// Bytes of the next response frame read so far: a read with a deadline
+    /// ([`Connection::receive_within`]) may stop in the middle of a frame.
+    partial: Vec<u8>,
+    /// The read timeout the owner set ([`Connection::set_read_timeout`]).
+    read_timeout: Option<Duration>,
 }
 
 impl Connection {
     pub fn connect(address: SocketAddr) -> Result<Connection> {
         let stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)?;
         stream.set_nodelay(true)?;
-        Ok(Connection { stream, next_correlation_id: 0, outstanding: Default::default() })
+        Ok(Connection {
+            stream,
+            next_correlation_id: 0,
+            outstanding: Default::default(),
+            partial: Vec::new(),
+            read_timeout: None,
+        })
     }
 
     /// Sends a frame built by `encode(correlation_id)`; returns the id.
@@ -145,16 +157,74 @@ impl Connection {
 
     /// Reads the next response frame: header and body.
     pub fn receive(&mut self) -> Result<(ResponseHeader, Vec<u8>)> {
-        let mut length = [0u8; 4];
-        self.stream.read_exact(&mut length)?;
-        let declared = u32::from_be_bytes(length) as usize;
-        if !(protocol::RESPONSE_HEADER_BYTES..=protocol::RESPONSE_BYTES_MAX).contains(&declared) {
-            return Err(ClientError::Protocol(format!("response length {declared} out of range")));
+        match self.read_frame(None)? {
+            Some(frame) => self.parse_frame(&frame),
+            None => Err(ClientError::Io(io::Error::new(io::ErrorKind::TimedOut, "no response in time"))),
         }
-        let mut frame = vec![0u8; protocol::LENGTH_BYTES + declared];
-        frame[..4].copy_from_slice(&length);
-        self.stream.read_exact(&mut frame[4..])?;
-        let (header, body) = protocol::parse_response(&frame)?;
+    }
+
+    /// Reads the next response frame if it arrives within `timeout`; `None`
+    /// when it has not (what arrived of it is kept for the next read).
+    pub fn receive_within(&mut self, timeout: Duration) -> Result<Option<(ResponseHeader, Vec<u8>)>> {
+        let deadline = std::time::Instant::now() + timeout;
+        let frame = self.read_frame(Some(deadline));
+        self.stream.set_read_timeout(self.read_timeout)?;
+        match frame? {
+            Some(frame) => self.parse_frame(&frame).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads until a whole frame (length field included) is buffered, or the
+    /// deadline passes. The length is checked before anything is allocated.
+    fn read_frame(&mut self, deadline: Option<std::time::Instant>) -> Result<Option<Vec<u8>>> {
+        loop {
+            let want = match self.partial.get(..protocol::LENGTH_BYTES) {
+                None => protocol::LENGTH_BYTES - self.partial.len(),
+                Some(length) => {
+                    let declared = u32::from_be_bytes([length[0], length[1], length[2], length[3]]) as usize;
+                    if !(protocol::RESPONSE_HEADER_BYTES..=protocol::RESPONSE_BYTES_MAX).contains(&declared) {
+                        return Err(ClientError::Protocol(format!("response length {declared} out of range")));
+                    }
+                    let total = protocol::LENGTH_BYTES + declared;
+                    if self.partial.len() >= total {
+                        let rest = self.partial.split_off(total);
+                        return Ok(Some(std::mem::replace(&mut self.partial, rest)));
+                    }
+                    total - self.partial.len()
+                }
+            };
+            match deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                    self.stream.set_read_timeout(Some(left))?;
+                }
+                None => self.stream.set_read_timeout(self.read_timeout)?,
+            }
+            let start = self.partial.len();
+            self.partial.resize(start + want, 0);
+            let read = self.stream.read(self.partial.get_mut(start..).unwrap_or_default());
+            self.partial.truncate(start + *read.as_ref().unwrap_or(&0));
+            match read {
+                Ok(0) => {
+                    let error = io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection");
+                    return Err(ClientError::Io(error));
+                }
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error)
+                    if deadline.is_some()
+                        && matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    fn parse_frame(&mut self, frame: &[u8]) -> Result<(ResponseHeader, Vec<u8>)> {
+        let (header, body) = protocol::parse_response(frame)?;
         if let Some(expected) = self.outstanding.pop_front() {
             if expected != header.correlation_id {
                 return Err(ClientError::Protocol(format!(
@@ -176,8 +246,9 @@ impl Connection {
         Ok(body)
     }
 
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<()> {
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
         self.stream.set_read_timeout(timeout)?;
+        self.read_timeout = timeout;
         Ok(())
     }
 
@@ -245,15 +316,99 @@ pub struct FetchResult {
     pub records: Vec<u8>,
 }
 
-/// A client of one server.
+/// Most connections a [`Client`] keeps to one shard (and to the bootstrap
+/// address). Responses come back in request order on a connection, so callers
+/// in different threads each get a connection of their own, up to this many:
+/// a long poll never holds up another thread's produce. Callers beyond it
+/// wait for a connection to be free.
+pub const CONNECTIONS_PER_SHARD_MAX: usize = 16;
+
+/// Where a request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Endpoint {
+    /// The address the client was given (admin and group requests).
+    Bootstrap,
+    /// A shard's own port (requests for the partitions it owns).
+    Shard(u16),
+}
+
+/// The connections of a client: idle ones by endpoint, and how many are open.
+#[derive(Default)]
+struct Pool {
+    idle: HashMap<Endpoint, Vec<Connection>>,
+    open: HashMap<Endpoint, usize>,
+    /// Raised by [`Client::reconnect`]: connections lent out before it are
+    /// closed when they come back instead of being used again.
+    generation: u64,
+}
+
+/// What the client knows of the server's topics and shards.
+#[derive(Default)]
+struct Metadata {
+    shard_ports: Vec<u16>,
+    topics: HashMap<String, TopicMetadata>,
+}
+
+/// A client of one server. Thread-safe: share it (`&Client`, `Arc<Client>`)
+/// between threads, whose requests proceed side by side on connections of
+/// their own (see [`CONNECTIONS_PER_SHARD_MAX`]).
 pub struct Client {
     host: IpAddr,
     bootstrap_address: SocketAddr,
-    bootstrap: Connection,
-    shards: HashMap<u16, Connection>,
-    shard_ports: Vec<u16>,
-    topics: HashMap<String, TopicMetadata>,
     hello: HelloResponse,
+    metadata: Mutex<Metadata>,
+    pool: Mutex<Pool>,
+    /// Signalled when a connection is returned or closed.
+    freed: Condvar,
+}
+
+/// A connection lent out by the pool; returned when dropped, or closed when
+/// a call on it failed (its stream may be out of step).
+struct Lease<'a> {
+    client: &'a Client,
+    endpoint: Endpoint,
+    generation: u64,
+    connection: Option<Connection>,
+}
+
+impl Lease<'_> {
+    fn connection(&mut self) -> &mut Connection {
+        self.connection.as_mut().expect("a lease holds its connection until dropped")
+    }
+
+    /// Closes the connection instead of returning it.
+    fn discard(&mut self) {
+        self.connection = None;
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let mut pool = lock(&self.client.pool);
+        match self.connection.take() {
+            Some(connection) if pool.generation == self.generation => {
+                pool.idle.entry(self.endpoint).or_default().push(connection);
+            }
+            _ => {
+                if let Some(open) = pool.open.get_mut(&self.endpoint) {
+                    *open = open.saturating_sub(1);
+                }
+            }
+        }
+        drop(pool);
+        self.client.freed.notify_all();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Whether a connection that returned `error` can still be used: a server
+/// error code answered a whole frame; anything else may have left the stream
+/// out of step.
+fn connection_survives(error: &ClientError) -> bool {
+    matches!(error, ClientError::Server { .. } | ClientError::UnknownTopic(_) | ClientError::InvalidArgument(_))
 }
 
 impl Client {
@@ -267,15 +422,19 @@ impl Client {
         let mut connection = Connection::connect(address)?;
         let body = connection.call("hello", |id| HelloRequest { client_name: "ringmq-rust".into() }.encode(id))?;
         let hello = HelloResponse::decode(&body)?;
-        let mut client = Client {
+        let client = Client {
             host: address.ip(),
             bootstrap_address: address,
-            bootstrap: connection,
-            shards: HashMap::new(),
-            shard_ports: Vec::new(),
-            topics: HashMap::new(),
             hello,
+            metadata: Mutex::new(Metadata::default()),
+            pool: Mutex::new(Pool::default()),
+            freed: Condvar::new(),
         };
+        {
+            let mut pool = lock(&client.pool);
+            pool.open.insert(Endpoint::Bootstrap, 1);
+            pool.idle.insert(Endpoint::Bootstrap, vec![connection]);
+        }
         client.refresh_metadata()?;
         Ok(client)
     }
@@ -284,32 +443,109 @@ impl Client {
         &self.hello
     }
 
+    /// Lends a connection to `endpoint`: an idle one, a new one while fewer
+    /// than [`CONNECTIONS_PER_SHARD_MAX`] are open, or the next one returned.
+    fn lease(&self, endpoint: Endpoint) -> Result<Lease<'_>> {
+        let mut pool = lock(&self.pool);
+        loop {
+            let generation = pool.generation;
+            if let Some(connection) = pool.idle.get_mut(&endpoint).and_then(Vec::pop) {
+                return Ok(Lease { client: self, endpoint, generation, connection: Some(connection) });
+            }
+            let open = pool.open.entry(endpoint).or_default();
+            if *open < CONNECTIONS_PER_SHARD_MAX {
+                *open += 1;
+                drop(pool);
+                // From here the lease owns the slot: its drop gives it back,
+                // also when connecting fails.
+                let mut lease = Lease { client: self, endpoint, generation, connection: None };
+                lease.connection = Some(Connection::connect(self.address_of(endpoint)?)?);
+                return Ok(lease);
+            }
+            pool = self.freed.wait(pool).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    fn address_of(&self, endpoint: Endpoint) -> Result<SocketAddr> {
+        match endpoint {
+            Endpoint::Bootstrap => Ok(self.bootstrap_address),
+            Endpoint::Shard(shard) => {
+                let port = lock(&self.metadata).shard_ports.get(shard as usize).copied();
+                let port = port.ok_or_else(|| ClientError::Protocol(format!("no port for shard {shard}")))?;
+                Ok(SocketAddr::new(self.host, port))
+            }
+        }
+    }
+
+    /// Runs `work` on a connection to `endpoint`, which goes back to the pool
+    /// unless the work failed in a way that may have broken it.
+    fn on<T>(&self, endpoint: Endpoint, work: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut lease = self.lease(endpoint)?;
+        let result = work(lease.connection());
+        if let Err(error) = &result {
+            if !connection_survives(error) {
+                lease.discard();
+            }
+        }
+        result
+    }
+
+    /// Sends one request to the bootstrap address and returns its body.
+    pub(crate) fn call_bootstrap(&self, context: &str, encode: impl FnOnce(u32) -> Vec<u8>) -> Result<Vec<u8>> {
+        self.on(Endpoint::Bootstrap, |connection| connection.call(context, encode))
+    }
+
+    /// Sends one request to the shard owning a partition and returns its body.
+    pub(crate) fn call_owner(
+        &self,
+        topic: &str,
+        partition: u32,
+        context: &str,
+        encode: impl FnOnce(u32) -> Vec<u8>,
+    ) -> Result<Vec<u8>> {
+        let shard = self.owner(topic, partition)?;
+        self.on(Endpoint::Shard(shard), |connection| connection.call(context, encode))
+    }
+
     /// Reloads the metadata of every topic.
-    pub fn refresh_metadata(&mut self) -> Result<MetadataResponse> {
-        let body = self.bootstrap.call("metadata", |id| MetadataRequest { topics: Vec::new() }.encode(id))?;
+    pub fn refresh_metadata(&self) -> Result<MetadataResponse> {
+        let body = self.call_bootstrap("metadata", |id| MetadataRequest { topics: Vec::new() }.encode(id))?;
         let metadata = MetadataResponse::decode(&body)?;
-        self.shard_ports = metadata.shards.iter().map(|shard| shard.port).collect();
-        self.topics = metadata.topics.iter().map(|topic| (topic.name.clone(), topic.clone())).collect();
+        let mut known = lock(&self.metadata);
+        known.shard_ports = metadata.shards.iter().map(|shard| shard.port).collect();
+        known.topics = metadata.topics.iter().map(|topic| (topic.name.clone(), topic.clone())).collect();
         Ok(metadata)
     }
 
-    pub fn topics(&self) -> impl Iterator<Item = &TopicMetadata> {
-        self.topics.values()
+    /// The topics as last loaded.
+    pub fn topics(&self) -> Vec<TopicMetadata> {
+        lock(&self.metadata).topics.values().cloned().collect()
     }
 
-    pub fn topic(&mut self, name: &str) -> Result<&TopicMetadata> {
-        if !self.topics.contains_key(name) {
-            self.refresh_metadata()?;
+    /// A topic's metadata (loaded again when the topic is not known yet).
+    pub fn topic(&self, name: &str) -> Result<TopicMetadata> {
+        if let Some(topic) = lock(&self.metadata).topics.get(name) {
+            return Ok(topic.clone());
         }
-        self.topics.get(name).ok_or_else(|| ClientError::UnknownTopic(name.into()))
+        self.refresh_metadata()?;
+        lock(&self.metadata).topics.get(name).cloned().ok_or_else(|| ClientError::UnknownTopic(name.into()))
     }
 
-    pub fn partition_count(&mut self, topic: &str) -> Result<u32> {
+    pub fn partition_count(&self, topic: &str) -> Result<u32> {
         Ok(self.topic(topic)?.partition_shards.len() as u32)
     }
 
+    /// The shard owning a partition.
+    fn owner(&self, topic: &str, partition: u32) -> Result<u16> {
+        self.topic(topic)?
+            .partition_shards
+            .get(partition as usize)
+            .copied()
+            .ok_or_else(|| ClientError::UnknownTopic(format!("{topic}/{partition}")))
+    }
+
     pub fn create_topic(
-        &mut self,
+        &self,
         name: &str,
         partitions: u32,
         retention_ms: Retention,
@@ -321,99 +557,110 @@ impl Client {
             retention_ms: retention_ms.to_wire(),
             retention_bytes: retention_bytes.to_wire(),
         };
-        self.bootstrap.call(&format!("create topic {name}"), |id| request.encode(id))?;
+        self.call_bootstrap(&format!("create topic {name}"), |id| request.encode(id))?;
         self.refresh_metadata()?;
         Ok(())
     }
 
-    pub fn delete_topic(&mut self, name: &str) -> Result<()> {
-        self.bootstrap
-            .call(&format!("delete topic {name}"), |id| DeleteTopicRequest { name: name.into() }.encode(id))?;
-        self.topics.remove(name);
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        self.call_bootstrap(&format!("delete topic {name}"), |id| DeleteTopicRequest { name: name.into() }.encode(id))?;
+        lock(&self.metadata).topics.remove(name);
         Ok(())
     }
 
     /// A producer id and epoch for idempotent produce: `name` "" gets a new
     /// id; a name gets its id with the epoch raised (fencing older instances).
-    pub fn init_producer_id(&mut self, name: &str) -> Result<(i64, i16)> {
+    pub fn init_producer_id(&self, name: &str) -> Result<(i64, i16)> {
         let request = InitProducerIdRequest { name: name.into() };
-        let body = self.bootstrap.call("init producer id", |id| request.encode(id))?;
+        let body = self.call_bootstrap("init producer id", |id| request.encode(id))?;
         let response = InitProducerIdResponse::decode(&body)?;
         Ok((response.producer_id, response.epoch))
     }
 
-    /// Drops every connection and connects again (after a connection error;
-    /// requests in flight on the old connections are lost, so only idempotent
-    /// batches may be resent).
-    pub fn reconnect(&mut self) -> Result<()> {
-        self.shards.clear();
-        self.bootstrap = Connection::connect(self.bootstrap_address)?;
-        self.bootstrap.call("hello", |id| HelloRequest { client_name: "ringmq-rust".into() }.encode(id))?;
+    /// Closes every idle connection, and every lent one when it comes back,
+    /// then loads the metadata again (after a connection error; requests in
+    /// flight on the old connections are lost, so only idempotent batches may
+    /// be resent).
+    pub fn reconnect(&self) -> Result<()> {
+        {
+            let mut pool = lock(&self.pool);
+            pool.generation += 1;
+            let idle = std::mem::take(&mut pool.idle);
+            for (endpoint, connections) in idle {
+                if let Some(open) = pool.open.get_mut(&endpoint) {
+                    *open = open.saturating_sub(connections.len());
+                }
+            }
+        }
+        self.freed.notify_all();
         self.refresh_metadata().map(drop)
     }
 
-    /// The connection to the shard owning a partition (its own port).
-    pub fn connection_for(&mut self, topic: &str, partition: u32) -> Result<&mut Connection> {
-        let shard = *self
-            .topic(topic)?
-            .partition_shards
-            .get(partition as usize)
-            .ok_or_else(|| ClientError::UnknownTopic(format!("{topic}/{partition}")))?;
-        if !self.shards.contains_key(&shard) {
-            let port = *self
-                .shard_ports
-                .get(shard as usize)
-                .ok_or_else(|| ClientError::Protocol(format!("no port for shard {shard}")))?;
-            let connection = Connection::connect(SocketAddr::new(self.host, port))?;
-            self.shards.insert(shard, connection);
-        }
-        self.shards.get_mut(&shard).ok_or_else(|| ClientError::Protocol("connection vanished".into()))
-    }
-
-    pub fn list_offsets(&mut self, topic: &str, partition: u32, query: i64) -> Result<ListOffsetsResponse> {
+    pub fn list_offsets(&self, topic: &str, partition: u32, query: i64) -> Result<ListOffsetsResponse> {
         let request = ListOffsetsRequest { topic: topic.into(), partition, query };
-        let connection = self.connection_for(topic, partition)?;
-        let body = connection.call(&format!("list offsets of {topic}/{partition}"), |id| request.encode(id))?;
+        let context = format!("list offsets of {topic}/{partition}");
+        let body = self.call_owner(topic, partition, &context, |id| request.encode(id))?;
         Ok(ListOffsetsResponse::decode(&body)?)
     }
 
     /// Produces one batch; returns its base offset (`None` with acks none).
-    pub fn produce(&mut self, topic: &str, partition: u32, batch: &[u8], acks: Acks) -> Result<Option<u64>> {
+    pub fn produce(&self, topic: &str, partition: u32, batch: &[u8], acks: Acks) -> Result<Option<u64>> {
         let results = self.produce_pipelined(&[(topic, partition, batch)], acks)?;
         results.into_iter().next().unwrap_or(Ok(None))
     }
 
     /// Produces many batches, pipelined: every request is sent before any
-    /// response is read. One result per batch, in order.
-    pub fn produce_pipelined(
-        &mut self,
+    /// response is read (one connection per shard involved). One result per
+    /// batch, in order.
+    pub fn produce_pipelined(&self, batches: &[(&str, u32, &[u8])], acks: Acks) -> Result<Vec<Result<Option<u64>>>> {
+        let mut leases: HashMap<u16, Lease<'_>> = HashMap::new();
+        let sent = self.send_batches(&mut leases, batches, acks);
+        let results = sent.and_then(|sent| self.receive_batches(&mut leases, batches, acks, sent));
+        if results.is_err() {
+            // Some response may be unread: none of these connections is reused.
+            leases.values_mut().for_each(Lease::discard);
+        }
+        results
+    }
+
+    fn send_batches<'a>(
+        &'a self,
+        leases: &mut HashMap<u16, Lease<'a>>,
         batches: &[(&str, u32, &[u8])],
         acks: Acks,
-    ) -> Result<Vec<Result<Option<u64>>>> {
-        let mut sent: Vec<(u16, usize)> = Vec::with_capacity(batches.len());
-        for (index, (topic, partition, batch)) in batches.iter().enumerate() {
-            let shard = *self
-                .topic(topic)?
-                .partition_shards
-                .get(*partition as usize)
-                .ok_or_else(|| ClientError::UnknownTopic(format!("{topic}/{partition}")))?;
-            let connection = self.connection_for(topic, *partition)?;
+    ) -> Result<Vec<u16>> {
+        let mut sent = Vec::with_capacity(batches.len());
+        for (topic, partition, batch) in batches {
+            let shard = self.owner(topic, *partition)?;
+            let lease = match leases.entry(shard) {
+                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::hash_map::Entry::Vacant(entry) => entry.insert(self.lease(Endpoint::Shard(shard))?),
+            };
+            let connection = lease.connection();
             connection.send(|id| ProduceRequest::encode(id, acks, &[(topic, *partition, batch)]))?;
             if acks == Acks::None {
                 connection.forget_last();
             }
-            sent.push((shard, index));
+            sent.push(shard);
         }
+        Ok(sent)
+    }
+
+    fn receive_batches(
+        &self,
+        leases: &mut HashMap<u16, Lease<'_>>,
+        batches: &[(&str, u32, &[u8])],
+        acks: Acks,
+        sent: Vec<u16>,
+    ) -> Result<Vec<Result<Option<u64>>>> {
         let mut results = Vec::with_capacity(batches.len());
-        for (shard, index) in sent {
+        for (&(topic, partition, _), shard) in batches.iter().zip(sent) {
             if acks == Acks::None {
                 results.push(Ok(None));
                 continue;
             }
-            let (topic, partition, _) = batches[index];
-            let connection =
-                self.shards.get_mut(&shard).ok_or_else(|| ClientError::Protocol("connection vanished".into()))?;
-            let (header, body) = connection.receive()?;
+            let lease = leases.get_mut(&shard).ok_or_else(|| ClientError::Protocol("connection vanished".into()))?;
+            let (header, body) = lease.connection().receive()?;
             let context = format!("produce to {topic}/{partition}");
             if header.error_code != 0 {
                 results.push(Err(server_error(header.error_code, context)));
@@ -429,16 +676,43 @@ impl Client {
         Ok(results)
     }
 
-    pub fn fetch(&mut self, request: &FetchRequest) -> Result<FetchResult> {
-        let connection = self.connection_for(&request.topic, request.partition)?;
+    /// Fetches from a partition, waiting up to the request's `max_wait_ms`
+    /// without holding up the client's other callers.
+    pub fn fetch(&self, request: &FetchRequest) -> Result<FetchResult> {
         let context = format!("fetch {}/{} at {}", request.topic, request.partition, request.offset);
-        let body = connection.call(&context, |id| request.encode(id))?;
+        let body = self.call_owner(&request.topic, request.partition, &context, |id| request.encode(id))?;
         let response = FetchResponse::decode(&body)?;
         Ok(FetchResult {
             high_watermark: response.high_watermark as u64,
             earliest: response.earliest as u64,
             records: response.records.to_vec(),
         })
+    }
+
+    /// Sends one request on a connection of its own (not the pool's) and
+    /// returns without waiting for the answer: for requests the server holds
+    /// for a long time (a JoinGroup until its rebalance completes).
+    pub fn start(&self, context: &str, encode: impl FnOnce(u32) -> Vec<u8>) -> Result<PendingCall> {
+        let mut connection = Connection::connect(self.bootstrap_address)?;
+        connection.send(encode)?;
+        Ok(PendingCall { connection, context: context.to_owned() })
+    }
+}
+
+/// A request sent by [`Client::start`], waiting for its answer.
+pub struct PendingCall {
+    connection: Connection,
+    context: String,
+}
+
+impl PendingCall {
+    /// The answer's body if it arrives within `timeout`; `None` when it has not.
+    pub fn wait(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>> {
+        match self.connection.receive_within(timeout)? {
+            Some((header, _)) if header.error_code != 0 => Err(server_error(header.error_code, self.context.clone())),
+            Some((_, body)) => Ok(Some(body)),
+            None => Ok(None),
+        }
     }
 }
 
@@ -493,7 +767,7 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    pub fn new(mut client: Client, topic: &str, partition: u32, start: StartAt) -> Result<Fetcher> {
+    pub fn new(client: Client, topic: &str, partition: u32, start: StartAt) -> Result<Fetcher> {
         let position = match start {
             StartAt::Offset(offset) => offset,
             StartAt::Earliest => client.list_offsets(topic, partition, QUERY_EARLIEST)?.offset as u64,

@@ -81,7 +81,7 @@ pub struct Producer {
 impl Producer {
     /// Connects to `bootstrap` and starts the producer's thread.
     pub fn new(bootstrap: &str, config: ProducerConfig) -> Result<Producer> {
-        let mut client = Client::connect(bootstrap)?;
+        let client = Client::connect(bootstrap)?;
         let identity = if config.idempotent.unwrap_or(config.acks == Acks::Durable) {
             Some(client.init_producer_id("")?)
         } else {

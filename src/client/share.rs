@@ -21,13 +21,13 @@ pub trait ShareTransport {
 impl ShareTransport for Client {
     fn share_fetch(&mut self, request: &ShareFetchRequest) -> Result<ShareFetchResponse> {
         let context = format!("share fetch {}/{} for {}", request.topic, request.partition, request.group);
-        let body = self.connection_for(&request.topic, request.partition)?.call(&context, |id| request.encode(id))?;
+        let body = self.call_owner(&request.topic, request.partition, &context, |id| request.encode(id))?;
         Ok(ShareFetchResponse::decode(&body)?)
     }
 
     fn share_acknowledge(&mut self, request: &ShareAckRequest) -> Result<Vec<u16>> {
         let context = format!("share acknowledge {}/{} for {}", request.topic, request.partition, request.group);
-        let body = self.connection_for(&request.topic, request.partition)?.call(&context, |id| request.encode(id))?;
+        let body = self.call_owner(&request.topic, request.partition, &context, |id| request.encode(id))?;
         Ok(decode_ack_response(&body)?)
     }
 

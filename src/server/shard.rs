@@ -337,11 +337,24 @@ impl ShardContext {
                         partitions.keys().filter(|(topic, _)| *topic == name).cloned().collect();
                     keys.iter().filter_map(|key| partitions.remove(key)).collect()
                 };
-                // Long polls waiting on them answer now instead of at their deadline.
-                for slot in closed {
-                    slot.appended.notify_waiters();
-                }
-                ready(Reply::Done(Ok(())))
+                let commit = self.commit.clone();
+                Box::pin(async move {
+                    for slot in closed {
+                        // Durable produces that reached the partition before the
+                        // close are answered first, while the files are where
+                        // they were (the delete moves them next).
+                        let waiting = {
+                            let log = slot.log.borrow();
+                            log.has_waiters().then(|| log.next_offset())
+                        };
+                        if let Some(offset_end) = waiting {
+                            let _ = commit.wait_durable(&slot.log, offset_end).await;
+                        }
+                        // Long polls waiting on it answer now, not at their deadline.
+                        slot.appended.notify_waiters();
+                    }
+                    Reply::Done(Ok(()))
+                })
             }
             Op::ForgetTopic(name) => {
                 let context = self.clone();

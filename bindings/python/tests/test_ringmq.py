@@ -280,6 +280,29 @@ class ClientBehaviour:
         self.assertEqual(len(list(self.client.consumer(topic, timeout=0.3))), 80)
 
 
+    def test_a_long_poll_does_not_hold_up_a_produce_from_another_thread(self):
+        # Issue 12, item 3: over TCP the produce waited until the fetch's 10 s
+        # timeout, and the fetch then returned nothing.
+        topic = self.new_topic()
+        fetched = {}
+
+        def long_poll():
+            started = time.monotonic()
+            fetched["records"] = self.client.fetch(topic, 0, offset=0, timeout=10.0)
+            fetched["seconds"] = time.monotonic() - started
+
+        poller = threading.Thread(target=long_poll)
+        poller.start()
+        time.sleep(0.2)  # the fetch is waiting at the broker
+        started = time.monotonic()
+        self.assertEqual(self.client.produce(topic, "wake up", partition=0, acks="written"), 0)
+        produce_seconds = time.monotonic() - started
+        poller.join(15)
+        self.assertLess(produce_seconds, 5.0)
+        self.assertEqual([r.value for r in fetched["records"]], [b"wake up"])
+        self.assertLess(fetched["seconds"], 5.0)
+
+
 class EmbeddedTest(ClientBehaviour, unittest.TestCase):
     def setUp(self):
         self.directory = tempfile.mkdtemp(prefix="ringmq-python-")
