@@ -82,6 +82,31 @@ impl PendingFetch {
     }
 }
 
+/// A group request started by [`EmbeddedClient::start_group`]: the
+/// coordinator answers it when it is done (a JoinGroup when its rebalance
+/// completes). Polled, never waited on, so it may move between threads.
+pub struct PendingGroup {
+    completion: Option<Arc<Completion<Reply>>>,
+    context: String,
+}
+
+impl PendingGroup {
+    /// The answer, once it is there (never blocks); `None` before that and
+    /// after the answer was taken.
+    pub fn try_take(&mut self) -> Option<Result<GroupResponse>> {
+        if !self.completion.as_ref()?.is_ready() {
+            return None;
+        }
+        // READY: `wait` returns at once, without parking.
+        let reply = self.completion.take()?.wait(false);
+        Some(match reply {
+            Reply::Group(Ok(response)) => Ok(response),
+            Reply::Group(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, &self.context)),
+            _ => Err(server_error(ErrorCode::Internal, &self.context)),
+        })
+    }
+}
+
 /// An in-process client of a [`Broker`].
 #[derive(Clone)]
 pub struct EmbeddedClient {
@@ -287,6 +312,20 @@ impl EmbeddedClient {
             Reply::Group(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, context)),
             _ => Err(server_error(ErrorCode::Internal, context)),
         }
+    }
+
+    /// Starts a group request on the group's coordinator and returns without
+    /// waiting for its answer.
+    pub fn start_group(&self, request: GroupRequest) -> Result<PendingGroup> {
+        self.check_open("group request")?;
+        let context = format!("group request for {}", request.group());
+        let shard = crate::groups::coordinator(request.group(), self.shard_count());
+        let completion = Arc::new(Completion::for_current_thread());
+        let message = Message::Request { origin: Origin::External(completion.clone()), op: Op::Group(request) };
+        if !self.shared.post_external(shard, message) {
+            return Err(server_error(ErrorCode::ShuttingDown, context));
+        }
+        Ok(PendingGroup { completion: Some(completion), context })
     }
 
     /// Every group, of every shard, sorted by name.

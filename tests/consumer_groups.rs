@@ -377,3 +377,87 @@ fn an_empty_group_without_offsets_stays_listed_for_its_retention_then_is_forgott
     assert!(left.elapsed() >= retention, "forgotten after {:?}, before its retention", left.elapsed());
     server.shutdown().unwrap();
 }
+
+/// Polls two members of one group alternately from this thread, 50 ms each
+/// (issue 12, item 2), until `settled` holds; returns how long that took.
+fn alternate<T: GroupTransport>(
+    a: &mut GroupConsumer<T>,
+    b: &mut GroupConsumer<T>,
+    within: Duration,
+    mut settled: impl FnMut(&GroupConsumer<T>, &GroupConsumer<T>) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let poll_started = Instant::now();
+        a.poll(Duration::from_millis(50)).unwrap();
+        assert!(poll_started.elapsed() < Duration::from_millis(1000), "a poll returns by its timeout");
+        b.poll(Duration::from_millis(50)).unwrap();
+        if settled(a, b) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "not settled after {within:?}: {:?} / {:?}",
+            a.assignment(),
+            b.assignment()
+        );
+    }
+}
+
+fn two_members_in_one_thread_converge<T: GroupTransport>(admin: &mut T, mut transports: impl FnMut() -> T) {
+    let config = GroupConsumerConfig {
+        session_timeout: Duration::from_secs(10),
+        rebalance_timeout: Duration::from_secs(3),
+        heartbeat_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let mut a = GroupConsumer::new(transports(), "one-thread", &["split"], config.clone());
+    let mut b = GroupConsumer::new(transports(), "one-thread", &["split"], config);
+    // Well inside the 3 s rebalance timeout: a split that needed a member to be
+    // dropped at the deadline would take longer.
+    let took = alternate(&mut a, &mut b, Duration::from_millis(2500), |a, b| {
+        let owned: BTreeSet<u32> = a.assignment().iter().chain(b.assignment()).map(|(_, p)| *p).collect();
+        a.generation() == b.generation()
+            && !a.assignment().is_empty()
+            && !b.assignment().is_empty()
+            && a.assignment().len() + b.assignment().len() == 3
+            && owned.len() == 3
+    });
+    eprintln!("two members in one thread settled in {took:?}");
+    let description = describe_group(admin, "one-thread").unwrap();
+    assert_eq!((description.state, description.members.len()), (STATE_STABLE, 2));
+    assert_eq!(description.generation, a.generation());
+    // One leaves: the other takes everything, without waiting for a timeout.
+    b.close().unwrap();
+    let started = Instant::now();
+    while a.assignment().len() != 3 {
+        a.poll(Duration::from_millis(50)).unwrap();
+        assert!(started.elapsed() < Duration::from_millis(2500), "the survivor did not take over");
+    }
+    assert_eq!(describe_group(admin, "one-thread").unwrap().members.len(), 1);
+    a.close().unwrap();
+}
+
+#[test]
+fn two_members_polled_from_one_thread_converge_over_tcp() {
+    let dir = temp_dir("groups-one-thread-tcp");
+    let server = start_server(&dir, 2, |_| {});
+    let bootstrap = server.address().to_string();
+    let mut admin = Client::connect(&bootstrap).unwrap();
+    admin.create_topic("split", 3, Retention::Default, Retention::Default).unwrap();
+    two_members_in_one_thread_converge(&mut admin, || Client::connect(&bootstrap).unwrap());
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn two_members_polled_from_one_thread_converge_embedded() {
+    let dir = temp_dir("groups-one-thread-embedded");
+    let mut config = ServerConfig::new(&dir);
+    config.shards = 2;
+    config.pin_threads = false;
+    let broker = Broker::open(config).unwrap();
+    let mut admin = broker.client();
+    admin.create_topic("split", 3, Retention::Default, Retention::Default).unwrap();
+    two_members_in_one_thread_converge(&mut admin, || broker.client());
+    broker.close().unwrap();
+}

@@ -248,6 +248,61 @@ static void two_members_split_a_topic(const rmq_client *client) {
     rmq_group_info_free(info);
 }
 
+/* --- two members polled alternately from one thread (issue 12, item 2) ------------- */
+/* Before, each poll blocked in its join until the rebalance timeout, the other
+ * member was dropped meanwhile, and both reported owning 3 of 3 for ever. */
+
+#define ONE_THREAD_GROUP "one-thread"
+#define ONE_THREAD_TOPIC "one-thread-topic"
+
+static size_t poll_once(rmq_group_consumer *consumer) {
+    rmq_fetch *fetch = NULL;
+    int64_t started = now_ms();
+    CHECK(rmq_group_consumer_poll(consumer, 50, &fetch));
+    EXPECT(now_ms() - started < 1000); /* a poll returns by its timeout, also mid-rebalance */
+    size_t count = rmq_fetch_count(fetch);
+    rmq_fetch_free(fetch);
+    return count;
+}
+
+static void two_members_in_one_thread(const rmq_client *client) {
+    CHECK(rmq_topic_create(client, ONE_THREAD_TOPIC, 3, -2, -1));
+    const char *topics[] = {ONE_THREAD_TOPIC};
+    rmq_group_options options = {.session_timeout_ms = 10000, .rebalance_timeout_ms = 3000,
+                                 .heartbeat_interval_ms = 100, .offset_reset_latest = 0, .manual_commit = 0};
+    rmq_group_consumer *a = NULL, *b = NULL;
+    CHECK(rmq_group_consumer_open(client, ONE_THREAD_GROUP, topics, 1, &options, &a));
+    CHECK(rmq_group_consumer_open(client, ONE_THREAD_GROUP, topics, 1, &options, &b));
+    /* Settles well inside the 3 s rebalance timeout, on a split of the three. */
+    int64_t deadline = now_ms() + 2500;
+    for (;;) {
+        poll_once(a);
+        poll_once(b);
+        size_t owned_a = rmq_group_consumer_assignment_len(a), owned_b = rmq_group_consumer_assignment_len(b);
+        uint32_t generation = rmq_group_consumer_generation(a);
+        if (generation > 0 && generation == rmq_group_consumer_generation(b) && owned_a > 0 && owned_b > 0 &&
+            owned_a + owned_b == 3) {
+            break;
+        }
+        EXPECT(now_ms() < deadline);
+    }
+    rmq_group_info *info = NULL;
+    summary s = describe(client, ONE_THREAD_GROUP, &info);
+    EXPECT(s.members == 2 && s.state == 2 && s.generation == rmq_group_consumer_generation(a));
+    rmq_group_info_free(info);
+    /* One closes: the other takes all three within a few heartbeats. */
+    CHECK(rmq_group_consumer_close(b));
+    deadline = now_ms() + 2500;
+    while (rmq_group_consumer_assignment_len(a) != 3) {
+        poll_once(a);
+        EXPECT(now_ms() < deadline);
+    }
+    s = describe(client, ONE_THREAD_GROUP, &info);
+    EXPECT(s.members == 1);
+    rmq_group_info_free(info);
+    CHECK(rmq_group_consumer_close(a));
+}
+
 /* --- committed offsets, manual and automatic --------------------------------------- */
 
 #define LEDGER "ledger"
@@ -607,10 +662,11 @@ static void error_paths(const rmq_client *client) {
     EXPECT_ERROR(RMQ_ERROR_NULL, rmq_group_consumer_poll(group, 0, NULL));
     EXPECT_ERROR(RMQ_ERROR_NULL, rmq_group_consumer_commit_offset(group, NULL, 0, 1));
     CHECK(rmq_group_consumer_close(group)); /* never joined: nothing to commit or leave */
-    /* An invalid group name is refused by the broker at the first poll. */
+    /* An invalid group name is refused by the broker: the join is answered at
+     * once, so the first poll that waits at all reports it. */
     group = NULL;
     CHECK(rmq_group_consumer_open(client, "", topics, 1, NULL, &group));
-    EXPECT_ERROR(RMQ_ERROR_INVALID_ARGUMENT, rmq_group_consumer_poll(group, 0, &fetch));
+    EXPECT_ERROR(RMQ_ERROR_INVALID_ARGUMENT, rmq_group_consumer_poll(group, 1000, &fetch));
     EXPECT(fetch == sentinel_fetch);
     CHECK(rmq_group_consumer_close(group));
 
@@ -689,6 +745,7 @@ int main(int argc, char **argv) {
     CHECK(rmq_client_open_embedded(broker, &client));
 
     two_members_split_a_topic(client);
+    two_members_in_one_thread(client);
     committed_offsets(client);
     share_groups(broker, client);
     error_paths(client);

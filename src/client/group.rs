@@ -9,7 +9,8 @@ use super::{decode_records, Client, ClientError, ConsumedRecord, FetchResult, Re
 use crate::embedded::EmbeddedClient;
 use crate::protocol::fetch::FetchRequest;
 use crate::protocol::group::{
-    self, CommittedOffset, GroupDescription, GroupListing, GroupRequest, GroupResponse, JoinGroup, OffsetCommit,
+    self, CommittedOffset, GroupDescription, GroupListing, GroupRequest, GroupResponse, JoinGroup, JoinResponse,
+    OffsetCommit,
 };
 use crate::protocol::offsets::{ListOffsetsResponse, QUERY_EARLIEST, QUERY_LATEST};
 use crate::protocol::{api, ErrorCode};
@@ -19,6 +20,9 @@ use std::time::{Duration, Instant};
 /// What a group consumer needs from a connection to the broker.
 pub trait GroupTransport {
     fn group(&mut self, request: GroupRequest) -> Result<GroupResponse>;
+    /// Sends a JoinGroup and returns without waiting: the coordinator answers
+    /// it only when the rebalance completes, and a poll must not wait that long.
+    fn start_join(&mut self, join: JoinGroup) -> Result<PendingJoin>;
     fn list_groups(&mut self) -> Result<Vec<GroupListing>>;
     fn fetch(&mut self, request: &FetchRequest) -> Result<FetchResult>;
     fn list_offsets(&mut self, topic: &str, partition: u32, query: i64) -> Result<ListOffsetsResponse>;
@@ -35,6 +39,13 @@ impl GroupTransport for Client {
             api::DESCRIBE_GROUP => GroupResponse::Describe(GroupResponse::decode_describe(&body)?),
             _ => GroupResponse::Empty,
         })
+    }
+
+    fn start_join(&mut self, join: JoinGroup) -> Result<PendingJoin> {
+        let context = format!("join group {}", join.group);
+        let request = GroupRequest::Join(join);
+        let call = self.start(&context, |id| request.encode(id))?;
+        Ok(PendingJoin(Pending::Tcp(call)))
     }
 
     fn list_groups(&mut self) -> Result<Vec<GroupListing>> {
@@ -56,6 +67,10 @@ impl GroupTransport for EmbeddedClient {
         EmbeddedClient::group(self, request)
     }
 
+    fn start_join(&mut self, join: JoinGroup) -> Result<PendingJoin> {
+        Ok(PendingJoin(Pending::Embedded(self.start_group(GroupRequest::Join(join))?)))
+    }
+
     fn list_groups(&mut self) -> Result<Vec<GroupListing>> {
         EmbeddedClient::list_groups(self)
     }
@@ -66,6 +81,42 @@ impl GroupTransport for EmbeddedClient {
 
     fn list_offsets(&mut self, topic: &str, partition: u32, query: i64) -> Result<ListOffsetsResponse> {
         EmbeddedClient::list_offsets(self, topic, partition, query)
+    }
+}
+
+/// How often a wait for an in-process join looks for its answer.
+const JOIN_POLL_INTERVAL: Duration = Duration::from_millis(1);
+
+/// A JoinGroup sent and not answered yet ([`GroupTransport::start_join`]).
+pub struct PendingJoin(Pending);
+
+enum Pending {
+    /// On a connection of its own, which only this join uses.
+    Tcp(super::PendingCall),
+    Embedded(crate::embedded::PendingGroup),
+}
+
+impl PendingJoin {
+    /// The join's answer if it arrives within `timeout`; `None` when it has not.
+    pub fn wait(&mut self, timeout: Duration) -> Result<Option<JoinResponse>> {
+        match &mut self.0 {
+            Pending::Tcp(call) => match call.wait(timeout)? {
+                Some(body) => Ok(Some(GroupResponse::decode_join(&body)?)),
+                None => Ok(None),
+            },
+            Pending::Embedded(pending) => {
+                let deadline = Instant::now() + timeout;
+                loop {
+                    match pending.try_take() {
+                        Some(Ok(GroupResponse::Join(response))) => return Ok(Some(response)),
+                        Some(Ok(_)) => return Err(unexpected("join")),
+                        Some(Err(error)) => return Err(error),
+                        None if Instant::now() >= deadline => return Ok(None),
+                        None => std::thread::sleep(JOIN_POLL_INTERVAL),
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -155,7 +206,10 @@ pub struct GroupConsumer<T: GroupTransport> {
     config: GroupConsumerConfig,
     member_id: String,
     generation: u32,
+    /// Has a member id and a generation (its first join completed).
     joined: bool,
+    /// A join sent and not answered yet: the member owns nothing meanwhile.
+    joining: Option<PendingJoin>,
     assignment: Vec<(String, u32)>,
     positions: BTreeMap<(String, u32), u64>,
     next_partition: usize,
@@ -173,6 +227,7 @@ impl<T: GroupTransport> GroupConsumer<T> {
             member_id: String::new(),
             generation: 0,
             joined: false,
+            joining: None,
             assignment: Vec::new(),
             positions: BTreeMap::new(),
             next_partition: 0,
@@ -203,26 +258,54 @@ impl<T: GroupTransport> GroupConsumer<T> {
     }
 
     /// Joins (or joins again) and positions every assigned partition at its
-    /// committed offset, or where `offset_reset` says.
+    /// committed offset, or where `offset_reset` says. Waits for the
+    /// rebalance to complete (up to the rebalance timeout); `poll` instead
+    /// joins in the background, a little at each call.
     pub fn join(&mut self) -> Result<()> {
-        let response = loop {
-            let request = GroupRequest::Join(JoinGroup {
-                group: self.group.clone(),
-                member_id: self.member_id.clone(),
-                session_timeout_ms: self.config.session_timeout.as_millis().min(u128::from(u32::MAX)) as u32,
-                rebalance_timeout_ms: self.config.rebalance_timeout.as_millis().min(u128::from(u32::MAX)) as u32,
-                topics: self.topics.clone(),
-            });
-            match self.transport.group(request) {
-                Ok(GroupResponse::Join(response)) => break response,
-                Ok(_) => return Err(unexpected("join")),
-                // Removed by the broker (expired, or it restarted): join as new.
-                Err(error) if error.code() == Some(ErrorCode::UnknownMemberId) && !self.member_id.is_empty() => {
-                    self.member_id.clear();
-                }
-                Err(error) => return Err(error),
+        if self.joining.is_none() {
+            self.begin_join()?;
+        }
+        while !self.finish_join(self.config.rebalance_timeout)? {}
+        Ok(())
+    }
+
+    /// Sends a JoinGroup without waiting for it. Until it is answered the
+    /// member owns no partition (the broker may give them to others).
+    fn begin_join(&mut self) -> Result<()> {
+        self.assignment.clear();
+        self.positions.clear();
+        self.next_partition = 0;
+        let request = JoinGroup {
+            group: self.group.clone(),
+            member_id: self.member_id.clone(),
+            session_timeout_ms: self.config.session_timeout.as_millis().min(u128::from(u32::MAX)) as u32,
+            rebalance_timeout_ms: self.config.rebalance_timeout.as_millis().min(u128::from(u32::MAX)) as u32,
+            topics: self.topics.clone(),
+        };
+        self.joining = Some(self.transport.start_join(request)?);
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the join in progress; true once it completed
+    /// and the member holds its new assignment.
+    fn finish_join(&mut self, timeout: Duration) -> Result<bool> {
+        let Some(pending) = self.joining.as_mut() else { return Ok(self.joined) };
+        let response = match pending.wait(timeout) {
+            Ok(Some(response)) => response,
+            Ok(None) => return Ok(false),
+            // Removed by the broker (expired, or it restarted): join as new.
+            Err(error) if error.code() == Some(ErrorCode::UnknownMemberId) && !self.member_id.is_empty() => {
+                self.member_id.clear();
+                self.joined = false;
+                self.begin_join()?;
+                return Ok(false);
+            }
+            Err(error) => {
+                self.joining = None;
+                return Err(error);
             }
         };
+        self.joining = None;
         self.member_id = response.member_id;
         self.generation = response.generation;
         self.assignment = response
@@ -245,7 +328,7 @@ impl<T: GroupTransport> GroupConsumer<T> {
         }
         self.positions = positions;
         self.next_partition = 0;
-        Ok(())
+        Ok(true)
     }
 
     fn reset_position(&mut self, topic: &str, partition: u32) -> Result<u64> {
@@ -257,9 +340,16 @@ impl<T: GroupTransport> GroupConsumer<T> {
     }
 
     /// Heartbeats when one is due; joins again when the group rebalances.
-    fn keep_membership(&mut self) -> Result<()> {
+    /// Waits for a join in progress until `deadline` at most, so a poll
+    /// returns by its timeout even in the middle of a rebalance.
+    fn keep_membership(&mut self, deadline: Instant) -> Result<()> {
+        let left = || deadline.saturating_duration_since(Instant::now());
+        if self.joining.is_some() {
+            return self.finish_join(left()).map(drop);
+        }
         if !self.joined {
-            return self.join();
+            self.begin_join()?;
+            return self.finish_join(left()).map(drop);
         }
         if self.last_heartbeat.elapsed() < self.config.heartbeat_interval {
             return Ok(());
@@ -272,7 +362,7 @@ impl<T: GroupTransport> GroupConsumer<T> {
         match self.transport.group(request) {
             Ok(_) => {
                 self.last_heartbeat = Instant::now();
-                Ok(())
+                return Ok(());
             }
             Err(error) => match error.code() {
                 Some(ErrorCode::RebalanceInProgress) => {
@@ -280,26 +370,32 @@ impl<T: GroupTransport> GroupConsumer<T> {
                         // Still this generation's owner: its commit is accepted.
                         let _ = self.commit();
                     }
-                    self.join()
                 }
+                // Dropped by the group: it owns nothing from now on.
                 Some(ErrorCode::UnknownMemberId) => {
                     self.member_id.clear();
-                    self.join()
+                    self.joined = false;
                 }
-                Some(ErrorCode::IllegalGeneration) => self.join(),
-                _ => Err(error),
+                Some(ErrorCode::IllegalGeneration) => {}
+                _ => return Err(error),
             },
         }
+        self.begin_join()?;
+        self.finish_join(left()).map(drop)
     }
 
     /// Returns records from the assigned partitions, waiting up to `max_wait`
-    /// when none are there. Heartbeats and follows rebalances on the way.
+    /// when none are there. Heartbeats and follows rebalances on the way; it
+    /// returns by `max_wait` even while a rebalance is in progress (with no
+    /// records: the member owns nothing until it has joined again).
     pub fn poll(&mut self, max_wait: Duration) -> Result<Vec<GroupRecord>> {
         let deadline = Instant::now() + max_wait;
         loop {
-            self.keep_membership()?;
+            self.keep_membership(deadline)?;
             let left = deadline.saturating_duration_since(Instant::now());
-            if self.assignment.is_empty() {
+            if self.joining.is_some() {
+                // The join waited until the deadline and is not answered yet.
+            } else if self.assignment.is_empty() {
                 std::thread::sleep(left.min(self.config.heartbeat_interval));
             } else {
                 // One pass without waiting over every partition, starting where the
@@ -387,6 +483,12 @@ impl<T: GroupTransport> GroupConsumer<T> {
     /// Commits (with `auto_commit`) and leaves the group, so the others take
     /// over its partitions at once instead of after the session timeout.
     pub fn close(mut self) -> Result<T> {
+        if self.joining.is_some() {
+            // Learn the member id the broker gave (or keeps), so leaving frees
+            // its partitions now rather than after its session expires.
+            let _ = self.finish_join(self.config.rebalance_timeout);
+            self.joining = None;
+        }
         if self.joined {
             // Leave even when the commit failed, so the others do not wait for
             // this member's session to expire; report the commit's error first.

@@ -5,14 +5,14 @@ use super::{
     client_and_topic, client_error, fail, free_box, handle, rmq_client, rmq_fetch, rmq_result, text, Transport,
 };
 use crate::client::group::{
-    describe_group, GroupConsumer, GroupConsumerConfig, GroupRecord, GroupTransport, OffsetReset,
+    describe_group, GroupConsumer, GroupConsumerConfig, GroupRecord, GroupTransport, OffsetReset, PendingJoin,
 };
 use crate::client::share::{ShareConsumer, ShareConsumerConfig, ShareRecord, ShareTransport};
 use crate::client::{Client, ClientError, FetchResult};
 use crate::embedded::EmbeddedClient;
 use crate::groups::share::AckKind;
 use crate::protocol::fetch::FetchRequest;
-use crate::protocol::group::{GroupDescription, GroupListing, GroupRequest, GroupResponse};
+use crate::protocol::group::{GroupDescription, GroupListing, GroupRequest, GroupResponse, JoinGroup};
 use crate::protocol::offsets::ListOffsetsResponse;
 use crate::protocol::share::{ShareAckRequest, ShareFetchRequest, ShareFetchResponse};
 use crate::protocol::ErrorCode;
@@ -78,6 +78,12 @@ impl GroupTransport for Own {
         match self {
             Own::Tcp(client) => GroupTransport::group(client.as_mut(), request),
             Own::Embedded(client) => GroupTransport::group(client, request),
+        }
+    }
+    fn start_join(&mut self, join: JoinGroup) -> crate::client::Result<PendingJoin> {
+        match self {
+            Own::Tcp(client) => GroupTransport::start_join(client.as_mut(), join),
+            Own::Embedded(client) => GroupTransport::start_join(client, join),
         }
     }
     fn list_groups(&mut self) -> crate::client::Result<Vec<GroupListing>> {

@@ -129,6 +129,38 @@ class GroupBehaviour:
         )
         self.assertEqual(description.lag, 0)
 
+    def test_two_members_polled_from_one_thread_settle_on_a_split(self):
+        # Issue 12, item 2: each poll blocked in its join until the rebalance
+        # timeout, the other member was dropped meanwhile, and both owned
+        # every partition for ever.
+        topic = self.new_topic(partitions=3)
+        group = unique("one-thread")
+        options = dict(session_timeout_ms=10_000, rebalance_timeout_ms=3_000, heartbeat_interval_ms=100)
+        a = self.client.group_consumer(group, [topic], **options)
+        b = self.client.group_consumer(group, [topic], **options)
+        deadline = time.monotonic() + 2.5  # inside the rebalance timeout
+        while True:
+            for member in (a, b):
+                started = time.monotonic()
+                member.poll(0.05)
+                self.assertLess(time.monotonic() - started, 1.0, "a poll returns by its timeout")
+            if (
+                a.generation > 0
+                and a.generation == b.generation
+                and a.assignment_len > 0
+                and b.assignment_len > 0
+                and a.assignment_len + b.assignment_len == 3
+            ):
+                break
+            self.assertLess(time.monotonic(), deadline, "no split: %d / %d" % (a.assignment_len, b.assignment_len))
+        self.assertEqual(self.client.describe_group(group).members, 2)
+        b.close()
+        deadline = time.monotonic() + 2.5
+        while a.assignment_len != 3:
+            a.poll(0.05)
+            self.assertLess(time.monotonic(), deadline, "the survivor did not take over")
+        a.close()
+
     def test_committed_offsets_resume_after_close_and_reopen(self):
         topic = self.new_topic(partitions=2)
         produce_numbered(self.client, topic, 0, 5)
@@ -208,10 +240,11 @@ class GroupBehaviour:
             self.client.group_consumer(unique("g"), [topic], session_timeout_ms=-1)
         with self.assertRaises(TypeError):
             self.client.group_consumer(unique("g"), [42])
-        # The broker refuses an invalid group name when the member joins.
+        # The broker refuses an invalid group name when the member joins: at
+        # once, so the first poll that waits at all reports it.
         with self.client.group_consumer("", [topic]) as consumer:
             with self.assertRaises(ringmq.InvalidArgumentError):
-                consumer.poll(0)
+                consumer.poll(1.0)
         with self.assertRaises(ringmq.UnknownTopicError):
             self.client.share_consumer(unique("workers"), unique("missing"))
         with self.assertRaises(ringmq.InvalidArgumentError):
