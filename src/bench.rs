@@ -558,7 +558,7 @@ pub fn run(config: BenchConfig) -> Result<BenchReport, String> {
     };
     let result = run_on(&config, &target);
     if let Some(broker) = broker {
-        broker.close()?;
+        broker.close().map_err(|error| error.to_string())?;
     }
     if let Some(dir) = temporary {
         let _ = std::fs::remove_dir_all(dir);

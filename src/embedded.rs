@@ -18,14 +18,18 @@ use crate::protocol::fetch::FetchRequest;
 use crate::protocol::group::{GroupListing, GroupRequest, GroupResponse};
 use crate::protocol::offsets::{ListOffsetsRequest, ListOffsetsResponse};
 use crate::protocol::share::{ShareAckRequest, ShareFetchRequest, ShareFetchResponse};
-use crate::protocol::topic::{RETENTION_DEFAULT, RETENTION_UNLIMITED};
+use crate::protocol::topic::CreateTopicRequest;
 use crate::protocol::ErrorCode;
-use crate::server::catalog::{owner, TopicConfig};
 use crate::server::completion::Completion;
-use crate::server::shard::{FetchData, Message, Op, Origin, Reply};
-use crate::server::{self, ServerConfig, ServerHandle, Shared};
+use crate::server::message::{FetchData, Message, Op, Origin, Reply};
+use crate::server::service::{self, Destination};
+use crate::server::{self, ServerConfig, ServerHandle, ShardError, Shared};
 use bytes::BytesMut;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+/// Where an op that runs on any shard is posted.
+const ANY_SHARD: u16 = 0;
 
 /// A broker running inside this process.
 pub struct Broker {
@@ -51,7 +55,7 @@ impl Broker {
 
     /// Shuts down as gracefully as the server: finishes in-flight requests,
     /// syncs and closes every partition.
-    pub fn close(self) -> std::result::Result<(), String> {
+    pub fn close(self) -> std::result::Result<(), ShardError> {
         self.handle.shutdown()
     }
 }
@@ -72,13 +76,14 @@ impl PendingFetch {
 
     /// Waits for the answer (spinning in busy-poll mode).
     pub fn wait(self) -> Result<FetchResult> {
-        match self.completion.wait(self.busy_poll) {
-            Reply::Fetch(Ok(FetchData { high_watermark, earliest, records })) => {
-                Ok(FetchResult { high_watermark, earliest, records })
-            }
-            Reply::Fetch(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, self.context)),
-            _ => Err(server_error(ErrorCode::Internal, self.context)),
-        }
+        fetch_result(self.completion.wait(self.busy_poll), &self.context)
+    }
+}
+
+fn fetch_result(reply: Reply, context: &str) -> Result<FetchResult> {
+    match reply.into_fetch() {
+        Ok(FetchData { high_watermark, earliest, records }) => Ok(FetchResult { high_watermark, earliest, records }),
+        Err(code) => Err(server_error(code, context)),
     }
 }
 
@@ -99,11 +104,7 @@ impl PendingGroup {
         }
         // READY: `wait` returns at once, without parking.
         let reply = self.completion.take()?.wait(false);
-        Some(match reply {
-            Reply::Group(Ok(response)) => Ok(response),
-            Reply::Group(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, &self.context)),
-            _ => Err(server_error(ErrorCode::Internal, &self.context)),
-        })
+        Some(reply.into_group().map_err(|code| server_error(code, &self.context)))
     }
 }
 
@@ -117,20 +118,43 @@ fn server_error(code: ErrorCode, context: impl Into<String>) -> ClientError {
     ClientError::Server { code: code as u16, context: context.into() }
 }
 
+/// A refusal before the op ran: an unknown partition is the client's
+/// `UnknownTopic`, as the TCP client reports it from its metadata.
+fn refused(code: ErrorCode, context: impl Into<String>) -> ClientError {
+    match code {
+        ErrorCode::UnknownTopicOrPartition => ClientError::UnknownTopic(context.into()),
+        code => server_error(code, context),
+    }
+}
+
 impl EmbeddedClient {
-    /// Runs `op` on `shard` and waits for its reply (ShuttingDown once the
-    /// broker is closed).
-    fn call(&self, shard: u16, op: Op) -> Reply {
+    /// Posts `op` to the shard the service says it runs on; the completion
+    /// gets its reply.
+    fn post(&self, op: Op, context: &str) -> Result<Arc<Completion<Reply>>> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Err(server_error(ErrorCode::ShuttingDown, context));
+        }
+        let catalog = self.shared.catalog.snapshot();
+        let shard = match service::destination(&catalog, self.shard_count(), &op) {
+            Ok(Destination::Shard(shard)) => shard,
+            Ok(Destination::Any) => ANY_SHARD,
+            Err(code) => return Err(refused(code, context)),
+        };
         let completion = Arc::new(Completion::for_current_thread());
         let message = Message::Request { origin: Origin::External(completion.clone()), op };
         if !self.shared.post_external(shard, message) {
-            return Reply::Done(Err(ErrorCode::ShuttingDown));
+            return Err(server_error(ErrorCode::ShuttingDown, context));
         }
-        completion.wait(self.shared.config.busy_poll)
+        Ok(completion)
+    }
+
+    /// Runs `op` and waits for its reply (spinning in busy-poll mode).
+    fn call(&self, op: Op, context: &str) -> Result<Reply> {
+        Ok(self.post(op, context)?.wait(self.shared.config.busy_poll))
     }
 
     fn check_open(&self, context: &str) -> Result<()> {
-        if self.shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.shared.closed.load(Ordering::SeqCst) {
             return Err(server_error(ErrorCode::ShuttingDown, context));
         }
         Ok(())
@@ -140,28 +164,6 @@ impl EmbeddedClient {
         self.shared.mailboxes.len() as u16
     }
 
-    fn route(&self, topic: &str, partition: u32) -> Result<u16> {
-        let catalog = self.shared.catalog.snapshot();
-        match catalog.topics.get(topic) {
-            Some(config) if partition < config.partitions => Ok(owner(topic, partition, self.shard_count())),
-            _ => Err(ClientError::UnknownTopic(format!("{topic}/{partition}"))),
-        }
-    }
-
-    fn on_owners(&self, topic: &TopicConfig, op: impl Fn() -> Op) -> std::result::Result<(), ErrorCode> {
-        let mut owners: Vec<u16> = (0..topic.partitions).map(|p| owner(&topic.name, p, self.shard_count())).collect();
-        owners.sort_unstable();
-        owners.dedup();
-        for shard in owners {
-            match self.call(shard, op()) {
-                Reply::Done(Ok(())) => {}
-                Reply::Done(Err(code)) => return Err(code),
-                _ => return Err(ErrorCode::Internal),
-            }
-        }
-        Ok(())
-    }
-
     pub fn create_topic(
         &self,
         name: &str,
@@ -169,54 +171,19 @@ impl EmbeddedClient {
         retention_ms: Retention,
         retention_bytes: Retention,
     ) -> Result<()> {
-        let resolve = |value: Retention, default: Option<u64>| match value {
-            Retention::Default => default,
-            Retention::Unlimited => None,
-            Retention::Limit(limit) => Some(limit),
-        };
-        let config = &self.shared.config;
-        let topic = TopicConfig {
+        let context = format!("create topic {name}");
+        let request = CreateTopicRequest {
             name: name.into(),
             partitions,
-            retention_ms: resolve(retention_ms, config.retention_ms),
-            retention_bytes: resolve(retention_bytes, config.retention_bytes),
-            created_at_ms: crate::log::partition::now_ms(),
+            retention_ms: retention_ms.to_wire(),
+            retention_bytes: retention_bytes.to_wire(),
         };
-        let context = format!("create topic {name}");
-        self.check_open(&context)?;
-        // As the server's create: files, partitions on their owners, then publish.
-        let catalog = &self.shared.catalog;
-        let topic = catalog.begin_create(topic).map_err(|code| server_error(code, &context))?;
-        if let Err(code) = self.on_owners(&topic, || Op::OpenTopic(topic.clone())) {
-            let moved = catalog.abandon_created(&topic.name);
-            let _ = self.on_owners(&topic, || Op::ClosePartitions(topic.name.clone()));
-            if let Ok(dir) = moved {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            return Err(server_error(code, context));
-        }
-        catalog.publish_created(&topic);
-        Ok(())
+        self.call(Op::CreateTopic(request), &context)?.into_done().map_err(|code| server_error(code, context))
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         let context = format!("delete topic {name}");
-        self.check_open(&context)?;
-        // As the server's delete: close the partitions, unpublish and move the
-        // directory, then forget offsets and share state on every shard.
-        let catalog = &self.shared.catalog;
-        let topic = catalog.begin_delete(name).map_err(|code| server_error(code, &context))?;
-        let mut result = self.on_owners(&topic, || Op::ClosePartitions(topic.name.clone()));
-        let moved_to = catalog.finish_delete(name).map_err(|code| server_error(code, &context))?;
-        for shard in 0..self.shard_count() {
-            match self.call(shard, Op::ForgetTopic(topic.name.clone())) {
-                Reply::Done(Ok(())) => {}
-                Reply::Done(Err(code)) => result = Err(code),
-                _ => result = Err(ErrorCode::Internal),
-            }
-        }
-        let _ = std::fs::remove_dir_all(moved_to);
-        result.map_err(|code| server_error(code, context))
+        self.call(Op::DeleteTopic(name.into()), &context)?.into_done().map_err(|code| server_error(code, context))
     }
 
     /// Topic names with their partition counts and retention (`RETENTION_UNLIMITED`
@@ -224,12 +191,12 @@ impl EmbeddedClient {
     /// A closed broker answers `ShuttingDown`, as every other call does.
     pub fn topics(&self) -> Result<Vec<(String, u32, i64, i64)>> {
         self.check_open("list topics")?;
-        let wire = |value: Option<u64>| value.map_or(RETENTION_UNLIMITED, |v| v.min(i64::MAX as u64) as i64);
         let catalog = self.shared.catalog.snapshot();
-        Ok(catalog
+        let metadata = service::metadata(&self.shared, &catalog, &[]);
+        Ok(metadata
             .topics
-            .values()
-            .map(|t| (t.name.clone(), t.partitions, wire(t.retention_ms), wire(t.retention_bytes)))
+            .into_iter()
+            .map(|t| (t.name, t.partition_shards.len() as u32, t.retention_ms, t.retention_bytes))
             .collect())
     }
 
@@ -242,138 +209,77 @@ impl EmbeddedClient {
     /// Appends one batch; returns its base offset once acknowledged as `acks`
     /// asks (`None` with acks none, which returns as soon as the batch is queued).
     pub fn produce(&self, topic: &str, partition: u32, batch: BytesMut, acks: Acks) -> Result<Option<u64>> {
-        let shard = self.route(topic, partition)?;
-        let op = Op::Produce { topic: topic.into(), partition, batch, acks };
+        let context = format!("produce to {topic}/{partition}");
+        let completion = self.post(Op::Produce { topic: topic.into(), partition, batch, acks }, &context)?;
         if acks == Acks::None {
-            let completion = Arc::new(Completion::for_current_thread());
-            if !self.shared.post_external(shard, Message::Request { origin: Origin::External(completion), op }) {
-                return Err(server_error(ErrorCode::ShuttingDown, format!("produce to {topic}/{partition}")));
-            }
             return Ok(None);
         }
-        match self.call(shard, op) {
-            Reply::Produce(Ok(base_offset)) => Ok(Some(base_offset)),
-            Reply::Produce(Err(code)) | Reply::Done(Err(code)) => {
-                Err(server_error(code, format!("produce to {topic}/{partition}")))
-            }
-            _ => Err(server_error(ErrorCode::Internal, "produce")),
-        }
+        let reply = completion.wait(self.shared.config.busy_poll);
+        reply.into_produce().map(Some).map_err(|code| server_error(code, context))
     }
 
     /// Whole stored batches from `offset`; waits up to `max_wait_ms` for at least
     /// `min_bytes`.
     pub fn fetch(&self, request: FetchRequest) -> Result<FetchResult> {
-        let shard = self.route(&request.topic, request.partition)?;
         let context = format!("fetch {}/{} at {}", request.topic, request.partition, request.offset);
-        match self.call(shard, Op::Fetch(request)) {
-            Reply::Fetch(Ok(FetchData { high_watermark, earliest, records })) => {
-                Ok(FetchResult { high_watermark, earliest, records })
-            }
-            Reply::Fetch(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, context)),
-            _ => Err(server_error(ErrorCode::Internal, context)),
-        }
+        fetch_result(self.call(Op::Fetch(request), &context)?, &context)
     }
 
     /// Starts a fetch and returns at once; [`PendingFetch::wait`] gets its
     /// answer. A consumer thread can keep its long poll waiting at the shard
     /// while it does other work (the single-thread end-to-end benchmark).
     pub fn fetch_async(&self, request: FetchRequest) -> Result<PendingFetch> {
-        let shard = self.route(&request.topic, request.partition)?;
         let context = format!("fetch {}/{} at {}", request.topic, request.partition, request.offset);
-        let completion = Arc::new(Completion::for_current_thread());
-        let message = Message::Request { origin: Origin::External(completion.clone()), op: Op::Fetch(request) };
-        if !self.shared.post_external(shard, message) {
-            return Err(server_error(ErrorCode::ShuttingDown, context));
-        }
+        let completion = self.post(Op::Fetch(request), &context)?;
         Ok(PendingFetch { completion, busy_poll: self.shared.config.busy_poll, context })
     }
 
     /// Earliest (-2), latest (-1) or the first offset at or after a timestamp.
     pub fn list_offsets(&self, topic: &str, partition: u32, query: i64) -> Result<ListOffsetsResponse> {
-        let shard = self.route(topic, partition)?;
         let context = format!("list offsets of {topic}/{partition}");
-        if query < RETENTION_DEFAULT {
-            return Err(ClientError::InvalidArgument(format!("offset query {query}")));
-        }
-        match self.call(shard, Op::ListOffsets(ListOffsetsRequest { topic: topic.into(), partition, query })) {
-            Reply::Offsets(Ok(response)) => Ok(response),
-            Reply::Offsets(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, context)),
-            _ => Err(server_error(ErrorCode::Internal, context)),
-        }
+        let op = Op::ListOffsets(ListOffsetsRequest { topic: topic.into(), partition, query });
+        self.call(op, &context)?.into_offsets().map_err(|code| server_error(code, context))
     }
 
     /// A consumer-group request, answered by the group's coordinating shard.
     pub fn group(&self, request: GroupRequest) -> Result<GroupResponse> {
-        self.check_open("group request")?;
         let context = format!("group request for {}", request.group());
-        let shard = crate::groups::coordinator(request.group(), self.shard_count());
-        match self.call(shard, Op::Group(request)) {
-            Reply::Group(Ok(response)) => Ok(response),
-            Reply::Group(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, context)),
-            _ => Err(server_error(ErrorCode::Internal, context)),
-        }
+        self.call(Op::Group(request), &context)?.into_group().map_err(|code| server_error(code, context))
     }
 
     /// Starts a group request on the group's coordinator and returns without
     /// waiting for its answer.
     pub fn start_group(&self, request: GroupRequest) -> Result<PendingGroup> {
-        self.check_open("group request")?;
         let context = format!("group request for {}", request.group());
-        let shard = crate::groups::coordinator(request.group(), self.shard_count());
-        let completion = Arc::new(Completion::for_current_thread());
-        let message = Message::Request { origin: Origin::External(completion.clone()), op: Op::Group(request) };
-        if !self.shared.post_external(shard, message) {
-            return Err(server_error(ErrorCode::ShuttingDown, context));
-        }
+        let completion = self.post(Op::Group(request), &context)?;
         Ok(PendingGroup { completion: Some(completion), context })
     }
 
     /// Every group, of every shard, sorted by name.
     pub fn list_groups(&self) -> Result<Vec<GroupListing>> {
-        self.check_open("list groups")?;
-        let mut groups = Vec::new();
-        for shard in 0..self.shard_count() {
-            match self.call(shard, Op::ListGroups) {
-                Reply::Groups(listed) => groups.extend(listed),
-                Reply::Done(Err(code)) => return Err(server_error(code, "list groups")),
-                _ => return Err(server_error(ErrorCode::Internal, "list groups")),
-            }
-        }
-        Ok(crate::server::coordinator::merge_listings(groups))
+        let context = "list groups";
+        self.call(Op::ListGroups, context)?.into_groups().map_err(|code| server_error(code, context))
     }
 
     /// A producer id and epoch for idempotent produce (see
     /// [`crate::client::Client::init_producer_id`]).
     pub fn init_producer_id(&self, name: &str) -> Result<(i64, i16)> {
-        self.check_open("init producer id")?;
-        match self.call(crate::server::coordinator::PRODUCER_ID_SHARD, Op::InitProducerId(name.into())) {
-            Reply::ProducerId(Ok(id)) => Ok(id),
-            Reply::ProducerId(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, "init producer id")),
-            _ => Err(server_error(ErrorCode::Internal, "init producer id")),
-        }
+        let context = "init producer id";
+        self.call(Op::InitProducerId(name.into()), context)?
+            .into_producer_id()
+            .map_err(|code| server_error(code, context))
     }
 
     /// Receives records from a share group under a lease (see [`crate::client::share`]).
     pub fn share_fetch(&self, request: ShareFetchRequest) -> Result<ShareFetchResponse> {
-        self.check_open("share fetch")?;
-        let shard = self.route(&request.topic, request.partition)?;
         let context = format!("share fetch {}/{} for {}", request.topic, request.partition, request.group);
-        match self.call(shard, Op::ShareFetch(request)) {
-            Reply::ShareFetch(Ok(response)) => Ok(response),
-            Reply::ShareFetch(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, context)),
-            _ => Err(server_error(ErrorCode::Internal, context)),
-        }
+        self.call(Op::ShareFetch(request), &context)?.into_share_fetch().map_err(|code| server_error(code, context))
     }
 
     /// Acknowledges share-group records; one error code per range.
     pub fn share_acknowledge(&self, request: ShareAckRequest) -> Result<Vec<u16>> {
-        self.check_open("share acknowledge")?;
-        let shard = self.route(&request.topic, request.partition)?;
         let context = format!("share acknowledge {}/{} for {}", request.topic, request.partition, request.group);
-        match self.call(shard, Op::ShareAck(request)) {
-            Reply::ShareAck(Ok(errors)) => Ok(errors.into_iter().map(|e| e as u16).collect()),
-            Reply::ShareAck(Err(code)) | Reply::Done(Err(code)) => Err(server_error(code, context)),
-            _ => Err(server_error(ErrorCode::Internal, context)),
-        }
+        let errors = self.call(Op::ShareAck(request), &context)?.into_share_ack();
+        errors.map(|errors| errors.into_iter().map(|e| e as u16).collect()).map_err(|code| server_error(code, context))
     }
 }

@@ -325,10 +325,21 @@ pub unsafe extern "C" fn rmq_broker_close(broker: *mut rmq_broker) -> rmq_result
         let handle = unsafe { Box::from_raw(broker) };
         let broker = handle.broker.lock().unwrap_or_else(|p| p.into_inner()).take();
         match broker.map(Broker::close) {
-            Some(Err(message)) => fail(rmq_result::RMQ_ERROR_STORAGE, message),
+            Some(Err(error)) => fail(shard_error_result(&error), error.to_string()),
             _ => rmq_result::RMQ_OK,
         }
     })
+}
+
+/// The code of a shard's failure at shutdown: a disk error is STORAGE, a
+/// panicked shard thread PANIC.
+fn shard_error_result(error: &crate::server::ShardError) -> rmq_result {
+    use crate::server::ShardError;
+    match error {
+        ShardError::Panicked { .. } => rmq_result::RMQ_PANIC,
+        ShardError::Runtime(_) => rmq_result::RMQ_ERROR_START,
+        _ => rmq_result::RMQ_ERROR_STORAGE,
+    }
 }
 
 enum Transport {

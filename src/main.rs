@@ -357,7 +357,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let _ = std::io::stdout().flush();
     let signal = server::wait_for_signal();
     eprintln!("ringmq: signal {signal}: shutting down");
-    handle.shutdown()?;
+    handle.shutdown().map_err(|error| error.to_string())?;
     eprintln!("ringmq: stopped cleanly");
     Ok(())
 }

@@ -288,7 +288,7 @@ pub enum Retention {
 }
 
 impl Retention {
-    fn to_wire(self) -> i64 {
+    pub(crate) fn to_wire(self) -> i64 {
         match self {
             Retention::Default => RETENTION_DEFAULT,
             Retention::Unlimited => RETENTION_UNLIMITED,

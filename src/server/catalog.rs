@@ -164,6 +164,38 @@ pub struct Catalog {
     pub topics: BTreeMap<String, Arc<TopicConfig>>,
 }
 
+impl Catalog {
+    /// The owner of a partition, if it exists: the one routing rule of every
+    /// front end.
+    pub fn route(&self, topic: &str, partition: u32, shard_count: u16) -> Result<u16, ErrorCode> {
+        match self.topics.get(topic) {
+            Some(config) if partition < config.partitions => Ok(owner(topic, partition, shard_count)),
+            _ => Err(ErrorCode::UnknownTopicOrPartition),
+        }
+    }
+}
+
+/// One thread's cached snapshot of a [`SharedCatalog`]: one atomic load per
+/// look, a new snapshot only when the version changed.
+pub(crate) struct CatalogView {
+    cached: std::cell::RefCell<(u64, Arc<Catalog>)>,
+}
+
+impl CatalogView {
+    pub fn new(source: &SharedCatalog) -> CatalogView {
+        CatalogView { cached: std::cell::RefCell::new((source.version(), source.snapshot())) }
+    }
+
+    pub fn current(&self, source: &SharedCatalog) -> Arc<Catalog> {
+        let version = source.version();
+        let mut cached = self.cached.borrow_mut();
+        if cached.0 != version {
+            *cached = (version, source.snapshot());
+        }
+        cached.1.clone()
+    }
+}
+
 /// The catalog shared by all shards.
 pub struct SharedCatalog {
     data_dir: PathBuf,

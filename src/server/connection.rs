@@ -5,7 +5,7 @@
 //! for its fsync round does not stop the next request from being appended.
 
 use super::dispatch::{self, ResponseFuture};
-use super::shard::ShardContext;
+use super::handle::ShardHandle;
 use crate::io::Stream;
 use crate::protocol::{self, ErrorCode, FrameCheck};
 use bytes::BytesMut;
@@ -32,14 +32,14 @@ struct InFlight {
     _bytes: OwnedSemaphorePermit,
 }
 
-pub(crate) async fn serve(context: Rc<ShardContext>, stream: Rc<Stream>) {
+pub(crate) async fn serve(context: Rc<ShardHandle>, stream: Rc<Stream>) {
     let (sender, receiver) = mpsc::unbounded_channel::<InFlight>();
     let writer = crate::io::spawn_local(write_responses(stream.clone(), receiver));
     read_requests(&context, &stream, sender).await;
     let _ = writer.await;
 }
 
-async fn read_requests(context: &Rc<ShardContext>, stream: &Stream, sender: mpsc::UnboundedSender<InFlight>) {
+async fn read_requests(context: &Rc<ShardHandle>, stream: &Stream, sender: mpsc::UnboundedSender<InFlight>) {
     let count = Arc::new(Semaphore::new(IN_FLIGHT_REQUESTS_MAX));
     let bytes = Arc::new(Semaphore::new(IN_FLIGHT_UNITS_MAX));
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);

@@ -9,9 +9,12 @@
 //! classic protocol stores it): after a restart members get UnknownMemberId
 //! and join again, as new members.
 
-use super::shard::{Op, Reply, ShardContext};
+use super::error::StateError;
+use super::handle::ShardHandle;
+use super::message::{Op, Reply};
+use super::service::PRODUCER_ID_SHARD;
 use crate::groups::consumer::{ConsumerGroup, JoinArgs, State};
-use crate::groups::state_log::{frame_record, StateLog};
+use crate::groups::state_log::{frame_record, StateLog, STATE_RECORD_HEADER_BYTES};
 use crate::groups::{group_dir, OffsetRecord, GROUPS_DIR, GROUPS_PER_SHARD_MAX, OFFSETS_FILE};
 use crate::io::{FileStorage, Storage};
 use crate::log::partition::now_ms;
@@ -30,6 +33,14 @@ use tokio::sync::Notify;
 
 /// How often a shard checks its groups' sessions and rebalance deadlines.
 pub const GROUP_TICK: Duration = Duration::from_millis(50);
+/// Bytes of a framed offset record besides its topic and metadata: the
+/// record header, kind u8, two string lengths u16, partition u32, offset and
+/// commit time i64 (for the compaction check).
+const OFFSET_RECORD_FIXED_BYTES: u64 = STATE_RECORD_HEADER_BYTES as u64 + 1 + 2 + 4 + 8 + 2 + 8;
+/// Directory levels of `groups/<group>/offsets.log` whose entries a first
+/// commit makes durable (the file's, the group's, and `groups` in the data
+/// directory).
+const OFFSETS_FILE_DEPTH: usize = 3;
 
 pub(crate) struct GroupSlot {
     pub group: RefCell<ConsumerGroup>,
@@ -90,31 +101,32 @@ impl Groups {
     }
 }
 
-impl ShardContext {
-    fn partitions_of(&self) -> impl Fn(&str) -> u32 {
-        let catalog = self.catalog();
-        move |topic: &str| catalog.topics.get(topic).map_or(0, |t| t.partitions)
-    }
+/// Partition counts by topic name, from the current catalog.
+fn partitions_of(handle: &ShardHandle) -> impl Fn(&str) -> u32 {
+    let catalog = handle.catalog();
+    move |topic: &str| catalog.topics.get(topic).map_or(0, |t| t.partitions)
+}
 
+impl Groups {
     /// Loads the groups this shard coordinates from `DATA_DIR/groups/`.
-    pub(crate) async fn load_groups(&self) -> Result<(), String> {
-        let root = self.shared.config.data_dir.join(GROUPS_DIR);
+    pub(crate) async fn load(&self, handle: &ShardHandle) -> Result<(), StateError> {
+        let root = handle.shared.config.data_dir.join(GROUPS_DIR);
         let storage = FileStorage::new();
         let names = match storage.list_dir(&root) {
             Ok(names) => names,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(error) => return Err(format!("cannot list {}: {error}", root.display())),
+            Err(error) => return Err(StateError::new(format!("cannot list {}", root.display()), error)),
         };
         for name in names {
-            if !valid_topic_name(&name) || crate::groups::coordinator(&name, self.shard_count()) != self.id {
+            if !valid_topic_name(&name) || crate::groups::coordinator(&name, handle.shard_count()) != handle.id {
                 continue;
             }
-            let path = group_dir(&self.shared.config.data_dir, &name).join(OFFSETS_FILE);
+            let path = group_dir(&handle.shared.config.data_dir, &name).join(OFFSETS_FILE);
             if !path.exists() {
                 continue;
             }
             let (mut log, records) = StateLog::open(storage.clone(), &path)
-                .map_err(|error| format!("cannot open the offsets of group {name}: {error}"))?;
+                .map_err(|error| StateError::new(format!("cannot open the offsets of group {name}"), error))?;
             let mut group = ConsumerGroup::default();
             for payload in &records {
                 match OffsetRecord::decode(payload) {
@@ -130,33 +142,33 @@ impl ShardContext {
             }
             // A topic deleted while this shard was down (a crash during the
             // delete): its offsets must not reach a topic created again later.
-            let catalog = self.catalog();
+            let catalog = handle.catalog();
             let before = group.offsets.len();
             group.offsets.retain(|(topic, _), _| catalog.topics.contains_key(topic));
             if group.offsets.len() != before {
                 let live = framed_offsets(&group.offsets, now_ms());
                 log.rewrite(&live)
                     .await
-                    .map_err(|error| format!("cannot compact the offsets of group {name}: {error}"))?;
+                    .map_err(|error| StateError::new(format!("cannot compact the offsets of group {name}"), error))?;
             }
-            self.groups.slots.borrow_mut().insert(name, Rc::new(GroupSlot::new(group, Some(log))));
+            self.slots.borrow_mut().insert(name, Rc::new(GroupSlot::new(group, Some(log))));
         }
         Ok(())
     }
 
     /// Expires sessions and completes rebalances whose deadline passed.
-    pub(crate) async fn run_group_timers(self: Rc<Self>) {
+    pub(crate) async fn run_timers(self: Rc<Self>, handle: Rc<ShardHandle>) {
         // Topics are compared with the groups' assignments only when the
         // catalog changed (creations and deletions), not on every tick.
-        let mut catalog_version = self.shared.catalog.version();
-        let empty_retention = Duration::from_millis(self.shared.config.empty_group_retention_ms);
-        while !self.is_stopping() {
+        let mut catalog_version = handle.shared.catalog.version();
+        let empty_retention = Duration::from_millis(handle.shared.config.empty_group_retention_ms);
+        while !handle.is_stopping() {
             crate::io::sleep(GROUP_TICK).await;
             let now = Instant::now();
-            let partitions_of = self.partitions_of();
-            let version = self.shared.catalog.version();
+            let partitions_of = partitions_of(&handle);
+            let version = handle.shared.catalog.version();
             let topics_changed = std::mem::replace(&mut catalog_version, version) != version;
-            for (name, slot) in self.groups.all() {
+            for (name, slot) in self.all() {
                 let mut group = slot.group.borrow_mut();
                 // A group nobody is in that holds no committed offset is listed
                 // (Empty) for `empty_group_retention_ms`, as Kafka keeps one
@@ -171,7 +183,7 @@ impl ShardContext {
                         && slot.store.try_lock().is_ok_and(|store| store.is_none())
                     {
                         drop(group);
-                        self.groups.slots.borrow_mut().remove(&name);
+                        self.slots.borrow_mut().remove(&name);
                         continue;
                     }
                 } else {
@@ -190,9 +202,8 @@ impl ShardContext {
         }
     }
 
-    pub(crate) fn list_groups(&self) -> Vec<GroupListing> {
-        self.groups
-            .all()
+    pub(crate) fn list(&self) -> Vec<GroupListing> {
+        self.all()
             .into_iter()
             .map(|(name, slot)| {
                 let group = slot.group.borrow();
@@ -207,30 +218,34 @@ impl ShardContext {
     }
 
     /// Answers a group request on the group's coordinator (this shard).
-    pub(crate) async fn group_request(self: Rc<Self>, request: GroupRequest) -> Result<GroupResponse, ErrorCode> {
+    pub(crate) async fn request(
+        &self,
+        handle: &Rc<ShardHandle>,
+        request: GroupRequest,
+    ) -> Result<GroupResponse, ErrorCode> {
         if !valid_topic_name(request.group()) {
             return Err(ErrorCode::InvalidGroupId);
         }
         match request {
-            GroupRequest::Join(join) => self.join(join).await.map(GroupResponse::Join),
+            GroupRequest::Join(join) => self.join(handle, join).await.map(GroupResponse::Join),
             GroupRequest::Heartbeat { group, member_id, generation } => {
-                let slot = self.groups.get(&group).ok_or(ErrorCode::UnknownMemberId)?;
+                let slot = self.get(&group).ok_or(ErrorCode::UnknownMemberId)?;
                 let result = slot.group.borrow_mut().heartbeat(&member_id, generation, Instant::now());
                 result.map(|()| GroupResponse::Empty)
             }
             GroupRequest::Leave { group, member_id } => {
-                let slot = self.groups.get(&group).ok_or(ErrorCode::UnknownMemberId)?;
+                let slot = self.get(&group).ok_or(ErrorCode::UnknownMemberId)?;
                 let now = Instant::now();
                 let mut state = slot.group.borrow_mut();
                 state.leave(&member_id, now)?;
-                if state.try_complete(now, &self.partitions_of()) {
+                if state.try_complete(now, &partitions_of(handle)) {
                     slot.changed.notify_waiters();
                 }
                 Ok(GroupResponse::Empty)
             }
-            GroupRequest::Commit(commit) => self.commit(commit).await.map(|()| GroupResponse::Empty),
+            GroupRequest::Commit(commit) => self.commit(handle, commit).await.map(|()| GroupResponse::Empty),
             GroupRequest::Fetch { group, partitions } => {
-                let Some(slot) = self.groups.get(&group) else {
+                let Some(slot) = self.get(&group) else {
                     let none = partitions.into_iter().map(|(topic, partition)| CommittedOffset {
                         topic,
                         partition,
@@ -252,11 +267,11 @@ impl ShardContext {
                 };
                 Ok(GroupResponse::Offsets(offsets))
             }
-            GroupRequest::Describe { group } => self.describe(&group).await.map(GroupResponse::Describe),
+            GroupRequest::Describe { group } => self.describe(handle, &group).await.map(GroupResponse::Describe),
         }
     }
 
-    async fn join(self: &Rc<Self>, join: JoinGroup) -> Result<JoinResponse, ErrorCode> {
+    async fn join(&self, handle: &Rc<ShardHandle>, join: JoinGroup) -> Result<JoinResponse, ErrorCode> {
         if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&join.session_timeout_ms)
             || join.rebalance_timeout_ms > REBALANCE_TIMEOUT_MS_MAX
             || join.topics.iter().any(|topic| !valid_topic_name(topic))
@@ -264,14 +279,14 @@ impl ShardContext {
             return Err(ErrorCode::InvalidArgument);
         }
         let is_new = join.member_id.is_empty();
-        if !is_new && self.groups.get(&join.group).is_none() {
+        if !is_new && self.get(&join.group).is_none() {
             return Err(ErrorCode::UnknownMemberId);
         }
-        let slot = self.groups.get_or_create(&join.group)?;
+        let slot = self.get_or_create(&join.group)?;
         if is_new && slot.group.borrow().members.len() >= GROUP_MEMBERS_MAX {
             return Err(ErrorCode::ResourceLimit);
         }
-        let member_id = if is_new { self.groups.new_member_id(self.id) } else { join.member_id.clone() };
+        let member_id = if is_new { self.new_member_id(handle.id) } else { join.member_id.clone() };
         let rebalance_timeout = match join.rebalance_timeout_ms {
             0 => join.session_timeout_ms,
             ms => ms,
@@ -289,7 +304,7 @@ impl ShardContext {
             let wait = {
                 let now = Instant::now();
                 let mut group = slot.group.borrow_mut();
-                if group.try_complete(now, &self.partitions_of()) {
+                if group.try_complete(now, &partitions_of(handle)) {
                     slot.changed.notify_waiters();
                 }
                 if let Some(answer) = group.join_answer(&member_id, waiting_after) {
@@ -308,15 +323,15 @@ impl ShardContext {
                     _ => GROUP_TICK,
                 }
             };
-            if self.is_stopping() {
+            if handle.is_stopping() {
                 return Err(ErrorCode::ShuttingDown);
             }
             let _ = tokio::time::timeout(wait.max(Duration::from_millis(1)), changed).await;
         }
     }
 
-    async fn commit(&self, commit: OffsetCommit) -> Result<(), ErrorCode> {
-        let catalog = self.catalog();
+    async fn commit(&self, handle: &ShardHandle, commit: OffsetCommit) -> Result<(), ErrorCode> {
+        let catalog = handle.catalog();
         for entry in &commit.offsets {
             match catalog.topics.get(&entry.topic) {
                 Some(topic) if entry.partition < topic.partitions => {}
@@ -327,9 +342,9 @@ impl ShardContext {
             }
         }
         // A refused commit leaves no empty group behind.
-        let slot = match self.groups.get(&commit.group) {
+        let slot = match self.get(&commit.group) {
             Some(slot) => slot,
-            None if commit.member_id.is_empty() => self.groups.get_or_create(&commit.group)?,
+            None if commit.member_id.is_empty() => self.get_or_create(&commit.group)?,
             None => return Err(ErrorCode::UnknownMemberId),
         };
         slot.group.borrow_mut().may_commit(&commit.member_id, commit.generation, Instant::now())?;
@@ -356,14 +371,14 @@ impl ShardContext {
         let mut store = slot.store.lock().await;
         // Checked again under the lock: a topic deleted while this commit
         // waited has had its offsets forgotten, and must not get one back.
-        let catalog = self.catalog();
+        let catalog = handle.catalog();
         if commit.offsets.iter().any(|entry| !catalog.topics.contains_key(&entry.topic)) {
             return Err(ErrorCode::UnknownTopicOrPartition);
         }
         if store.is_none() {
-            let path = group_dir(&self.shared.config.data_dir, &commit.group).join(OFFSETS_FILE);
+            let path = group_dir(&handle.shared.config.data_dir, &commit.group).join(OFFSETS_FILE);
             let (log, _) = StateLog::open(FileStorage::new(), &path).map_err(|error| {
-                eprintln!("ringmq: shard {}: cannot create {}: {error}", self.id, path.display());
+                eprintln!("ringmq: shard {}: cannot create {}: {error}", handle.id, path.display());
                 storage_error(&error)
             })?;
             *store = Some(log);
@@ -371,13 +386,13 @@ impl ShardContext {
         let Some(log) = store.as_mut() else { return Err(ErrorCode::Internal) };
         log.write(&framed).map_err(|error| storage_error(&error))?;
         if let Err(error) = log.sync().await {
-            eprintln!("ringmq: shard {}: syncing the offsets of group {} failed: {error}", self.id, commit.group);
+            eprintln!("ringmq: shard {}: syncing the offsets of group {} failed: {error}", handle.id, commit.group);
             log.poison(&error);
             return Err(ErrorCode::StorageFailure);
         }
         // The file's entries (groups/<group>/offsets.log, and `groups` in the
         // data directory) become durable too.
-        log.make_entry_durable(3).await.map_err(|error| storage_error(&error))?;
+        log.make_entry_durable(OFFSETS_FILE_DEPTH).await.map_err(|error| storage_error(&error))?;
         let live_bytes = {
             let mut group = slot.group.borrow_mut();
             for entry in commit.offsets {
@@ -387,7 +402,9 @@ impl ShardContext {
             group
                 .offsets
                 .iter()
-                .map(|((topic, _), (_, metadata))| 41 + topic.len() as u64 + metadata.len() as u64)
+                .map(|((topic, _), (_, metadata))| {
+                    OFFSET_RECORD_FIXED_BYTES + topic.len() as u64 + metadata.len() as u64
+                })
                 .sum()
         };
         if log.wants_compaction(live_bytes) {
@@ -395,7 +412,7 @@ impl ShardContext {
             if let Err(error) = log.rewrite(&live).await {
                 eprintln!(
                     "ringmq: shard {}: compacting the offsets of group {} failed: {error}",
-                    self.id, commit.group
+                    handle.id, commit.group
                 );
             }
         }
@@ -404,8 +421,8 @@ impl ShardContext {
 
     /// Forgets the committed offsets of a deleted topic, durably (tombstones:
     /// offset -1), so a topic created again under its name starts clean.
-    pub(crate) async fn forget_topic_groups(&self, topic: &str) {
-        for (name, slot) in self.groups.all() {
+    pub(crate) async fn forget_topic(&self, handle: &ShardHandle, topic: &str) {
+        for (name, slot) in self.all() {
             // The store's lock first: a commit in flight for this topic (its
             // catalog check passed before the delete) finishes, memory and file,
             // before the tombstones go after it.
@@ -433,14 +450,14 @@ impl ShardContext {
                 Err(error) => Err(error),
             };
             if let Err(error) = result {
-                eprintln!("ringmq: shard {}: forgetting {topic} in group {name} failed: {error}", self.id);
+                eprintln!("ringmq: shard {}: forgetting {topic} in group {name} failed: {error}", handle.id);
                 log.poison(&error);
             }
         }
     }
 
-    async fn describe(self: &Rc<Self>, name: &str) -> Result<GroupDescription, ErrorCode> {
-        let Some(slot) = self.groups.get(name) else { return self.describe_share_group(name).await };
+    async fn describe(&self, handle: &Rc<ShardHandle>, name: &str) -> Result<GroupDescription, ErrorCode> {
+        let Some(slot) = self.get(name) else { return describe_share_group(handle, name).await };
         let (state, generation, members, mut partitions) = {
             let group = slot.group.borrow();
             let members: Vec<MemberDescription> = group
@@ -460,12 +477,12 @@ impl ShardContext {
         };
         let mut lags = Vec::with_capacity(partitions.len());
         for ((topic, partition), committed) in std::mem::take(&mut partitions) {
-            let (end, earliest) = match self.route(&topic, partition) {
+            let (end, earliest) = match handle.route(&topic, partition) {
                 Ok(owner) => {
                     let request = ListOffsetsRequest { topic: topic.clone(), partition, query: QUERY_LATEST };
-                    match self.submit(owner, Op::ListOffsets(request)).await.await {
-                        Reply::Offsets(Ok(offsets)) => (offsets.latest, offsets.earliest),
-                        _ => (-1, -1),
+                    match handle.submit(owner, Op::ListOffsets(request)).await.await.into_offsets() {
+                        Ok(offsets) => (offsets.latest, offsets.earliest),
+                        Err(_) => (-1, -1),
                     }
                 }
                 Err(_) => (-1, -1),
@@ -481,59 +498,37 @@ impl ShardContext {
     }
 }
 
-impl ShardContext {
-    /// A share group's state gathered from every shard (its share-partitions
-    /// live with their partitions).
-    async fn describe_share_group(self: &Rc<Self>, name: &str) -> Result<GroupDescription, ErrorCode> {
-        let mut replies = Vec::new();
-        for shard in 0..self.shard_count() {
-            replies.push(self.submit(shard, Op::ShareDescribe(name.to_owned())).await);
-        }
-        let mut share = Vec::new();
-        let mut members = std::collections::BTreeSet::new();
-        for reply in replies {
-            if let Reply::ShareDescribe(states, seen) = reply.await {
-                share.extend(states);
-                members.extend(seen);
-            }
-        }
-        if share.is_empty() {
-            return Err(ErrorCode::UnknownGroup);
-        }
-        share.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-        Ok(GroupDescription {
-            kind: crate::protocol::group::KIND_SHARE,
-            state: if members.is_empty() {
-                crate::protocol::group::STATE_EMPTY
-            } else {
-                crate::protocol::group::STATE_STABLE
-            },
-            generation: 0,
-            members: members
-                .into_iter()
-                .map(|member_id| MemberDescription { member_id, assignment: Vec::new() })
-                .collect(),
-            partitions: Vec::new(),
-            share,
-        })
+/// A share group's state gathered from every shard (its share-partitions
+/// live with their partitions).
+async fn describe_share_group(handle: &Rc<ShardHandle>, name: &str) -> Result<GroupDescription, ErrorCode> {
+    let mut replies = Vec::new();
+    for shard in 0..handle.shard_count() {
+        replies.push(handle.submit(shard, Op::ShareDescribe(name.to_owned())).await);
     }
-}
-
-/// Merges the listings of every shard: a share group has state on each shard
-/// owning one of its partitions.
-pub fn merge_listings(mut groups: Vec<GroupListing>) -> Vec<GroupListing> {
-    groups.sort_by(|a, b| (&a.group, a.kind).cmp(&(&b.group, b.kind)));
-    let mut merged: Vec<GroupListing> = Vec::with_capacity(groups.len());
-    for group in groups {
-        match merged.last_mut() {
-            Some(last) if last.group == group.group && last.kind == group.kind => {
-                last.members = last.members.max(group.members);
-                last.state = last.state.max(group.state);
-            }
-            _ => merged.push(group),
+    let mut share = Vec::new();
+    let mut members = std::collections::BTreeSet::new();
+    for reply in replies {
+        if let Reply::ShareDescribe(states, seen) = reply.await {
+            share.extend(states);
+            members.extend(seen);
         }
     }
-    merged
+    if share.is_empty() {
+        return Err(ErrorCode::UnknownGroup);
+    }
+    share.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    Ok(GroupDescription {
+        kind: crate::protocol::group::KIND_SHARE,
+        state: if members.is_empty() {
+            crate::protocol::group::STATE_EMPTY
+        } else {
+            crate::protocol::group::STATE_STABLE
+        },
+        generation: 0,
+        members: members.into_iter().map(|member_id| MemberDescription { member_id, assignment: Vec::new() }).collect(),
+        partitions: Vec::new(),
+        share,
+    })
 }
 
 /// A group's committed offsets as the records of a compacted offsets file.
@@ -560,8 +555,6 @@ fn storage_error(error: &std::io::Error) -> ErrorCode {
     }
 }
 
-/// The shard that hands out producer ids.
-pub const PRODUCER_ID_SHARD: u16 = 0;
 /// Producer ids reserved (durably) at a time; a restart skips the rest of the
 /// block, so no id is ever handed out twice.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -572,6 +565,13 @@ pub const PRODUCER_IDS_FILE: &str = "producer-ids.log";
 
 const RECORD_RESERVED: u8 = 1;
 const RECORD_NAMED: u8 = 2;
+/// A framed reserved-block record: header, kind u8, end i64.
+const RESERVED_RECORD_BYTES: u64 = STATE_RECORD_HEADER_BYTES as u64 + 1 + 8;
+/// A framed named-producer record besides the name: header, kind u8, name
+/// length u16, id i64, epoch u16.
+const NAMED_RECORD_FIXED_BYTES: u64 = STATE_RECORD_HEADER_BYTES as u64 + 1 + 2 + 8 + 2;
+/// Directory levels of `producer-ids.log` made durable by its first write.
+const PRODUCER_IDS_FILE_DEPTH: usize = 1;
 
 /// Producer ids: the next free one, the end of the reserved block, and the id
 /// and epoch of every named producer. Kept on [`PRODUCER_ID_SHARD`].
@@ -599,15 +599,15 @@ fn named_record(name: &str, id: i64, epoch: i16) -> Vec<u8> {
     writer.into_inner()
 }
 
-impl ShardContext {
-    pub(crate) fn load_producer_ids(&self) -> Result<(), String> {
-        if self.id != PRODUCER_ID_SHARD {
+impl ProducerIds {
+    pub(crate) fn load(&self, handle: &ShardHandle) -> Result<(), StateError> {
+        if handle.id != PRODUCER_ID_SHARD {
             return Ok(());
         }
-        let path = self.shared.config.data_dir.join(PRODUCER_IDS_FILE);
+        let path = handle.shared.config.data_dir.join(PRODUCER_IDS_FILE);
         let (log, records) = StateLog::open(FileStorage::new(), &path)
-            .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
-        let ids = &self.producer_ids;
+            .map_err(|error| StateError::new(format!("cannot open {}", path.display()), error))?;
+        let ids = self;
         for payload in &records {
             let mut reader = crate::protocol::Reader::new(payload);
             match reader.u8() {
@@ -630,16 +630,19 @@ impl ShardContext {
         }
         // Whatever was left of the last block may have been handed out.
         ids.next.set(ids.reserved_to.get());
-        *ids.store.try_lock().map_err(|_| "producer ids are busy at start-up".to_string())? = Some(log);
+        match ids.store.try_lock() {
+            Ok(mut store) => *store = Some(log),
+            Err(_) => return Err(StateError::new("producer ids", std::io::Error::other("busy at start-up"))),
+        }
         Ok(())
     }
 
     /// Hands out a producer id and epoch (answered after they are durable).
-    pub(crate) async fn init_producer_id(&self, name: String) -> Result<(i64, i16), ErrorCode> {
+    pub(crate) async fn init(&self, name: String) -> Result<(i64, i16), ErrorCode> {
         if !name.is_empty() && !valid_topic_name(&name) {
             return Err(ErrorCode::InvalidArgument);
         }
-        let ids = &self.producer_ids;
+        let ids = self;
         let mut store = ids.store.lock().await;
         let Some(log) = store.as_mut() else { return Err(ErrorCode::Internal) };
         let previous = ids.named.borrow().get(&name).copied();
@@ -673,7 +676,7 @@ impl ShardContext {
                 log.poison(&error);
                 return Err(ErrorCode::StorageFailure);
             }
-            if let Err(error) = log.make_entry_durable(1).await {
+            if let Err(error) = log.make_entry_durable(PRODUCER_IDS_FILE_DEPTH).await {
                 eprintln!("ringmq: syncing the data directory failed: {error}");
                 return Err(ErrorCode::StorageFailure);
             }
@@ -682,7 +685,8 @@ impl ShardContext {
             if !name.is_empty() {
                 ids.named.borrow_mut().insert(name, (id, epoch));
             }
-            let live = 17 + ids.named.borrow().keys().map(|name| 21 + name.len() as u64).sum::<u64>();
+            let live = RESERVED_RECORD_BYTES
+                + ids.named.borrow().keys().map(|name| NAMED_RECORD_FIXED_BYTES + name.len() as u64).sum::<u64>();
             if log.wants_compaction(live) {
                 let mut records = Vec::new();
                 let _ = frame_record(&mut records, &reserved_record(ids.reserved_to.get()));

@@ -10,251 +10,45 @@
 
 pub mod catalog;
 pub mod completion;
+pub mod config;
 mod connection;
 pub mod coordinator;
 pub mod dir_lock;
 mod dispatch;
+pub mod error;
+pub(crate) mod handle;
 pub mod mailbox;
+pub(crate) mod message;
+pub(crate) mod partitions;
+pub(crate) mod service;
 pub(crate) mod shard;
 pub(crate) mod share;
+pub(crate) mod shared;
 mod stats;
 
+pub use config::{
+    available_cores, ServerConfig, DATA_DIR_DEFAULT, EMPTY_GROUP_RETENTION_MS_DEFAULT, LISTEN_DEFAULT,
+    RETENTION_CHECK_INTERVAL_MS_DEFAULT, SHARDS_MAX, SHUTDOWN_DRAIN_MS,
+};
+pub use error::{ShardError, StartError, StateError};
+pub use shared::ServerCounters;
+pub(crate) use shared::Shared;
+
 use crate::io::{self, EventFd};
-use crate::log::{LogConfig, INDEX_INTERVAL_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT};
 use catalog::SharedCatalog;
-use mailbox::{Mailbox, Wake, MAILBOX_CAPACITY};
-use shard::Message;
+use mailbox::Mailbox;
+use message::Message;
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-/// Address the server listens on when none is given: loopback only.
-pub const LISTEN_DEFAULT: &str = "127.0.0.1:9400";
-/// Data directory when none is given.
-pub const DATA_DIR_DEFAULT: &str = "./ringmq-data";
-/// Most shards a server runs (shard ids are u16 on the wire; 256 is plenty).
-pub const SHARDS_MAX: u16 = 256;
-/// How often each shard applies retention (Kafka's log.retention.check.interval.ms).
-pub const RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 300_000;
-/// How long an empty consumer group without committed offsets stays listed:
-/// Kafka's `offsets.retention.check.interval.ms`, the pass that removes such a
-/// group there.
-pub const EMPTY_GROUP_RETENTION_MS_DEFAULT: u64 = 600_000;
-/// Longest a graceful shutdown waits for connections to finish their requests.
-pub const SHUTDOWN_DRAIN_MS: u64 = 10_000;
-
-/// Why a server (or an embedded broker) did not start.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum StartError {
-    /// Another broker holds the data directory's lock (see [`dir_lock`]).
-    Locked { data_dir: PathBuf, holder_pid: Option<u32> },
-    /// Anything else: io_uring missing, a refused configuration or data
-    /// directory, a port in use; the message says which and what to do.
-    Refused(String),
-}
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StartError::Locked { data_dir, holder_pid } => {
-                let held = dir_lock::LockError::Held { data_dir: data_dir.clone(), holder_pid: *holder_pid };
-                held.fmt(f)
-            }
-            StartError::Refused(message) => f.write_str(message),
-        }
-    }
-}
-
-impl std::error::Error for StartError {}
-
-impl From<String> for StartError {
-    fn from(message: String) -> Self {
-        StartError::Refused(message)
-    }
-}
-
-impl From<&str> for StartError {
-    fn from(message: &str) -> Self {
-        StartError::Refused(message.to_owned())
-    }
-}
-
-impl From<dir_lock::LockError> for StartError {
-    fn from(error: dir_lock::LockError) -> Self {
-        match error {
-            dir_lock::LockError::Held { data_dir, holder_pid } => StartError::Locked { data_dir, holder_pid },
-            other => StartError::Refused(other.to_string()),
-        }
-    }
-}
-
-/// Settings of a server.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub data_dir: PathBuf,
-    /// `None`: no TCP at all (the embedded broker).
-    pub listen: Option<SocketAddr>,
-    pub shards: u16,
-    /// Also sync `acks=written` data this often (off by default).
-    pub flush_interval_ms: Option<u64>,
-    pub segment_bytes: u64,
-    pub segment_ms: Option<u64>,
-    pub index_interval_bytes: u64,
-    /// Defaults for topics created without their own retention.
-    pub retention_ms: Option<u64>,
-    pub retention_bytes: Option<u64>,
-    pub retention_check_interval_ms: u64,
-    /// Capacity of each cross-shard ring (tests shrink it to exercise backpressure).
-    pub mailbox_capacity: usize,
-    /// Pin shard threads to cores.
-    pub pin_threads: bool,
-    /// Shards spin on their rings (up to `BUSY_POLL_SPIN` at a time) and embedded
-    /// clients spin on their completions instead of sleeping: lower latency for
-    /// pinned deployments, at the price of burning the cores.
-    pub busy_poll: bool,
-    /// Serve Prometheus metrics at `http://ADDRESS/metrics` (off by default).
-    pub metrics_listen: Option<SocketAddr>,
-    /// How long a consumer group with no members and no committed offsets
-    /// stays listed (Empty) before it is forgotten. A group with committed
-    /// offsets is kept until they are gone.
-    pub empty_group_retention_ms: u64,
-}
-
-impl ServerConfig {
-    pub fn new(data_dir: impl Into<PathBuf>) -> ServerConfig {
-        ServerConfig {
-            data_dir: data_dir.into(),
-            listen: Some(LISTEN_DEFAULT.parse().expect("the default address parses")),
-            shards: available_cores(),
-            flush_interval_ms: None,
-            segment_bytes: SEGMENT_BYTES_DEFAULT,
-            segment_ms: Some(crate::log::SEGMENT_MS_DEFAULT),
-            index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
-            retention_ms: Some(crate::log::RETENTION_MS_DEFAULT),
-            retention_bytes: None,
-            retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS_DEFAULT,
-            mailbox_capacity: MAILBOX_CAPACITY,
-            pin_threads: true,
-            busy_poll: false,
-            metrics_listen: None,
-            empty_group_retention_ms: EMPTY_GROUP_RETENTION_MS_DEFAULT,
-        }
-    }
-
-    pub(crate) fn log_config(&self, topic: &catalog::TopicConfig) -> LogConfig {
-        LogConfig {
-            segment_bytes: self.segment_bytes,
-            segment_ms: self.segment_ms,
-            index_interval_bytes: self.index_interval_bytes,
-            retention_ms: topic.retention_ms,
-            retention_bytes: topic.retention_bytes,
-        }
-    }
-}
-
-/// The cores this process may run on.
-pub fn available_cores() -> u16 {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(SHARDS_MAX as usize) as u16)
-}
-
-impl Wake for EventFd {
-    fn wake(&self) {
-        self.signal();
-    }
-}
-
-/// Counters shared by every shard (read by tests and, later, metrics).
-#[derive(Debug, Default)]
-pub struct ServerCounters {
-    /// Times a sender found a cross-shard ring full and had to wait.
-    pub ring_full_waits: AtomicU64,
-    /// Requests forwarded to another shard.
-    pub forwarded_requests: AtomicU64,
-    /// Idempotent batches recognised as retries and not appended again.
-    pub duplicate_batches: AtomicU64,
-    pub produce_records: AtomicU64,
-    pub produce_bytes: AtomicU64,
-    pub fetch_records: AtomicU64,
-    pub fetch_bytes: AtomicU64,
-    /// Duration of every group-commit flush round (its fdatasyncs).
-    pub fsync_rounds: Arc<crate::metrics::LatencyHistogram>,
-}
-
-pub(crate) type ShardMailbox = Mailbox<Message, EventFd>;
-
-/// State every shard thread shares.
-pub(crate) struct Shared {
-    pub config: ServerConfig,
-    pub catalog: SharedCatalog,
-    pub mailboxes: Vec<ShardMailbox>,
-    pub shard_ports: Vec<u16>,
-    pub counters: ServerCounters,
-    pub shutdown_requested: AtomicBool,
-    pub drained_shards: AtomicUsize,
-    /// Set once the shards are gone: posts from outside the shards are refused.
-    pub closed: AtomicBool,
-    /// Posts from outside the shards in progress (see [`Shared::post_external`]).
-    pub external_posts: AtomicUsize,
-    /// The data directory's lock, held until every shard thread has ended (so
-    /// a handle dropped without shutdown keeps it while its shards still run).
-    pub dir_lock: std::sync::Mutex<Option<dir_lock::DataDirLock>>,
-}
-
-impl Shared {
-    /// Posts a request from a thread that is not a shard (the embedded client).
-    /// Returns false once the broker is closed: nobody would answer. A post is
-    /// either refused or lands before the closing drain, which answers it (the
-    /// counter and the flag form a handshake; see [`ServerHandle::shutdown`]).
-    pub(crate) fn post_external(&self, shard: u16, message: Message) -> bool {
-        self.external_posts.fetch_add(1, Ordering::SeqCst);
-        if self.closed.load(Ordering::SeqCst) {
-            self.external_posts.fetch_sub(1, Ordering::SeqCst);
-            return false;
-        }
-        self.post_blocking(shard, message);
-        self.external_posts.fetch_sub(1, Ordering::SeqCst);
-        true
-    }
-
-    /// Answers whatever is left in the rings once the shards are gone, so no
-    /// external caller waits forever.
-    fn drain_after_close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        while self.external_posts.load(Ordering::SeqCst) != 0 {
-            std::thread::yield_now();
-        }
-        for mailbox in &self.mailboxes {
-            while let Some(message) = mailbox.pop() {
-                if let Message::Request { origin: shard::Origin::External(completion), .. } = message {
-                    completion.complete(shard::Reply::Done(Err(crate::protocol::ErrorCode::ShuttingDown)));
-                }
-            }
-        }
-    }
-
-    /// Puts a message into a shard's ring from a thread that is not a shard.
-    pub(crate) fn post_blocking(&self, shard: u16, mut message: Message) {
-        loop {
-            match self.mailboxes[shard as usize].try_push(message) {
-                Ok(()) => return,
-                Err(back) => {
-                    message = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
-    }
-}
 
 /// A running server.
 pub struct ServerHandle {
     address: Option<SocketAddr>,
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<Result<(), String>>>,
+    threads: Vec<JoinHandle<Result<(), ShardError>>>,
     metrics: Option<crate::metrics::MetricsServer>,
 }
 
@@ -287,7 +81,7 @@ impl ServerHandle {
 
     /// Stops accepting, finishes in-flight requests, syncs and closes every
     /// partition, and joins the shard threads.
-    pub fn shutdown(self) -> Result<(), String> {
+    pub fn shutdown(self) -> Result<(), ShardError> {
         if !self.shared.shutdown_requested.swap(true, Ordering::SeqCst) {
             for shard in 0..self.shared.mailboxes.len() {
                 self.shared.post_blocking(shard as u16, Message::Shutdown);
@@ -298,13 +92,13 @@ impl ServerHandle {
 
     /// Waits for the shard threads to end (after a shutdown), then answers any
     /// request still in their rings.
-    fn join(mut self) -> Result<(), String> {
+    fn join(mut self) -> Result<(), ShardError> {
         if let Some(metrics) = self.metrics.take() {
             metrics.stop();
         }
         let mut first_error = Ok(());
-        for thread in self.threads {
-            let result = thread.join().unwrap_or_else(|_| Err("a shard thread panicked".into()));
+        for (shard, thread) in self.threads.into_iter().enumerate() {
+            let result = thread.join().unwrap_or(Err(ShardError::Panicked { shard: shard as u16 }));
             if first_error.is_ok() {
                 first_error = result;
             }
@@ -320,13 +114,15 @@ impl ServerHandle {
 /// broker's sockets are released only when the kernel tears its io_uring down
 /// (a pending accept holds the listener), a moment after the process is gone.
 pub const BIND_RETRY_MS: u64 = 3000;
+/// How often start-up retries a port still in use.
+const BIND_RETRY_POLL: Duration = Duration::from_millis(20);
 
 fn bind_retrying(address: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     let deadline = std::time::Instant::now() + Duration::from_millis(BIND_RETRY_MS);
     loop {
         match io::bind_std(address, reuse_port) {
             Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(BIND_RETRY_POLL);
             }
             other => return other,
         }
@@ -339,10 +135,10 @@ fn bind_retrying(address: SocketAddr, reuse_port: bool) -> std::io::Result<TcpLi
 fn bind_listeners(
     config: &ServerConfig,
     listen: SocketAddr,
-) -> Result<(SocketAddr, Vec<(TcpListener, TcpListener)>), String> {
-    let bind_error = |address: SocketAddr, error: std::io::Error| format!("cannot listen on {address}: {error}");
+) -> Result<(SocketAddr, Vec<(TcpListener, TcpListener)>), StartError> {
+    let bind_error = |address: SocketAddr, error| StartError::io(format!("cannot listen on {address}"), error);
     let first = bind_retrying(listen, true).map_err(|e| bind_error(listen, e))?;
-    let main = first.local_addr().map_err(|e| e.to_string())?;
+    let main = first.local_addr().map_err(|e| bind_error(listen, e))?;
     let mut listeners = Vec::with_capacity(config.shards as usize);
     let mut first = Some(first);
     for shard in 0..config.shards {
@@ -379,10 +175,10 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
     if config.shards == 0 || config.shards > SHARDS_MAX {
         return Err(format!("--shards must be between 1 and {SHARDS_MAX}, got {}", config.shards).into());
     }
-    io::probe_io_uring().map_err(|e| e.to_string())?;
+    io::probe_io_uring().map_err(StartError::NoIoUring)?;
     raise_descriptor_limit();
     std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("cannot create the data directory {}: {e}", config.data_dir.display()))?;
+        .map_err(|e| StartError::io(format!("cannot create the data directory {}", config.data_dir.display()), e))?;
     // Before anything in the directory is read or written.
     let dir_lock = dir_lock::DataDirLock::acquire(&config.data_dir)?;
     catalog::open_meta(&config.data_dir, config.shards)?;
@@ -400,7 +196,7 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
         .collect();
     let mut mailboxes = Vec::with_capacity(config.shards as usize);
     for _ in 0..config.shards {
-        let eventfd = EventFd::new().map_err(|e| format!("cannot create an eventfd: {e}"))?;
+        let eventfd = EventFd::new().map_err(|e| StartError::io("cannot create an eventfd", e))?;
         mailboxes.push(Mailbox::new(config.mailbox_capacity.max(1), eventfd));
     }
     let shared = Arc::new(Shared {
@@ -428,7 +224,7 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
                 }
                 shard::run(shard as u16, shared, listeners, ready)
             })
-            .map_err(|e| format!("cannot start a shard thread: {e}"))?;
+            .map_err(|e| StartError::io("cannot start a shard thread", e))?;
         threads.push(thread);
     }
     drop(ready_sender);
@@ -441,8 +237,10 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
                 return Err(error.into());
             }
             Err(_) => {
-                let error = handle.shutdown().err().unwrap_or_else(|| "a shard stopped during start-up".into());
-                return Err(error.into());
+                return Err(match handle.shutdown() {
+                    Err(error) => error.into(),
+                    Ok(()) => StartError::Refused("a shard stopped during start-up".into()),
+                });
             }
         }
     }
@@ -452,7 +250,7 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
             Ok(metrics) => handle.metrics = Some(metrics),
             Err(error) => {
                 let _ = handle.shutdown();
-                return Err(format!("cannot serve metrics on {listen}: {error}").into());
+                return Err(StartError::io(format!("cannot serve metrics on {listen}"), error));
             }
         }
     }

@@ -19,7 +19,10 @@
 
 use super::catalog::TopicConfig;
 use super::coordinator::GROUP_TICK;
-use super::shard::{last_offset_after, log_error_code, Op, PartitionSlot, Reply, ShardContext};
+use super::error::StateError;
+use super::handle::ShardHandle;
+use super::message::Op;
+use super::partitions::{last_offset_after, log_error_code, PartitionSlot};
 use crate::batch::{Batch, BatchBuilder, BatchHeader};
 use crate::groups::share::default_dead_letter_topic;
 use crate::groups::share::{AckKind, DeadLetter, SharePartition, LEASE_DEFAULT, LEASE_MAX};
@@ -178,21 +181,27 @@ fn trim_batches(bytes: Vec<u8>, first: u64, last: u64) -> Vec<u8> {
     }
 }
 
-impl ShardContext {
-    fn share_slot(&self, group: &str, topic: &str, partition: u32) -> Result<Rc<ShareSlot>, ErrorCode> {
+impl Shares {
+    fn share_slot(
+        &self,
+        handle: &ShardHandle,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Rc<ShareSlot>, ErrorCode> {
         let key = (group.to_owned(), topic.to_owned(), partition);
-        if let Some(slot) = self.shares.slots.borrow().get(&key) {
+        if let Some(slot) = self.slots.borrow().get(&key) {
             return Ok(slot.clone());
         }
-        if self.shares.slots.borrow().len() >= SHARE_PARTITIONS_PER_SHARD_MAX {
+        if self.slots.borrow().len() >= SHARE_PARTITIONS_PER_SHARD_MAX {
             return Err(ErrorCode::ResourceLimit);
         }
-        let path = share_path(&self.shared.config.data_dir, group, topic, partition);
+        let path = share_path(&handle.shared.config.data_dir, group, topic, partition);
         let slot = self.open_share_slot(&path, topic).map_err(|error| {
-            eprintln!("ringmq: shard {}: cannot open {}: {error}", self.id, path.display());
+            eprintln!("ringmq: shard {}: cannot open {}: {error}", handle.id, path.display());
             ErrorCode::StorageFailure
         })?;
-        self.shares.slots.borrow_mut().insert(key, slot.clone());
+        self.slots.borrow_mut().insert(key, slot.clone());
         Ok(slot)
     }
 
@@ -219,13 +228,13 @@ impl ShardContext {
     }
 
     /// Loads the share-partitions of the partitions this shard owns.
-    pub(crate) async fn load_shares(&self) -> Result<(), String> {
-        let root = self.shared.config.data_dir.join(GROUPS_DIR);
+    pub(crate) async fn load(&self, handle: &ShardHandle) -> Result<(), StateError> {
+        let root = handle.shared.config.data_dir.join(GROUPS_DIR);
         let storage = FileStorage::new();
         let Ok(groups) = storage.list_dir(&root) else { return Ok(()) };
-        let catalog = self.catalog();
+        let catalog = handle.catalog();
         for group in groups.into_iter().filter(|g| valid_topic_name(g)) {
-            let share_dir = group_dir(&self.shared.config.data_dir, &group).join("share");
+            let share_dir = group_dir(&handle.shared.config.data_dir, &group).join("share");
             let Ok(topics) = storage.list_dir(&share_dir) else { continue };
             for topic in topics {
                 if !catalog.topics.contains_key(&topic) {
@@ -239,25 +248,27 @@ impl ShardContext {
                     let Some(partition) = file.strip_suffix(".log").and_then(|p| p.parse::<u32>().ok()) else {
                         continue;
                     };
-                    if self.route(&topic, partition) != Ok(self.id) {
+                    if handle.route(&topic, partition) != Ok(handle.id) {
                         continue;
                     }
-                    let path = share_path(&self.shared.config.data_dir, &group, &topic, partition);
+                    let path = share_path(&handle.shared.config.data_dir, &group, &topic, partition);
                     let slot = self
                         .open_share_slot(&path, &topic)
-                        .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+                        .map_err(|error| StateError::new(format!("cannot open {}", path.display()), error))?;
                     // After a power loss the log may end below what the group saw:
                     // forget that part, durably, before new records take its offsets.
-                    let end = self.slot(&topic, partition).map_or(0, |s| s.log.borrow().next_offset());
+                    let end = handle.partitions.end_offset(&topic, partition);
                     if slot.state.borrow_mut().clamp_to(end) {
                         let live = live_records(&slot.state.borrow());
                         let mut store = slot.store.lock().await;
                         if let Some(log) = store.as_mut() {
                             let rewritten = log.rewrite(&live).await;
-                            rewritten.map_err(|error| format!("cannot rewrite {}: {error}", path.display()))?;
+                            rewritten.map_err(|error| {
+                                StateError::new(format!("cannot rewrite {}", path.display()), error)
+                            })?;
                         }
                     }
-                    self.shares.slots.borrow_mut().insert((group.clone(), topic.clone(), partition), slot);
+                    self.slots.borrow_mut().insert((group.clone(), topic.clone(), partition), slot);
                 }
             }
         }
@@ -265,11 +276,11 @@ impl ShardContext {
     }
 
     /// Writes state records and fdatasyncs them; compacts a grown file.
-    async fn persist_share(&self, slot: &ShareSlot, framed: &[u8]) -> Result<(), ErrorCode> {
+    async fn persist_share(&self, handle: &ShardHandle, slot: &ShareSlot, framed: &[u8]) -> Result<(), ErrorCode> {
         let mut store = slot.store.lock().await;
         if store.is_none() {
             let (log, _) = StateLog::open(FileStorage::new(), &slot.path).map_err(|error| {
-                eprintln!("ringmq: shard {}: cannot create {}: {error}", self.id, slot.path.display());
+                eprintln!("ringmq: shard {}: cannot create {}: {error}", handle.id, slot.path.display());
                 if crate::io::is_no_space(&error) {
                     ErrorCode::NoSpace
                 } else {
@@ -280,7 +291,7 @@ impl ShardContext {
         }
         let Some(log) = store.as_mut() else { return Err(ErrorCode::Internal) };
         log.write(framed).map_err(|error| {
-            eprintln!("ringmq: shard {}: writing share-group state failed: {error}", self.id);
+            eprintln!("ringmq: shard {}: writing share-group state failed: {error}", handle.id);
             if crate::io::is_no_space(&error) {
                 ErrorCode::NoSpace
             } else {
@@ -288,7 +299,7 @@ impl ShardContext {
             }
         })?;
         if let Err(error) = log.sync().await {
-            eprintln!("ringmq: shard {}: syncing share-group state failed: {error}", self.id);
+            eprintln!("ringmq: shard {}: syncing share-group state failed: {error}", handle.id);
             log.poison(&error);
             return Err(ErrorCode::StorageFailure);
         }
@@ -298,14 +309,15 @@ impl ShardContext {
         let live = live_records(&slot.state.borrow());
         if log.wants_compaction(live.len() as u64) {
             if let Err(error) = log.rewrite(&live).await {
-                eprintln!("ringmq: shard {}: compacting share-group state failed: {error}", self.id);
+                eprintln!("ringmq: shard {}: compacting share-group state failed: {error}", handle.id);
             }
         }
         Ok(())
     }
 
-    pub(crate) async fn share_fetch(
-        self: Rc<Self>,
+    pub(crate) async fn fetch(
+        &self,
+        handle: &Rc<ShardHandle>,
         request: ShareFetchRequest,
     ) -> Result<ShareFetchResponse, ErrorCode> {
         let lease = match request.lease_ms {
@@ -331,8 +343,8 @@ impl ShardContext {
         if !valid_topic_name(&dead_letter_topic) || dead_letter_topic == request.topic {
             return Err(ErrorCode::InvalidArgument);
         }
-        let partition_slot = self.slot(&request.topic, request.partition)?;
-        let slot = self.share_slot(&request.group, &request.topic, request.partition)?;
+        let partition_slot = handle.slot(&request.topic, request.partition)?;
+        let slot = self.share_slot(handle, &request.group, &request.topic, request.partition)?;
         slot.members.borrow_mut().insert(request.member_id.clone(), Instant::now());
         // 0: keep the share-partition's setting (5 until a member sets one).
         if request.max_deliveries != 0 {
@@ -355,18 +367,18 @@ impl ShardContext {
                 for (offset, deliveries) in &acquired {
                     let _ = frame_record(&mut framed, &delivered_record(*offset, *deliveries));
                 }
-                self.persist_share(&slot, &framed).await?;
+                self.persist_share(handle, &slot, &framed).await?;
                 // The lease runs from the answer, not from before the fdatasync.
                 slot.state.borrow_mut().start_leases(&request.member_id, &acquired, Instant::now() + lease);
                 let first = acquired.first().map_or(0, |a| a.0);
                 let last = acquired.last().map_or(0, |a| a.0);
                 let records = trim_batches(bytes, first, last);
-                let counters = &self.shared.counters;
+                let counters = &handle.shared.counters;
                 counters.fetch_records.fetch_add(acquired.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 counters.fetch_bytes.fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 return Ok(ShareFetchResponse { acquired, records });
             }
-            if now >= deadline || self.is_stopping() {
+            if now >= deadline || handle.is_stopping() {
                 return Ok(ShareFetchResponse::default());
             }
             // Appends wake the wait; releases and expiries are seen on the tick.
@@ -396,8 +408,9 @@ impl ShardContext {
         Ok((acquired, bytes))
     }
 
-    pub(crate) async fn share_acknowledge(
-        self: Rc<Self>,
+    pub(crate) async fn acknowledge(
+        &self,
+        handle: &Rc<ShardHandle>,
         request: ShareAckRequest,
     ) -> Result<Vec<ErrorCode>, ErrorCode> {
         let lease = match request.lease_ms {
@@ -407,9 +420,9 @@ impl ShardContext {
         if !valid_topic_name(&request.group) {
             return Err(ErrorCode::InvalidGroupId);
         }
-        self.slot(&request.topic, request.partition)?;
+        handle.slot(&request.topic, request.partition)?;
         let key = (request.group.clone(), request.topic.clone(), request.partition);
-        let slot = self.shares.slots.borrow().get(&key).cloned().ok_or(ErrorCode::InvalidRecordState)?;
+        let slot = self.slots.borrow().get(&key).cloned().ok_or(ErrorCode::InvalidRecordState)?;
         let now = Instant::now();
         let mut errors = Vec::with_capacity(request.ranges.len());
         let mut framed = Vec::new();
@@ -436,7 +449,7 @@ impl ShardContext {
         }
         // Every dead letter of the request in as few durable produces as fit.
         let letters: Vec<DeadLetter> = dead.iter().flat_map(|(_, letters)| letters.iter().copied()).collect();
-        let failed = self.clone().dead_letter(&slot, &request.group, &request.topic, request.partition, &letters).await;
+        let failed = self.dead_letter(handle, &slot, &request.group, &request.topic, request.partition, &letters).await;
         for (index, letters) in dead {
             if let Some(code) = letters.iter().find_map(|letter| failed.get(&letter.offset)) {
                 if let Some(error) = errors.get_mut(index) {
@@ -445,7 +458,7 @@ impl ShardContext {
             }
         }
         if !framed.is_empty() {
-            self.persist_share(&slot, &framed).await?;
+            self.persist_share(handle, &slot, &framed).await?;
         }
         Ok(errors)
     }
@@ -455,7 +468,8 @@ impl ShardContext {
     /// in one state write. A record whose dead letter failed becomes available
     /// again; the failures are returned by offset.
     async fn dead_letter(
-        self: Rc<Self>,
+        &self,
+        handle: &Rc<ShardHandle>,
         slot: &ShareSlot,
         group: &str,
         topic: &str,
@@ -467,7 +481,7 @@ impl ShardContext {
         let mut pending: Vec<DeadLetter> = Vec::new();
         let mut builder = BatchBuilder::new();
         for (index, letter) in letters.iter().enumerate() {
-            if let Err(code) = self.append_dead_letter(&mut builder, group, topic, partition, letter) {
+            if let Err(code) = self.append_dead_letter(handle, &mut builder, group, topic, partition, letter) {
                 failed.insert(letter.offset, code);
             } else {
                 pending.push(*letter);
@@ -475,7 +489,7 @@ impl ShardContext {
             let last = index + 1 == letters.len();
             if !pending.is_empty() && (last || builder.size_bytes() >= DEAD_LETTER_BATCH_BYTES) {
                 let batch = std::mem::take(&mut builder);
-                match self.produce_dead_letters(slot, partition, batch).await {
+                match self.produce_dead_letters(handle, slot, partition, batch).await {
                     Ok(()) => written.append(&mut pending),
                     Err(code) => failed.extend(pending.drain(..).map(|letter| (letter.offset, code))),
                 }
@@ -484,7 +498,7 @@ impl ShardContext {
         for letter in letters.iter().filter(|letter| failed.contains_key(&letter.offset)) {
             eprintln!(
                 "ringmq: shard {}: dead-lettering {topic}/{partition}@{} for group {group} failed: {}",
-                self.id, letter.offset, failed[&letter.offset]
+                handle.id, letter.offset, failed[&letter.offset]
             );
             slot.state.borrow_mut().unarchive(letter);
         }
@@ -494,7 +508,7 @@ impl ShardContext {
                 slot.state.borrow_mut().archive(letter.offset, letter.offset);
                 let _ = frame_record(&mut framed, &archived_record(letter.offset, letter.offset));
             }
-            if let Err(code) = self.persist_share(slot, &framed).await {
+            if let Err(code) = self.persist_share(handle, slot, &framed).await {
                 // Written to the dead-letter topic but not archived durably: after a
                 // restart they may be dead-lettered again (the headers tell).
                 for letter in &written {
@@ -508,6 +522,7 @@ impl ShardContext {
     /// Appends one dead letter (the record and its origin headers) to `builder`.
     fn append_dead_letter(
         &self,
+        handle: &ShardHandle,
         builder: &mut BatchBuilder,
         group: &str,
         topic: &str,
@@ -515,7 +530,7 @@ impl ShardContext {
         letter: &DeadLetter,
     ) -> Result<(), ErrorCode> {
         let bytes = {
-            let partition_slot = self.slot(topic, partition)?;
+            let partition_slot = handle.slot(topic, partition)?;
             let mut log = partition_slot.log.borrow_mut();
             log.read(letter.offset, 1).map_err(|e| log_error_code(&e))?
         };
@@ -541,35 +556,32 @@ impl ShardContext {
     /// Produces a batch of dead letters, acks durable, to the group's
     /// dead-letter topic (created when missing).
     async fn produce_dead_letters(
-        self: &Rc<Self>,
+        &self,
+        handle: &Rc<ShardHandle>,
         slot: &ShareSlot,
         partition: u32,
         builder: BatchBuilder,
     ) -> Result<(), ErrorCode> {
         let batch = builder.finish().map_err(|_| ErrorCode::TooLarge)?;
         let dead_letter_topic = slot.dead_letter_topic.borrow().clone();
-        let partitions = self.ensure_topic(&dead_letter_topic).await?;
+        let partitions = self.ensure_topic(handle, &dead_letter_topic).await?;
         let target = partition % partitions.max(1);
-        let owner = self.route(&dead_letter_topic, target)?;
+        let owner = handle.route(&dead_letter_topic, target)?;
         let op = Op::Produce {
             topic: dead_letter_topic,
             partition: target,
             batch: BytesMut::from(&batch[..]),
             acks: Acks::Durable,
         };
-        match self.submit(owner, op).await.await {
-            Reply::Produce(Ok(_)) => Ok(()),
-            Reply::Produce(Err(code)) | Reply::Done(Err(code)) => Err(code),
-            _ => Err(ErrorCode::Internal),
-        }
+        handle.submit(owner, op).await.await.into_produce().map(|_| ())
     }
 
     /// Creates a one-partition topic when missing; returns its partition count.
-    async fn ensure_topic(self: &Rc<Self>, name: &str) -> Result<u32, ErrorCode> {
-        if let Some(topic) = self.catalog().topics.get(name) {
+    async fn ensure_topic(&self, handle: &Rc<ShardHandle>, name: &str) -> Result<u32, ErrorCode> {
+        if let Some(topic) = handle.catalog().topics.get(name) {
             return Ok(topic.partitions);
         }
-        let config = &self.shared.config;
+        let config = &handle.shared.config;
         let topic = TopicConfig {
             name: name.to_owned(),
             partitions: 1,
@@ -577,14 +589,14 @@ impl ShardContext {
             retention_bytes: config.retention_bytes,
             created_at_ms: now_ms(),
         };
-        match super::dispatch::add_topic(self, topic).await {
+        match super::service::add_topic(handle, topic).await {
             Ok(topic) => Ok(topic.partitions),
             Err(ErrorCode::TopicAlreadyExists) => {
                 // Being created by someone else: it is published once its
                 // partitions are open. (A failed write goes back to the queue.)
                 let deadline = Instant::now() + DEAD_LETTER_TOPIC_WAIT;
                 while Instant::now() < deadline {
-                    if let Some(topic) = self.catalog().topics.get(name) {
+                    if let Some(topic) = handle.catalog().topics.get(name) {
                         return Ok(topic.partitions);
                     }
                     crate::io::sleep(DEAD_LETTER_TOPIC_POLL).await;
@@ -596,12 +608,12 @@ impl ShardContext {
     }
 
     /// Returns expired leases to the queue (or the dead-letter topic).
-    pub(crate) async fn run_share_timers(self: Rc<Self>) {
-        while !self.is_stopping() {
+    pub(crate) async fn run_timers(self: Rc<Self>, handle: Rc<ShardHandle>) {
+        while !handle.is_stopping() {
             crate::io::sleep(GROUP_TICK).await;
             let now = Instant::now();
             let slots: Vec<(ShareKey, Rc<ShareSlot>)> =
-                self.shares.slots.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                self.slots.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             for ((group, topic, partition), slot) in slots {
                 slot.members.borrow_mut().retain(|_, seen| now.duration_since(*seen) < SHARE_MEMBER_IDLE);
                 // Nothing delivered, nobody around, no file: forget the slot.
@@ -611,7 +623,7 @@ impl ShardContext {
                     && slot.members.borrow().is_empty()
                     && slot.state.borrow().records.is_empty();
                 if idle && slot.store.try_lock().is_ok_and(|store| store.is_none()) {
-                    self.shares.slots.borrow_mut().remove(&(group, topic, partition));
+                    self.slots.borrow_mut().remove(&(group, topic, partition));
                     continue;
                 }
                 if slot.state.borrow().next_deadline().is_none_or(|deadline| deadline > now) {
@@ -619,17 +631,17 @@ impl ShardContext {
                 }
                 let (_, dead) = slot.state.borrow_mut().expire(now);
                 if !dead.is_empty() {
-                    let _ = self.clone().dead_letter(&slot, &group, &topic, partition, &dead).await;
+                    let _ = self.dead_letter(&handle, &slot, &group, &topic, partition, &dead).await;
                 }
             }
         }
     }
 
     /// The share groups with state on this shard.
-    pub(crate) fn list_share_groups(&self) -> Vec<GroupListing> {
+    pub(crate) fn list(&self) -> Vec<GroupListing> {
         let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let now = Instant::now();
-        for ((group, _, _), slot) in self.shares.slots.borrow().iter() {
+        for ((group, _, _), slot) in self.slots.borrow().iter() {
             slot.add_recent_members(now, groups.entry(group.clone()).or_default());
         }
         groups
@@ -644,15 +656,15 @@ impl ShardContext {
     }
 
     /// This shard's share-partitions of `group`, and the members seen lately.
-    pub(crate) fn describe_share(&self, group: &str) -> (Vec<SharePartitionState>, Vec<String>) {
+    pub(crate) fn describe(&self, handle: &ShardHandle, group: &str) -> (Vec<SharePartitionState>, Vec<String>) {
         let mut states = Vec::new();
         let mut members = BTreeSet::new();
         let now = Instant::now();
-        for ((name, topic, partition), slot) in self.shares.slots.borrow().iter() {
+        for ((name, topic, partition), slot) in self.slots.borrow().iter() {
             if name != group {
                 continue;
             }
-            let end = self.slot(topic, *partition).map_or(0, |s| s.log.borrow().next_offset());
+            let end = handle.partitions.end_offset(topic, *partition);
             let state = slot.state.borrow();
             let counts = state.counts(end);
             states.push(SharePartitionState {
@@ -670,13 +682,12 @@ impl ShardContext {
     }
 
     /// (group, topic, partition, available, acquired) of every share-partition here.
-    pub(crate) fn share_metrics(&self) -> Vec<(String, String, u32, u64, u64)> {
-        self.shares
-            .slots
+    pub(crate) fn metrics(&self, handle: &ShardHandle) -> Vec<(String, String, u32, u64, u64)> {
+        self.slots
             .borrow()
             .iter()
             .map(|((group, topic, partition), slot)| {
-                let end = self.slot(topic, *partition).map_or(0, |s| s.log.borrow().next_offset());
+                let end = handle.partitions.end_offset(topic, *partition);
                 let counts = slot.state.borrow().counts(end);
                 (group.clone(), topic.clone(), *partition, counts.available, counts.acquired)
             })
@@ -684,19 +695,19 @@ impl ShardContext {
     }
 
     /// Drops the share-group state of a deleted topic, files included.
-    pub(crate) fn forget_topic_shares(&self, topic: &str) {
+    pub(crate) fn forget_topic(&self, handle: &ShardHandle, topic: &str) {
         let mut groups = BTreeSet::new();
-        self.shares.slots.borrow_mut().retain(|(group, name, _), _| {
+        self.slots.borrow_mut().retain(|(group, name, _), _| {
             if name == topic {
                 groups.insert(group.clone());
             }
             name != topic
         });
         for group in groups {
-            let directory = group_dir(&self.shared.config.data_dir, &group).join("share").join(topic);
+            let directory = group_dir(&handle.shared.config.data_dir, &group).join("share").join(topic);
             if let Err(error) = std::fs::remove_dir_all(&directory) {
                 if error.kind() != std::io::ErrorKind::NotFound {
-                    eprintln!("ringmq: shard {}: cannot remove {}: {error}", self.id, directory.display());
+                    eprintln!("ringmq: shard {}: cannot remove {}: {error}", handle.id, directory.display());
                 }
             }
         }

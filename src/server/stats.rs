@@ -2,25 +2,13 @@
 //! taken through its ring (see [`crate::metrics`]).
 
 use super::completion::Completion;
-use super::shard::{Message, Op, Origin, Reply};
-use super::Shared;
+use super::message::{Message, Op, Origin, Reply, ShardMetrics};
+use super::shared::Shared;
 use crate::metrics::{family, label};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-/// One shard's part of a scrape.
-pub(crate) struct ShardMetrics {
-    pub shard: u16,
-    pub connections: usize,
-    /// topic, partition, end offset, poisoned
-    pub partitions: Vec<(String, u32, u64, bool)>,
-    /// group, topic, partition, committed offset
-    pub committed: Vec<(String, String, u32, i64)>,
-    /// group, topic, partition, available, acquired
-    pub share: Vec<(String, String, u32, u64, u64)>,
-}
 
 fn snapshot(shared: &Arc<Shared>, shard: u16) -> Option<ShardMetrics> {
     let completion = Arc::new(Completion::for_current_thread());

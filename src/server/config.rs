@@ -1,0 +1,91 @@
+//! The settings of a broker and their defaults.
+
+use super::catalog;
+use super::mailbox::MAILBOX_CAPACITY;
+use crate::log::{LogConfig, INDEX_INTERVAL_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Address the server listens on when none is given: loopback only.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:9400";
+/// Data directory when none is given.
+pub const DATA_DIR_DEFAULT: &str = "./ringmq-data";
+/// Most shards a server runs (shard ids are u16 on the wire; 256 is plenty).
+pub const SHARDS_MAX: u16 = 256;
+/// How often each shard applies retention (Kafka's log.retention.check.interval.ms).
+pub const RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 300_000;
+/// How long an empty consumer group without committed offsets stays listed:
+/// Kafka's `offsets.retention.check.interval.ms`, the pass that removes such a
+/// group there.
+pub const EMPTY_GROUP_RETENTION_MS_DEFAULT: u64 = 600_000;
+/// Longest a graceful shutdown waits for connections to finish their requests.
+pub const SHUTDOWN_DRAIN_MS: u64 = 10_000;
+
+/// Settings of a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    /// `None`: no TCP at all (the embedded broker).
+    pub listen: Option<SocketAddr>,
+    pub shards: u16,
+    /// Also sync `acks=written` data this often (off by default).
+    pub flush_interval_ms: Option<u64>,
+    pub segment_bytes: u64,
+    pub segment_ms: Option<u64>,
+    pub index_interval_bytes: u64,
+    /// Defaults for topics created without their own retention.
+    pub retention_ms: Option<u64>,
+    pub retention_bytes: Option<u64>,
+    pub retention_check_interval_ms: u64,
+    /// Capacity of each cross-shard ring (tests shrink it to exercise backpressure).
+    pub mailbox_capacity: usize,
+    /// Pin shard threads to cores.
+    pub pin_threads: bool,
+    /// Shards spin on their rings (up to `BUSY_POLL_SPIN` at a time) and embedded
+    /// clients spin on their completions instead of sleeping: lower latency for
+    /// pinned deployments, at the price of burning the cores.
+    pub busy_poll: bool,
+    /// Serve Prometheus metrics at `http://ADDRESS/metrics` (off by default).
+    pub metrics_listen: Option<SocketAddr>,
+    /// How long a consumer group with no members and no committed offsets
+    /// stays listed (Empty) before it is forgotten. A group with committed
+    /// offsets is kept until they are gone.
+    pub empty_group_retention_ms: u64,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            data_dir: data_dir.into(),
+            listen: Some(LISTEN_DEFAULT.parse().expect("the default address parses")),
+            shards: available_cores(),
+            flush_interval_ms: None,
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            segment_ms: Some(crate::log::SEGMENT_MS_DEFAULT),
+            index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
+            retention_ms: Some(crate::log::RETENTION_MS_DEFAULT),
+            retention_bytes: None,
+            retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+            mailbox_capacity: MAILBOX_CAPACITY,
+            pin_threads: true,
+            busy_poll: false,
+            metrics_listen: None,
+            empty_group_retention_ms: EMPTY_GROUP_RETENTION_MS_DEFAULT,
+        }
+    }
+
+    pub(crate) fn log_config(&self, topic: &catalog::TopicConfig) -> LogConfig {
+        LogConfig {
+            segment_bytes: self.segment_bytes,
+            segment_ms: self.segment_ms,
+            index_interval_bytes: self.index_interval_bytes,
+            retention_ms: topic.retention_ms,
+            retention_bytes: topic.retention_bytes,
+        }
+    }
+}
+
+/// The cores this process may run on.
+pub fn available_cores() -> u16 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(SHARDS_MAX as usize) as u16)
+}

@@ -1,0 +1,243 @@
+//! The broker service: the one place that knows where each [`Op`] runs and
+//! how the compound ones (create and delete a topic, list every group) are
+//! carried out. Every front end goes through it: the native protocol's
+//! dispatch calls [`start`] on the shard that read the request; the embedded
+//! client asks [`destination`] which shard to post to and that shard's runner
+//! calls [`run_here`] for the ops that run wherever they arrive.
+//!
+//! ```text
+//!   front end ──Op──▶ destination ──▶ owner shard's runner ──▶ partitions / coordinator / share
+//!                        │ Any
+//!                        └──▶ run_here: CreateTopic, DeleteTopic, ListGroups (fan out to the shards)
+//! ```
+
+use super::catalog::{owner, Catalog, TopicConfig};
+use super::handle::ShardHandle;
+use super::message::{ready, Op, Reply, ReplyFuture};
+use super::shared::Shared;
+use crate::protocol::group::GroupListing;
+use crate::protocol::metadata::{MetadataResponse, ShardInfo, TopicMetadata};
+use crate::protocol::offsets::QUERY_EARLIEST;
+use crate::protocol::topic::{CreateTopicRequest, RETENTION_DEFAULT, RETENTION_UNLIMITED};
+use crate::protocol::ErrorCode;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// The shard that hands out producer ids.
+pub const PRODUCER_ID_SHARD: u16 = 0;
+
+/// Where an op runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Destination {
+    /// On this shard (the partition's owner, the group's coordinator, the
+    /// producer-id shard).
+    Shard(u16),
+    /// On whichever shard it reached (the compound ops).
+    Any,
+}
+
+/// Where `op` runs, or why it is refused before it runs.
+pub(crate) fn destination(catalog: &Catalog, shard_count: u16, op: &Op) -> Result<Destination, ErrorCode> {
+    let route = |topic: &str, partition: u32| catalog.route(topic, partition, shard_count).map(Destination::Shard);
+    match op {
+        Op::Produce { topic, partition, .. } => route(topic, *partition),
+        Op::Fetch(request) => route(&request.topic, request.partition),
+        Op::ListOffsets(request) if request.query < QUERY_EARLIEST => Err(ErrorCode::InvalidArgument),
+        Op::ListOffsets(request) => route(&request.topic, request.partition),
+        Op::ShareFetch(request) => route(&request.topic, request.partition),
+        Op::ShareAck(request) => route(&request.topic, request.partition),
+        Op::Group(request) => Ok(Destination::Shard(crate::groups::coordinator(request.group(), shard_count))),
+        Op::InitProducerId(_) => Ok(Destination::Shard(PRODUCER_ID_SHARD)),
+        Op::CreateTopic(_) | Op::DeleteTopic(_) | Op::ListGroups => Ok(Destination::Any),
+        // Internal steps are addressed by the service itself, never routed.
+        Op::OpenTopic(_)
+        | Op::ClosePartitions(_)
+        | Op::ForgetTopic(_)
+        | Op::ShardGroups
+        | Op::ShareDescribe(_)
+        | Op::Metrics => Err(ErrorCode::Internal),
+    }
+}
+
+/// Starts `op`, which reached this shard from a front end: routes it and
+/// performs its ordered part (the append, the push into a ring); the future
+/// completes the reply.
+pub(crate) async fn start(handle: &Rc<ShardHandle>, op: Op) -> ReplyFuture {
+    match destination(&handle.catalog(), handle.shard_count(), &op) {
+        Ok(Destination::Shard(shard)) => handle.submit(shard, op).await,
+        Ok(Destination::Any) => run_here(handle, op),
+        Err(code) => ready(Reply::Failed(code)),
+    }
+}
+
+/// Runs an op whose destination is [`Destination::Any`] on this shard.
+pub(crate) fn run_here(handle: &Rc<ShardHandle>, op: Op) -> ReplyFuture {
+    let handle = handle.clone();
+    match op {
+        Op::CreateTopic(request) => Box::pin(async move { Reply::Done(create_topic(&handle, request).await) }),
+        Op::DeleteTopic(name) => Box::pin(async move { Reply::Done(delete_topic(&handle, &name).await) }),
+        Op::ListGroups => Box::pin(async move { Reply::Groups(list_groups(&handle).await) }),
+        _ => ready(Reply::Failed(ErrorCode::Internal)),
+    }
+}
+
+/// A retention value from the wire: -2 the broker's default, -1 unlimited.
+fn retention_from_wire(value: i64, default: Option<u64>) -> Result<Option<u64>, ErrorCode> {
+    match value {
+        RETENTION_DEFAULT => Ok(default),
+        RETENTION_UNLIMITED => Ok(None),
+        v if v >= 0 => Ok(Some(v as u64)),
+        _ => Err(ErrorCode::InvalidArgument),
+    }
+}
+
+/// A retention value for the wire.
+pub(crate) fn retention_to_wire(value: Option<u64>) -> i64 {
+    value.map_or(RETENTION_UNLIMITED, |v| v.min(i64::MAX as u64) as i64)
+}
+
+async fn create_topic(handle: &Rc<ShardHandle>, request: CreateTopicRequest) -> Result<(), ErrorCode> {
+    let config = &handle.shared.config;
+    let topic = TopicConfig {
+        name: request.name,
+        partitions: request.partitions,
+        retention_ms: retention_from_wire(request.retention_ms, config.retention_ms)?,
+        retention_bytes: retention_from_wire(request.retention_bytes, config.retention_bytes)?,
+        created_at_ms: crate::log::partition::now_ms(),
+    };
+    add_topic(handle, topic).await.map(|_| ())
+}
+
+/// Runs `op` on every shard that owns a partition of `topic`, and waits.
+async fn on_owners(handle: &Rc<ShardHandle>, topic: &TopicConfig, op: impl Fn() -> Op) -> Result<(), ErrorCode> {
+    let mut owners: Vec<u16> = (0..topic.partitions).map(|p| owner(&topic.name, p, handle.shard_count())).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    on_shards(handle, owners, op).await
+}
+
+/// Runs `op` on each of `shards`, and waits for all; the last failure wins.
+async fn on_shards(handle: &Rc<ShardHandle>, shards: Vec<u16>, op: impl Fn() -> Op) -> Result<(), ErrorCode> {
+    let mut replies: Vec<ReplyFuture> = Vec::with_capacity(shards.len());
+    for shard in shards {
+        replies.push(handle.submit(shard, op()).await);
+    }
+    let mut result = Ok(());
+    for reply in futures_util::future::join_all(replies).await {
+        if let Err(code) = reply.into_done() {
+            result = Err(code);
+        }
+    }
+    result
+}
+
+/// Creates a topic: its files, then its partitions on their owners, and only
+/// then publishes it, so no request is ever routed to a partition that is not
+/// open yet. A topic some of whose partitions could not be opened is removed.
+pub(crate) async fn add_topic(handle: &Rc<ShardHandle>, topic: TopicConfig) -> Result<Arc<TopicConfig>, ErrorCode> {
+    let catalog = &handle.shared.catalog;
+    let topic = catalog.begin_create(topic)?;
+    if let Err(code) = on_owners(handle, &topic, || Op::OpenTopic(topic.clone())).await {
+        eprintln!("ringmq: creating topic {} failed ({code}); removing it", topic.name);
+        let moved = catalog.abandon_created(&topic.name);
+        let _ = on_owners(handle, &topic, || Op::ClosePartitions(topic.name.clone())).await;
+        if let Ok(dir) = moved {
+            remove_deleted(&dir);
+        }
+        return Err(code);
+    }
+    catalog.publish_created(&topic);
+    Ok(topic)
+}
+
+/// Deletes a topic. Its owners close its partitions first, through the rings
+/// that carried whatever this shard forwarded to them before (so a Produce
+/// pipelined ahead of the delete on one connection is appended, not refused);
+/// then the topic is unpublished and its directory moved away (the commit
+/// point); then every shard forgets its committed offsets and share state.
+async fn delete_topic(handle: &Rc<ShardHandle>, name: &str) -> Result<(), ErrorCode> {
+    let catalog = &handle.shared.catalog;
+    let topic = catalog.begin_delete(name)?;
+    let closed = on_owners(handle, &topic, || Op::ClosePartitions(topic.name.clone())).await;
+    let moved_to = catalog.finish_delete(name)?;
+    let forgotten =
+        on_shards(handle, (0..handle.shard_count()).collect(), || Op::ForgetTopic(topic.name.clone())).await;
+    remove_deleted(&moved_to);
+    closed.and(forgotten)
+}
+
+/// Removes a directory moved under `deleted/` (what is left is removed at the
+/// next start).
+fn remove_deleted(dir: &std::path::Path) {
+    if let Err(error) = std::fs::remove_dir_all(dir) {
+        eprintln!("ringmq: cannot remove {}: {error}; it is removed at the next start", dir.display());
+    }
+}
+
+/// Every group of every shard, sorted by name.
+async fn list_groups(handle: &Rc<ShardHandle>) -> Result<Vec<GroupListing>, ErrorCode> {
+    let mut replies = Vec::new();
+    for shard in 0..handle.shard_count() {
+        replies.push(handle.submit(shard, Op::ShardGroups).await);
+    }
+    let mut groups = Vec::new();
+    for reply in futures_util::future::join_all(replies).await {
+        groups.extend(reply.into_groups()?);
+    }
+    Ok(merge_listings(groups))
+}
+
+/// Merges the listings of every shard: a share group has state on each shard
+/// owning one of its partitions.
+fn merge_listings(mut groups: Vec<GroupListing>) -> Vec<GroupListing> {
+    groups.sort_by(|a, b| (&a.group, a.kind).cmp(&(&b.group, b.kind)));
+    let mut merged: Vec<GroupListing> = Vec::with_capacity(groups.len());
+    for group in groups {
+        match merged.last_mut() {
+            Some(last) if last.group == group.group && last.kind == group.kind => {
+                last.members = last.members.max(group.members);
+                last.state = last.state.max(group.state);
+            }
+            _ => merged.push(group),
+        }
+    }
+    merged
+}
+
+/// The topics named (each once; all of them when `names` is empty) and the
+/// shards' ports. Answered from the catalog by whoever asks, on any thread.
+pub(crate) fn metadata(shared: &Shared, catalog: &Catalog, names: &[String]) -> MetadataResponse {
+    let shard_count = shared.mailboxes.len() as u16;
+    let describe = |topic: &TopicConfig| TopicMetadata {
+        name: topic.name.clone(),
+        error: 0,
+        retention_ms: retention_to_wire(topic.retention_ms),
+        retention_bytes: retention_to_wire(topic.retention_bytes),
+        partition_shards: (0..topic.partitions).map(|p| owner(&topic.name, p, shard_count)).collect(),
+    };
+    let topics = if names.is_empty() {
+        catalog.topics.values().map(|topic| describe(topic)).collect()
+    } else {
+        // Each name answered once, so a request repeating a name cannot ask for
+        // a response many times its own size.
+        let mut names: Vec<&String> = names.iter().collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| match catalog.topics.get(name) {
+                Some(topic) => describe(topic),
+                None => TopicMetadata {
+                    name: name.clone(),
+                    error: ErrorCode::UnknownTopicOrPartition as u16,
+                    retention_ms: RETENTION_UNLIMITED,
+                    retention_bytes: RETENTION_UNLIMITED,
+                    partition_shards: Vec::new(),
+                },
+            })
+            .collect()
+    };
+    let shards =
+        shared.shard_ports.iter().enumerate().map(|(shard, &port)| ShardInfo { shard: shard as u16, port }).collect();
+    MetadataResponse { shards, topics }
+}
