@@ -12,10 +12,12 @@
 //! broker.close().unwrap();
 //! ```
 
+use crate::client::group::{GroupTransport, JoinWait, PendingJoin};
+use crate::client::share::ShareTransport;
 use crate::client::{ClientError, FetchResult, Result, Retention};
 use crate::log::Acks;
 use crate::protocol::fetch::FetchRequest;
-use crate::protocol::group::{GroupListing, GroupRequest, GroupResponse};
+use crate::protocol::group::{GroupListing, GroupRequest, GroupResponse, JoinGroup, JoinResponse};
 use crate::protocol::offsets::{ListOffsetsRequest, ListOffsetsResponse};
 use crate::protocol::share::{ShareAckRequest, ShareFetchRequest, ShareFetchResponse};
 use crate::protocol::topic::CreateTopicRequest;
@@ -281,5 +283,62 @@ impl EmbeddedClient {
         let context = format!("share acknowledge {}/{} for {}", request.topic, request.partition, request.group);
         let errors = self.call(Op::ShareAck(request), &context)?.into_share_ack();
         errors.map(|errors| errors.into_iter().map(|e| e as u16).collect()).map_err(|code| server_error(code, context))
+    }
+}
+
+// The client side's transports, implemented here so the client names no
+// embedded type: the arrows go from embedded to client only.
+
+impl GroupTransport for EmbeddedClient {
+    fn group(&mut self, request: GroupRequest) -> Result<GroupResponse> {
+        EmbeddedClient::group(self, request)
+    }
+
+    fn start_join(&mut self, join: JoinGroup) -> Result<PendingJoin> {
+        Ok(PendingJoin::new(Box::new(self.start_group(GroupRequest::Join(join))?)))
+    }
+
+    fn list_groups(&mut self) -> Result<Vec<GroupListing>> {
+        EmbeddedClient::list_groups(self)
+    }
+
+    fn fetch(&mut self, request: &FetchRequest) -> Result<FetchResult> {
+        EmbeddedClient::fetch(self, request.clone())
+    }
+
+    fn list_offsets(&mut self, topic: &str, partition: u32, query: i64) -> Result<ListOffsetsResponse> {
+        EmbeddedClient::list_offsets(self, topic, partition, query)
+    }
+}
+
+/// How often a wait for an in-process join looks for its answer.
+const JOIN_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
+
+impl JoinWait for PendingGroup {
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<Option<JoinResponse>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match self.try_take() {
+                Some(Ok(GroupResponse::Join(response))) => return Ok(Some(response)),
+                Some(Ok(_)) => return Err(ClientError::Protocol("unexpected answer to join".into())),
+                Some(Err(error)) => return Err(error),
+                None if std::time::Instant::now() >= deadline => return Ok(None),
+                None => std::thread::sleep(JOIN_POLL_INTERVAL),
+            }
+        }
+    }
+}
+
+impl ShareTransport for EmbeddedClient {
+    fn share_fetch(&mut self, request: &ShareFetchRequest) -> Result<ShareFetchResponse> {
+        EmbeddedClient::share_fetch(self, request.clone())
+    }
+
+    fn share_acknowledge(&mut self, request: &ShareAckRequest) -> Result<Vec<u16>> {
+        EmbeddedClient::share_acknowledge(self, request.clone())
+    }
+
+    fn partition_count(&mut self, topic: &str) -> Result<u32> {
+        EmbeddedClient::partition_count(self, topic)
     }
 }

@@ -2,11 +2,10 @@
 //! consumes the partitions the broker assigns to it, heartbeats from `poll`,
 //! joins again when the group rebalances, and commits its positions.
 //!
-//! It works over TCP ([`super::Client`]) and in process
-//! ([`crate::embedded::EmbeddedClient`]) through [`GroupTransport`].
+//! It works over TCP ([`super::Client`]) and in process (the embedded
+//! client, which implements [`GroupTransport`] in `crate::embedded`).
 
 use super::{decode_records, Client, ClientError, ConsumedRecord, FetchResult, Result};
-use crate::embedded::EmbeddedClient;
 use crate::protocol::fetch::FetchRequest;
 use crate::protocol::group::{
     self, CommittedOffset, GroupDescription, GroupListing, GroupRequest, GroupResponse, JoinGroup, JoinResponse,
@@ -62,41 +61,27 @@ impl GroupTransport for Client {
     }
 }
 
-impl GroupTransport for EmbeddedClient {
-    fn group(&mut self, request: GroupRequest) -> Result<GroupResponse> {
-        EmbeddedClient::group(self, request)
-    }
-
-    fn start_join(&mut self, join: JoinGroup) -> Result<PendingJoin> {
-        Ok(PendingJoin(Pending::Embedded(self.start_group(GroupRequest::Join(join))?)))
-    }
-
-    fn list_groups(&mut self) -> Result<Vec<GroupListing>> {
-        EmbeddedClient::list_groups(self)
-    }
-
-    fn fetch(&mut self, request: &FetchRequest) -> Result<FetchResult> {
-        EmbeddedClient::fetch(self, request.clone())
-    }
-
-    fn list_offsets(&mut self, topic: &str, partition: u32, query: i64) -> Result<ListOffsetsResponse> {
-        EmbeddedClient::list_offsets(self, topic, partition, query)
-    }
-}
-
-/// How often a wait for an in-process join looks for its answer.
-const JOIN_POLL_INTERVAL: Duration = Duration::from_millis(1);
-
 /// A JoinGroup sent and not answered yet ([`GroupTransport::start_join`]).
 pub struct PendingJoin(Pending);
 
 enum Pending {
     /// On a connection of its own, which only this join uses.
     Tcp(super::PendingCall),
-    Embedded(crate::embedded::PendingGroup),
+    /// Any other transport: a wait for the answer up to a timeout.
+    Other(Box<dyn JoinWait>),
+}
+
+/// Waits up to a timeout for a join's answer (`None`: not there yet).
+pub trait JoinWait: Send {
+    fn wait(&mut self, timeout: Duration) -> Result<Option<JoinResponse>>;
 }
 
 impl PendingJoin {
+    /// A join waited for by `wait` (a transport other than TCP).
+    pub fn new(wait: Box<dyn JoinWait>) -> PendingJoin {
+        PendingJoin(Pending::Other(wait))
+    }
+
     /// The join's answer if it arrives within `timeout`; `None` when it has not.
     pub fn wait(&mut self, timeout: Duration) -> Result<Option<JoinResponse>> {
         match &mut self.0 {
@@ -104,23 +89,12 @@ impl PendingJoin {
                 Some(body) => Ok(Some(GroupResponse::decode_join(&body)?)),
                 None => Ok(None),
             },
-            Pending::Embedded(pending) => {
-                let deadline = Instant::now() + timeout;
-                loop {
-                    match pending.try_take() {
-                        Some(Ok(GroupResponse::Join(response))) => return Ok(Some(response)),
-                        Some(Ok(_)) => return Err(unexpected("join")),
-                        Some(Err(error)) => return Err(error),
-                        None if Instant::now() >= deadline => return Ok(None),
-                        None => std::thread::sleep(JOIN_POLL_INTERVAL),
-                    }
-                }
-            }
+            Pending::Other(wait) => wait.wait(timeout),
         }
     }
 }
 
-fn unexpected(what: &str) -> ClientError {
+pub(crate) fn unexpected(what: &str) -> ClientError {
     ClientError::Protocol(format!("unexpected answer to {what}"))
 }
 

@@ -3,7 +3,6 @@
 //! lease, and acknowledges each: accept, release, reject, or renew.
 
 use super::{decode_records, Client, ClientError, ConsumedRecord, Result};
-use crate::embedded::EmbeddedClient;
 use crate::groups::share::AckKind;
 use crate::protocol::share::{decode_ack_response, ShareAckRequest, ShareFetchRequest, ShareFetchResponse};
 use crate::protocol::ErrorCode;
@@ -33,20 +32,6 @@ impl ShareTransport for Client {
 
     fn partition_count(&mut self, topic: &str) -> Result<u32> {
         Client::partition_count(self, topic)
-    }
-}
-
-impl ShareTransport for EmbeddedClient {
-    fn share_fetch(&mut self, request: &ShareFetchRequest) -> Result<ShareFetchResponse> {
-        EmbeddedClient::share_fetch(self, request.clone())
-    }
-
-    fn share_acknowledge(&mut self, request: &ShareAckRequest) -> Result<Vec<u16>> {
-        EmbeddedClient::share_acknowledge(self, request.clone())
-    }
-
-    fn partition_count(&mut self, topic: &str) -> Result<u32> {
-        EmbeddedClient::partition_count(self, topic)
     }
 }
 
