@@ -48,14 +48,10 @@ def edges(mods):
             if head == "crate":
                 base = []
             elif head == "super":
-                base = parent[:-1] if is_dir else parent[:-1] if False else parent
-                base = (here[:-1] if is_dir else here[:-2]) if False else (parent[:-1] if is_dir else parent)
+                # The parent of this module (for a mod.rs, of its directory).
+                base = here[:-1]
             else:
                 base = here if is_dir else parent
-            if head == "super" and not is_dir:
-                base = here[:-1]
-            elif head == "super" and is_dir:
-                base = here[:-1]
             target = resolve(mods, base + names)
             if target is not None and target != module and not module.startswith(target + "::") and target != "":
                 out[module].add(target)

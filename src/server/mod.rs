@@ -2,11 +2,15 @@
 //! runtime that owns its partitions, their files, its group commit and its
 //! connections (DESIGN.md §2).
 //!
+//! The files form layers with no cycle (docs/ARCHITECTURE.md): `message`
+//! (the service's `Op` and `Reply`) at the bottom; `partitions`, `handle`
+//! (a shard's routing and submit), `service` (where each op runs, the compound
+//! ops), `coordinator` and `share` (group state) above it; `dispatch` and
+//! `connection` (the native protocol's front end); `shard` (the runner that
+//! executes every op on its room) at the top, started from here.
+//!
 //! - [`catalog`]: topics and the data directory's metadata, shared by all shards.
 //! - [`mailbox`]: the lock-free cross-shard ring with its sleeping/awake wake-up.
-//! - `shard`: one shard's state and the operations it runs for its partitions.
-//! - `dispatch`: decodes a request frame and routes it (locally or through a ring).
-//! - `connection`: reads frames, keeps requests in order, writes responses.
 
 pub mod catalog;
 pub mod completion;
