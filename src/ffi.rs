@@ -152,18 +152,37 @@ fn guard(body: impl FnOnce() -> rmq_result) -> rmq_result {
     }
 }
 
+/// As [`guard`] for a function that returns a value other than a result (a
+/// getter, a free): a panic is recorded as the thread's last error and the
+/// function returns `fallback`.
+pub(crate) fn guard_value<T>(fallback: T, body: impl FnOnce() -> T) -> T {
+    let mut value = None;
+    let result = guard(|| {
+        value = Some(body());
+        rmq_result::RMQ_OK
+    });
+    match (result, value) {
+        (rmq_result::RMQ_OK, Some(value)) => value,
+        _ => fallback,
+    }
+}
+
+/// What `rmq_last_error` returns if reading the message itself failed.
+const NO_MESSAGE: &[u8] = b"\0";
+
 /// The message of the last error on this thread (empty when none; not cleared
 /// by successful calls, so read it right after a call failed). Valid until the
 /// next call into the library on this thread; never NULL; never freed.
 #[no_mangle]
 pub extern "C" fn rmq_last_error() -> *const c_char {
-    LAST_ERROR.with(|slot| slot.borrow().as_ptr())
+    let read = catch_unwind(|| LAST_ERROR.with(|slot| slot.borrow().as_ptr()));
+    read.unwrap_or(NO_MESSAGE.as_ptr().cast())
 }
 
 /// The library's version, a static NUL-terminated string.
 #[no_mangle]
 pub extern "C" fn rmq_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    guard_value(std::ptr::null(), || concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast())
 }
 
 /// # Safety
@@ -619,7 +638,7 @@ pub unsafe extern "C" fn rmq_topics(client: *const rmq_client, out: *mut *mut rm
 #[no_mangle]
 pub unsafe extern "C" fn rmq_topic_list_len(list: *const rmq_topic_list) -> usize {
     // SAFETY: NULL or live.
-    unsafe { list.as_ref() }.map_or(0, |list| list.topics.len())
+    guard_value(0, || unsafe { list.as_ref() }.map_or(0, |list| list.topics.len()))
 }
 
 /// Topic `index`: its name (NUL-terminated, owned by the list) and partitions.
@@ -658,7 +677,7 @@ pub unsafe extern "C" fn rmq_topic_list_get(
 #[no_mangle]
 pub unsafe extern "C" fn rmq_topic_list_free(list: *mut rmq_topic_list) {
     // SAFETY: per this function's contract.
-    unsafe { free_box(list) }
+    guard_value((), || unsafe { free_box(list) })
 }
 
 /// A partition's offsets: earliest, latest (one past the last record), and
@@ -1168,7 +1187,7 @@ unsafe fn wait_pending(pending: *const rmq_pending, base_offset: *mut i64, timeo
 #[no_mangle]
 pub unsafe extern "C" fn rmq_pending_free(pending: *mut rmq_pending) {
     // SAFETY: per this function's contract.
-    unsafe { free_box(pending) }
+    guard_value((), || unsafe { free_box(pending) })
 }
 
 /// Records received by a fetch or a consumer poll. Their bytes live in the
@@ -1253,7 +1272,7 @@ pub unsafe extern "C" fn rmq_fetch_records(
 #[no_mangle]
 pub unsafe extern "C" fn rmq_fetch_count(fetch: *const rmq_fetch) -> usize {
     // SAFETY: NULL or live.
-    unsafe { fetch.as_ref() }.map_or(0, |fetch| fetch.records.len())
+    guard_value(0, || unsafe { fetch.as_ref() }.map_or(0, |fetch| fetch.records.len()))
 }
 
 /// Record `index` of a fetch, borrowing its bytes.
@@ -1336,7 +1355,7 @@ fn non_dangling(bytes: &[u8]) -> *const u8 {
 #[no_mangle]
 pub unsafe extern "C" fn rmq_fetch_free(fetch: *mut rmq_fetch) {
     // SAFETY: per this function's contract.
-    unsafe { free_box(fetch) }
+    guard_value((), || unsafe { free_box(fetch) })
 }
 
 /// Follows one partition from a starting offset.
@@ -1419,7 +1438,7 @@ pub unsafe extern "C" fn rmq_consumer_poll(
 #[no_mangle]
 pub unsafe extern "C" fn rmq_consumer_position(consumer: *const rmq_consumer) -> u64 {
     // SAFETY: NULL or live.
-    unsafe { consumer.as_ref() }.map_or(0, |consumer| consumer.position)
+    guard_value(0, || unsafe { consumer.as_ref() }.map_or(0, |consumer| consumer.position))
 }
 
 /// Frees a consumer. NULL is a no-op.
@@ -1429,7 +1448,7 @@ pub unsafe extern "C" fn rmq_consumer_position(consumer: *const rmq_consumer) ->
 #[no_mangle]
 pub unsafe extern "C" fn rmq_consumer_close(consumer: *mut rmq_consumer) {
     // SAFETY: per this function's contract.
-    unsafe { free_box(consumer) }
+    guard_value((), || unsafe { free_box(consumer) })
 }
 
 // After `try_ffi!`, which it uses.

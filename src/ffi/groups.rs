@@ -312,7 +312,7 @@ pub unsafe extern "C" fn rmq_group_consumer_commit_offset(
 #[no_mangle]
 pub unsafe extern "C" fn rmq_group_consumer_generation(consumer: *const rmq_group_consumer) -> u32 {
     // SAFETY: NULL or live.
-    unsafe { consumer.as_ref() }.map_or(0, |c| c.consumer.generation())
+    super::guard_value(0, || unsafe { consumer.as_ref() }.map_or(0, |c| c.consumer.generation()))
 }
 
 /// Partitions the member owns in its generation (0 for NULL).
@@ -322,7 +322,7 @@ pub unsafe extern "C" fn rmq_group_consumer_generation(consumer: *const rmq_grou
 #[no_mangle]
 pub unsafe extern "C" fn rmq_group_consumer_assignment_len(consumer: *const rmq_group_consumer) -> usize {
     // SAFETY: NULL or live.
-    unsafe { consumer.as_ref() }.map_or(0, |c| c.consumer.assignment().len())
+    super::guard_value(0, || unsafe { consumer.as_ref() }.map_or(0, |c| c.consumer.assignment().len()))
 }
 
 /// Commits (unless manual_commit) and leaves the group, so the other members
@@ -595,7 +595,7 @@ pub unsafe extern "C" fn rmq_share_acknowledge_many(
 #[no_mangle]
 pub unsafe extern "C" fn rmq_share_consumer_close(consumer: *mut rmq_share_consumer) {
     // SAFETY: per this function's contract.
-    unsafe { free_box(consumer) }
+    super::guard_value((), || unsafe { free_box(consumer) })
 }
 
 /// One partition of a group description.
@@ -681,7 +681,9 @@ pub unsafe extern "C" fn rmq_group_info_summary(
 #[no_mangle]
 pub unsafe extern "C" fn rmq_group_info_partitions(info: *const rmq_group_info) -> usize {
     // SAFETY: NULL or live.
-    unsafe { info.as_ref() }.map_or(0, |info| info.description.partitions.len() + info.description.share.len())
+    super::guard_value(0, || {
+        unsafe { info.as_ref() }.map_or(0, |info| info.description.partitions.len() + info.description.share.len())
+    })
 }
 
 /// Partition `index` of a description, borrowing its topic name.
@@ -743,5 +745,5 @@ pub unsafe extern "C" fn rmq_group_info_partition(
 #[no_mangle]
 pub unsafe extern "C" fn rmq_group_info_free(info: *mut rmq_group_info) {
     // SAFETY: per this function's contract.
-    unsafe { free_box(info) }
+    super::guard_value((), || unsafe { free_box(info) })
 }
