@@ -377,11 +377,6 @@ pub fn stamp_base_offset(batch: &mut [u8], base_offset: i64) -> Result<(), Batch
     Ok(())
 }
 
-/// Reads the base offset of a batch without validating anything else.
-pub fn read_base_offset(batch: &[u8]) -> Result<i64, BatchError> {
-    read_i64(batch, OFFSET_BASE_OFFSET)
-}
-
 /// One decoded record, borrowing from the batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record<'a> {

@@ -235,3 +235,57 @@ fn a_partition_keeps_one_descriptor_between_uses() {
     });
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A stored batch length is a peer of sorts: the disk's. Reads check it before
+/// it sizes a buffer or a step, so a damaged sealed segment (not read at open)
+/// answers an error: no 2 GiB allocation, no endless walk over a length of 0.
+#[test]
+fn a_damaged_batch_length_in_a_sealed_segment_is_an_error_not_an_allocation() {
+    for (name, length) in [("huge", 0x7fff_fff0u32), ("zero", 0), ("negative", 0xffff_ff00)] {
+        let runtime = Runtime::new().unwrap();
+        let dir = temp_dir(&format!("length-{name}"));
+        fill(&runtime, &dir);
+        let logs = segment_files(&dir, "log");
+        let first = &logs[0];
+        let mut bytes = fs::read(first).unwrap();
+        // The first batch's batch_length field (after its base offset).
+        bytes[8..12].copy_from_slice(&length.to_be_bytes());
+        fs::write(first, &bytes).unwrap();
+        runtime.block_on(async {
+            let mut log = PartitionLog::open(FileStorage::new(), &dir, small_segments()).await.unwrap();
+            let read = log.read(0, 1 << 20);
+            assert!(
+                matches!(read, Err(ringmq::log::LogError::Corrupt(_))),
+                "{name}: a read over a damaged length answered {:?}",
+                read.map(|b| b.len())
+            );
+            let by_time = log.offset_for_timestamp(0);
+            assert!(by_time.is_err(), "{name}: a timestamp search answered {by_time:?}");
+            let scan = log.scan_batch_headers(u64::MAX, |_| {});
+            assert!(scan.is_err(), "{name}: a header scan over a damaged length succeeded");
+        });
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// A stored batch whose bytes changed after it was written reports both CRCs.
+#[test]
+fn a_corrupt_stored_batch_keeps_its_expected_and_found_crc() {
+    let runtime = Runtime::new().unwrap();
+    let dir = temp_dir("crc-values");
+    fill(&runtime, &dir);
+    let logs = segment_files(&dir, "log");
+    let mut bytes = fs::read(&logs[0]).unwrap();
+    bytes[ringmq::batch::BATCH_HEADER_BYTES + 4] ^= 0xFF; // the first batch's first record: inside the CRC's range
+    fs::write(&logs[0], &bytes).unwrap();
+    runtime.block_on(async {
+        let mut log = PartitionLog::open(FileStorage::new(), &dir, small_segments()).await.unwrap();
+        match log.offset_for_timestamp(0).map(|_| ()) {
+            Err(ringmq::log::LogError::Corrupt(ringmq::batch::BatchError::CrcMismatch { expected, found })) => {
+                assert_ne!(expected, found)
+            }
+            other => panic!("expected a CRC mismatch, got {other:?}"),
+        }
+    });
+    fs::remove_dir_all(&dir).unwrap();
+}

@@ -90,6 +90,6 @@ pub fn is_no_space(error: &io::Error) -> bool {
 }
 
 /// errno for "no space left on device" on Linux.
-pub const ENOSPC: i32 = 28;
+pub const ENOSPC: i32 = libc::ENOSPC;
 /// errno for an I/O error on Linux.
-pub const EIO: i32 = 5;
+pub const EIO: i32 = libc::EIO;

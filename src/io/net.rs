@@ -18,12 +18,6 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Binds a listening socket; must be called on a shard runtime.
-    pub fn bind(address: SocketAddr, reuse_port: bool) -> io::Result<Listener> {
-        let std_listener = bind_std(address, reuse_port)?;
-        Listener::from_std(std_listener)
-    }
-
     /// Takes over a socket bound with [`bind_std`] (possibly on another thread).
     pub fn from_std(listener: std::net::TcpListener) -> io::Result<Listener> {
         let local = listener.local_addr()?;

@@ -18,11 +18,11 @@ pub struct RuntimeError {
 impl fmt::Display for RuntimeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let cause = match self.source.raw_os_error() {
-            Some(38) => "the kernel does not implement io_uring (ENOSYS: Linux 5.11 or newer is needed)",
-            Some(1) | Some(13) => {
+            Some(libc::ENOSYS) => "the kernel does not implement io_uring (ENOSYS: Linux 5.11 or newer is needed)",
+            Some(libc::EPERM) | Some(libc::EACCES) => {
                 "io_uring is refused (EPERM/EACCES: kernel.io_uring_disabled is set, or a seccomp profile blocks it)"
             }
-            Some(12) => "io_uring could not lock memory for its rings (ENOMEM: raise RLIMIT_MEMLOCK)",
+            Some(libc::ENOMEM) => "io_uring could not lock memory for its rings (ENOMEM: raise RLIMIT_MEMLOCK)",
             _ => "io_uring could not be set up",
         };
         write!(

@@ -98,6 +98,9 @@ pub enum LogError {
     /// An fdatasync failed earlier. It is never retried: data in the page cache may
     /// be lost, so the partition refuses writes until it is reopened.
     Poisoned { cause: Arc<io::Error> },
+    /// A stored batch failed its checks on read (a CRC mismatch keeps the
+    /// expected and found values; a length outside the limits keeps it).
+    Corrupt(BatchError),
     /// An I/O error other than the above.
     Io { context: &'static str, source: Arc<io::Error> },
     /// Invalid settings.
@@ -130,6 +133,7 @@ impl fmt::Display for LogError {
                 f,
                 "partition refuses writes after a failed fdatasync ({cause}); reopen it to recover what is on disk"
             ),
+            LogError::Corrupt(error) => write!(f, "a stored batch failed its checks: {error}"),
             LogError::Io { context, source } => write!(f, "{context}: {source}"),
             LogError::Config(message) => write!(f, "invalid log configuration: {message}"),
             LogError::Closed => write!(f, "the log is closed"),

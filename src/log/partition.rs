@@ -868,7 +868,7 @@ impl<S: Storage> PartitionLog<S> {
                 }
                 let header = BatchHeader::parse(&window[(position - window_start) as usize..]).map_err(corrupt)?;
                 visit(&header);
-                position += header.size_bytes().max(BATCH_HEADER_BYTES) as u64;
+                position += stored_size(&header)? as u64;
             }
         }
         self.close_synced_sealed();
@@ -889,7 +889,7 @@ impl<S: Storage> PartitionLog<S> {
         let mut first = None;
         while cursor + BATCH_HEADER_BYTES <= window.len() {
             let header = BatchHeader::parse(&window[cursor..]).map_err(corrupt)?;
-            let size = header.size_bytes();
+            let size = stored_size(&header)?;
             if header.last_offset() >= offset as i64 {
                 first = Some((cursor, size));
                 break;
@@ -933,7 +933,7 @@ impl<S: Storage> PartitionLog<S> {
             if header.last_offset() >= offset as i64 {
                 return self.read_window_at(at, position, max_bytes);
             }
-            position += header.size_bytes() as u64;
+            position += stored_size(&header)? as u64;
         }
         Ok(Vec::new())
     }
@@ -945,7 +945,7 @@ impl<S: Storage> PartitionLog<S> {
         let window_end = segment.size.min(position + (max_bytes as u64).max(BATCH_HEADER_BYTES as u64));
         let mut window = vec![0u8; (window_end - position) as usize];
         log.read_exact_at(&mut window, position).map_err(|e| LogError::io("reading a segment", e))?;
-        let first_size = BatchHeader::parse(&window).map_err(corrupt)?.size_bytes();
+        let first_size = stored_size(&BatchHeader::parse(&window).map_err(corrupt)?)?;
         if first_size > window.len() {
             let mut batch = vec![0u8; first_size];
             log.read_exact_at(&mut batch, position).map_err(|e| LogError::io("reading a segment", e))?;
@@ -985,7 +985,7 @@ impl<S: Storage> PartitionLog<S> {
             log.read_exact_at(&mut header_bytes, position).map_err(|e| LogError::io("reading a segment", e))?;
             let header = BatchHeader::parse(&header_bytes).map_err(corrupt)?;
             if header.max_timestamp >= timestamp {
-                let mut bytes = vec![0u8; header.size_bytes()];
+                let mut bytes = vec![0u8; stored_size(&header)?];
                 log.read_exact_at(&mut bytes, position).map_err(|e| LogError::io("reading a segment", e))?;
                 let batch = Batch::validate(&bytes).map_err(corrupt)?;
                 if header.compression() != 0 {
@@ -998,7 +998,7 @@ impl<S: Storage> PartitionLog<S> {
                     }
                 }
             }
-            position += header.size_bytes() as u64;
+            position += stored_size(&header)? as u64;
         }
         Ok(None)
     }
@@ -1175,7 +1175,7 @@ impl<S: Storage> PartitionLog<S> {
 fn whole_batches_end(window: &[u8], first_at: usize, first_size: usize, max_bytes: usize) -> Result<usize, LogError> {
     let mut end = first_at + first_size;
     while end + BATCH_HEADER_BYTES <= window.len() {
-        let size = BatchHeader::parse(&window[end..]).map_err(corrupt)?.size_bytes();
+        let size = stored_size(&BatchHeader::parse(&window[end..]).map_err(corrupt)?)?;
         if end + size > window.len() || end + size - first_at > max_bytes {
             break;
         }
@@ -1204,11 +1204,24 @@ fn read_base_offset_at<F: StorageFile>(log: &F, position: u32) -> io::Result<Opt
     }
 }
 
-fn corrupt(error: crate::batch::BatchError) -> LogError {
-    LogError::Io {
-        context: "a stored batch failed its checks",
-        source: Arc::new(io::Error::new(io::ErrorKind::InvalidData, error.to_string())),
+/// The size of a stored batch from its header, checked before it sizes a
+/// read, an allocation or a step: at least a header, at most
+/// [`crate::batch::BATCH_BYTES_MAX`] (what an append accepts). A length from
+/// disk outside that is a corrupt batch, never a 2 GiB buffer or a step of 0.
+fn stored_size(header: &BatchHeader) -> Result<usize, LogError> {
+    let size = header.size_bytes();
+    if size > crate::batch::BATCH_BYTES_MAX {
+        return Err(corrupt(crate::batch::BatchError::TooLarge { size, max: crate::batch::BATCH_BYTES_MAX }));
     }
+    if size < BATCH_HEADER_BYTES {
+        let declared = i64::from(header.batch_length);
+        return Err(corrupt(crate::batch::BatchError::LengthMismatch { declared, actual: size }));
+    }
+    Ok(size)
+}
+
+fn corrupt(error: crate::batch::BatchError) -> LogError {
+    LogError::Corrupt(error)
 }
 
 /// Runs both phases of a plan: every future of a phase is polled together, so
