@@ -244,6 +244,16 @@ impl ConsumerGroup {
     }
 }
 
+/// One subscriber of a topic while its partitions are assigned.
+struct Slot<'a> {
+    id: &'a String,
+    /// Partitions of the topic it owned before, ascending.
+    kept: Vec<u32>,
+    rotated: usize,
+    quota: usize,
+    owned: Vec<u32>,
+}
+
 /// Balanced, sticky assignment per topic (see the module comment).
 pub fn assign(
     members: &BTreeMap<String, Member>,
@@ -272,40 +282,48 @@ pub fn assign(
         };
         let share = count as usize / subscribers.len();
         let extra = count as usize % subscribers.len();
-        // Extra slots go first to those who owned the most, then by a rotation
-        // so that fresh groups spread single partitions over members.
-        let mut order: Vec<usize> = (0..subscribers.len()).collect();
-        order.sort_by_key(|&i| {
-            let rotated = (i + subscribers.len() - topic_index % subscribers.len()) % subscribers.len();
-            (std::cmp::Reverse(kept_before(subscribers[i]).len()), rotated)
-        });
-        let mut quota = vec![share; subscribers.len()];
-        for &i in order.iter().take(extra) {
-            quota[i] += 1;
+        let mut slots: Vec<Slot> = subscribers
+            .iter()
+            .enumerate()
+            .map(|(i, id)| Slot {
+                id,
+                kept: kept_before(id),
+                // A rotation, so that fresh groups spread single partitions over members.
+                rotated: (i + subscribers.len() - topic_index % subscribers.len()) % subscribers.len(),
+                quota: share,
+                owned: Vec::new(),
+            })
+            .collect();
+        // Extra slots go first to those who owned the most, then by the rotation.
+        let mut order: Vec<&mut Slot> = slots.iter_mut().collect();
+        order.sort_by_key(|slot| (std::cmp::Reverse(slot.kept.len()), slot.rotated));
+        for slot in order.iter_mut().take(extra) {
+            slot.quota += 1;
         }
-        let mut taken = vec![false; count as usize];
-        let mut owned: Vec<Vec<u32>> = vec![Vec::new(); subscribers.len()];
-        for (i, id) in subscribers.iter().enumerate() {
-            for partition in kept_before(id) {
-                if owned[i].len() < quota[i] && !taken[partition as usize] {
-                    taken[partition as usize] = true;
-                    owned[i].push(partition);
+        let mut taken = BTreeSet::new();
+        // Sticky first, in member order; then the free partitions in quota order.
+        let mut by_member: Vec<&mut &mut Slot> = order.iter_mut().collect();
+        by_member.sort_by(|a, b| a.id.cmp(b.id));
+        for slot in by_member {
+            for &partition in &slot.kept {
+                if slot.owned.len() < slot.quota && taken.insert(partition) {
+                    slot.owned.push(partition);
                 }
             }
         }
-        let mut free = (0..count).filter(|p| !taken[*p as usize]);
-        for &i in &order {
-            while owned[i].len() < quota[i] {
+        let mut free = (0..count).filter(|p| !taken.contains(p));
+        for slot in order {
+            while slot.owned.len() < slot.quota {
                 match free.next() {
-                    Some(partition) => owned[i].push(partition),
+                    Some(partition) => slot.owned.push(partition),
                     None => break,
                 }
             }
         }
-        for (i, id) in subscribers.iter().enumerate() {
-            let entry = result.entry((*id).clone()).or_default();
-            owned[i].sort_unstable();
-            entry.extend(owned[i].iter().map(|p| (topic.clone(), *p)));
+        for mut slot in slots {
+            slot.owned.sort_unstable();
+            let entry = result.entry(slot.id.clone()).or_default();
+            entry.extend(slot.owned.into_iter().map(|p| (topic.clone(), p)));
         }
     }
     result

@@ -4,6 +4,7 @@
 //! A group is coordinated by one shard, [`coordinator`]`(group)`; its state lives
 //! under `DATA_DIR/groups/<group>/`. The shard side (requests, timers, files) is
 //! in `server::coordinator`; what is here does no networking.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod consumer;
 pub mod share;

@@ -2,11 +2,13 @@
 //! RecordBatch v2 batches split into segments, with sparse indexes, recovery,
 //! retention, and group commit. The on-disk layout is drawn in `docs/STORAGE.md`
 //! and at the top of [`partition`] and [`index`].
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod group_commit;
 pub mod index;
 pub mod partition;
 pub mod producers;
+mod segments;
 
 pub use group_commit::{Acks, GroupCommit, GroupCommitStats, SharedLog};
 pub use partition::{AppendInfo, PartitionLog, RecoveryReport, RetentionReport};

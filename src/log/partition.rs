@@ -20,6 +20,7 @@
 //! survives a crash of the process.
 
 use super::index::{self, IndexEntry};
+use super::segments::{Segment, SegmentFiles, Segments};
 use super::{LogConfig, LogError};
 use crate::batch::{self, Batch, BatchHeader, BATCH_HEADER_BYTES};
 use crate::io::{OpenMode, Storage, StorageFile, SyncFuture};
@@ -88,54 +89,6 @@ pub struct RetentionReport {
     pub segments_deleted: u32,
     pub bytes_deleted: u64,
     pub earliest_offset: u64,
-}
-
-/// The one descriptor a segment keeps open. Index files are opened only to load,
-/// flush or sync them, so a broker with many partitions holds one descriptor per
-/// segment in use, not three.
-struct SegmentFiles<F> {
-    log: F,
-}
-
-struct Segment<F> {
-    base_offset: u64,
-    /// One past the last offset: for a sealed segment not yet loaded, the next
-    /// segment's base offset.
-    next_offset: u64,
-    /// Bytes in the .log; valid once loaded.
-    size: u64,
-    files: Option<SegmentFiles<F>>,
-    /// Index entries; `None` until loaded (sealed segments load on first use).
-    entries: Option<Vec<IndexEntry>>,
-    max_timestamp: i64,
-    bytes_since_index: u64,
-    created_at_ms: i64,
-    /// Leading entries of `entries` already written to the index files.
-    index_flushed: usize,
-}
-
-impl<F: StorageFile> Segment<F> {
-    fn unloaded(base_offset: u64) -> Segment<F> {
-        Segment {
-            base_offset,
-            next_offset: base_offset,
-            size: 0,
-            files: None,
-            entries: None,
-            max_timestamp: -1,
-            bytes_since_index: 0,
-            created_at_ms: 0,
-            index_flushed: 0,
-        }
-    }
-
-    fn files(&self) -> &SegmentFiles<F> {
-        self.files.as_ref().expect("segment files are opened before use")
-    }
-
-    fn entries(&self) -> &[IndexEntry] {
-        self.entries.as_deref().unwrap_or(&[])
-    }
 }
 
 /// The outcome of scanning batches from an index entry.
@@ -262,6 +215,63 @@ impl SyncPlan {
     }
 }
 
+/// Where a loaded segment ends, and the state its next append continues from.
+struct Tail {
+    next_offset: u64,
+    size: u64,
+    max_timestamp: i64,
+    bytes_since_index: u64,
+}
+
+/// Finds a segment's real end when its index does not end in a seal: drops
+/// index entries that do not point at a batch (and a stale seal), then scans
+/// and validates the batches after the last good entry, adding the entries the
+/// append path would have written. `clean` turns false when `entries` changed.
+fn scan_tail<F: StorageFile>(
+    log: &F,
+    base_offset: u64,
+    log_length: u64,
+    index_interval_bytes: u64,
+    entries: &mut Vec<IndexEntry>,
+    clean: &mut bool,
+) -> Result<(Tail, ScanResult), LogError> {
+    while let Some(last) = entries.last().copied() {
+        let points_at_batch = u64::from(last.position) < log_length
+            && read_base_offset_at(log, last.position).map_err(|e| LogError::io("reading a batch", e))?
+                == Some(last.offset);
+        if points_at_batch {
+            break;
+        }
+        entries.pop();
+        *clean = false;
+    }
+    let start =
+        entries.last().copied().unwrap_or(IndexEntry { offset: base_offset, position: 0, timestamp_before: -1 });
+    let scanned =
+        scan(log, &start, log_length, index_interval_bytes).map_err(|e| LogError::io("scanning a segment", e))?;
+    if entries.is_empty() && scanned.position > 0 {
+        entries.push(start);
+        *clean = false;
+    }
+    if !scanned.new_entries.is_empty() {
+        entries.extend_from_slice(&scanned.new_entries);
+        *clean = false;
+    }
+    let tail = Tail {
+        next_offset: scanned.next_offset,
+        size: scanned.position,
+        max_timestamp: scanned.max_timestamp,
+        bytes_since_index: scanned.bytes_since_index,
+    };
+    Ok((tail, scanned))
+}
+
+/// A segment position that is not in the list: a broken invariant of this
+/// file, reported as an error on the partition rather than a panic of the shard.
+fn missing_segment(at: usize) -> LogError {
+    LogError::io("finding a segment", io::Error::other(format!("no segment at position {at}")))
+}
+
 type Waiter = (u64, oneshot::Sender<Result<(), LogError>>);
 
 /// One partition's log. Owned by one shard; not `Send`.
@@ -269,7 +279,7 @@ pub struct PartitionLog<S: Storage> {
     storage: S,
     dir: PathBuf,
     config: LogConfig,
-    segments: Vec<Segment<S::File>>,
+    segments: Segments<S::File>,
     durable_offset: u64,
     poisoned: Option<Arc<io::Error>>,
     /// Sealed segments written since the last successful flush.
@@ -294,7 +304,7 @@ impl<S: Storage> PartitionLog<S> {
             storage,
             dir,
             config,
-            segments: Vec::new(),
+            segments: Segments::from_bases(&[]),
             durable_offset: 0,
             poisoned: None,
             sealed_unsynced: Vec::new(),
@@ -317,8 +327,7 @@ impl<S: Storage> PartitionLog<S> {
         // Every sealed segment, not only those recovery opened: a crashed process
         // may have left any of them unsynced. Their logs are opened only for the
         // sync (a duplicate descriptor carries it), so opening reads none of them.
-        log.sealed_unsynced =
-            log.segments[..log.segments.len() - 1].iter().map(|segment| segment.base_offset).collect();
+        log.sealed_unsynced = log.segments.sealed().iter().map(|segment| segment.base_offset).collect();
         if log.recovery.truncated_bytes > 0 || log.recovery.segments_dropped > 0 {
             eprintln!(
                 "ringmq: recovered {}: truncated {} bytes ({}), dropped {} segment(s) after a gap",
@@ -348,13 +357,7 @@ impl<S: Storage> PartitionLog<S> {
                 self.storage.remove_file(&path).map_err(|e| LogError::io("removing an orphan index", e))?;
             }
         }
-        if bases.is_empty() {
-            bases.push(0);
-        }
-        self.segments = bases.iter().map(|&base| Segment::unloaded(base)).collect();
-        for index in 0..self.segments.len().saturating_sub(1) {
-            self.segments[index].next_offset = self.segments[index + 1].base_offset;
-        }
+        self.segments = Segments::from_bases(&bases);
         Ok(())
     }
 
@@ -374,8 +377,8 @@ impl<S: Storage> PartitionLog<S> {
     /// Writes a segment's unwritten index entries. Best effort: the index is
     /// rebuilt from the log when it falls behind, so a failure is logged and the
     /// entries stay pending for the next attempt.
-    fn flush_index(&mut self, position_in_list: usize) {
-        let segment = &self.segments[position_in_list];
+    fn flush_index(&mut self, at: usize) {
+        let Some(segment) = self.segments.get(at) else { return };
         let entries = segment.entries();
         if segment.index_flushed >= entries.len() {
             return;
@@ -391,8 +394,9 @@ impl<S: Storage> PartitionLog<S> {
         });
         match written {
             Ok(()) => {
-                let count = self.segments[position_in_list].entries().len();
-                self.segments[position_in_list].index_flushed = count;
+                if let Some(segment) = self.segments.get_mut(at) {
+                    segment.index_flushed = segment.entries().len();
+                }
             }
             Err(error) => eprintln!(
                 "ringmq: {}: cannot write index entries ({error}); they are retried later",
@@ -402,9 +406,10 @@ impl<S: Storage> PartitionLog<S> {
     }
 
     /// fdatasyncs of a segment's index files, after flushing them.
-    fn index_syncs(&mut self, position_in_list: usize) -> Vec<SyncFuture> {
-        self.flush_index(position_in_list);
-        match self.open_index(self.segments[position_in_list].base_offset) {
+    fn index_syncs(&mut self, at: usize) -> Vec<SyncFuture> {
+        self.flush_index(at);
+        let Some(base_offset) = self.segments.get(at).map(|segment| segment.base_offset) else { return Vec::new() };
+        match self.open_index(base_offset) {
             Ok((offsets, times)) => vec![offsets.sync_data(), times.sync_data()],
             Err(error) => vec![Box::pin(async move { Err(error) })],
         }
@@ -416,24 +421,23 @@ impl<S: Storage> PartitionLog<S> {
     fn recover_active(&mut self) -> Result<(), LogError> {
         self.drop_after_first_incomplete_sealed()?;
         loop {
-            let last = self.segments.len() - 1;
+            let last = self.segments.active_at();
             self.load_segment(last, true)?;
-            if last == 0 {
-                break;
+            let expected = self.segments.active().base_offset;
+            let Some(previous) = last.checked_sub(1) else { break };
+            if let Some(segment) = self.segments.get_mut(previous) {
+                segment.next_offset = expected;
             }
-            let expected = self.segments[last].base_offset;
-            self.segments[last - 1].next_offset = expected;
-            let found = self.load_segment(last - 1, true)?;
+            let found = self.load_segment(previous, true)?;
             if found == expected {
                 break;
             }
-            let dropped = self.segments.pop().expect("checked above");
+            let Some(dropped) = self.segments.pop_active() else { break };
             self.remove_segment_files(dropped.base_offset)?;
             self.recovery.segments_dropped += 1;
             self.dir_dirty = true;
         }
-        let active = self.segments.last_mut().expect("one segment at least");
-        active.created_at_ms = now_ms();
+        self.segments.active_mut().created_at_ms = now_ms();
         // The predecessor may have been opened for the check: sealing it again is
         // idempotent (its seal entry is already there or was just written).
         Ok(())
@@ -443,7 +447,7 @@ impl<S: Storage> PartitionLog<S> {
     /// seal (CRC-checked, offset = the next segment's base, position = the log's
     /// length). Reads 12 bytes of the index and the log's size, not the log.
     fn seal_is_intact(&self, at: usize) -> bool {
-        let segment = &self.segments[at];
+        let Some(segment) = self.segments.get(at) else { return false };
         let check = || -> io::Result<bool> {
             let log = self.storage.open(&segment_file(&self.dir, segment.base_offset, "log"), OpenMode::Existing)?;
             let offsets =
@@ -466,25 +470,24 @@ impl<S: Storage> PartitionLog<S> {
     /// after it can have been acknowledged as durable. Segments after it are
     /// dropped; it becomes the active segment and its tail is recovered.
     fn drop_after_first_incomplete_sealed(&mut self) -> Result<(), LogError> {
-        let sealed = self.segments.len() - 1;
-        for at in 0..sealed {
+        for at in 0..self.segments.active_at() {
             if self.seal_is_intact(at) {
                 continue;
             }
             // Missing or damaged index: find the real end by scanning its tail.
-            let expected = self.segments[at].next_offset;
+            let Some(expected) = self.segments.get(at).map(|segment| segment.next_offset) else { break };
             if self.load_segment(at, true)? == expected {
                 continue;
             }
             while self.segments.len() > at + 1 {
-                let dropped = self.segments.pop().expect("checked above");
+                let Some(dropped) = self.segments.pop_active() else { break };
                 drop(dropped.files);
                 self.remove_segment_files(dropped.base_offset)?;
                 self.recovery.segments_dropped += 1;
                 self.dir_dirty = true;
             }
             // Reloaded as the active segment by the caller.
-            self.segments[at].entries = None;
+            self.segments.active_mut().entries = None;
             break;
         }
         Ok(())
@@ -493,77 +496,53 @@ impl<S: Storage> PartitionLog<S> {
     /// Opens a segment's files, loads and checks its indexes, and scans its log
     /// from the last good index entry. For the active segment (`repair`), bytes
     /// after the first bad batch are cut. Returns the segment's end offset.
-    fn load_segment(&mut self, position_in_list: usize, repair: bool) -> Result<u64, LogError> {
-        let is_active = position_in_list + 1 == self.segments.len();
-        let base_offset = self.segments[position_in_list].base_offset;
-        let expected_end = self.segments[position_in_list].next_offset;
-        if self.segments[position_in_list].files.is_none() {
+    fn load_segment(&mut self, at: usize, repair: bool) -> Result<u64, LogError> {
+        let is_active = at == self.segments.active_at();
+        let segment = self.segments.get(at).ok_or_else(|| missing_segment(at))?;
+        let (base_offset, expected_end, opened) = (segment.base_offset, segment.next_offset, segment.files.is_some());
+        if !opened {
             let files = self.open_files(base_offset)?;
-            self.segments[position_in_list].files = Some(files);
+            self.segments.get_mut(at).ok_or_else(|| missing_segment(at))?.files = Some(files);
         }
-        let interval = self.config.index_interval_bytes;
         let (offset_index, time_index) =
             self.open_index(base_offset).map_err(|e| LogError::io("opening a segment index", e))?;
-        let segment = &self.segments[position_in_list];
-        let files = segment.files();
-        let log_length = files.log.len().map_err(|e| LogError::io("reading a segment's size", e))?;
+        let segment = self.segments.get(at).ok_or_else(|| missing_segment(at))?;
+        let log = segment.log().map_err(|e| LogError::io("opening a segment", e))?;
+        let log_length = log.len().map_err(|e| LogError::io("reading a segment's size", e))?;
         let loaded = index::load(&offset_index, &time_index, base_offset, log_length)
             .map_err(|e| LogError::io("reading a segment index", e))?;
         let mut entries = loaded.entries;
         let mut clean = loaded.clean;
 
         // A sealed segment whose last entry is its seal needs no scan.
-        let sealed_cleanly = !is_active
-            && entries.last().is_some_and(|e| e.offset == expected_end && u64::from(e.position) == log_length);
-        let mut truncated = None;
-        let (next_offset, size, max_timestamp, bytes_since_index) = if sealed_cleanly {
-            let seal = *entries.last().expect("checked above");
-            (seal.offset, log_length, seal.timestamp_before, 0)
-        } else {
-            // Drop a seal entry (it is re-added below for sealed segments) and any
-            // entry whose batch is not where it claims to be.
-            while let Some(last) = entries.last().copied() {
-                let points_at_batch = u64::from(last.position) < log_length
-                    && read_base_offset_at(&files.log, last.position)
-                        .map_err(|e| LogError::io("reading a batch", e))?
-                        == Some(last.offset);
-                if points_at_batch {
-                    break;
+        let seal = entries
+            .last()
+            .copied()
+            .filter(|entry| !is_active && entry.offset == expected_end && u64::from(entry.position) == log_length);
+        let tail = match seal {
+            Some(seal) => Tail {
+                next_offset: seal.offset,
+                size: log_length,
+                max_timestamp: seal.timestamp_before,
+                bytes_since_index: 0,
+            },
+            None => {
+                let interval = self.config.index_interval_bytes;
+                let (tail, scanned) = scan_tail(log, base_offset, log_length, interval, &mut entries, &mut clean)?;
+                self.recovery.scanned_bytes += scanned.scanned_bytes;
+                if let Some((position, reason)) = scanned.failure {
+                    if repair {
+                        log.truncate(position).map_err(|e| LogError::io("truncating a torn segment tail", e))?;
+                        self.recovery.truncated_bytes += log_length - position;
+                        self.recovery.truncation_reason.get_or_insert(reason);
+                    }
                 }
-                entries.pop();
-                clean = false;
+                tail
             }
-            let start = entries.last().copied().unwrap_or(IndexEntry {
-                offset: base_offset,
-                position: 0,
-                timestamp_before: -1,
-            });
-            let scanned =
-                scan(&files.log, &start, log_length, interval).map_err(|e| LogError::io("scanning a segment", e))?;
-            self.recovery.scanned_bytes += scanned.scanned_bytes;
-            if entries.is_empty() && scanned.position > 0 {
-                entries.push(start);
-                clean = false;
-            }
-            if !scanned.new_entries.is_empty() {
-                entries.extend_from_slice(&scanned.new_entries);
-                clean = false;
-            }
-            if let Some((position, reason)) = scanned.failure {
-                truncated = Some((position, log_length - position, reason));
-            }
-            (scanned.next_offset, scanned.position, scanned.max_timestamp, scanned.bytes_since_index)
         };
-
-        if let Some((position, bytes, reason)) = truncated {
-            if repair {
-                files.log.truncate(position).map_err(|e| LogError::io("truncating a torn segment tail", e))?;
-                self.recovery.truncated_bytes += bytes;
-                self.recovery.truncation_reason.get_or_insert(reason);
-            }
-        }
-        if !is_active && !sealed_cleanly && next_offset == expected_end {
-            entries.push(IndexEntry { offset: next_offset, position: size as u32, timestamp_before: max_timestamp });
+        if !is_active && seal.is_none() && tail.next_offset == expected_end {
+            let position = tail.size as u32;
+            entries.push(IndexEntry { offset: tail.next_offset, position, timestamp_before: tail.max_timestamp });
             clean = false;
         }
         let mut flushed = entries.len();
@@ -578,24 +557,26 @@ impl<S: Storage> PartitionLog<S> {
                 }
             }
         }
-        let segment = &mut self.segments[position_in_list];
+        let segment = self.segments.get_mut(at).ok_or_else(|| missing_segment(at))?;
         segment.index_flushed = flushed;
         segment.entries = Some(entries);
-        segment.next_offset = next_offset;
-        segment.size = size;
-        segment.max_timestamp = max_timestamp;
-        segment.bytes_since_index = bytes_since_index;
-        Ok(next_offset)
+        segment.next_offset = tail.next_offset;
+        segment.size = tail.size;
+        segment.max_timestamp = tail.max_timestamp;
+        segment.bytes_since_index = tail.bytes_since_index;
+        Ok(tail.next_offset)
     }
 
     /// Loads a sealed segment on first use.
-    fn ensure_loaded(&mut self, position_in_list: usize) -> Result<(), LogError> {
-        if self.segments[position_in_list].entries.is_none() {
-            self.load_segment(position_in_list, false)?;
+    fn ensure_loaded(&mut self, at: usize) -> Result<(), LogError> {
+        let segment = self.segments.get(at).ok_or_else(|| missing_segment(at))?;
+        if segment.entries.is_none() {
+            self.load_segment(at, false)?;
         }
-        if self.segments[position_in_list].files.is_none() {
-            let files = self.open_files(self.segments[position_in_list].base_offset)?;
-            self.segments[position_in_list].files = Some(files);
+        let segment = self.segments.get(at).ok_or_else(|| missing_segment(at))?;
+        if segment.files.is_none() {
+            let files = self.open_files(segment.base_offset)?;
+            self.segments.get_mut(at).ok_or_else(|| missing_segment(at))?.files = Some(files);
         }
         Ok(())
     }
@@ -604,8 +585,7 @@ impl<S: Storage> PartitionLog<S> {
     /// keeps one open descriptor (its active segment) between uses, whatever
     /// retention or a reader of old data opened. Reads reopen on demand.
     fn close_synced_sealed(&mut self) {
-        let sealed = self.segments.len().saturating_sub(1);
-        for segment in &mut self.segments[..sealed] {
+        for segment in self.segments.sealed_mut() {
             if !self.sealed_unsynced.contains(&segment.base_offset) {
                 segment.files = None;
             }
@@ -630,12 +610,12 @@ impl<S: Storage> PartitionLog<S> {
 
     /// The first offset still held.
     pub fn earliest_offset(&self) -> u64 {
-        self.segments.first().map_or(0, |segment| segment.base_offset)
+        self.segments.first().base_offset
     }
 
     /// One past the last appended offset (Kafka's log end offset).
     pub fn next_offset(&self) -> u64 {
-        self.segments.last().map_or(0, |segment| segment.next_offset)
+        self.segments.active().next_offset
     }
 
     /// Offsets below this are written to the page cache and visible to readers.
@@ -679,14 +659,14 @@ impl<S: Storage> PartitionLog<S> {
         batch::stamp_base_offset(batch, base_offset as i64)?;
 
         let interval = self.config.index_interval_bytes;
-        let active = self.segments.last_mut().expect("one segment at least");
+        let active = self.segments.active();
         let position = active.size;
         let needs_entry = active.entries().is_empty() || active.bytes_since_index >= interval;
-        if let Err(error) = active.files().log.write_all_at(batch, position) {
+        if let Err(error) = active.log().and_then(|log| log.write_all_at(batch, position)) {
             self.roll_back_append(position, rolled)?;
             return Err(LogError::io("appending to the segment", error));
         }
-        let active = self.segments.last_mut().expect("one segment at least");
+        let active = self.segments.active_mut();
         if needs_entry {
             let entry =
                 IndexEntry { offset: base_offset, position: position as u32, timestamp_before: active.max_timestamp };
@@ -700,7 +680,7 @@ impl<S: Storage> PartitionLog<S> {
         let pending = active.entries().len() - active.index_flushed;
         self.dirty = true;
         if pending >= INDEX_FLUSH_ENTRIES {
-            self.flush_index(self.segments.len() - 1);
+            self.flush_index(self.segments.active_at());
         }
         Ok(AppendInfo { base_offset, last_offset: base_offset + records - 1, next_offset: base_offset + records })
     }
@@ -709,8 +689,7 @@ impl<S: Storage> PartitionLog<S> {
     /// caused, if any. If even that fails the state of the files is unknown and
     /// the partition is poisoned.
     fn roll_back_append(&mut self, position: u64, rolled: bool) -> Result<(), LogError> {
-        let active = self.segments.last().expect("one segment at least");
-        let mut undone = active.files().log.truncate(position);
+        let mut undone = self.segments.active().log().and_then(|log| log.truncate(position));
         if rolled && undone.is_ok() {
             undone = self.undo_roll();
         }
@@ -733,7 +712,7 @@ impl<S: Storage> PartitionLog<S> {
 
     /// Rolls when the batch would not fit; returns whether it rolled.
     fn maybe_roll(&mut self, batch_bytes: u64, records: u64, now_ms: i64) -> Result<bool, LogError> {
-        let active = self.segments.last().expect("one segment at least");
+        let active = self.segments.active();
         if active.size == 0 {
             return Ok(false);
         }
@@ -751,7 +730,7 @@ impl<S: Storage> PartitionLog<S> {
     /// Seals the active segment (writes its seal entry) and starts a new one.
     fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
         let new_base = self.next_offset();
-        let active = self.segments.last_mut().expect("one segment at least");
+        let active = self.segments.active();
         let seal = IndexEntry {
             offset: active.next_offset,
             position: active.size as u32,
@@ -764,13 +743,12 @@ impl<S: Storage> PartitionLog<S> {
                 return Err(error);
             }
         };
-        let active = self.segments.last_mut().expect("one segment at least");
+        let active = self.segments.active_mut();
         active.entries.get_or_insert_with(Vec::new).push(seal);
         self.sealed_unsynced.push(active.base_offset);
-        let sealed = self.segments.len() - 1;
-        self.flush_index(sealed);
+        self.flush_index(self.segments.active_at());
         self.dir_dirty = true;
-        self.segments.push(Segment {
+        self.segments.push_active(Segment {
             base_offset: new_base,
             next_offset: new_base,
             size: 0,
@@ -786,19 +764,19 @@ impl<S: Storage> PartitionLog<S> {
 
     /// Undoes [`PartitionLog::roll`] after the append that caused it failed.
     fn undo_roll(&mut self) -> std::io::Result<()> {
-        let new = self.segments.pop().expect("a roll pushed a segment");
+        let new = self.segments.pop_active().ok_or_else(|| io::Error::other("no rolled segment to undo"))?;
         drop(new.files);
         // A leftover empty segment would later look like a gap: fail (and so
         // poison) rather than leave it.
         self.remove_segment_files(new.base_offset).map_err(|error| io::Error::other(error.to_string()))?;
-        let sealed = self.segments.len() - 1;
-        self.sealed_unsynced.retain(|&base| base != self.segments[sealed].base_offset);
-        let segment = &mut self.segments[sealed];
+        let segment = self.segments.active_mut();
+        let base_offset = segment.base_offset;
+        self.sealed_unsynced.retain(|&base| base != base_offset);
         segment.entries.get_or_insert_with(Vec::new).pop();
         let count = segment.entries().len();
         if segment.index_flushed > count {
             segment.index_flushed = count;
-            let (offsets, times) = self.open_index(self.segments[sealed].base_offset)?;
+            let (offsets, times) = self.open_index(base_offset)?;
             index::truncate(&offsets, &times, count)?;
         }
         Ok(())
@@ -812,10 +790,11 @@ impl<S: Storage> PartitionLog<S> {
         if offset < earliest || offset > latest {
             return Err(LogError::OffsetOutOfRange { requested: offset, earliest, latest });
         }
-        let mut at = self.segments.partition_point(|segment| segment.base_offset <= offset).saturating_sub(1);
+        let mut at = self.segments.locate(offset);
         while at < self.segments.len() {
             self.ensure_loaded(at)?;
-            let bytes = self.read_from_segment(at, offset, max_bytes)?;
+            let segment = self.segments.get(at).ok_or_else(|| missing_segment(at))?;
+            let bytes = self.read_from_segment(segment, offset, max_bytes)?;
             if !bytes.is_empty() {
                 return Ok(bytes);
             }
@@ -837,7 +816,7 @@ impl<S: Storage> PartitionLog<S> {
         let mut remaining = tail_bytes;
         for at in (0..self.segments.len()).rev() {
             self.ensure_loaded(at)?;
-            let segment = &self.segments[at];
+            let segment = self.segments.get(at).ok_or_else(|| missing_segment(at))?;
             if segment.size >= remaining {
                 let target = segment.size - remaining;
                 first_segment = at;
@@ -853,8 +832,8 @@ impl<S: Storage> PartitionLog<S> {
         }
         for at in first_segment..self.segments.len() {
             self.ensure_loaded(at)?;
-            let segment = &self.segments[at];
-            let log = &segment.files().log;
+            let segment = self.segments.get(at).ok_or_else(|| missing_segment(at))?;
+            let log = segment.log().map_err(|e| LogError::io("reading a segment", e))?;
             let mut window: Vec<u8> = Vec::new();
             let mut window_start = 0u64;
             let mut position = if at == first_segment { first_position } else { 0 };
@@ -866,7 +845,8 @@ impl<S: Storage> PartitionLog<S> {
                     log.read_exact_at(&mut window, position).map_err(|e| LogError::io("reading a segment", e))?;
                     window_start = position;
                 }
-                let header = BatchHeader::parse(&window[(position - window_start) as usize..]).map_err(corrupt)?;
+                let at_position = window.get((position - window_start) as usize..).unwrap_or_default();
+                let header = BatchHeader::parse(at_position).map_err(corrupt)?;
                 visit(&header);
                 position += stored_size(&header)? as u64;
             }
@@ -875,20 +855,24 @@ impl<S: Storage> PartitionLog<S> {
         Ok(())
     }
 
-    fn read_from_segment(&self, at: usize, offset: u64, max_bytes: usize) -> Result<Vec<u8>, LogError> {
-        let segment = &self.segments[at];
+    fn read_from_segment(
+        &self,
+        segment: &Segment<S::File>,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, LogError> {
         let start = index::floor_by_offset(segment.entries(), offset)
             .map_or(0, |entry| u64::from(entry.position).min(segment.size));
         let window_end =
             segment.size.min(start + max_bytes as u64 + READ_SLACK_BYTES + self.config.index_interval_bytes);
-        let log = &segment.files().log;
+        let log = segment.log().map_err(|e| LogError::io("reading a segment", e))?;
         let mut window = vec![0u8; (window_end - start) as usize];
         log.read_exact_at(&mut window, start).map_err(|e| LogError::io("reading a segment", e))?;
         let mut cursor = 0usize;
         // Skip batches that end before `offset`.
         let mut first = None;
         while cursor + BATCH_HEADER_BYTES <= window.len() {
-            let header = BatchHeader::parse(&window[cursor..]).map_err(corrupt)?;
+            let header = BatchHeader::parse(window.get(cursor..).unwrap_or_default()).map_err(corrupt)?;
             let size = stored_size(&header)?;
             if header.last_offset() >= offset as i64 {
                 first = Some((cursor, size));
@@ -900,7 +884,7 @@ impl<S: Storage> PartitionLog<S> {
             return if window_end == segment.size {
                 Ok(Vec::new())
             } else {
-                self.read_from_position(at, start + cursor as u64, offset, max_bytes)
+                self.read_from_position(segment, start + cursor as u64, offset, max_bytes)
             };
         };
         if first_at + first_size > window.len() {
@@ -919,41 +903,22 @@ impl<S: Storage> PartitionLog<S> {
     /// over very small batches): walks headers from `position` one at a time.
     fn read_from_position(
         &self,
-        at: usize,
+        segment: &Segment<S::File>,
         mut position: u64,
         offset: u64,
         max_bytes: usize,
     ) -> Result<Vec<u8>, LogError> {
-        let segment = &self.segments[at];
-        let log = &segment.files().log;
+        let log = segment.log().map_err(|e| LogError::io("reading a segment", e))?;
         let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
         while position + BATCH_HEADER_BYTES as u64 <= segment.size {
             log.read_exact_at(&mut header_bytes, position).map_err(|e| LogError::io("reading a segment", e))?;
             let header = BatchHeader::parse(&header_bytes).map_err(corrupt)?;
             if header.last_offset() >= offset as i64 {
-                return self.read_window_at(at, position, max_bytes);
+                return read_window_at(segment, position, max_bytes);
             }
             position += stored_size(&header)? as u64;
         }
         Ok(Vec::new())
-    }
-
-    /// Whole batches from `position` (a batch boundary) up to `max_bytes`.
-    fn read_window_at(&self, at: usize, position: u64, max_bytes: usize) -> Result<Vec<u8>, LogError> {
-        let segment = &self.segments[at];
-        let log = &segment.files().log;
-        let window_end = segment.size.min(position + (max_bytes as u64).max(BATCH_HEADER_BYTES as u64));
-        let mut window = vec![0u8; (window_end - position) as usize];
-        log.read_exact_at(&mut window, position).map_err(|e| LogError::io("reading a segment", e))?;
-        let first_size = stored_size(&BatchHeader::parse(&window).map_err(corrupt)?)?;
-        if first_size > window.len() {
-            let mut batch = vec![0u8; first_size];
-            log.read_exact_at(&mut batch, position).map_err(|e| LogError::io("reading a segment", e))?;
-            return Ok(batch);
-        }
-        let end = whole_batches_end(&window, 0, first_size, max_bytes)?;
-        window.truncate(end);
-        Ok(window)
     }
 
     /// The first offset whose record timestamp is at or after `timestamp`, or
@@ -961,7 +926,7 @@ impl<S: Storage> PartitionLog<S> {
     pub fn offset_for_timestamp(&mut self, timestamp: i64) -> Result<Option<u64>, LogError> {
         for at in 0..self.segments.len() {
             self.ensure_loaded(at)?;
-            let segment = &self.segments[at];
+            let segment = self.segments.get(at).ok_or_else(|| missing_segment(at))?;
             if segment.max_timestamp < timestamp {
                 continue;
             }
@@ -970,35 +935,9 @@ impl<S: Storage> PartitionLog<S> {
                 position: 0,
                 timestamp_before: -1,
             });
-            if let Some(found) = self.search_timestamp(at, u64::from(start.position), timestamp)? {
+            if let Some(found) = search_timestamp(segment, u64::from(start.position), timestamp)? {
                 return Ok(Some(found));
             }
-        }
-        Ok(None)
-    }
-
-    fn search_timestamp(&self, at: usize, mut position: u64, timestamp: i64) -> Result<Option<u64>, LogError> {
-        let segment = &self.segments[at];
-        let log = &segment.files().log;
-        let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
-        while position + BATCH_HEADER_BYTES as u64 <= segment.size {
-            log.read_exact_at(&mut header_bytes, position).map_err(|e| LogError::io("reading a segment", e))?;
-            let header = BatchHeader::parse(&header_bytes).map_err(corrupt)?;
-            if header.max_timestamp >= timestamp {
-                let mut bytes = vec![0u8; stored_size(&header)?];
-                log.read_exact_at(&mut bytes, position).map_err(|e| LogError::io("reading a segment", e))?;
-                let batch = Batch::validate(&bytes).map_err(corrupt)?;
-                if header.compression() != 0 {
-                    return Ok(Some(header.base_offset as u64));
-                }
-                for record in batch.records() {
-                    let record = record.map_err(corrupt)?;
-                    if record.timestamp >= timestamp {
-                        return Ok(Some(record.offset as u64));
-                    }
-                }
-            }
-            position += stored_size(&header)? as u64;
         }
         Ok(None)
     }
@@ -1008,14 +947,14 @@ impl<S: Storage> PartitionLog<S> {
     /// [`LogError::OffsetOutOfRange`].
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<RetentionReport, LogError> {
         let mut report = RetentionReport::default();
-        let sealed = self.segments.len() - 1;
+        let sealed = self.segments.active_at();
         for at in 0..sealed {
             self.ensure_loaded(at)?;
         }
         let mut total_bytes: u64 = self.segments.iter().map(|segment| segment.size).sum();
         let mut delete = 0;
         while delete < sealed {
-            let segment = &self.segments[delete];
+            let Some(segment) = self.segments.get(delete) else { break };
             let over_size = self.config.retention_bytes.is_some_and(|limit| total_bytes - segment.size >= limit);
             let too_old = self.config.retention_ms.is_some_and(|age| {
                 segment.max_timestamp >= 0 && now_ms.saturating_sub(segment.max_timestamp) > age as i64
@@ -1030,11 +969,12 @@ impl<S: Storage> PartitionLog<S> {
         // One segment at a time, oldest first: if a removal fails, the segments
         // not yet removed stay in the log (and the error is returned).
         for _ in 0..delete {
-            let base_offset = self.segments[0].base_offset;
-            self.segments[0].files = None;
+            let Some(oldest) = self.segments.sealed_mut().first_mut() else { break };
+            let base_offset = oldest.base_offset;
+            oldest.files = None;
             self.dir_dirty = true;
             self.remove_segment_files(base_offset)?;
-            self.segments.remove(0);
+            self.segments.remove_oldest_sealed();
             self.sealed_unsynced.retain(|&base| base != base_offset);
             report.segments_deleted += 1;
         }
@@ -1074,7 +1014,7 @@ impl<S: Storage> PartitionLog<S> {
         sealed.sort_unstable();
         let mut phases = Vec::new();
         for base in sealed {
-            if let Some(at) = self.segments.iter().position(|segment| segment.base_offset == base) {
+            if let Some(at) = self.segments.position_of(base) {
                 phases.push(self.segment_syncs(at));
             }
         }
@@ -1082,18 +1022,22 @@ impl<S: Storage> PartitionLog<S> {
             phases.push(vec![self.storage.sync_dir(&self.dir)]);
         }
         self.dirty = false;
-        let active = self.segments.last().expect("one segment at least").files();
-        phases.push(vec![active.log.sync_data()]);
+        let active_sync = match self.segments.active().log() {
+            Ok(log) => log.sync_data(),
+            Err(error) => Box::pin(async move { Err(error) }),
+        };
+        phases.push(vec![active_sync]);
         Some(SyncPlan { phases, target_offset: self.next_offset() })
     }
 
     /// The log and index syncs of one segment, opening its log for the purpose
     /// when it is not open (a sealed segment a crashed process left unsynced).
     fn segment_syncs(&mut self, at: usize) -> Vec<SyncFuture> {
-        let log_sync = match &self.segments[at].files {
+        let Some(segment) = self.segments.get(at) else { return Vec::new() };
+        let log_sync = match &segment.files {
             Some(files) => files.log.sync_data(),
             None => {
-                let path = segment_file(&self.dir, self.segments[at].base_offset, "log");
+                let path = segment_file(&self.dir, segment.base_offset, "log");
                 match self.storage.open(&path, OpenMode::Existing) {
                     Ok(log) => log.sync_data(),
                     Err(error) => Box::pin(async move { Err(error) }),
@@ -1107,7 +1051,8 @@ impl<S: Storage> PartitionLog<S> {
 
     /// Everything, oldest segment first, then the directory (on close).
     fn full_sync_plan(&mut self) -> SyncPlan {
-        let open: Vec<usize> = (0..self.segments.len()).filter(|&at| self.segments[at].files.is_some()).collect();
+        let open: Vec<usize> =
+            self.segments.iter().enumerate().filter(|(_, segment)| segment.files.is_some()).map(|(at, _)| at).collect();
         let mut phases: Vec<Vec<SyncFuture>> = open.into_iter().map(|at| self.segment_syncs(at)).collect();
         phases.push(vec![self.storage.sync_dir(&self.dir)]);
         SyncPlan { phases, target_offset: self.next_offset() }
@@ -1138,12 +1083,10 @@ impl<S: Storage> PartitionLog<S> {
             Ok(()) => {
                 self.durable_offset = self.durable_offset.max(target_offset);
                 self.close_synced_sealed();
-                while let Some((offset_end, _)) = self.waiters.front() {
-                    if *offset_end > self.durable_offset {
-                        break;
+                while self.waiters.front().is_some_and(|(offset_end, _)| *offset_end <= self.durable_offset) {
+                    if let Some((_, sender)) = self.waiters.pop_front() {
+                        let _ = sender.send(Ok(()));
                     }
-                    let (_, sender) = self.waiters.pop_front().expect("front exists");
-                    let _ = sender.send(Ok(()));
                 }
             }
             Err(error) => self.poison(Arc::new(error)),
@@ -1175,13 +1118,60 @@ impl<S: Storage> PartitionLog<S> {
 fn whole_batches_end(window: &[u8], first_at: usize, first_size: usize, max_bytes: usize) -> Result<usize, LogError> {
     let mut end = first_at + first_size;
     while end + BATCH_HEADER_BYTES <= window.len() {
-        let size = stored_size(&BatchHeader::parse(&window[end..]).map_err(corrupt)?)?;
+        let size = stored_size(&BatchHeader::parse(window.get(end..).unwrap_or_default()).map_err(corrupt)?)?;
         if end + size > window.len() || end + size - first_at > max_bytes {
             break;
         }
         end += size;
     }
     Ok(end)
+}
+
+/// Whole batches from `position` (a batch boundary) up to `max_bytes`.
+fn read_window_at<F: StorageFile>(segment: &Segment<F>, position: u64, max_bytes: usize) -> Result<Vec<u8>, LogError> {
+    let log = segment.log().map_err(|e| LogError::io("reading a segment", e))?;
+    let window_end = segment.size.min(position + (max_bytes as u64).max(BATCH_HEADER_BYTES as u64));
+    let mut window = vec![0u8; (window_end - position) as usize];
+    log.read_exact_at(&mut window, position).map_err(|e| LogError::io("reading a segment", e))?;
+    let first_size = stored_size(&BatchHeader::parse(&window).map_err(corrupt)?)?;
+    if first_size > window.len() {
+        let mut batch = vec![0u8; first_size];
+        log.read_exact_at(&mut batch, position).map_err(|e| LogError::io("reading a segment", e))?;
+        return Ok(batch);
+    }
+    let end = whole_batches_end(&window, 0, first_size, max_bytes)?;
+    window.truncate(end);
+    Ok(window)
+}
+
+/// The first offset in `segment` from `position` whose timestamp is at or after `timestamp`.
+fn search_timestamp<F: StorageFile>(
+    segment: &Segment<F>,
+    mut position: u64,
+    timestamp: i64,
+) -> Result<Option<u64>, LogError> {
+    let log = segment.log().map_err(|e| LogError::io("reading a segment", e))?;
+    let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
+    while position + BATCH_HEADER_BYTES as u64 <= segment.size {
+        log.read_exact_at(&mut header_bytes, position).map_err(|e| LogError::io("reading a segment", e))?;
+        let header = BatchHeader::parse(&header_bytes).map_err(corrupt)?;
+        if header.max_timestamp >= timestamp {
+            let mut bytes = vec![0u8; stored_size(&header)?];
+            log.read_exact_at(&mut bytes, position).map_err(|e| LogError::io("reading a segment", e))?;
+            let batch = Batch::validate(&bytes).map_err(corrupt)?;
+            if header.compression() != 0 {
+                return Ok(Some(header.base_offset as u64));
+            }
+            for record in batch.records() {
+                let record = record.map_err(corrupt)?;
+                if record.timestamp >= timestamp {
+                    return Ok(Some(record.offset as u64));
+                }
+            }
+        }
+        position += stored_size(&header)? as u64;
+    }
+    Ok(None)
 }
 
 fn remove_files<S: Storage>(storage: &S, dir: &Path, base_offset: u64) -> Result<(), LogError> {
