@@ -12,9 +12,9 @@
 //! broker.close().unwrap();
 //! ```
 
-use crate::client::group::{GroupTransport, JoinWait, PendingJoin};
-use crate::client::share::ShareTransport;
-use crate::client::{ClientError, FetchResult, Result, Retention};
+use crate::client::group::{JoinWait, PendingJoin};
+use crate::client::transport::ProduceBatch;
+use crate::client::{ClientError, FetchResult, Result, Retention, Transport};
 use crate::log::Acks;
 use crate::protocol::fetch::FetchRequest;
 use crate::protocol::group::{GroupListing, GroupRequest, GroupResponse, JoinGroup, JoinResponse};
@@ -289,25 +289,86 @@ impl EmbeddedClient {
 // The client side's transports, implemented here so the client names no
 // embedded type: the arrows go from embedded to client only.
 
-impl GroupTransport for EmbeddedClient {
-    fn group(&mut self, request: GroupRequest) -> Result<GroupResponse> {
-        EmbeddedClient::group(self, request)
+impl Transport for EmbeddedClient {
+    fn produce_many(&self, batches: &[ProduceBatch<'_>], acks: Acks) -> Result<Vec<Result<Option<u64>>>> {
+        // Every batch is posted before any answer is awaited, as TCP pipelines them.
+        let posted: Vec<Result<(Arc<Completion<Reply>>, String)>> = batches
+            .iter()
+            .map(|&(topic, partition, batch)| {
+                let context = format!("produce to {topic}/{partition}");
+                let op = Op::Produce { topic: topic.into(), partition, batch: BytesMut::from(batch), acks };
+                self.post(op, &context).map(|completion| (completion, context))
+            })
+            .collect();
+        let busy_poll = self.shared.config.busy_poll;
+        Ok(posted
+            .into_iter()
+            .map(|posted| {
+                let (completion, context) = posted?;
+                if acks == Acks::None {
+                    return Ok(None);
+                }
+                completion.wait(busy_poll).into_produce().map(Some).map_err(|code| server_error(code, context))
+            })
+            .collect())
     }
 
-    fn start_join(&mut self, join: JoinGroup) -> Result<PendingJoin> {
-        Ok(PendingJoin::new(Box::new(self.start_group(GroupRequest::Join(join))?)))
-    }
-
-    fn list_groups(&mut self) -> Result<Vec<GroupListing>> {
-        EmbeddedClient::list_groups(self)
-    }
-
-    fn fetch(&mut self, request: &FetchRequest) -> Result<FetchResult> {
+    fn fetch(&self, request: &FetchRequest) -> Result<FetchResult> {
         EmbeddedClient::fetch(self, request.clone())
     }
 
-    fn list_offsets(&mut self, topic: &str, partition: u32, query: i64) -> Result<ListOffsetsResponse> {
+    fn list_offsets(&self, topic: &str, partition: u32, query: i64) -> Result<ListOffsetsResponse> {
         EmbeddedClient::list_offsets(self, topic, partition, query)
+    }
+
+    fn group(&self, request: GroupRequest) -> Result<GroupResponse> {
+        EmbeddedClient::group(self, request)
+    }
+
+    fn start_join(&self, join: JoinGroup) -> Result<PendingJoin> {
+        Ok(PendingJoin::new(Box::new(self.start_group(GroupRequest::Join(join))?)))
+    }
+
+    fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        EmbeddedClient::list_groups(self)
+    }
+
+    fn share_fetch(&self, request: &ShareFetchRequest) -> Result<ShareFetchResponse> {
+        EmbeddedClient::share_fetch(self, request.clone())
+    }
+
+    fn share_acknowledge(&self, request: &ShareAckRequest) -> Result<Vec<u16>> {
+        EmbeddedClient::share_acknowledge(self, request.clone())
+    }
+
+    fn topics(&self) -> Result<Vec<(String, u32)>> {
+        Ok(EmbeddedClient::topics(self)?.into_iter().map(|(name, partitions, _, _)| (name, partitions)).collect())
+    }
+
+    fn partition_count(&self, topic: &str) -> Result<u32> {
+        EmbeddedClient::partition_count(self, topic)
+    }
+
+    fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        retention_ms: Retention,
+        retention_bytes: Retention,
+    ) -> Result<()> {
+        EmbeddedClient::create_topic(self, name, partitions, retention_ms, retention_bytes)
+    }
+
+    fn delete_topic(&self, name: &str) -> Result<()> {
+        EmbeddedClient::delete_topic(self, name)
+    }
+
+    fn init_producer_id(&self, name: &str) -> Result<(i64, i16)> {
+        EmbeddedClient::init_producer_id(self, name)
+    }
+
+    fn independent(&self) -> Result<Arc<dyn Transport>> {
+        Ok(Arc::new(self.clone()))
     }
 }
 
@@ -326,19 +387,5 @@ impl JoinWait for PendingGroup {
                 None => std::thread::sleep(JOIN_POLL_INTERVAL),
             }
         }
-    }
-}
-
-impl ShareTransport for EmbeddedClient {
-    fn share_fetch(&mut self, request: &ShareFetchRequest) -> Result<ShareFetchResponse> {
-        EmbeddedClient::share_fetch(self, request.clone())
-    }
-
-    fn share_acknowledge(&mut self, request: &ShareAckRequest) -> Result<Vec<u16>> {
-        EmbeddedClient::share_acknowledge(self, request.clone())
-    }
-
-    fn partition_count(&mut self, topic: &str) -> Result<u32> {
-        EmbeddedClient::partition_count(self, topic)
     }
 }

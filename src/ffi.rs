@@ -13,15 +13,14 @@
 #![allow(non_camel_case_types)]
 
 use crate::batch::BatchBuilder;
-use crate::client::{decode_records, partition_for_key, Client, ClientError, ConsumedRecord, Retention};
+use crate::client::idempotent::{Idempotence, Unstamped};
+use crate::client::{decode_records, partition_for_key, Client, ClientError, ConsumedRecord, Retention, Transport};
 use crate::embedded::{Broker, EmbeddedClient};
-use crate::log::producers::{last_sequence, next_sequence};
 use crate::log::Acks;
 use crate::protocol::fetch::FetchRequest;
 use crate::protocol::offsets::{QUERY_EARLIEST, QUERY_LATEST};
 use crate::protocol::ErrorCode;
 use crate::server::ServerConfig;
-use bytes::BytesMut;
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -361,16 +360,6 @@ fn shard_error_result(error: &crate::server::ShardError) -> rmq_result {
     }
 }
 
-enum Transport {
-    /// A thread-safe client: each calling thread gets a connection of its
-    /// own, so one thread's long poll never holds up another's produce.
-    Tcp {
-        client: Box<Client>,
-        bootstrap: String,
-    },
-    Embedded(EmbeddedClient),
-}
-
 /// Work for a client's asynchronous worker thread.
 struct Job {
     topic: String,
@@ -383,7 +372,7 @@ struct Job {
 /// A client: in-process on an embedded broker, or over TCP to a server, with the
 /// same functions for both. Thread-safe.
 pub struct rmq_client {
-    transport: Arc<Transport>,
+    transport: Arc<dyn Transport>,
     sticky: AtomicU32,
     idempotence: Idempotence,
     jobs: Mutex<Option<mpsc::SyncSender<Job>>>,
@@ -394,9 +383,9 @@ pub struct rmq_client {
 /// RMQ_ERROR_WOULD_BLOCK.
 pub const RMQ_ASYNC_QUEUE_MAX: usize = 4096;
 
-fn new_client(transport: Transport) -> *mut rmq_client {
+fn new_client(transport: Arc<dyn Transport>) -> *mut rmq_client {
     Box::into_raw(Box::new(rmq_client {
-        transport: Arc::new(transport),
+        transport,
         sticky: AtomicU32::new(0),
         idempotence: Idempotence::default(),
         jobs: Mutex::new(None),
@@ -418,7 +407,7 @@ pub unsafe extern "C" fn rmq_client_open_embedded(broker: *const rmq_broker, out
             return fail(rmq_result::RMQ_ERROR_NULL, "out is NULL");
         }
         // SAFETY: `out` is non-NULL and writable.
-        unsafe { *out = new_client(Transport::Embedded(broker.client.clone())) };
+        unsafe { *out = new_client(Arc::new(broker.client.clone())) };
         rmq_result::RMQ_OK
     })
 }
@@ -438,8 +427,7 @@ pub unsafe extern "C" fn rmq_client_connect(bootstrap: *const c_char, out: *mut 
         match Client::connect(bootstrap) {
             Ok(client) => {
                 // SAFETY: `out` is non-NULL and writable.
-                let transport = Transport::Tcp { client: Box::new(client), bootstrap: bootstrap.to_owned() };
-                unsafe { *out = new_client(transport) };
+                unsafe { *out = new_client(Arc::new(client)) };
                 rmq_result::RMQ_OK
             }
             Err(error) => client_error(error),
@@ -474,90 +462,6 @@ fn retention(value: i64) -> Result<Retention, rmq_result> {
         -1 => Ok(Retention::Unlimited),
         v if v >= 0 => Ok(Retention::Limit(v as u64)),
         v => Err(fail(rmq_result::RMQ_ERROR_INVALID_ARGUMENT, format!("retention {v}: use -2 (default), -1 or >= 0"))),
-    }
-}
-
-impl Transport {
-    /// A transport with connections of its own (TCP) or a clone (embedded).
-    fn independent(self: &Arc<Self>) -> Result<Arc<Transport>, ClientError> {
-        match self.as_ref() {
-            Transport::Tcp { bootstrap, .. } => Ok(Arc::new(Transport::Tcp {
-                client: Box::new(Client::connect(bootstrap)?),
-                bootstrap: bootstrap.clone(),
-            })),
-            Transport::Embedded(client) => Ok(Arc::new(Transport::Embedded(client.clone()))),
-        }
-    }
-
-    fn create_topic(&self, name: &str, partitions: u32, ms: Retention, bytes: Retention) -> Result<(), ClientError> {
-        match self {
-            Transport::Tcp { client, .. } => client.create_topic(name, partitions, ms, bytes),
-            Transport::Embedded(client) => client.create_topic(name, partitions, ms, bytes),
-        }
-    }
-
-    fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
-        match self {
-            Transport::Tcp { client, .. } => client.delete_topic(name),
-            Transport::Embedded(client) => client.delete_topic(name),
-        }
-    }
-
-    fn partition_count(&self, topic: &str) -> Result<u32, ClientError> {
-        match self {
-            Transport::Tcp { client, .. } => client.partition_count(topic),
-            Transport::Embedded(client) => client.partition_count(topic),
-        }
-    }
-
-    /// (name, partitions) of every topic, sorted.
-    fn topics(&self) -> Result<Vec<(String, u32)>, ClientError> {
-        let mut topics: Vec<(String, u32)> = match self {
-            Transport::Tcp { client, .. } => {
-                let metadata = client.refresh_metadata()?;
-                metadata.topics.iter().map(|t| (t.name.clone(), t.partition_shards.len() as u32)).collect()
-            }
-            Transport::Embedded(client) => client.topics()?.into_iter().map(|(n, p, _, _)| (n, p)).collect(),
-        };
-        topics.sort();
-        Ok(topics)
-    }
-
-    fn list_offsets(&self, topic: &str, partition: u32, query: i64) -> Result<[i64; 4], ClientError> {
-        let response = match self {
-            Transport::Tcp { client, .. } => client.list_offsets(topic, partition, query)?,
-            Transport::Embedded(client) => client.list_offsets(topic, partition, query)?,
-        };
-        Ok([response.offset, response.earliest, response.latest, response.durable])
-    }
-
-    fn produce(&self, topic: &str, partition: u32, batch: Vec<u8>, acks: Acks) -> Result<Option<u64>, ClientError> {
-        match self {
-            Transport::Tcp { client, .. } => client.produce(topic, partition, &batch, acks),
-            Transport::Embedded(client) => client.produce(topic, partition, BytesMut::from(&batch[..]), acks),
-        }
-    }
-
-    fn init_producer_id(&self) -> Result<(i64, i16), ClientError> {
-        match self {
-            Transport::Tcp { client, .. } => client.init_producer_id(""),
-            Transport::Embedded(client) => client.init_producer_id(""),
-        }
-    }
-
-    /// Connects again after a connection error (TCP only).
-    fn reconnect(&self) -> Result<(), ClientError> {
-        match self {
-            Transport::Tcp { client, .. } => client.reconnect(),
-            Transport::Embedded(_) => Ok(()),
-        }
-    }
-
-    fn fetch(&self, request: FetchRequest) -> Result<Vec<u8>, ClientError> {
-        match self {
-            Transport::Tcp { client, .. } => Ok(client.fetch(&request)?.records),
-            Transport::Embedded(client) => Ok(client.fetch(request)?.records),
-        }
     }
 }
 
@@ -698,7 +602,8 @@ pub unsafe extern "C" fn rmq_partition_offsets(
         // SAFETY: per contract.
         let (client, topic) = try_ffi!(unsafe { client_and_topic(client, topic) });
         match client.transport.list_offsets(topic, partition, QUERY_LATEST) {
-            Ok([_, first, last, synced]) => {
+            Ok(offsets) => {
+                let (first, last, synced) = (offsets.earliest, offsets.latest, offsets.durable);
                 // SAFETY: each output is NULL or writable.
                 unsafe {
                     for (pointer, value) in [(earliest, first), (latest, last), (durable, synced)] {
@@ -736,9 +641,9 @@ pub unsafe extern "C" fn rmq_offset_for_timestamp(
             return fail(rmq_result::RMQ_ERROR_INVALID_ARGUMENT, "the timestamp is negative");
         }
         match client.transport.list_offsets(topic, partition, timestamp_ms) {
-            Ok([found, ..]) => {
+            Ok(found) => {
                 // SAFETY: non-NULL and writable.
-                unsafe { *offset = found };
+                unsafe { *offset = found.offset };
                 rmq_result::RMQ_OK
             }
             Err(error) => client_error(error),
@@ -849,24 +754,8 @@ impl rmq_client {
         records: &[OwnedRecord],
         acks: rmq_acks,
     ) -> Result<i64, rmq_result> {
-        produce_on(&self.transport, &self.sticky, &self.idempotence, topic, partition, records, acks)
+        produce_on(self.transport.as_ref(), &self.sticky, &self.idempotence, topic, partition, records, acks)
     }
-}
-
-/// Producer id and per-partition sequences of one transport: produces with
-/// acks durable are idempotent, so a resend after a connection error is
-/// appended once.
-#[derive(Default)]
-struct Idempotence {
-    state: Mutex<IdempotenceState>,
-}
-
-#[derive(Default)]
-struct IdempotenceState {
-    identity: Option<(i64, i16)>,
-    /// The next sequence of each partition; held while its batch is in flight,
-    /// so batches to one partition go out in sequence order.
-    sequences: std::collections::HashMap<(String, u32), Arc<Mutex<i32>>>,
 }
 
 /// The partition argument of a produce that lets Kafka's partitioner choose.
@@ -885,10 +774,13 @@ fn check_partition(partition: i32) -> Result<(), rmq_result> {
 
 /// Resends of an idempotent batch after a connection error.
 pub const RMQ_PRODUCE_RETRIES: u32 = 5;
-const PRODUCE_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+const _: () = assert!(RMQ_PRODUCE_RETRIES == crate::client::idempotent::PRODUCER_RETRIES);
 
+/// Builds one batch of `records` and produces it through `transport`; with
+/// acks durable idempotently, through the client's one retry loop. Returns
+/// the base offset (-1 with acks none).
 fn produce_on(
-    transport: &Transport,
+    transport: &dyn Transport,
     sticky: &AtomicU32,
     idempotence: &Idempotence,
     topic: &str,
@@ -914,62 +806,19 @@ fn produce_on(
             .append(record.timestamp, record.key.as_deref(), record.value.as_deref(), &headers)
             .map_err(|e| fail(rmq_result::RMQ_ERROR_INVALID_RECORD, e.to_string()))?;
     }
-    if acks != rmq_acks::RMQ_ACKS_DURABLE {
+    let result = if acks == rmq_acks::RMQ_ACKS_DURABLE {
+        let batch = Unstamped { topic: topic.to_owned(), partition, builder };
+        idempotence.produce(transport, vec![batch], Acks::Durable).and_then(single)
+    } else {
         let batch = builder.finish().map_err(|e| fail(rmq_result::RMQ_ERROR_INVALID_RECORD, e.to_string()))?;
-        return match transport.produce(topic, partition, batch, to_acks(acks)) {
-            Ok(offset) => Ok(offset.map_or(-1, |o| o as i64)),
-            Err(error) => Err(client_error(error)),
-        };
-    }
-    let (identity, sequence) = {
-        let mut state = lock(&idempotence.state);
-        let identity = match state.identity {
-            Some(identity) => identity,
-            None => {
-                let identity = transport.init_producer_id().map_err(client_error)?;
-                state.identity = Some(identity);
-                identity
-            }
-        };
-        (identity, state.sequences.entry((topic.to_owned(), partition)).or_default().clone())
+        transport.produce(topic, partition, &batch, to_acks(acks))
     };
-    let mut next = lock(&sequence);
-    // Another thread's produce to this partition may have failed while this one
-    // waited, and replaced the producer id: never send under a stale one.
-    if lock(&idempotence.state).identity != Some(identity) {
-        return Err(fail(rmq_result::RMQ_ERROR_IO, "a concurrent produce failed and renewed the producer id; resend"));
-    }
-    builder.producer(identity.0, identity.1, *next);
-    let batch = builder.finish().map_err(|e| fail(rmq_result::RMQ_ERROR_INVALID_RECORD, e.to_string()))?;
-    let mut backoff = PRODUCE_RETRY_BACKOFF;
-    let mut attempt = 0;
-    loop {
-        match transport.produce(topic, partition, batch.clone(), Acks::Durable) {
-            Ok(offset) => {
-                let last = last_sequence(*next, records.len().saturating_sub(1) as i32);
-                *next = next_sequence(last);
-                return Ok(offset.map_or(-1, |o| o as i64));
-            }
-            Err(ClientError::Io(_)) if attempt < RMQ_PRODUCE_RETRIES => {
-                attempt += 1;
-                std::thread::sleep(backoff);
-                backoff *= 2;
-                let _ = transport.reconnect();
-            }
-            Err(error) => {
-                if !crate::client::proves_not_appended(&error) {
-                    // Maybe appended (or fenced, or out of sequence): a new producer
-                    // id starts over, so no later batch is mistaken for this one.
-                    let mut state = lock(&idempotence.state);
-                    if state.identity == Some(identity) {
-                        state.identity = None;
-                        state.sequences.clear();
-                    }
-                }
-                return Err(client_error(error));
-            }
-        }
-    }
+    result.map(|offset| offset.map_or(-1, |o| o as i64)).map_err(client_error)
+}
+
+/// The one result of a produce of one batch.
+fn single(results: Vec<crate::client::Result<Option<u64>>>) -> crate::client::Result<Option<u64>> {
+    results.into_iter().next().unwrap_or_else(|| Err(ClientError::Protocol("no answer to a produce".into())))
 }
 
 /// Produces `count` records as one batch to `partition` (-1: Kafka's
@@ -1041,12 +890,12 @@ fn complete(pending: &PendingState, result: Result<i64, rmq_result>) {
     pending.done.notify_all();
 }
 
-fn worker_loop(transport: Arc<Transport>, jobs: mpsc::Receiver<Job>) {
+fn worker_loop(transport: Arc<dyn Transport>, jobs: mpsc::Receiver<Job>) {
     let sticky = AtomicU32::new(0);
     let idempotence = Idempotence::default();
     for job in jobs {
         let result = catch_unwind(AssertUnwindSafe(|| {
-            produce_on(&transport, &sticky, &idempotence, &job.topic, job.partition, &job.records, job.acks)
+            produce_on(transport.as_ref(), &sticky, &idempotence, &job.topic, job.partition, &job.records, job.acks)
         }))
         .unwrap_or_else(|_| Err(fail(rmq_result::RMQ_PANIC, "panic inside libringmq while producing")));
         complete(&job.pending, result);
@@ -1216,7 +1065,7 @@ pub struct rmq_record {
 pub const RMQ_FETCH_BYTES_MAX: u32 = 4 * 1024 * 1024;
 
 fn do_fetch(
-    transport: &Transport,
+    transport: &dyn Transport,
     topic: &str,
     partition: u32,
     offset: u64,
@@ -1230,8 +1079,8 @@ fn do_fetch(
         max_wait_ms: timeout_ms.min(crate::protocol::FETCH_WAIT_MS_MAX),
         min_bytes: 1,
     };
-    let bytes = transport.fetch(request).map_err(client_error)?;
-    decode_records(&bytes, offset).map_err(client_error)
+    let fetched = transport.fetch(&request).map_err(client_error)?;
+    decode_records(&fetched.records, offset).map_err(client_error)
 }
 
 fn give_fetch(records: Vec<ConsumedRecord>, out: *mut *mut rmq_fetch) -> rmq_result {
@@ -1260,7 +1109,7 @@ pub unsafe extern "C" fn rmq_fetch_records(
         if out.is_null() {
             return fail(rmq_result::RMQ_ERROR_NULL, "out is NULL");
         }
-        let records = try_ffi!(do_fetch(&client.transport, topic, partition, offset, timeout_ms));
+        let records = try_ffi!(do_fetch(client.transport.as_ref(), topic, partition, offset, timeout_ms));
         give_fetch(records, out)
     })
 }
@@ -1360,7 +1209,7 @@ pub unsafe extern "C" fn rmq_fetch_free(fetch: *mut rmq_fetch) {
 
 /// Follows one partition from a starting offset.
 pub struct rmq_consumer {
-    transport: Arc<Transport>,
+    transport: Arc<dyn Transport>,
     topic: String,
     partition: u32,
     position: u64,
@@ -1387,7 +1236,7 @@ pub unsafe extern "C" fn rmq_consumer_open(
         }
         let position = match start {
             QUERY_EARLIEST | QUERY_LATEST => match client.transport.list_offsets(topic, partition, start) {
-                Ok([offset, ..]) => offset as u64,
+                Ok(offsets) => offsets.offset as u64,
                 Err(error) => return client_error(error),
             },
             offset if offset >= 0 => offset as u64,
@@ -1422,8 +1271,13 @@ pub unsafe extern "C" fn rmq_consumer_poll(
         }
         // SAFETY: live and not shared concurrently, by contract.
         let consumer = unsafe { &mut *consumer };
-        let records =
-            try_ffi!(do_fetch(&consumer.transport, &consumer.topic, consumer.partition, consumer.position, timeout_ms));
+        let records = try_ffi!(do_fetch(
+            consumer.transport.as_ref(),
+            &consumer.topic,
+            consumer.partition,
+            consumer.position,
+            timeout_ms
+        ));
         if let Some(last) = records.last() {
             consumer.position = last.offset + 1;
         }

@@ -559,9 +559,10 @@ fn consume_group(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
 }
 
 fn group(bootstrap: &str, command: GroupCommand) -> Result<(), String> {
-    use ringmq::client::group::{describe_group, GroupTransport};
+    use ringmq::client::group::describe_group;
+    use ringmq::client::Transport;
     use ringmq::protocol::group::{kind_name, state_name};
-    let mut client = connect(bootstrap)?;
+    let client = connect(bootstrap)?;
     match command {
         GroupCommand::List => {
             let groups = client.list_groups().map_err(|e| e.to_string())?;
@@ -577,7 +578,7 @@ fn group(bootstrap: &str, command: GroupCommand) -> Result<(), String> {
             }
         }
         GroupCommand::Describe { group } => {
-            let description = describe_group(&mut client, &group).map_err(|e| e.to_string())?;
+            let description = describe_group(&client, &group).map_err(|e| e.to_string())?;
             println!(
                 "group {group} kind {} state {} generation {} members {}",
                 kind_name(description.kind),
@@ -614,7 +615,7 @@ fn queue(bootstrap: &str, command: QueueCommand) -> Result<(), String> {
     use ringmq::client::group::describe_group;
     use ringmq::client::share::{ShareConsumer, ShareConsumerConfig};
     use ringmq::groups::share::AckKind;
-    let mut client = connect(bootstrap)?;
+    let client = connect(bootstrap)?;
     match command {
         QueueCommand::Receive {
             topic,
@@ -667,7 +668,7 @@ fn queue(bootstrap: &str, command: QueueCommand) -> Result<(), String> {
             }
         }
         QueueCommand::Describe { group } => {
-            let description = describe_group(&mut client, &group).map_err(|e| e.to_string())?;
+            let description = describe_group(&client, &group).map_err(|e| e.to_string())?;
             if description.kind != ringmq::protocol::group::KIND_SHARE {
                 return Err(format!("{group} is a consumer group: use `ringmq group describe {group}`"));
             }

@@ -7,10 +7,8 @@
 mod common;
 
 use common::{batch_of, start_server, temp_dir};
-use ringmq::client::group::{
-    self, describe_group, fetch_offsets, GroupConsumer, GroupConsumerConfig, GroupTransport, OffsetReset,
-};
-use ringmq::client::{Client, Retention};
+use ringmq::client::group::{self, describe_group, fetch_offsets, GroupConsumer, GroupConsumerConfig, OffsetReset};
+use ringmq::client::{Client, Retention, Transport};
 use ringmq::embedded::Broker;
 use ringmq::log::Acks;
 use ringmq::protocol::group::{CommittedOffset, GroupRequest, JoinGroup, OffsetCommit, STATE_EMPTY, STATE_STABLE};
@@ -87,7 +85,7 @@ fn rebalances_on_join_leave_and_expiry_never_give_a_partition_two_owners() {
         let expected = members.len();
         wait_for("the group to be stable with every member", Duration::from_secs(20), || {
             // Unknown until the first member's join reaches the coordinator.
-            describe_group(&mut admin, "g").is_ok_and(|d| {
+            describe_group(&admin, "g").is_ok_and(|d| {
                 d.state == STATE_STABLE
                     && d.members.len() == expected
                     && d.members.iter().all(|m| !m.assignment.is_empty())
@@ -152,7 +150,7 @@ fn a_group_hands_over_without_losing_or_repeating_records_and_offsets_survive_re
     first.commit_offsets(&printed).unwrap();
     drop(first); // no close: what it read beyond the 50 is not committed
                  // Lag as the broker reports it: end minus committed, per partition.
-    let description = describe_group(&mut admin, "g").unwrap();
+    let description = describe_group(&admin, "g").unwrap();
     for lag in &description.partitions {
         let committed = next.get(&(lag.topic.clone(), lag.partition)).map_or(-1, |o| *o as i64);
         assert_eq!(lag.committed, committed);
@@ -166,8 +164,8 @@ fn a_group_hands_over_without_losing_or_repeating_records_and_offsets_survive_re
     // (the old one's session is gone with the restart) reads the other 70.
     let server = start_server(&dir, 2, |_| {});
     let bootstrap = server.address().to_string();
-    let mut admin = Client::connect(&bootstrap).unwrap();
-    let offsets = fetch_offsets(&mut admin, "g", Vec::new()).unwrap();
+    let admin = Client::connect(&bootstrap).unwrap();
+    let offsets = fetch_offsets(&admin, "g", Vec::new()).unwrap();
     let stored: BTreeMap<(String, u32), u64> =
         offsets.into_iter().map(|c| ((c.topic, c.partition), c.offset as u64)).collect();
     assert_eq!(stored, next);
@@ -182,7 +180,7 @@ fn a_group_hands_over_without_losing_or_repeating_records_and_offsets_survive_re
     let unique: BTreeSet<String> = got.iter().cloned().collect();
     assert_eq!(unique.len(), got.len(), "no record consumed twice");
     assert_eq!(unique, all, "every record consumed");
-    assert_eq!(group::total_lag(&describe_group(&mut admin, "g").unwrap()), 0);
+    assert_eq!(group::total_lag(&describe_group(&admin, "g").unwrap()), 0);
     server.shutdown().unwrap();
 }
 
@@ -247,7 +245,7 @@ fn stale_generations_unknown_members_and_bad_input_get_their_own_errors() {
         offsets: vec![CommittedOffset { topic: "nope".into(), partition: 0, offset: 1, metadata: String::new() }],
     });
     assert_eq!(client.group(unknown_topic).unwrap_err().code(), Some(ErrorCode::UnknownTopicOrPartition));
-    let stored = fetch_offsets(&mut client, "g", vec![("t".into(), 0)]).unwrap();
+    let stored = fetch_offsets(&client, "g", vec![("t".into(), 0)]).unwrap();
     assert_eq!((stored[0].offset, stored[0].metadata.as_str()), (5, "m"), "refused commits changed nothing");
     let listed = client.list_groups().unwrap();
     assert!(listed.iter().any(|g| g.group == "g" && g.members == 1), "{listed:?}");
@@ -274,8 +272,8 @@ fn the_embedded_broker_runs_groups_too() {
     while got < 4 {
         got += consumer.poll(Duration::from_millis(200)).unwrap().len();
     }
-    let mut client = consumer.close().unwrap();
-    let description = describe_group(&mut client, "eg").unwrap();
+    let client = consumer.close().unwrap();
+    let description = describe_group(&client, "eg").unwrap();
     assert_eq!(description.state, STATE_EMPTY);
     assert_eq!(group::total_lag(&description), 0);
     assert_eq!(client.list_groups().unwrap().len(), 1);
@@ -301,7 +299,7 @@ fn deleting_a_topic_forgets_its_committed_offsets_also_across_a_restart() {
             })
         })
         .collect();
-    group::commit_offsets(&mut client, "g", offsets).unwrap();
+    group::commit_offsets(&client, "g", offsets).unwrap();
     client.delete_topic("gone").unwrap();
     client.create_topic("gone", 2, Retention::Default, Retention::Default).unwrap();
     let committed = |client: &mut Client| {
@@ -356,7 +354,7 @@ fn an_empty_group_without_offsets_stays_listed_for_its_retention_then_is_forgott
     let retention = Duration::from_millis(1500);
     let server = start_server(&dir, 2, |config| config.empty_group_retention_ms = retention.as_millis() as u64);
     let bootstrap = server.address().to_string();
-    let mut admin = Client::connect(&bootstrap).unwrap();
+    let admin = Client::connect(&bootstrap).unwrap();
     admin.create_topic("t", 1, Retention::Default, Retention::Default).unwrap();
     let mut config = fast_config();
     config.auto_commit = false;
@@ -369,7 +367,7 @@ fn an_empty_group_without_offsets_stays_listed_for_its_retention_then_is_forgott
     let listed = admin.list_groups().unwrap().into_iter().find(|g| g.group == "passing");
     let listed = listed.expect("an empty group is still listed within its retention");
     assert_eq!((listed.state, listed.members), (STATE_EMPTY, 0));
-    let description = describe_group(&mut admin, "passing").unwrap();
+    let description = describe_group(&admin, "passing").unwrap();
     assert_eq!((description.state, description.members.len()), (STATE_EMPTY, 0));
     wait_for("the empty group to be forgotten", Duration::from_secs(10), || {
         admin.list_groups().unwrap().iter().all(|g| g.group != "passing")
@@ -380,7 +378,7 @@ fn an_empty_group_without_offsets_stays_listed_for_its_retention_then_is_forgott
 
 /// Polls two members of one group alternately from this thread, 50 ms each
 /// (issue 12, item 2), until `settled` holds; returns how long that took.
-fn alternate<T: GroupTransport>(
+fn alternate<T: Transport>(
     a: &mut GroupConsumer<T>,
     b: &mut GroupConsumer<T>,
     within: Duration,
@@ -404,7 +402,7 @@ fn alternate<T: GroupTransport>(
     }
 }
 
-fn two_members_in_one_thread_converge<T: GroupTransport>(admin: &mut T, mut transports: impl FnMut() -> T) {
+fn two_members_in_one_thread_converge<T: Transport>(admin: &mut T, mut transports: impl FnMut() -> T) {
     let config = GroupConsumerConfig {
         session_timeout: Duration::from_secs(10),
         rebalance_timeout: Duration::from_secs(3),

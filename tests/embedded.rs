@@ -127,3 +127,40 @@ fn calls_after_close_fail_instead_of_hanging() {
     assert!(!dir.join("topics/d").exists(), "a refused create left files behind");
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// The batching producer runs on the embedded client through the one
+/// `Transport`: idempotent (acks durable) and keyed records land where the
+/// partitioner puts them, each once, in order per partition.
+#[test]
+fn the_batching_producer_runs_on_the_embedded_client() {
+    use ringmq::client::{partition_for_key, Producer, ProducerConfig};
+    let dir = temp_dir("embedded-producer");
+    let broker = Broker::open(config(&dir, false)).unwrap();
+    let client = broker.client();
+    client.create_topic("batched", 3, Retention::Default, Retention::Default).unwrap();
+    let producer = Producer::on(std::sync::Arc::new(client.clone()), ProducerConfig::default()).unwrap();
+    for i in 0..300u32 {
+        let key = format!("k{}", i % 7);
+        producer.send("batched", None, Some(key.as_bytes()), format!("{key}:{i}").as_bytes(), &[]).unwrap();
+    }
+    let report = producer.flush().unwrap();
+    assert_eq!((report.records_acknowledged, report.records_failed), (300, 0), "{report:?}");
+    drop(producer);
+    let mut seen = 0;
+    for partition in 0..3 {
+        let values = fetch(&client, "batched", partition, 0, 0);
+        let mut last_of_key = std::collections::HashMap::new();
+        for value in &values {
+            let (key, i) = value.split_once(':').unwrap();
+            assert_eq!(partition_for_key(key.as_bytes(), 3), partition, "{value} in partition {partition}");
+            let i: u32 = i.parse().unwrap();
+            if let Some(previous) = last_of_key.insert(key.to_owned(), i) {
+                assert!(previous < i, "{key}: {previous} before {i}");
+            }
+        }
+        seen += values.len();
+    }
+    assert_eq!(seen, 300);
+    drop(client);
+    broker.close().unwrap();
+}

@@ -68,7 +68,7 @@ fn metrics_are_scraped_parsed_and_match_what_happened() {
     let dir = temp_dir("metrics");
     let server = start_server(&dir, 2, |config| config.metrics_listen = Some("127.0.0.1:0".parse().unwrap()));
     let metrics = server.metrics_address().unwrap();
-    let mut client = Client::connect(&server.address().to_string()).unwrap();
+    let client = Client::connect(&server.address().to_string()).unwrap();
     client.create_topic("t", 2, Retention::Default, Retention::Default).unwrap();
     let values: Vec<Vec<u8>> = (0..10).map(|i| vec![b'v', i]).collect();
     client.produce("t", 0, &batch_of(&values, 1), Acks::Durable).unwrap();
@@ -77,7 +77,7 @@ fn metrics_are_scraped_parsed_and_match_what_happened() {
         FetchRequest { topic: "t".into(), partition: 0, offset: 0, max_bytes: 1 << 20, max_wait_ms: 0, min_bytes: 1 };
     client.fetch(&request).unwrap();
     let commit = vec![CommittedOffset { topic: "t".into(), partition: 0, offset: 3, metadata: String::new() }];
-    commit_offsets(&mut client, "readers", commit).unwrap();
+    commit_offsets(&client, "readers", commit).unwrap();
     let config = ShareConsumerConfig { max_records: 2, ..Default::default() };
     let mut share =
         ShareConsumer::new(Client::connect(&server.address().to_string()).unwrap(), "q", "t", config).unwrap();

@@ -7,8 +7,9 @@
 mod common;
 
 use common::{batch_of, start_server, temp_dir};
-use ringmq::client::group::{describe_group, GroupTransport};
+use ringmq::client::group::describe_group;
 use ringmq::client::share::{ShareConsumer, ShareConsumerConfig, ShareRecord};
+use ringmq::client::Transport;
 use ringmq::client::{decode_records, Client, Retention};
 use ringmq::groups::share::AckKind;
 use ringmq::log::Acks;
@@ -71,7 +72,7 @@ fn four_members_drain_a_topic_with_every_record_accepted_exactly_once() {
     assert_eq!(unique.len(), 4000, "every record accepted");
     // The 300 ms idle wait at the end of each member is part of `elapsed`.
     eprintln!("share group: 4 members accepted 4000 records in {elapsed:?}");
-    let description = describe_group(&mut admin, "workers").unwrap();
+    let description = describe_group(&admin, "workers").unwrap();
     assert_eq!(description.kind, KIND_SHARE);
     for share in &description.share {
         assert_eq!((share.start, share.end, share.available, share.acquired), (2000, 2000, 0, 0));
@@ -162,7 +163,7 @@ fn a_restart_keeps_accepted_records_archived_and_frees_leased_ones() {
     let (accept, keep): (Vec<ShareRecord>, Vec<ShareRecord>) =
         received.into_iter().partition(|r| r.record.offset % 2 == 0);
     consumer.acknowledge_all(&accept, AckKind::Accept).unwrap();
-    let description = describe_group(&mut admin, "g").unwrap();
+    let description = describe_group(&admin, "g").unwrap();
     let acquired: u64 = description.share.iter().map(|s| s.acquired).sum();
     assert_eq!(acquired, 10, "the odd offsets are still leased");
     assert_eq!(description.state, STATE_STABLE);
@@ -217,7 +218,7 @@ fn a_rejected_range_is_dead_lettered_in_order_and_never_delivered_again() {
     let offsets: Vec<&str> = letters.iter().map(|r| header(r, "ringmq.dlq.offset")).collect();
     assert_eq!(offsets, ["0", "1", "2", "3", "4"]);
     assert!(letters.iter().all(|r| header(r, "ringmq.dlq.reason") == "rejected"));
-    let description = describe_group(&mut admin, "g").unwrap();
+    let description = describe_group(&admin, "g").unwrap();
     assert_eq!((description.share[0].start, description.share[0].archived), (5, 5));
     server.shutdown().unwrap();
 }

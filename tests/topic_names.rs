@@ -75,7 +75,7 @@ fn the_longest_names_survive_every_operation() {
 
     // Consumer-group offsets under the longest group name.
     let committed = CommittedOffset { topic: topic.clone(), partition: 1, offset: 1, metadata: String::new() };
-    commit_offsets(&mut client, &group, vec![committed]).unwrap();
+    commit_offsets(&client, &group, vec![committed]).unwrap();
 
     // Share-group state under the longest names, and its default dead-letter
     // topic, which must itself be a valid (and distinct) topic name.
@@ -109,7 +109,7 @@ fn the_longest_names_survive_every_operation() {
     let server = start_server(&dir, 2, tweak);
     let mut client = Client::connect(&server.address().to_string()).unwrap();
     assert_eq!(fetch_all(&mut client, &topic, 1), ["first"]);
-    let offsets = fetch_offsets(&mut client, &group, vec![(topic.clone(), 1)]).unwrap();
+    let offsets = fetch_offsets(&client, &group, vec![(topic.clone(), 1)]).unwrap();
     assert_eq!(offsets[0].offset, 1);
     assert_eq!(letters(&mut client), 2);
 

@@ -2,66 +2,20 @@
 //! consumes the partitions the broker assigns to it, heartbeats from `poll`,
 //! joins again when the group rebalances, and commits its positions.
 //!
-//! It works over TCP ([`super::Client`]) and in process (the embedded
-//! client, which implements [`GroupTransport`] in `crate::embedded`).
+//! It works over any [`Transport`]: TCP ([`super::Client`]) or in process
+//! (the embedded client).
 
-use super::{decode_records, Client, ClientError, ConsumedRecord, FetchResult, Result};
+use super::{decode_records, ClientError, ConsumedRecord, Result, Transport};
 use crate::protocol::fetch::FetchRequest;
 use crate::protocol::group::{
-    self, CommittedOffset, GroupDescription, GroupListing, GroupRequest, GroupResponse, JoinGroup, JoinResponse,
-    OffsetCommit,
+    CommittedOffset, GroupDescription, GroupRequest, GroupResponse, JoinGroup, JoinResponse, OffsetCommit,
 };
-use crate::protocol::offsets::{ListOffsetsResponse, QUERY_EARLIEST, QUERY_LATEST};
-use crate::protocol::{api, ErrorCode};
+use crate::protocol::offsets::{QUERY_EARLIEST, QUERY_LATEST};
+use crate::protocol::ErrorCode;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// What a group consumer needs from a connection to the broker.
-pub trait GroupTransport {
-    fn group(&mut self, request: GroupRequest) -> Result<GroupResponse>;
-    /// Sends a JoinGroup and returns without waiting: the coordinator answers
-    /// it only when the rebalance completes, and a poll must not wait that long.
-    fn start_join(&mut self, join: JoinGroup) -> Result<PendingJoin>;
-    fn list_groups(&mut self) -> Result<Vec<GroupListing>>;
-    fn fetch(&mut self, request: &FetchRequest) -> Result<FetchResult>;
-    fn list_offsets(&mut self, topic: &str, partition: u32, query: i64) -> Result<ListOffsetsResponse>;
-}
-
-impl GroupTransport for Client {
-    fn group(&mut self, request: GroupRequest) -> Result<GroupResponse> {
-        let context = format!("group request for {}", request.group());
-        let api_key = request.api_key();
-        let body = self.call_bootstrap(&context, |id| request.encode(id))?;
-        Ok(match api_key {
-            api::JOIN_GROUP => GroupResponse::Join(GroupResponse::decode_join(&body)?),
-            api::OFFSET_FETCH => GroupResponse::Offsets(GroupResponse::decode_offsets(&body)?),
-            api::DESCRIBE_GROUP => GroupResponse::Describe(GroupResponse::decode_describe(&body)?),
-            _ => GroupResponse::Empty,
-        })
-    }
-
-    fn start_join(&mut self, join: JoinGroup) -> Result<PendingJoin> {
-        let context = format!("join group {}", join.group);
-        let request = GroupRequest::Join(join);
-        let call = self.start(&context, |id| request.encode(id))?;
-        Ok(PendingJoin(Pending::Tcp(call)))
-    }
-
-    fn list_groups(&mut self) -> Result<Vec<GroupListing>> {
-        let body = self.call_bootstrap("list groups", group::encode_list_groups_request)?;
-        Ok(group::decode_list_groups_response(&body)?)
-    }
-
-    fn fetch(&mut self, request: &FetchRequest) -> Result<FetchResult> {
-        Client::fetch(self, request)
-    }
-
-    fn list_offsets(&mut self, topic: &str, partition: u32, query: i64) -> Result<ListOffsetsResponse> {
-        Client::list_offsets(self, topic, partition, query)
-    }
-}
-
-/// A JoinGroup sent and not answered yet ([`GroupTransport::start_join`]).
+/// A JoinGroup sent and not answered yet ([`Transport::start_join`]).
 pub struct PendingJoin(Pending);
 
 enum Pending {
@@ -77,6 +31,11 @@ pub trait JoinWait: Send {
 }
 
 impl PendingJoin {
+    /// A join on a connection of its own.
+    pub(crate) fn tcp(call: super::PendingCall) -> PendingJoin {
+        PendingJoin(Pending::Tcp(call))
+    }
+
     /// A join waited for by `wait` (a transport other than TCP).
     pub fn new(wait: Box<dyn JoinWait>) -> PendingJoin {
         PendingJoin(Pending::Other(wait))
@@ -99,7 +58,7 @@ pub(crate) fn unexpected(what: &str) -> ClientError {
 }
 
 /// Describes a group: members, assignment, committed offsets, end offsets, lag.
-pub fn describe_group(transport: &mut impl GroupTransport, group: &str) -> Result<GroupDescription> {
+pub fn describe_group(transport: &(impl Transport + ?Sized), group: &str) -> Result<GroupDescription> {
     match transport.group(GroupRequest::Describe { group: group.into() })? {
         GroupResponse::Describe(description) => Ok(description),
         _ => Err(unexpected("describe group")),
@@ -108,7 +67,7 @@ pub fn describe_group(transport: &mut impl GroupTransport, group: &str) -> Resul
 
 /// The committed offsets of a group (all of them when `partitions` is empty).
 pub fn fetch_offsets(
-    transport: &mut impl GroupTransport,
+    transport: &(impl Transport + ?Sized),
     group: &str,
     partitions: Vec<(String, u32)>,
 ) -> Result<Vec<CommittedOffset>> {
@@ -119,7 +78,7 @@ pub fn fetch_offsets(
 }
 
 /// Commits offsets for a group from outside it (only while it has no members).
-pub fn commit_offsets(transport: &mut impl GroupTransport, group: &str, offsets: Vec<CommittedOffset>) -> Result<()> {
+pub fn commit_offsets(transport: &(impl Transport + ?Sized), group: &str, offsets: Vec<CommittedOffset>) -> Result<()> {
     transport
         .group(GroupRequest::Commit(OffsetCommit {
             group: group.into(),
@@ -173,7 +132,7 @@ pub struct GroupRecord {
 }
 
 /// A member of a consumer group.
-pub struct GroupConsumer<T: GroupTransport> {
+pub struct GroupConsumer<T: Transport> {
     transport: T,
     group: String,
     topics: Vec<String>,
@@ -190,7 +149,7 @@ pub struct GroupConsumer<T: GroupTransport> {
     last_heartbeat: Instant,
 }
 
-impl<T: GroupTransport> GroupConsumer<T> {
+impl<T: Transport> GroupConsumer<T> {
     /// A consumer that joins `group` for `topics` on its first `poll`.
     pub fn new(transport: T, group: &str, topics: &[&str], config: GroupConsumerConfig) -> GroupConsumer<T> {
         GroupConsumer {
@@ -289,7 +248,7 @@ impl<T: GroupTransport> GroupConsumer<T> {
             .collect();
         self.joined = true;
         self.last_heartbeat = Instant::now();
-        let committed = fetch_offsets(&mut self.transport, &self.group, self.assignment.clone())?;
+        let committed = fetch_offsets(&self.transport, &self.group, self.assignment.clone())?;
         let committed: BTreeMap<(String, u32), i64> =
             committed.into_iter().map(|c| ((c.topic, c.partition), c.offset)).collect();
         let mut positions = BTreeMap::new();

@@ -9,14 +9,21 @@
 //!   RecordBatch v2 batches by size and linger time (like Kafka's producer) on a
 //!   background thread; keyed records are placed with Kafka's murmur2 partitioner.
 //! - [`Fetcher`]: follows one partition from an offset.
+//! - [`Transport`]: what every piece above the connection (producer, group and
+//!   share consumers, the C ABI) needs from a broker; `Client` implements it
+//!   over TCP, the embedded client in process.
+//! - [`idempotent`]: the one retry loop of idempotent produce.
 
 pub mod group;
+pub mod idempotent;
 mod partitioner;
 mod producer;
 pub mod share;
+pub mod transport;
 
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{Producer, ProducerConfig, ProducerReport};
+pub use transport::Transport;
 
 use crate::batch::{self, Batch};
 use crate::log::Acks;
@@ -437,6 +444,11 @@ impl Client {
         }
         client.refresh_metadata()?;
         Ok(client)
+    }
+
+    /// The address the client was connected to.
+    pub fn bootstrap_address(&self) -> SocketAddr {
+        self.bootstrap_address
     }
 
     pub fn server_info(&self) -> &HelloResponse {

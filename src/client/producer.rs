@@ -6,13 +6,14 @@
 //! (murmur2); unkeyed records stick to one partition per topic until its batch is
 //! sent, then move to the next (Kafka's sticky partitioner).
 
-use super::{partition_for_key, Client, ClientError, Result};
+use super::idempotent::{Idempotence, Unstamped};
+use super::transport::ProduceBatch;
+use super::{partition_for_key, Client, ClientError, Result, Transport};
 use crate::batch::BatchBuilder;
 use crate::log::partition::now_ms;
-use crate::log::producers::{last_sequence, next_sequence};
 use crate::log::Acks;
 use std::collections::HashMap;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -42,11 +43,6 @@ impl Default for ProducerConfig {
         }
     }
 }
-
-/// Times an idempotent producer resends after a connection error.
-pub const PRODUCER_RETRIES: u32 = 5;
-/// Wait before the first resend; doubled each time.
-pub const PRODUCER_RETRY_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What a producer achieved so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -81,16 +77,24 @@ pub struct Producer {
 impl Producer {
     /// Connects to `bootstrap` and starts the producer's thread.
     pub fn new(bootstrap: &str, config: ProducerConfig) -> Result<Producer> {
-        let client = Client::connect(bootstrap)?;
-        let identity = if config.idempotent.unwrap_or(config.acks == Acks::Durable) {
-            Some(client.init_producer_id("")?)
+        Producer::on(Arc::new(Client::connect(bootstrap)?), config)
+    }
+
+    /// A producer on any transport (an embedded broker's client, say). An
+    /// idempotent producer gets its producer id here, so a broker that cannot
+    /// give one fails this call rather than the first send.
+    pub fn on(transport: Arc<dyn Transport>, config: ProducerConfig) -> Result<Producer> {
+        let idempotence = if config.idempotent.unwrap_or(config.acks == Acks::Durable) {
+            let idempotence = Idempotence::default();
+            idempotence.identity(transport.as_ref())?;
+            Some(idempotence)
         } else {
             None
         };
         let (commands, receiver) = mpsc::sync_channel(PRODUCER_QUEUE_RECORDS);
         let thread = std::thread::Builder::new()
             .name("ringmq-producer".into())
-            .spawn(move || Accumulator::new(client, config, identity).run(receiver))?;
+            .spawn(move || Accumulator::new(transport, config, idempotence).run(receiver))?;
         Ok(Producer { commands: Some(commands), thread: Some(thread) })
     }
 
@@ -147,27 +151,24 @@ struct Pending {
 }
 
 struct Accumulator {
-    client: Client,
+    transport: Arc<dyn Transport>,
     config: ProducerConfig,
     pending: HashMap<(String, u32), Pending>,
     sticky: HashMap<String, u32>,
     report: ProducerReport,
-    /// Producer id and epoch when idempotent.
-    identity: Option<(i64, i16)>,
-    /// The next sequence of each partition (idempotent only).
-    sequences: HashMap<(String, u32), i32>,
+    /// Producer id and sequences when idempotent.
+    idempotence: Option<Idempotence>,
 }
 
 impl Accumulator {
-    fn new(client: Client, config: ProducerConfig, identity: Option<(i64, i16)>) -> Accumulator {
+    fn new(transport: Arc<dyn Transport>, config: ProducerConfig, idempotence: Option<Idempotence>) -> Accumulator {
         Accumulator {
-            client,
+            transport,
             config,
             pending: HashMap::new(),
             sticky: HashMap::new(),
             report: ProducerReport::default(),
-            identity,
-            sequences: HashMap::new(),
+            idempotence,
         }
     }
 
@@ -202,7 +203,7 @@ impl Accumulator {
     }
 
     fn add(&mut self, record: Record) {
-        let partitions = match self.client.partition_count(&record.topic) {
+        let partitions = match self.transport.partition_count(&record.topic) {
             Ok(count) => count,
             Err(error) => return self.fail(1, &error),
         };
@@ -252,13 +253,13 @@ impl Accumulator {
         }
     }
 
+    /// Sends the pending batches of `keys`, pipelined; idempotent batches
+    /// through the one retry loop of [`super::idempotent`].
     fn send_batches(&mut self, keys: Vec<(String, u32)>) {
-        // topic, partition, bytes, records, first sequence
-        let mut batches: Vec<(String, u32, Vec<u8>, u64, i32)> = Vec::with_capacity(keys.len());
+        let mut batches: Vec<Unstamped> = Vec::with_capacity(keys.len());
         for key in keys {
-            let Some(mut pending) = self.pending.remove(&key) else { continue };
-            let records = pending.builder.records_count() as u64;
-            if records == 0 {
+            let Some(pending) = self.pending.remove(&key) else { continue };
+            if pending.builder.records_count() == 0 {
                 continue;
             }
             // Unkeyed records move on to the next partition once a batch leaves.
@@ -267,78 +268,46 @@ impl Accumulator {
                     *sticky = sticky.wrapping_add(1);
                 }
             }
-            let mut first_sequence = -1;
-            if let Some((producer_id, epoch)) = self.identity {
-                first_sequence = self.sequences.get(&key).copied().unwrap_or(0);
-                pending.builder.producer(producer_id, epoch, first_sequence);
-                let last = last_sequence(first_sequence, records.saturating_sub(1) as i32);
-                self.sequences.insert(key.clone(), next_sequence(last));
-            }
-            match pending.builder.finish() {
-                Ok(bytes) => batches.push((key.0, key.1, bytes, records, first_sequence)),
-                Err(error) => self.fail(records, &ClientError::InvalidArgument(error.to_string())),
-            }
+            batches.push(Unstamped { topic: key.0, partition: key.1, builder: pending.builder });
         }
-        let requests: Vec<(&str, u32, &[u8])> =
-            batches.iter().map(|(t, p, b, _, _)| (t.as_str(), *p, b.as_slice())).collect();
-        let mut outcome = self.client.produce_pipelined(&requests, self.config.acks);
-        // An idempotent batch may be resent after a connection error: the owner
-        // appends it once and answers a resend with the original offset.
-        let mut backoff = PRODUCER_RETRY_BACKOFF;
-        for _ in 0..PRODUCER_RETRIES {
-            match &outcome {
-                Err(ClientError::Io(_)) if self.identity.is_some() => {
-                    std::thread::sleep(backoff);
-                    backoff *= 2;
-                    outcome = match self.client.reconnect() {
-                        Ok(()) => self.client.produce_pipelined(&requests, self.config.acks),
-                        Err(error) => Err(error),
-                    };
-                }
-                _ => break,
-            }
-        }
+        let counts: Vec<u64> = batches.iter().map(|batch| batch.builder.records_count() as u64).collect();
+        let outcome = match &self.idempotence {
+            Some(idempotence) => idempotence.produce(self.transport.as_ref(), batches, self.config.acks),
+            None => self.send_plain(batches),
+        };
         match outcome {
             Ok(results) => {
-                let mut new_identity = false;
-                for (result, (topic, partition, _, records, first_sequence)) in results.iter().zip(&batches) {
+                for (result, records) in results.iter().zip(&counts) {
                     match result {
                         Ok(_) => self.report.records_acknowledged += records,
-                        Err(error) => {
-                            if *first_sequence >= 0 {
-                                if super::proves_not_appended(error) {
-                                    // Its sequence is free again (one batch per partition
-                                    // is in flight, so nothing follows it).
-                                    self.sequences.insert((topic.clone(), *partition), *first_sequence);
-                                } else {
-                                    new_identity = true;
-                                }
-                            }
-                            self.fail(*records, error)
-                        }
-                    }
-                }
-                // Maybe appended, fenced, or out of sequence: start over under a new id.
-                if new_identity {
-                    if let Ok(identity) = self.client.init_producer_id("") {
-                        self.identity = Some(identity);
-                        self.sequences.clear();
+                        Err(error) => self.fail(*records, error),
                     }
                 }
             }
-            Err(error) => {
-                let records = batches.iter().map(|b| b.3).sum();
-                self.fail(records, &error);
-                // Some of these batches may have been appended: reusing their
-                // sequences could make a different batch look like a retry. A new
-                // producer id starts every partition over.
-                if self.identity.is_some() {
-                    if let Ok(identity) = self.client.reconnect().and_then(|()| self.client.init_producer_id("")) {
-                        self.identity = Some(identity);
-                        self.sequences.clear();
-                    }
-                }
-            }
+            Err(error) => self.fail(counts.iter().sum(), &error),
         }
+    }
+
+    /// Sends batches without producer ids: no resend (it could duplicate).
+    /// One result per batch, in order (a batch that cannot be built is an
+    /// error of its own).
+    fn send_plain(&self, batches: Vec<Unstamped>) -> Result<Vec<Result<Option<u64>>>> {
+        let built: Vec<Result<(String, u32, Vec<u8>)>> = batches
+            .into_iter()
+            .map(|batch| {
+                let bytes = batch.builder.finish().map_err(|e| ClientError::InvalidArgument(e.to_string()))?;
+                Ok((batch.topic, batch.partition, bytes))
+            })
+            .collect();
+        let requests: Vec<ProduceBatch<'_>> =
+            built.iter().flatten().map(|(t, p, b)| (t.as_str(), *p, b.as_slice())).collect();
+        let mut sent = self.transport.produce_many(&requests, self.config.acks)?.into_iter();
+        Ok(built
+            .into_iter()
+            .map(|built| match built {
+                Ok(_) => sent.next().unwrap_or_else(|| Err(ClientError::Protocol("no answer to a produce".into()))),
+                Err(error) => Err(error),
+            })
+            .collect())
     }
 }

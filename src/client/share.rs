@@ -2,38 +2,13 @@
 //! topic as a queue (members of one group get disjoint records), each under a
 //! lease, and acknowledges each: accept, release, reject, or renew.
 
-use super::{decode_records, Client, ClientError, ConsumedRecord, Result};
+use super::{decode_records, ClientError, ConsumedRecord, Result, Transport};
 use crate::groups::share::AckKind;
-use crate::protocol::share::{decode_ack_response, ShareAckRequest, ShareFetchRequest, ShareFetchResponse};
+use crate::protocol::share::{ShareAckRequest, ShareFetchRequest};
 use crate::protocol::ErrorCode;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-/// What a share consumer needs from a connection to the broker.
-pub trait ShareTransport {
-    fn share_fetch(&mut self, request: &ShareFetchRequest) -> Result<ShareFetchResponse>;
-    fn share_acknowledge(&mut self, request: &ShareAckRequest) -> Result<Vec<u16>>;
-    fn partition_count(&mut self, topic: &str) -> Result<u32>;
-}
-
-impl ShareTransport for Client {
-    fn share_fetch(&mut self, request: &ShareFetchRequest) -> Result<ShareFetchResponse> {
-        let context = format!("share fetch {}/{} for {}", request.topic, request.partition, request.group);
-        let body = self.call_owner(&request.topic, request.partition, &context, |id| request.encode(id))?;
-        Ok(ShareFetchResponse::decode(&body)?)
-    }
-
-    fn share_acknowledge(&mut self, request: &ShareAckRequest) -> Result<Vec<u16>> {
-        let context = format!("share acknowledge {}/{} for {}", request.topic, request.partition, request.group);
-        let body = self.call_owner(&request.topic, request.partition, &context, |id| request.encode(id))?;
-        Ok(decode_ack_response(&body)?)
-    }
-
-    fn partition_count(&mut self, topic: &str) -> Result<u32> {
-        Client::partition_count(self, topic)
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct ShareConsumerConfig {
@@ -70,7 +45,7 @@ pub struct ShareRecord {
 }
 
 /// A member of a share group on one topic.
-pub struct ShareConsumer<T: ShareTransport> {
+pub struct ShareConsumer<T: Transport> {
     transport: T,
     group: String,
     topic: String,
@@ -86,8 +61,8 @@ fn new_member_id() -> String {
     format!("share-{}-{:x}-{}", std::process::id(), nanos as u64, COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-impl<T: ShareTransport> ShareConsumer<T> {
-    pub fn new(mut transport: T, group: &str, topic: &str, config: ShareConsumerConfig) -> Result<ShareConsumer<T>> {
+impl<T: Transport> ShareConsumer<T> {
+    pub fn new(transport: T, group: &str, topic: &str, config: ShareConsumerConfig) -> Result<ShareConsumer<T>> {
         let partitions = transport.partition_count(topic)?;
         Ok(ShareConsumer {
             transport,

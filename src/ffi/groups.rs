@@ -1,20 +1,12 @@
 //! The C ABI of consumer groups, share groups (queues) and group descriptions.
 //! Same conventions as the rest of the C ABI (see `src/ffi.rs`).
 
-use super::{
-    client_and_topic, client_error, fail, free_box, handle, rmq_client, rmq_fetch, rmq_result, text, Transport,
-};
-use crate::client::group::{
-    describe_group, GroupConsumer, GroupConsumerConfig, GroupRecord, GroupTransport, OffsetReset, PendingJoin,
-};
-use crate::client::share::{ShareConsumer, ShareConsumerConfig, ShareRecord, ShareTransport};
-use crate::client::{Client, ClientError, FetchResult};
-use crate::embedded::EmbeddedClient;
+use super::{client_and_topic, client_error, fail, free_box, handle, rmq_client, rmq_fetch, rmq_result, text};
+use crate::client::group::{describe_group, GroupConsumer, GroupConsumerConfig, GroupRecord, OffsetReset};
+use crate::client::share::{ShareConsumer, ShareConsumerConfig, ShareRecord};
+use crate::client::{ClientError, Transport};
 use crate::groups::share::AckKind;
-use crate::protocol::fetch::FetchRequest;
-use crate::protocol::group::{GroupDescription, GroupListing, GroupRequest, GroupResponse, JoinGroup};
-use crate::protocol::offsets::ListOffsetsResponse;
-use crate::protocol::share::{ShareAckRequest, ShareFetchRequest, ShareFetchResponse};
+use crate::protocol::group::GroupDescription;
 use crate::protocol::ErrorCode;
 use std::ffi::c_char;
 use std::sync::Arc;
@@ -44,20 +36,10 @@ fn ack_of(kind: u32) -> Result<AckKind, rmq_result> {
     })
 }
 
-/// A transport of a group or share consumer: its own connection (TCP) or a
-/// clone of the embedded client, so a long poll holds up nobody else.
-enum Own {
-    Tcp(Box<Client>),
-    Embedded(EmbeddedClient),
-}
-
-fn own(transport: &Arc<Transport>) -> Result<Own, rmq_result> {
-    match transport.as_ref() {
-        Transport::Tcp { bootstrap, .. } => {
-            Client::connect(bootstrap).map(|c| Own::Tcp(Box::new(c))).map_err(client_error)
-        }
-        Transport::Embedded(client) => Ok(Own::Embedded(client.clone())),
-    }
+/// A transport of a group or share consumer: connections of its own (TCP) or
+/// a clone of the embedded client, so a long poll holds up nobody else.
+fn own(client: &rmq_client) -> Result<Arc<dyn Transport>, rmq_result> {
+    client.transport.independent().map_err(client_error)
 }
 
 /// # Safety
@@ -71,60 +53,6 @@ unsafe fn client_and_group<'a>(
     // SAFETY: forwarded from the caller's contract.
     let group = unsafe { text(group, "group") }?;
     Ok((client, group))
-}
-
-impl GroupTransport for Own {
-    fn group(&mut self, request: GroupRequest) -> crate::client::Result<GroupResponse> {
-        match self {
-            Own::Tcp(client) => GroupTransport::group(client.as_mut(), request),
-            Own::Embedded(client) => GroupTransport::group(client, request),
-        }
-    }
-    fn start_join(&mut self, join: JoinGroup) -> crate::client::Result<PendingJoin> {
-        match self {
-            Own::Tcp(client) => GroupTransport::start_join(client.as_mut(), join),
-            Own::Embedded(client) => GroupTransport::start_join(client, join),
-        }
-    }
-    fn list_groups(&mut self) -> crate::client::Result<Vec<GroupListing>> {
-        match self {
-            Own::Tcp(client) => GroupTransport::list_groups(client.as_mut()),
-            Own::Embedded(client) => GroupTransport::list_groups(client),
-        }
-    }
-    fn fetch(&mut self, request: &FetchRequest) -> crate::client::Result<FetchResult> {
-        match self {
-            Own::Tcp(client) => GroupTransport::fetch(client.as_mut(), request),
-            Own::Embedded(client) => GroupTransport::fetch(client, request),
-        }
-    }
-    fn list_offsets(&mut self, topic: &str, partition: u32, query: i64) -> crate::client::Result<ListOffsetsResponse> {
-        match self {
-            Own::Tcp(client) => GroupTransport::list_offsets(client.as_mut(), topic, partition, query),
-            Own::Embedded(client) => GroupTransport::list_offsets(client, topic, partition, query),
-        }
-    }
-}
-
-impl ShareTransport for Own {
-    fn share_fetch(&mut self, request: &ShareFetchRequest) -> crate::client::Result<ShareFetchResponse> {
-        match self {
-            Own::Tcp(client) => ShareTransport::share_fetch(client.as_mut(), request),
-            Own::Embedded(client) => ShareTransport::share_fetch(client, request),
-        }
-    }
-    fn share_acknowledge(&mut self, request: &ShareAckRequest) -> crate::client::Result<Vec<u16>> {
-        match self {
-            Own::Tcp(client) => ShareTransport::share_acknowledge(client.as_mut(), request),
-            Own::Embedded(client) => ShareTransport::share_acknowledge(client, request),
-        }
-    }
-    fn partition_count(&mut self, topic: &str) -> crate::client::Result<u32> {
-        match self {
-            Own::Tcp(client) => ShareTransport::partition_count(client.as_mut(), topic),
-            Own::Embedded(client) => ShareTransport::partition_count(client, topic),
-        }
-    }
 }
 
 /// Settings of a group consumer. Zero fields take the defaults.
@@ -144,7 +72,7 @@ pub struct rmq_group_options {
 
 /// A member of a consumer group.
 pub struct rmq_group_consumer {
-    consumer: GroupConsumer<Own>,
+    consumer: GroupConsumer<Arc<dyn Transport>>,
 }
 
 /// Writes `value` through an optional out-pointer.
@@ -212,7 +140,7 @@ pub unsafe extern "C" fn rmq_group_consumer_open(
                 max_bytes: defaults.max_bytes,
             },
         };
-        let transport = try_ffi!(own(&client.transport));
+        let transport = try_ffi!(own(client));
         let consumer = GroupConsumer::new(transport, group, &names, config);
         // SAFETY: non-NULL and writable.
         unsafe { *out = Box::into_raw(Box::new(rmq_group_consumer { consumer })) };
@@ -394,7 +322,7 @@ pub struct rmq_share_options {
 
 /// A member of a share group reading one topic as a queue.
 pub struct rmq_share_consumer {
-    consumer: ShareConsumer<Own>,
+    consumer: ShareConsumer<Arc<dyn Transport>>,
 }
 
 /// Opens a share-group member on `topic`. `options` may be NULL. Close with
@@ -439,7 +367,7 @@ pub unsafe extern "C" fn rmq_share_consumer_open(
                 ..defaults
             },
         };
-        let transport = try_ffi!(own(&client.transport));
+        let transport = try_ffi!(own(client));
         let consumer = try_ffi!(ShareConsumer::new(transport, group, topic, config).map_err(client_error));
         // SAFETY: non-NULL and writable.
         unsafe { *out = Box::into_raw(Box::new(rmq_share_consumer { consumer })) };
@@ -638,8 +566,8 @@ pub unsafe extern "C" fn rmq_group_describe(
         if out.is_null() {
             return fail(rmq_result::RMQ_ERROR_NULL, "out is NULL");
         }
-        let mut transport = try_ffi!(own(&client.transport));
-        let description = try_ffi!(describe_group(&mut transport, group).map_err(client_error));
+        let transport = try_ffi!(own(client));
+        let description = try_ffi!(describe_group(&transport, group).map_err(client_error));
         // SAFETY: non-NULL and writable.
         unsafe { *out = Box::into_raw(Box::new(rmq_group_info { description })) };
         rmq_result::RMQ_OK
