@@ -12,9 +12,8 @@
 //! at a time (they may move between threads, not be used concurrently).
 #![allow(non_camel_case_types)]
 
-use crate::batch::BatchBuilder;
-use crate::client::idempotent::{Idempotence, Unstamped};
-use crate::client::{decode_records, partition_for_key, Client, ClientError, ConsumedRecord, Retention, Transport};
+use crate::client::sender::{AsyncSender, Completion, OutgoingRecord, QueueError, Sender};
+use crate::client::{decode_records, Client, ClientError, ConsumedRecord, Retention, Transport};
 use crate::embedded::{Broker, EmbeddedClient};
 use crate::log::Acks;
 use crate::protocol::fetch::FetchRequest;
@@ -24,8 +23,7 @@ use crate::server::ServerConfig;
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Result codes. Stable: a retired code is never reused.
 #[repr(C)]
@@ -360,23 +358,12 @@ fn shard_error_result(error: &crate::server::ShardError) -> rmq_result {
     }
 }
 
-/// Work for a client's asynchronous worker thread.
-struct Job {
-    topic: String,
-    partition: i32,
-    records: Vec<OwnedRecord>,
-    acks: rmq_acks,
-    pending: Arc<PendingState>,
-}
-
 /// A client: in-process on an embedded broker, or over TCP to a server, with the
 /// same functions for both. Thread-safe.
 pub struct rmq_client {
     transport: Arc<dyn Transport>,
-    sticky: AtomicU32,
-    idempotence: Idempotence,
-    jobs: Mutex<Option<mpsc::SyncSender<Job>>>,
-    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+    sender: Sender,
+    queue: AsyncSender,
 }
 
 /// Asynchronous produces a client queues before `rmq_produce_async` returns
@@ -385,11 +372,9 @@ pub const RMQ_ASYNC_QUEUE_MAX: usize = 4096;
 
 fn new_client(transport: Arc<dyn Transport>) -> *mut rmq_client {
     Box::into_raw(Box::new(rmq_client {
+        sender: Sender::new(transport.clone()),
+        queue: AsyncSender::new(transport.clone(), RMQ_ASYNC_QUEUE_MAX),
         transport,
-        sticky: AtomicU32::new(0),
-        idempotence: Idempotence::default(),
-        jobs: Mutex::new(None),
-        worker: Mutex::new(None),
     }))
 }
 
@@ -448,10 +433,7 @@ pub unsafe extern "C" fn rmq_client_close(client: *mut rmq_client) {
         }
         // SAFETY: ownership returns here.
         let client = unsafe { Box::from_raw(client) };
-        client.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(worker) = client.worker.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = worker.join();
-        }
+        client.queue.close();
         rmq_result::RMQ_OK
     });
 }
@@ -673,19 +655,11 @@ pub struct rmq_record_in {
     pub timestamp_ms: i64,
 }
 
-#[derive(Clone)]
-struct OwnedRecord {
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    timestamp: i64,
-}
-
 /// Copies the caller's records (so asynchronous produces own them).
 ///
 /// # Safety
 /// `records` points to `count` valid records whose buffers are readable.
-unsafe fn copy_records(records: *const rmq_record_in, count: usize) -> Result<Vec<OwnedRecord>, rmq_result> {
+unsafe fn copy_records(records: *const rmq_record_in, count: usize) -> Result<Vec<OutgoingRecord>, rmq_result> {
     if count == 0 {
         return Err(fail(rmq_result::RMQ_ERROR_INVALID_ARGUMENT, "no records (count is 0)"));
     }
@@ -713,7 +687,7 @@ unsafe fn copy_records(records: *const rmq_record_in, count: usize) -> Result<Ve
                 })
                 .collect()
         };
-        out.push(OwnedRecord {
+        out.push(OutgoingRecord {
             // SAFETY: readable by contract.
             key: unsafe { bytes(record.key, record.key_len) }.map(<[u8]>::to_vec),
             // SAFETY: readable by contract.
@@ -745,81 +719,24 @@ fn to_acks(acks: rmq_acks) -> Acks {
     }
 }
 
-impl rmq_client {
-    /// Builds one batch and produces it; returns the base offset (-1 with acks none).
-    fn produce_records(
-        &self,
-        topic: &str,
-        partition: i32,
-        records: &[OwnedRecord],
-        acks: rmq_acks,
-    ) -> Result<i64, rmq_result> {
-        produce_on(self.transport.as_ref(), &self.sticky, &self.idempotence, topic, partition, records, acks)
-    }
-}
-
 /// The partition argument of a produce that lets Kafka's partitioner choose.
 pub const RMQ_PARTITION_ANY: i32 = -1;
 
-/// A produce's partition argument: >= 0, or [`RMQ_PARTITION_ANY`].
-fn check_partition(partition: i32) -> Result<(), rmq_result> {
-    if partition < 0 && partition != RMQ_PARTITION_ANY {
-        return Err(fail(
+/// A produce's partition argument: >= 0, or [`RMQ_PARTITION_ANY`] (`None`).
+fn partition_of(partition: i32) -> Result<Option<u32>, rmq_result> {
+    match partition {
+        RMQ_PARTITION_ANY => Ok(None),
+        p if p >= 0 => Ok(Some(p as u32)),
+        p => Err(fail(
             rmq_result::RMQ_ERROR_INVALID_ARGUMENT,
-            format!("partition {partition}: use a partition >= 0, or -1 to let the partitioner choose"),
-        ));
+            format!("partition {p}: use a partition >= 0, or -1 to let the partitioner choose"),
+        )),
     }
-    Ok(())
 }
 
 /// Resends of an idempotent batch after a connection error.
 pub const RMQ_PRODUCE_RETRIES: u32 = 5;
 const _: () = assert!(RMQ_PRODUCE_RETRIES == crate::client::idempotent::PRODUCER_RETRIES);
-
-/// Builds one batch of `records` and produces it through `transport`; with
-/// acks durable idempotently, through the client's one retry loop. Returns
-/// the base offset (-1 with acks none).
-fn produce_on(
-    transport: &dyn Transport,
-    sticky: &AtomicU32,
-    idempotence: &Idempotence,
-    topic: &str,
-    partition: i32,
-    records: &[OwnedRecord],
-    acks: rmq_acks,
-) -> Result<i64, rmq_result> {
-    check_partition(partition)?;
-    let partition = if partition >= 0 {
-        partition as u32
-    } else {
-        let partitions = transport.partition_count(topic).map_err(client_error)?;
-        match records.first().and_then(|r| r.key.as_deref()) {
-            Some(key) => partition_for_key(key, partitions),
-            None => sticky.fetch_add(1, Ordering::Relaxed) % partitions.max(1),
-        }
-    };
-    let mut builder = BatchBuilder::new();
-    for record in records {
-        let headers: Vec<(&[u8], Option<&[u8]>)> =
-            record.headers.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
-        builder
-            .append(record.timestamp, record.key.as_deref(), record.value.as_deref(), &headers)
-            .map_err(|e| fail(rmq_result::RMQ_ERROR_INVALID_RECORD, e.to_string()))?;
-    }
-    let result = if acks == rmq_acks::RMQ_ACKS_DURABLE {
-        let batch = Unstamped { topic: topic.to_owned(), partition, builder };
-        idempotence.produce(transport, vec![batch], Acks::Durable).and_then(single)
-    } else {
-        let batch = builder.finish().map_err(|e| fail(rmq_result::RMQ_ERROR_INVALID_RECORD, e.to_string()))?;
-        transport.produce(topic, partition, &batch, to_acks(acks))
-    };
-    result.map(|offset| offset.map_or(-1, |o| o as i64)).map_err(client_error)
-}
-
-/// The one result of a produce of one batch.
-fn single(results: Vec<crate::client::Result<Option<u64>>>) -> crate::client::Result<Option<u64>> {
-    results.into_iter().next().unwrap_or_else(|| Err(ClientError::Protocol("no answer to a produce".into())))
-}
 
 /// Produces `count` records as one batch to `partition` (-1: Kafka's
 /// partitioner picks by the first record's key, or spreads unkeyed batches) and
@@ -842,13 +759,13 @@ pub unsafe extern "C" fn rmq_produce(
         // SAFETY: per contract.
         let (client, topic) = try_ffi!(unsafe { client_and_topic(client, topic) });
         let acks = try_ffi!(acks_of(acks));
-        try_ffi!(check_partition(partition));
+        let partition = try_ffi!(partition_of(partition));
         // SAFETY: per contract.
         let records = try_ffi!(unsafe { copy_records(records, count) });
-        let offset = try_ffi!(client.produce_records(topic, partition, &records, acks));
+        let offset = try_ffi!(client.sender.send(topic, partition, &records, to_acks(acks)).map_err(client_error));
         // SAFETY: NULL or writable.
         if let Some(slot) = unsafe { base_offset.as_mut() } {
-            *slot = offset;
+            *slot = offset.map_or(-1, |o| o as i64);
         }
         rmq_result::RMQ_OK
     })
@@ -890,18 +807,6 @@ fn complete(pending: &PendingState, result: Result<i64, rmq_result>) {
     pending.done.notify_all();
 }
 
-fn worker_loop(transport: Arc<dyn Transport>, jobs: mpsc::Receiver<Job>) {
-    let sticky = AtomicU32::new(0);
-    let idempotence = Idempotence::default();
-    for job in jobs {
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            produce_on(transport.as_ref(), &sticky, &idempotence, &job.topic, job.partition, &job.records, job.acks)
-        }))
-        .unwrap_or_else(|_| Err(fail(rmq_result::RMQ_PANIC, "panic inside libringmq while producing")));
-        complete(&job.pending, result);
-    }
-}
-
 /// Queues a produce and returns at once, without blocking (so a trading loop
 /// never waits on the broker). Produces from one client complete in the order
 /// they were queued. Completion is reported through `callback` (may be NULL; it
@@ -929,7 +834,7 @@ pub unsafe extern "C" fn rmq_produce_async(
         // SAFETY: per contract.
         let (client, topic) = try_ffi!(unsafe { client_and_topic(client, topic) });
         let acks = try_ffi!(acks_of(acks));
-        try_ffi!(check_partition(partition));
+        let partition = try_ffi!(partition_of(partition));
         // SAFETY: per contract.
         let records = try_ffi!(unsafe { copy_records(records, count) });
         let state = Arc::new(PendingState {
@@ -937,30 +842,15 @@ pub unsafe extern "C" fn rmq_produce_async(
             done: Condvar::new(),
             callback: callback.map(|f| (Some(f), user_data as usize)),
         });
-        let mut jobs = lock(&client.jobs);
-        if jobs.is_none() {
-            let (sender, receiver) = mpsc::sync_channel(RMQ_ASYNC_QUEUE_MAX);
-            let transport = match client.transport.independent() {
-                Ok(transport) => transport,
-                Err(error) => return client_error(error),
-            };
-            let worker =
-                std::thread::Builder::new().name("ringmq-async".into()).spawn(move || worker_loop(transport, receiver));
-            match worker {
-                Ok(worker) => *lock(&client.worker) = Some(worker),
-                Err(error) => {
-                    return fail(rmq_result::RMQ_ERROR_IO, format!("cannot start the worker thread: {error}"))
-                }
-            }
-            *jobs = Some(sender);
-        }
-        let job = Job { topic: topic.to_owned(), partition, records, acks, pending: state.clone() };
-        match jobs.as_ref().map(|sender| sender.try_send(job)) {
-            Some(Ok(())) => {}
-            Some(Err(mpsc::TrySendError::Full(_))) => {
-                return fail(rmq_result::RMQ_ERROR_WOULD_BLOCK, "the asynchronous queue is full")
-            }
-            _ => return fail(rmq_result::RMQ_ERROR_CLOSED, "the client is closing"),
+        let completed = state.clone();
+        let done: Completion = Box::new(move |result| {
+            complete(&completed, result.map(|offset| offset.map_or(-1, |o| o as i64)).map_err(client_error))
+        });
+        match client.queue.submit(topic, partition, records, to_acks(acks), done) {
+            Ok(()) => {}
+            Err(QueueError::Full) => return fail(rmq_result::RMQ_ERROR_WOULD_BLOCK, "the asynchronous queue is full"),
+            Err(QueueError::Closed) => return fail(rmq_result::RMQ_ERROR_CLOSED, "the client is closing"),
+            Err(QueueError::Start(error)) => return client_error(error),
         }
         // SAFETY: NULL or writable.
         if let Some(slot) = unsafe { pending.as_mut() } {

@@ -13,11 +13,14 @@
 //!   share consumers, the C ABI) needs from a broker; `Client` implements it
 //!   over TCP, the embedded client in process.
 //! - [`idempotent`]: the one retry loop of idempotent produce.
+//! - [`sender`]: whole-batch produce (partitioner, idempotence), and a queue of
+//!   them for callers that must not wait (the C ABI's asynchronous produce).
 
 pub mod group;
 pub mod idempotent;
 mod partitioner;
 mod producer;
+pub mod sender;
 pub mod share;
 pub mod transport;
 
