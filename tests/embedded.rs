@@ -164,3 +164,34 @@ fn the_batching_producer_runs_on_the_embedded_client() {
     drop(client);
     broker.close().unwrap();
 }
+
+/// The async queue under `rmq_produce_async`: completions arrive in queue
+/// order with consecutive offsets; after close, submits are refused.
+#[test]
+fn the_async_sender_completes_in_queue_order_and_refuses_after_close() {
+    use ringmq::client::sender::{AsyncSender, OutgoingRecord, QueueError};
+    use std::sync::{Arc, Mutex};
+    let dir = temp_dir("embedded-async");
+    let broker = Broker::open(config(&dir, false)).unwrap();
+    let client = broker.client();
+    client.create_topic("queued", 1, Retention::Default, Retention::Default).unwrap();
+    let queue = AsyncSender::new(Arc::new(client.clone()), 64);
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..40u64 {
+        let record = OutgoingRecord { value: Some(format!("q{i}").into_bytes()), timestamp: 1, ..Default::default() };
+        let acks = [Acks::Written, Acks::Durable][(i % 2) as usize];
+        let seen = outcomes.clone();
+        let done = Box::new(move |result: ringmq::client::Result<Option<u64>>| {
+            seen.lock().unwrap().push(result.unwrap());
+        });
+        queue.submit("queued", Some(0), vec![record], acks, done).unwrap();
+    }
+    queue.close();
+    let expected: Vec<Option<u64>> = (0..40).map(Some).collect();
+    assert_eq!(*outcomes.lock().unwrap(), expected);
+    let refused = queue.submit("queued", Some(0), vec![OutgoingRecord::default()], Acks::Written, Box::new(|_| {}));
+    assert!(matches!(refused, Err(QueueError::Closed)));
+    assert_eq!(fetch(&client, "queued", 0, 0, 0).len(), 40);
+    drop(client);
+    broker.close().unwrap();
+}
