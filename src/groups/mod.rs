@@ -9,8 +9,11 @@
 pub mod consumer;
 pub mod share;
 pub mod state_log;
+pub mod store;
 
 use crate::protocol::{Reader, Writer, TOPIC_NAME_WIRE_BYTES_MAX};
+use state_log::{frame_record, STATE_RECORD_HEADER_BYTES};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The directory under the data directory that holds every group's state.
@@ -70,6 +73,68 @@ impl OffsetRecord {
         reader.finish().ok()?;
         Some(record)
     }
+}
+
+/// A group's committed offsets: (topic, partition) -> (offset, metadata).
+pub type Offsets = BTreeMap<(String, u32), (i64, String)>;
+
+/// A framed offset record besides its topic and metadata: record header, kind
+/// u8, topic length u16, partition u32, offset i64, metadata length u16, commit
+/// time i64.
+pub const OFFSET_RECORD_FIXED_BYTES: u64 = STATE_RECORD_HEADER_BYTES as u64 + 1 + 2 + 4 + 8 + 2 + 8;
+
+/// The offsets an offsets file's records leave: later records win, and a
+/// tombstone (offset < 0: the topic was deleted) removes the partition.
+pub fn replay_offsets(records: &[Vec<u8>]) -> Offsets {
+    let mut offsets = Offsets::new();
+    for record in records.iter().filter_map(|payload| OffsetRecord::decode(payload)) {
+        if record.offset < 0 {
+            offsets.remove(&(record.topic, record.partition));
+        } else {
+            offsets.insert((record.topic, record.partition), (record.offset, record.metadata));
+        }
+    }
+    offsets
+}
+
+/// Frames one record per offset (what a compacted offsets file holds).
+pub fn framed_offsets(offsets: &Offsets, committed_at_ms: i64) -> Vec<u8> {
+    let mut live = Vec::new();
+    for ((topic, partition), (offset, metadata)) in offsets {
+        let record = OffsetRecord {
+            topic: topic.clone(),
+            partition: *partition,
+            offset: *offset,
+            metadata: metadata.clone(),
+            committed_at_ms,
+        };
+        let _ = frame_record(&mut live, &record.encode());
+    }
+    live
+}
+
+/// What [`framed_offsets`] of `offsets` takes, for the compaction check.
+pub fn offsets_live_bytes(offsets: &Offsets) -> u64 {
+    offsets
+        .iter()
+        .map(|((topic, _), (_, metadata))| OFFSET_RECORD_FIXED_BYTES + (topic.len() + metadata.len()) as u64)
+        .sum()
+}
+
+/// Tombstones (offset -1) for partitions whose topic was deleted.
+pub fn framed_tombstones(gone: &[(String, u32)], at_ms: i64) -> Vec<u8> {
+    let mut framed = Vec::new();
+    for (topic, partition) in gone {
+        let record = OffsetRecord {
+            topic: topic.clone(),
+            partition: *partition,
+            offset: -1,
+            metadata: String::new(),
+            committed_at_ms: at_ms,
+        };
+        let _ = frame_record(&mut framed, &record.encode());
+    }
+    framed
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@
 //! dead-lettered (the caller writes it to the dead-letter topic, then archives
 //! it). `start` moves past archived records as they form a prefix.
 
-use crate::protocol::TOPIC_NAME_BYTES_MAX;
+use super::state_log::frame_record;
+use crate::protocol::{Reader, Writer, TOPIC_NAME_BYTES_MAX};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -366,6 +367,82 @@ impl SharePartition {
         counts.available += end.saturating_sub(self.next_new);
         counts
     }
+}
+
+// The state file of a share-partition (`server::share` keeps one per
+// share group and partition):
+//
+//   record: kind u8 = 1 delivered: offset i64, delivery_count u16
+//                   = 2 archived:  first i64, last i64
+//                   = 3 start:     offset i64 (written by compaction)
+
+const RECORD_DELIVERED: u8 = 1;
+const RECORD_ARCHIVED: u8 = 2;
+const RECORD_START: u8 = 3;
+
+pub fn delivered_record(offset: u64, deliveries: u16) -> Vec<u8> {
+    let mut writer = Writer::with_capacity(11);
+    writer.u8(RECORD_DELIVERED);
+    writer.i64(offset as i64);
+    writer.u16(deliveries);
+    writer.into_inner()
+}
+
+pub fn archived_record(first: u64, last: u64) -> Vec<u8> {
+    let mut writer = Writer::with_capacity(17);
+    writer.u8(RECORD_ARCHIVED);
+    writer.i64(first as i64);
+    writer.i64(last as i64);
+    writer.into_inner()
+}
+
+pub fn start_record(offset: u64) -> Vec<u8> {
+    let mut writer = Writer::with_capacity(9);
+    writer.u8(RECORD_START);
+    writer.i64(offset as i64);
+    writer.into_inner()
+}
+
+pub fn replay(state: &mut SharePartition, payload: &[u8]) {
+    let mut reader = Reader::new(payload);
+    let offset = |value: i64| u64::try_from(value).ok();
+    match reader.u8() {
+        Ok(RECORD_DELIVERED) => {
+            if let (Ok(Some(offset)), Ok(deliveries)) = (reader.i64().map(offset), reader.u16()) {
+                state.delivered(offset, deliveries);
+            }
+        }
+        Ok(RECORD_ARCHIVED) => {
+            if let (Ok(Some(first)), Ok(Some(last))) = (reader.i64().map(offset), reader.i64().map(offset)) {
+                if last >= first && last - first < IN_FLIGHT_MAX as u64 {
+                    state.archive(first, last);
+                }
+            }
+        }
+        Ok(RECORD_START) => {
+            if let Ok(Some(start)) = reader.i64().map(offset) {
+                state.truncate_below(start);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The state file's content for `state`: its start, then an entry per record.
+pub fn live_records(state: &SharePartition) -> Vec<u8> {
+    let mut live = Vec::new();
+    let _ = frame_record(&mut live, &start_record(state.start));
+    for (offset, record) in &state.records {
+        let payload = match record {
+            RecordState::Archived => archived_record(*offset, *offset),
+            // Leases and dead letters in flight are not kept: available again.
+            RecordState::Available { deliveries }
+            | RecordState::DeadLettering { deliveries }
+            | RecordState::Acquired { deliveries, .. } => delivered_record(*offset, *deliveries),
+        };
+        let _ = frame_record(&mut live, &payload);
+    }
+    live
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@
 use super::error::StateError;
 use super::handle::ShardHandle;
 use super::message::{Op, Reply};
-use super::service::PRODUCER_ID_SHARD;
 use crate::groups::consumer::{ConsumerGroup, JoinArgs, State};
-use crate::groups::state_log::{frame_record, StateLog, STATE_RECORD_HEADER_BYTES};
+use crate::groups::state_log::{frame_record, STATE_RECORD_HEADER_BYTES};
+use crate::groups::store::{AppendError, StateStore};
+use crate::groups::{framed_offsets, framed_tombstones, offsets_live_bytes, replay_offsets};
 use crate::groups::{group_dir, OffsetRecord, GROUPS_DIR, GROUPS_PER_SHARD_MAX, OFFSETS_FILE};
 use crate::io::{FileStorage, Storage};
 use crate::log::partition::now_ms;
@@ -33,10 +34,6 @@ use tokio::sync::Notify;
 
 /// How often a shard checks its groups' sessions and rebalance deadlines.
 pub const GROUP_TICK: Duration = Duration::from_millis(50);
-/// Bytes of a framed offset record besides its topic and metadata: the
-/// record header, kind u8, two string lengths u16, partition u32, offset and
-/// commit time i64 (for the compaction check).
-const OFFSET_RECORD_FIXED_BYTES: u64 = STATE_RECORD_HEADER_BYTES as u64 + 1 + 2 + 4 + 8 + 2 + 8;
 /// Directory levels of `groups/<group>/offsets.log` whose entries a first
 /// commit makes durable (the file's, the group's, and `groups` in the data
 /// directory).
@@ -46,7 +43,7 @@ pub(crate) struct GroupSlot {
     pub group: RefCell<ConsumerGroup>,
     /// The offsets file, opened on the first commit. The lock orders writes,
     /// syncs and compaction.
-    store: tokio::sync::Mutex<Option<StateLog<FileStorage>>>,
+    store: tokio::sync::Mutex<Option<StateStore<FileStorage>>>,
     /// Woken whenever a rebalance completes.
     pub changed: Notify,
     /// Since when the group has had no members and no committed offsets (see
@@ -55,7 +52,7 @@ pub(crate) struct GroupSlot {
 }
 
 impl GroupSlot {
-    fn new(group: ConsumerGroup, store: Option<StateLog<FileStorage>>) -> GroupSlot {
+    fn new(group: ConsumerGroup, store: Option<StateStore<FileStorage>>) -> GroupSlot {
         GroupSlot {
             group: RefCell::new(group),
             store: tokio::sync::Mutex::new(store),
@@ -125,33 +122,21 @@ impl Groups {
             if !path.exists() {
                 continue;
             }
-            let (mut log, records) = StateLog::open(storage.clone(), &path)
+            let (mut store, records) = StateStore::open(storage.clone(), &path, OFFSETS_FILE_DEPTH)
                 .map_err(|error| StateError::new(format!("cannot open the offsets of group {name}"), error))?;
-            let mut group = ConsumerGroup::default();
-            for payload in &records {
-                match OffsetRecord::decode(payload) {
-                    // A tombstone: the topic was deleted.
-                    Some(record) if record.offset < 0 => {
-                        group.offsets.remove(&(record.topic, record.partition));
-                    }
-                    Some(record) => {
-                        group.offsets.insert((record.topic, record.partition), (record.offset, record.metadata));
-                    }
-                    None => {}
-                }
-            }
+            let mut group = ConsumerGroup { offsets: replay_offsets(&records), ..ConsumerGroup::default() };
             // A topic deleted while this shard was down (a crash during the
             // delete): its offsets must not reach a topic created again later.
             let catalog = handle.catalog();
             let before = group.offsets.len();
             group.offsets.retain(|(topic, _), _| catalog.topics.contains_key(topic));
             if group.offsets.len() != before {
-                let live = framed_offsets(&group.offsets, now_ms());
-                log.rewrite(&live)
+                store
+                    .rewrite(&framed_offsets(&group.offsets, now_ms()))
                     .await
                     .map_err(|error| StateError::new(format!("cannot compact the offsets of group {name}"), error))?;
             }
-            self.slots.borrow_mut().insert(name, Rc::new(GroupSlot::new(group, Some(log))));
+            self.slots.borrow_mut().insert(name, Rc::new(GroupSlot::new(group, Some(store))));
         }
         Ok(())
     }
@@ -375,46 +360,27 @@ impl Groups {
         if commit.offsets.iter().any(|entry| !catalog.topics.contains_key(&entry.topic)) {
             return Err(ErrorCode::UnknownTopicOrPartition);
         }
-        if store.is_none() {
+        let store = store.get_or_insert_with(|| {
             let path = group_dir(&handle.shared.config.data_dir, &commit.group).join(OFFSETS_FILE);
-            let (log, _) = StateLog::open(FileStorage::new(), &path).map_err(|error| {
-                eprintln!("ringmq: shard {}: cannot create {}: {error}", handle.id, path.display());
-                storage_error(&error)
-            })?;
-            *store = Some(log);
+            StateStore::new(FileStorage::new(), path, OFFSETS_FILE_DEPTH)
+        });
+        if let Err(error) = store.append(&framed).await {
+            eprintln!("ringmq: shard {}: committing offsets of group {}: {error}", handle.id, commit.group);
+            return Err(match error {
+                AppendError::Write(error) => storage_error(&error),
+                AppendError::Sync(_) => ErrorCode::StorageFailure,
+            });
         }
-        let Some(log) = store.as_mut() else { return Err(ErrorCode::Internal) };
-        log.write(&framed).map_err(|error| storage_error(&error))?;
-        if let Err(error) = log.sync().await {
-            eprintln!("ringmq: shard {}: syncing the offsets of group {} failed: {error}", handle.id, commit.group);
-            log.poison(&error);
-            return Err(ErrorCode::StorageFailure);
-        }
-        // The file's entries (groups/<group>/offsets.log, and `groups` in the
-        // data directory) become durable too.
-        log.make_entry_durable(OFFSETS_FILE_DEPTH).await.map_err(|error| storage_error(&error))?;
         let live_bytes = {
             let mut group = slot.group.borrow_mut();
             for entry in commit.offsets {
                 group.offsets.insert((entry.topic, entry.partition), (entry.offset, entry.metadata));
             }
-            // What the live records take once framed, for the compaction check.
-            group
-                .offsets
-                .iter()
-                .map(|((topic, _), (_, metadata))| {
-                    OFFSET_RECORD_FIXED_BYTES + topic.len() as u64 + metadata.len() as u64
-                })
-                .sum()
+            offsets_live_bytes(&group.offsets)
         };
-        if log.wants_compaction(live_bytes) {
-            let live = framed_offsets(&slot.group.borrow().offsets, committed_at_ms);
-            if let Err(error) = log.rewrite(&live).await {
-                eprintln!(
-                    "ringmq: shard {}: compacting the offsets of group {} failed: {error}",
-                    handle.id, commit.group
-                );
-            }
+        let live = || framed_offsets(&slot.group.borrow().offsets, committed_at_ms);
+        if let Err(error) = store.compact(live_bytes, live).await {
+            eprintln!("ringmq: shard {}: compacting the offsets of group {} failed: {error}", handle.id, commit.group);
         }
         Ok(())
     }
@@ -435,23 +401,14 @@ impl Groups {
                 }
                 gone
             };
-            let Some(log) = store.as_mut() else { continue };
+            let Some(store) = store.as_mut() else { continue };
             if gone.is_empty() {
                 continue;
             }
-            let mut framed = Vec::new();
-            for (topic, partition) in gone {
-                let record =
-                    OffsetRecord { topic, partition, offset: -1, metadata: String::new(), committed_at_ms: now_ms() };
-                let _ = frame_record(&mut framed, &record.encode());
-            }
-            let result = match log.write(&framed) {
-                Ok(()) => log.sync().await,
-                Err(error) => Err(error),
-            };
-            if let Err(error) = result {
+            // A failure here is logged only: on restart `load` drops the
+            // offsets of every topic the catalog no longer has.
+            if let Err(error) = store.append(&framed_tombstones(&gone, now_ms())).await {
                 eprintln!("ringmq: shard {}: forgetting {topic} in group {name} failed: {error}", handle.id);
-                log.poison(&error);
             }
         }
     }
@@ -532,21 +489,6 @@ async fn describe_share_group(handle: &Rc<ShardHandle>, name: &str) -> Result<Gr
 }
 
 /// A group's committed offsets as the records of a compacted offsets file.
-fn framed_offsets(offsets: &BTreeMap<(String, u32), (i64, String)>, committed_at_ms: i64) -> Vec<u8> {
-    let mut live = Vec::new();
-    for ((topic, partition), (offset, metadata)) in offsets {
-        let record = OffsetRecord {
-            topic: topic.clone(),
-            partition: *partition,
-            offset: *offset,
-            metadata: metadata.clone(),
-            committed_at_ms,
-        };
-        let _ = frame_record(&mut live, &record.encode());
-    }
-    live
-}
-
 fn storage_error(error: &std::io::Error) -> ErrorCode {
     if crate::io::is_no_space(error) {
         ErrorCode::NoSpace
@@ -574,13 +516,23 @@ const NAMED_RECORD_FIXED_BYTES: u64 = STATE_RECORD_HEADER_BYTES as u64 + 1 + 2 +
 const PRODUCER_IDS_FILE_DEPTH: usize = 1;
 
 /// Producer ids: the next free one, the end of the reserved block, and the id
-/// and epoch of every named producer. Kept on [`PRODUCER_ID_SHARD`].
-#[derive(Default)]
-pub(crate) struct ProducerIds {
-    store: tokio::sync::Mutex<Option<StateLog<FileStorage>>>,
+/// and epoch of every named producer. Kept on [`super::service::PRODUCER_ID_SHARD`].
+pub(crate) struct ProducerIds<S: Storage> {
+    store: tokio::sync::Mutex<Option<StateStore<S>>>,
     next: Cell<i64>,
     reserved_to: Cell<i64>,
     named: RefCell<BTreeMap<String, (i64, i16)>>,
+}
+
+impl<S: Storage> Default for ProducerIds<S> {
+    fn default() -> Self {
+        ProducerIds {
+            store: tokio::sync::Mutex::new(None),
+            next: Cell::new(0),
+            reserved_to: Cell::new(0),
+            named: RefCell::new(BTreeMap::new()),
+        }
+    }
 }
 
 fn reserved_record(to: i64) -> Vec<u8> {
@@ -599,13 +551,11 @@ fn named_record(name: &str, id: i64, epoch: i16) -> Vec<u8> {
     writer.into_inner()
 }
 
-impl ProducerIds {
-    pub(crate) fn load(&self, handle: &ShardHandle) -> Result<(), StateError> {
-        if handle.id != PRODUCER_ID_SHARD {
-            return Ok(());
-        }
-        let path = handle.shared.config.data_dir.join(PRODUCER_IDS_FILE);
-        let (log, records) = StateLog::open(FileStorage::new(), &path)
+impl<S: Storage> ProducerIds<S> {
+    /// Reads the producer-ids file at `path` (on [`super::service::PRODUCER_ID_SHARD`]:
+    /// `DATA_DIR/producer-ids.log`).
+    pub(crate) fn load(&self, storage: S, path: &std::path::Path) -> Result<(), StateError> {
+        let (log, records) = StateStore::open(storage, path, PRODUCER_IDS_FILE_DEPTH)
             .map_err(|error| StateError::new(format!("cannot open {}", path.display()), error))?;
         let ids = self;
         for payload in &records {
@@ -670,15 +620,12 @@ impl ProducerIds {
         if framed.is_empty() {
             ids.next.set(next);
         } else {
-            log.write(&framed).map_err(|error| storage_error(&error))?;
-            if let Err(error) = log.sync().await {
-                eprintln!("ringmq: syncing producer ids failed: {error}");
-                log.poison(&error);
-                return Err(ErrorCode::StorageFailure);
-            }
-            if let Err(error) = log.make_entry_durable(PRODUCER_IDS_FILE_DEPTH).await {
-                eprintln!("ringmq: syncing the data directory failed: {error}");
-                return Err(ErrorCode::StorageFailure);
+            if let Err(error) = log.append(&framed).await {
+                eprintln!("ringmq: saving producer ids failed: {error}");
+                return Err(match error {
+                    AppendError::Write(error) => storage_error(&error),
+                    AppendError::Sync(_) => ErrorCode::StorageFailure,
+                });
             }
             ids.next.set(next);
             ids.reserved_to.set(reserved_to);
@@ -687,15 +634,16 @@ impl ProducerIds {
             }
             let live = RESERVED_RECORD_BYTES
                 + ids.named.borrow().keys().map(|name| NAMED_RECORD_FIXED_BYTES + name.len() as u64).sum::<u64>();
-            if log.wants_compaction(live) {
+            let records = || {
                 let mut records = Vec::new();
                 let _ = frame_record(&mut records, &reserved_record(ids.reserved_to.get()));
                 for (name, (id, epoch)) in ids.named.borrow().iter() {
                     let _ = frame_record(&mut records, &named_record(name, *id, *epoch));
                 }
-                if let Err(error) = log.rewrite(&records).await {
-                    eprintln!("ringmq: compacting producer ids failed: {error}");
-                }
+                records
+            };
+            if let Err(error) = log.compact(live, records).await {
+                eprintln!("ringmq: compacting producer ids failed: {error}");
             }
         }
         Ok((id, epoch))

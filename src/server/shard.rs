@@ -7,14 +7,14 @@
 use super::catalog::TopicConfig;
 use super::config::SHUTDOWN_DRAIN_MS;
 use super::connection;
-use super::coordinator::{Groups, ProducerIds};
+use super::coordinator::{Groups, ProducerIds, PRODUCER_IDS_FILE};
 use super::error::{ShardError, StateError};
 use super::handle::{Execute, ShardHandle};
 use super::message::{ready, Message, Op, Origin, Reply, ReplyFuture, ShardMetrics};
-use super::service;
+use super::service::{self, PRODUCER_ID_SHARD};
 use super::share::Shares;
 use super::shared::{ShardMailbox, Shared};
-use crate::io::{self, Listener};
+use crate::io::{self, FileStorage, Listener};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -46,7 +46,7 @@ pub const CONNECTIONS_PER_SHARD_MAX: usize = 4096;
 pub(crate) struct ShardContext {
     handle: Rc<ShardHandle>,
     groups: Rc<Groups>,
-    producer_ids: Rc<ProducerIds>,
+    producer_ids: Rc<ProducerIds<FileStorage>>,
     shares: Rc<Shares>,
     listeners: RefCell<Vec<Rc<Listener>>>,
     connections: RefCell<HashMap<u64, Rc<io::Stream>>>,
@@ -334,7 +334,10 @@ impl ShardContext {
         }
         let storage = |error| ShardError::Storage { shard, error };
         self.groups.load(handle).await.map_err(storage)?;
-        self.producer_ids.load(handle).map_err(storage)?;
+        if handle.id == PRODUCER_ID_SHARD {
+            let path = handle.shared.config.data_dir.join(PRODUCER_IDS_FILE);
+            self.producer_ids.load(FileStorage::new(), &path).map_err(storage)?;
+        }
         self.shares.load(handle).await.map_err(storage)?;
         let mut started = Vec::new();
         for listener in listeners.into_iter().flat_map(|(main, own)| [main, own]) {

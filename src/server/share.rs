@@ -1,7 +1,7 @@
 //! The shard side of share groups. A share-partition (one share group reading
 //! one partition) lives on the shard that owns the partition, next to its data,
 //! as in Kafka's KIP-932. Its state is kept in
-//! `DATA_DIR/groups/<group>/share/<topic>/<partition>.log` (a [`StateLog`]):
+//! `DATA_DIR/groups/<group>/share/<topic>/<partition>.log` (a [`StateStore`]); its records are in `groups::share`:
 //!
 //! ```text
 //! record: kind u8 = 1 delivered: offset i64, delivery_count u16
@@ -25,15 +25,19 @@ use super::message::Op;
 use super::partitions::{last_offset_after, log_error_code, PartitionSlot};
 use crate::batch::{Batch, BatchBuilder, BatchHeader};
 use crate::groups::share::default_dead_letter_topic;
-use crate::groups::share::{AckKind, DeadLetter, SharePartition, LEASE_DEFAULT, LEASE_MAX};
-use crate::groups::state_log::{frame_record, StateLog};
+use crate::groups::share::{
+    archived_record, delivered_record, live_records, replay, AckKind, DeadLetter, SharePartition, LEASE_DEFAULT,
+    LEASE_MAX,
+};
+use crate::groups::state_log::frame_record;
+use crate::groups::store::{AppendError, StateStore};
 use crate::groups::{group_dir, GROUPS_DIR};
 use crate::io::{FileStorage, Storage};
 use crate::log::partition::now_ms;
 use crate::log::Acks;
 use crate::protocol::group::{GroupListing, SharePartitionState, KIND_SHARE, STATE_EMPTY, STATE_STABLE};
 use crate::protocol::share::{ShareAckRequest, ShareFetchRequest, ShareFetchResponse, SHARE_FETCH_RECORDS_MAX};
-use crate::protocol::{valid_topic_name, ErrorCode, Reader, Writer, FETCH_BYTES_MAX, FETCH_WAIT_MS_MAX};
+use crate::protocol::{valid_topic_name, ErrorCode, FETCH_BYTES_MAX, FETCH_WAIT_MS_MAX};
 use bytes::BytesMut;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +45,9 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+/// Directory levels of `groups/<group>/share/<topic>/<partition>.log` a first
+/// write may create (the data directory's entry for `groups` included).
+const SHARE_FILE_DEPTH: usize = 5;
 /// Share-partitions one shard keeps.
 pub const SHARE_PARTITIONS_PER_SHARD_MAX: usize = 100_000;
 /// A member not heard from for this long is no longer listed.
@@ -59,10 +66,6 @@ pub const DLQ_HEADER_GROUP: &str = "ringmq.dlq.group";
 pub const DLQ_HEADER_REASON: &str = "ringmq.dlq.reason";
 pub const DLQ_HEADER_DELIVERIES: &str = "ringmq.dlq.delivery.count";
 
-const RECORD_DELIVERED: u8 = 1;
-const RECORD_ARCHIVED: u8 = 2;
-const RECORD_START: u8 = 3;
-
 type ShareKey = (String, String, u32);
 /// Acquired (offset, delivery count) pairs and the batches read for them.
 type Acquired = (Vec<(u64, u16)>, Vec<u8>);
@@ -71,8 +74,7 @@ pub(crate) struct ShareSlot {
     state: RefCell<SharePartition>,
     /// The state file, created by the first state write (a receive that
     /// acquires nothing leaves no file behind).
-    store: tokio::sync::Mutex<Option<StateLog<FileStorage>>>,
-    path: PathBuf,
+    store: tokio::sync::Mutex<StateStore<FileStorage>>,
     dead_letter_topic: RefCell<String>,
     members: RefCell<BTreeMap<String, Instant>>,
 }
@@ -94,72 +96,6 @@ pub(crate) struct Shares {
 
 fn share_path(data_dir: &std::path::Path, group: &str, topic: &str, partition: u32) -> PathBuf {
     group_dir(data_dir, group).join("share").join(topic).join(format!("{partition}.log"))
-}
-
-fn delivered_record(offset: u64, deliveries: u16) -> Vec<u8> {
-    let mut writer = Writer::with_capacity(11);
-    writer.u8(RECORD_DELIVERED);
-    writer.i64(offset as i64);
-    writer.u16(deliveries);
-    writer.into_inner()
-}
-
-fn archived_record(first: u64, last: u64) -> Vec<u8> {
-    let mut writer = Writer::with_capacity(17);
-    writer.u8(RECORD_ARCHIVED);
-    writer.i64(first as i64);
-    writer.i64(last as i64);
-    writer.into_inner()
-}
-
-fn start_record(offset: u64) -> Vec<u8> {
-    let mut writer = Writer::with_capacity(9);
-    writer.u8(RECORD_START);
-    writer.i64(offset as i64);
-    writer.into_inner()
-}
-
-fn replay(state: &mut SharePartition, payload: &[u8]) {
-    let mut reader = Reader::new(payload);
-    let offset = |value: i64| u64::try_from(value).ok();
-    match reader.u8() {
-        Ok(RECORD_DELIVERED) => {
-            if let (Ok(Some(offset)), Ok(deliveries)) = (reader.i64().map(offset), reader.u16()) {
-                state.delivered(offset, deliveries);
-            }
-        }
-        Ok(RECORD_ARCHIVED) => {
-            if let (Ok(Some(first)), Ok(Some(last))) = (reader.i64().map(offset), reader.i64().map(offset)) {
-                if last >= first && last - first < crate::groups::share::IN_FLIGHT_MAX as u64 {
-                    state.archive(first, last);
-                }
-            }
-        }
-        Ok(RECORD_START) => {
-            if let Ok(Some(start)) = reader.i64().map(offset) {
-                state.truncate_below(start);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The state file's content for `state`: its start, then an entry per record.
-fn live_records(state: &SharePartition) -> Vec<u8> {
-    use crate::groups::share::RecordState;
-    let mut live = Vec::new();
-    let _ = frame_record(&mut live, &start_record(state.start));
-    for (offset, record) in &state.records {
-        let payload = match record {
-            RecordState::Archived => archived_record(*offset, *offset),
-            // Leases and dead letters in flight are not kept: available again.
-            RecordState::Available { deliveries }
-            | RecordState::DeadLettering { deliveries }
-            | RecordState::Acquired { deliveries, .. } => delivered_record(*offset, *deliveries),
-        };
-        let _ = frame_record(&mut live, &payload);
-    }
-    live
 }
 
 /// Keeps the whole batches of `bytes` from the first holding `first` to the
@@ -210,18 +146,17 @@ impl Shares {
         // A share group reads a topic as a queue: from its earliest record.
         let mut state = SharePartition::new(0);
         let store = if path.exists() {
-            let (log, records) = StateLog::open(FileStorage::new(), path)?;
+            let (store, records) = StateStore::open(FileStorage::new(), path, SHARE_FILE_DEPTH)?;
             for payload in &records {
                 replay(&mut state, payload);
             }
-            Some(log)
+            store
         } else {
-            None
+            StateStore::new(FileStorage::new(), path, SHARE_FILE_DEPTH)
         };
         Ok(Rc::new(ShareSlot {
             state: RefCell::new(state),
             store: tokio::sync::Mutex::new(store),
-            path: path.to_path_buf(),
             dead_letter_topic: RefCell::new(default_dead_letter_topic(topic)),
             members: RefCell::new(BTreeMap::new()),
         }))
@@ -261,12 +196,10 @@ impl Shares {
                     if slot.state.borrow_mut().clamp_to(end) {
                         let live = live_records(&slot.state.borrow());
                         let mut store = slot.store.lock().await;
-                        if let Some(log) = store.as_mut() {
-                            let rewritten = log.rewrite(&live).await;
-                            rewritten.map_err(|error| {
-                                StateError::new(format!("cannot rewrite {}", path.display()), error)
-                            })?;
-                        }
+                        store
+                            .rewrite(&live)
+                            .await
+                            .map_err(|error| StateError::new(format!("cannot rewrite {}", path.display()), error))?;
                     }
                     self.slots.borrow_mut().insert((group.clone(), topic.clone(), partition), slot);
                 }
@@ -278,39 +211,16 @@ impl Shares {
     /// Writes state records and fdatasyncs them; compacts a grown file.
     async fn persist_share(&self, handle: &ShardHandle, slot: &ShareSlot, framed: &[u8]) -> Result<(), ErrorCode> {
         let mut store = slot.store.lock().await;
-        if store.is_none() {
-            let (log, _) = StateLog::open(FileStorage::new(), &slot.path).map_err(|error| {
-                eprintln!("ringmq: shard {}: cannot create {}: {error}", handle.id, slot.path.display());
-                if crate::io::is_no_space(&error) {
-                    ErrorCode::NoSpace
-                } else {
-                    ErrorCode::StorageFailure
-                }
-            })?;
-            *store = Some(log);
+        if let Err(error) = store.append(framed).await {
+            eprintln!("ringmq: shard {}: {} ({})", handle.id, error, store.path().display());
+            return Err(match error {
+                AppendError::Write(error) if crate::io::is_no_space(&error) => ErrorCode::NoSpace,
+                _ => ErrorCode::StorageFailure,
+            });
         }
-        let Some(log) = store.as_mut() else { return Err(ErrorCode::Internal) };
-        log.write(framed).map_err(|error| {
-            eprintln!("ringmq: shard {}: writing share-group state failed: {error}", handle.id);
-            if crate::io::is_no_space(&error) {
-                ErrorCode::NoSpace
-            } else {
-                ErrorCode::StorageFailure
-            }
-        })?;
-        if let Err(error) = log.sync().await {
-            eprintln!("ringmq: shard {}: syncing share-group state failed: {error}", handle.id);
-            log.poison(&error);
-            return Err(ErrorCode::StorageFailure);
-        }
-        // groups/<group>/share/<topic>/<partition>.log: five directory entries
-        // (the data directory's holds `groups`).
-        log.make_entry_durable(5).await.map_err(|_| ErrorCode::StorageFailure)?;
         let live = live_records(&slot.state.borrow());
-        if log.wants_compaction(live.len() as u64) {
-            if let Err(error) = log.rewrite(&live).await {
-                eprintln!("ringmq: shard {}: compacting share-group state failed: {error}", handle.id);
-            }
+        if let Err(error) = store.compact(live.len() as u64, || live).await {
+            eprintln!("ringmq: shard {}: compacting share-group state failed: {error}", handle.id);
         }
         Ok(())
     }
@@ -622,7 +532,7 @@ impl Shares {
                 let idle = Rc::strong_count(&slot) == 2
                     && slot.members.borrow().is_empty()
                     && slot.state.borrow().records.is_empty();
-                if idle && slot.store.try_lock().is_ok_and(|store| store.is_none()) {
+                if idle && slot.store.try_lock().is_ok_and(|store| !store.is_created()) {
                     self.slots.borrow_mut().remove(&(group, topic, partition));
                     continue;
                 }
