@@ -123,6 +123,7 @@ impl Groups {
                 continue;
             }
             let (mut store, records) = StateStore::open(storage.clone(), &path, OFFSETS_FILE_DEPTH)
+                .await
                 .map_err(|error| StateError::new(format!("cannot open the offsets of group {name}"), error))?;
             let mut group = ConsumerGroup { offsets: replay_offsets(&records), ..ConsumerGroup::default() };
             // A topic deleted while this shard was down (a crash during the
@@ -554,8 +555,9 @@ fn named_record(name: &str, id: i64, epoch: i16) -> Vec<u8> {
 impl<S: Storage> ProducerIds<S> {
     /// Reads the producer-ids file at `path` (on [`super::service::PRODUCER_ID_SHARD`]:
     /// `DATA_DIR/producer-ids.log`).
-    pub(crate) fn load(&self, storage: S, path: &std::path::Path) -> Result<(), StateError> {
+    pub(crate) async fn load(&self, storage: S, path: &std::path::Path) -> Result<(), StateError> {
         let (log, records) = StateStore::open(storage, path, PRODUCER_IDS_FILE_DEPTH)
+            .await
             .map_err(|error| StateError::new(format!("cannot open {}", path.display()), error))?;
         let ids = self;
         for payload in &records {
@@ -647,5 +649,63 @@ impl<S: Storage> ProducerIds<S> {
             }
         }
         Ok((id, epoch))
+    }
+}
+
+/// Producer ids on the simulated disk: handed out under fdatasync failures,
+/// a full disk, restarts and power losses, an acknowledged id is never handed
+/// out again and a named producer's epoch never goes back.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod crash_tests {
+    use super::*;
+    use crate::groups::store::crash_tests::{inject, restart, Random};
+    use crate::io::{SimFaults, SimStorage};
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn acknowledged_producer_ids_are_never_reused_and_epochs_only_rise() {
+        crate::io::block_on(async {
+            for seed in 1..=6u64 {
+                let storage = SimStorage::new();
+                let path = std::path::Path::new("/data/producer-ids.log");
+                let mut random = Random(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                let mut ids = ProducerIds::default();
+                ids.load(storage.clone(), path).await.unwrap();
+                let mut anonymous: BTreeSet<i64> = BTreeSet::new();
+                let mut named: BTreeMap<String, (i64, i16)> = BTreeMap::new();
+                for round in 0..300 {
+                    if random.below(20) == 0 {
+                        restart(&storage, &mut random);
+                        ids = ProducerIds::default();
+                        ids.load(storage.clone(), path).await.unwrap();
+                        continue;
+                    }
+                    let name = match random.below(3) {
+                        0 => format!("app-{}", random.below(3)),
+                        _ => String::new(),
+                    };
+                    inject(&storage, &mut random);
+                    let result = ids.init(name.clone()).await;
+                    storage.set_faults(SimFaults::default());
+                    let Ok((id, epoch)) = result else { continue };
+                    if name.is_empty() {
+                        let fresh = anonymous.insert(id) && !named.values().any(|(named_id, _)| *named_id == id);
+                        assert!(fresh, "seed {seed} round {round}: id {id} handed out twice");
+                    } else if let Some((previous_id, previous_epoch)) = named.insert(name.clone(), (id, epoch)) {
+                        assert_eq!(previous_id, id, "seed {seed} round {round}: {name} changed id");
+                        assert!(
+                            epoch > previous_epoch,
+                            "seed {seed} round {round}: {name} epoch {epoch} after {previous_epoch}"
+                        );
+                    } else {
+                        assert!(!anonymous.contains(&id), "seed {seed} round {round}: {name} got a used id {id}");
+                    }
+                }
+                // The faults left most requests standing: the check saw work.
+                assert!(anonymous.len() > 50 && named.len() == 3, "seed {seed}: {} ids, {named:?}", anonymous.len());
+            }
+        })
+        .unwrap();
     }
 }

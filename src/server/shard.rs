@@ -336,7 +336,7 @@ impl ShardContext {
         self.groups.load(handle).await.map_err(storage)?;
         if handle.id == PRODUCER_ID_SHARD {
             let path = handle.shared.config.data_dir.join(PRODUCER_IDS_FILE);
-            self.producer_ids.load(FileStorage::new(), &path).map_err(storage)?;
+            self.producer_ids.load(FileStorage::new(), &path).await.map_err(storage)?;
         }
         self.shares.load(handle).await.map_err(storage)?;
         let mut started = Vec::new();

@@ -118,7 +118,7 @@ fn trim_batches(bytes: Vec<u8>, first: u64, last: u64) -> Vec<u8> {
 }
 
 impl Shares {
-    fn share_slot(
+    async fn share_slot(
         &self,
         handle: &ShardHandle,
         group: &str,
@@ -133,20 +133,24 @@ impl Shares {
             return Err(ErrorCode::ResourceLimit);
         }
         let path = share_path(&handle.shared.config.data_dir, group, topic, partition);
-        let slot = self.open_share_slot(&path, topic).map_err(|error| {
+        let slot = self.open_share_slot(&path, topic).await.map_err(|error| {
             eprintln!("ringmq: shard {}: cannot open {}: {error}", handle.id, path.display());
             ErrorCode::StorageFailure
         })?;
+        // Another request may have opened it while this one waited.
+        if let Some(slot) = self.slots.borrow().get(&key) {
+            return Ok(slot.clone());
+        }
         self.slots.borrow_mut().insert(key, slot.clone());
         Ok(slot)
     }
 
     /// A share-partition's slot; its state file is read when it exists.
-    fn open_share_slot(&self, path: &std::path::Path, topic: &str) -> std::io::Result<Rc<ShareSlot>> {
+    async fn open_share_slot(&self, path: &std::path::Path, topic: &str) -> std::io::Result<Rc<ShareSlot>> {
         // A share group reads a topic as a queue: from its earliest record.
         let mut state = SharePartition::new(0);
         let store = if path.exists() {
-            let (store, records) = StateStore::open(FileStorage::new(), path, SHARE_FILE_DEPTH)?;
+            let (store, records) = StateStore::open(FileStorage::new(), path, SHARE_FILE_DEPTH).await?;
             for payload in &records {
                 replay(&mut state, payload);
             }
@@ -189,6 +193,7 @@ impl Shares {
                     let path = share_path(&handle.shared.config.data_dir, &group, &topic, partition);
                     let slot = self
                         .open_share_slot(&path, &topic)
+                        .await
                         .map_err(|error| StateError::new(format!("cannot open {}", path.display()), error))?;
                     // After a power loss the log may end below what the group saw:
                     // forget that part, durably, before new records take its offsets.
@@ -254,7 +259,7 @@ impl Shares {
             return Err(ErrorCode::InvalidArgument);
         }
         let partition_slot = handle.slot(&request.topic, request.partition)?;
-        let slot = self.share_slot(handle, &request.group, &request.topic, request.partition)?;
+        let slot = self.share_slot(handle, &request.group, &request.topic, request.partition).await?;
         slot.members.borrow_mut().insert(request.member_id.clone(), Instant::now());
         // 0: keep the share-partition's setting (5 until a member sets one).
         if request.max_deliveries != 0 {
