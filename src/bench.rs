@@ -579,6 +579,122 @@ fn create_topic(config: &BenchConfig, target: &Target) -> Result<(), String> {
     created.map_err(|e| format!("cannot create the benchmark topic {}: {e}", config.topic))
 }
 
+/// How often the supervising thread looks at the counters (and the progress line).
+const SUPERVISE_INTERVAL: Duration = Duration::from_millis(50);
+/// How long consumers may take to catch up once producers are done.
+const CATCH_UP_MAX: Duration = Duration::from_secs(10);
+const CATCH_UP_POLL: Duration = Duration::from_millis(10);
+
+type Worker = std::thread::JoinHandle<Result<(), String>>;
+
+impl Target {
+    fn duplicate(&self) -> Target {
+        match self {
+            Target::Tcp(bootstrap) => Target::Tcp(bootstrap.clone()),
+            Target::Embedded(client) => Target::Embedded(client.clone()),
+        }
+    }
+}
+
+/// The partitions worker `index` of `workers` takes: every `workers`-th.
+fn assigned(config: &BenchConfig, index: usize, workers: usize) -> Vec<u32> {
+    (0..config.partitions).filter(|p| *p as usize % workers == index % workers).collect()
+}
+
+fn spawn_producers(run: &Arc<Run>, target: &Target) -> Vec<Worker> {
+    let config = &run.config;
+    (0..config.producers)
+        .map(|index| {
+            let run = run.clone();
+            let partitions = assigned(config, index, config.producers.min(config.partitions as usize));
+            let quota = run.share(index, config.producers);
+            let target = target.duplicate();
+            std::thread::spawn(move || match target {
+                Target::Tcp(bootstrap) => produce_tcp(&run, &bootstrap, partitions, quota),
+                Target::Embedded(client) => produce_embedded(&run, client, partitions, quota),
+            })
+        })
+        .collect()
+}
+
+fn spawn_consumers(run: &Arc<Run>, target: &Target) -> Vec<Worker> {
+    let config = &run.config;
+    if config.workload == Workload::Produce || config.same_thread {
+        return Vec::new();
+    }
+    let workers = config.consumers.min(config.partitions as usize);
+    (0..workers)
+        .map(|index| {
+            let run = run.clone();
+            let partitions = assigned(config, index, workers);
+            let target = target.duplicate();
+            std::thread::spawn(move || consume(&run, &target, partitions))
+        })
+        .collect()
+}
+
+/// Waits for every worker; the first error, if any.
+fn join_all(threads: Vec<Worker>) -> Result<(), String> {
+    let mut first = Ok(());
+    for thread in threads {
+        let result = thread.join().unwrap_or_else(|_| Err("a benchmark thread panicked".into()));
+        if first.is_ok() {
+            first = result;
+        }
+    }
+    first
+}
+
+/// The records the workload counts (produced, or consumed).
+fn counted(run: &Run) -> u64 {
+    match run.config.workload {
+        Workload::Produce => run.produced.load(Ordering::Relaxed),
+        _ => run.consumed.load(Ordering::Relaxed),
+    }
+}
+
+/// Watches the run until the producers are done (or time is up) and the
+/// consumers caught up, then stops them. Returns the count at the end of
+/// the warm-up.
+fn supervise(run: &Run, producers: &[Worker], start: Instant) -> u64 {
+    let config = &run.config;
+    let terminal = std::io::stderr().is_terminal();
+    let deadline = config.duration.map(|d| start + config.warmup + d);
+    let mut at_warmup: Option<u64> = if config.warmup.is_zero() { Some(0) } else { None };
+    loop {
+        if at_warmup.is_none() && Instant::now() >= start + config.warmup {
+            at_warmup = Some(counted(run));
+        }
+        std::thread::sleep(SUPERVISE_INTERVAL);
+        if terminal && start.elapsed().as_millis() % 1000 < SUPERVISE_INTERVAL.as_millis() {
+            progress(run, start);
+        }
+        let produced_all = producers.iter().all(|p| p.is_finished());
+        let target_records = match config.workload {
+            Workload::Consume => config.count.unwrap_or(0),
+            _ => run.produced.load(Ordering::Relaxed),
+        };
+        let consumed_all =
+            config.workload == Workload::Produce || run.consumed.load(Ordering::Relaxed) >= target_records;
+        let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
+        if timed_out {
+            run.stop.store(true, Ordering::Relaxed);
+        }
+        if produced_all && (consumed_all || timed_out) {
+            // Consumers stop once they caught up with everything produced.
+            let catch_up = Instant::now() + CATCH_UP_MAX;
+            while config.workload != Workload::Produce
+                && run.consumed.load(Ordering::Relaxed) < run.produced.load(Ordering::Relaxed)
+                && Instant::now() < catch_up
+            {
+                std::thread::sleep(CATCH_UP_POLL);
+            }
+            run.stop_consuming.store(true, Ordering::Relaxed);
+            return at_warmup.unwrap_or(0);
+        }
+    }
+}
+
 fn run_on(config: &BenchConfig, target: &Target) -> Result<BenchReport, String> {
     create_topic(config, target)?;
     let run = Arc::new(Run {
@@ -590,61 +706,16 @@ fn run_on(config: &BenchConfig, target: &Target) -> Result<BenchReport, String> 
         measure_from: Mutex::new(None),
         latencies: Mutex::new(histogram()),
     });
-    let assign = |index: usize, workers: usize| -> Vec<u32> {
-        (0..config.partitions).filter(|p| *p as usize % workers == index % workers).collect()
-    };
-    let spawn_producers = |run: &Arc<Run>| {
-        (0..config.producers)
-            .map(|index| {
-                let run = run.clone();
-                let partitions = assign(index, config.producers.min(config.partitions as usize));
-                let quota = run.share(index, config.producers);
-                let target = match target {
-                    Target::Tcp(bootstrap) => Target::Tcp(bootstrap.clone()),
-                    Target::Embedded(client) => Target::Embedded(client.clone()),
-                };
-                std::thread::spawn(move || match target {
-                    Target::Tcp(bootstrap) => produce_tcp(&run, &bootstrap, partitions, quota),
-                    Target::Embedded(client) => produce_embedded(&run, client, partitions, quota),
-                })
-            })
-            .collect::<Vec<_>>()
-    };
-    let join = |threads: Vec<std::thread::JoinHandle<Result<(), String>>>| -> Result<(), String> {
-        let mut first = Ok(());
-        for thread in threads {
-            let result = thread.join().unwrap_or_else(|_| Err("a benchmark thread panicked".into()));
-            if first.is_ok() {
-                first = result;
-            }
-        }
-        first
-    };
     if config.workload == Workload::Consume {
         // Load the data first, unmeasured.
         if config.count.is_none() {
             return Err("consume needs --count (the records it loads first, then reads)".into());
         }
-        join(spawn_producers(&run))?;
+        join_all(spawn_producers(&run, target))?;
     }
     let start = Instant::now();
     *run.measure_from.lock().unwrap_or_else(|p| p.into_inner()) = Some(start + config.warmup);
-    let consumers: Vec<_> = if config.workload == Workload::Produce || config.same_thread {
-        Vec::new()
-    } else {
-        let workers = config.consumers.min(config.partitions as usize);
-        (0..workers)
-            .map(|index| {
-                let run = run.clone();
-                let partitions = assign(index, workers);
-                let target = match target {
-                    Target::Tcp(bootstrap) => Target::Tcp(bootstrap.clone()),
-                    Target::Embedded(client) => Target::Embedded(client.clone()),
-                };
-                std::thread::spawn(move || consume(&run, &target, partitions))
-            })
-            .collect()
-    };
+    let consumers = spawn_consumers(&run, target);
     let producers = match (config.workload, target) {
         (Workload::Consume, _) => Vec::new(),
         (_, Target::Embedded(client)) if config.same_thread => {
@@ -652,57 +723,18 @@ fn run_on(config: &BenchConfig, target: &Target) -> Result<BenchReport, String> 
             let quota = run.share(0, 1);
             vec![std::thread::spawn(move || produce_and_consume_embedded(&run, client, quota))]
         }
-        _ => spawn_producers(&run),
+        _ => spawn_producers(&run, target),
     };
-    let terminal = std::io::stderr().is_terminal();
-    let total = config.count;
-    let deadline = config.duration.map(|d| start + config.warmup + d);
-    let counter = |run: &Run| match config.workload {
-        Workload::Produce => run.produced.load(Ordering::Relaxed),
-        _ => run.consumed.load(Ordering::Relaxed),
-    };
-    let mut at_warmup: Option<u64> = if config.warmup.is_zero() { Some(0) } else { None };
-    loop {
-        if at_warmup.is_none() && Instant::now() >= start + config.warmup {
-            at_warmup = Some(counter(&run));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        if terminal && start.elapsed().as_millis() % 1000 < 50 {
-            progress(&run, start);
-        }
-        let produced_all = producers.iter().all(|p| p.is_finished());
-        let target_records = match config.workload {
-            Workload::Consume => total.unwrap_or(0),
-            _ => run.produced.load(Ordering::Relaxed),
-        };
-        let consumed_all =
-            config.workload == Workload::Produce || run.consumed.load(Ordering::Relaxed) >= target_records;
-        let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
-        if timed_out {
-            run.stop.store(true, Ordering::Relaxed);
-        }
-        if produced_all && (consumed_all || timed_out) {
-            // Consumers stop once they caught up with everything produced.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while config.workload != Workload::Produce
-                && run.consumed.load(Ordering::Relaxed) < run.produced.load(Ordering::Relaxed)
-                && Instant::now() < deadline
-            {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            run.stop_consuming.store(true, Ordering::Relaxed);
-            break;
-        }
-    }
-    join(producers)?;
-    join(consumers)?;
-    if terminal {
+    let at_warmup = supervise(&run, &producers, start);
+    join_all(producers)?;
+    join_all(consumers)?;
+    if std::io::stderr().is_terminal() {
         progress(&run, start);
         eprintln!();
     }
     let measured_from = start + config.warmup;
     let seconds = measured_from.elapsed().as_secs_f64().max(1e-9);
-    let records = counter(&run).saturating_sub(at_warmup.unwrap_or(0));
+    let records = counted(&run).saturating_sub(at_warmup);
     let latency = run.latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let record_bytes = config.message_bytes.max(MESSAGE_BYTES_MIN) as u64;
     Ok(BenchReport { records, bytes: records * record_bytes, seconds, latency })

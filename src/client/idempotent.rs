@@ -113,20 +113,7 @@ impl Idempotence {
             return Err(renewed_elsewhere());
         }
 
-        // Stamp: consecutive batches of one partition take consecutive ranges.
-        let mut cursor: BTreeMap<Key, i32> = held.iter().map(|(key, next)| ((*key).clone(), **next)).collect();
-        let mut stamped = Vec::with_capacity(batches.len());
-        for Unstamped { topic, partition, mut builder } in batches {
-            let key = (topic, partition);
-            let first = cursor.get(&key).copied().unwrap_or(0);
-            let records = builder.records_count();
-            builder.producer(identity.0, identity.1, first);
-            let bytes = builder.finish().map_err(|e| ClientError::InvalidArgument(e.to_string()))?;
-            let after = next_sequence(last_sequence(first, records.saturating_sub(1) as i32));
-            cursor.insert(key.clone(), after);
-            stamped.push((key, bytes, after));
-        }
-
+        let stamped = stamp(identity, batches, &held)?;
         let requests: Vec<ProduceBatch<'_>> = stamped
             .iter()
             .map(|((topic, partition), bytes, _)| (topic.as_str(), *partition, bytes.as_slice()))
@@ -141,28 +128,65 @@ impl Idempotence {
                 return Err(error);
             }
         };
-        let mut renew = false;
-        let mut blocked: Vec<&Key> = Vec::new();
-        for (result, (key, _, after)) in results.iter().zip(&stamped) {
-            match result {
-                Ok(_) if !blocked.contains(&key) => {
-                    if let Some(next) = held.get_mut(key) {
-                        **next = *after;
-                    }
-                }
-                Ok(_) => renew = true,
-                // Its sequence is free again; a later batch of the partition
-                // in this call would now be out of sequence.
-                Err(error) if proves_not_appended(error) => blocked.push(key),
-                Err(_) => renew = true,
-            }
-        }
+        let renew = settle(&results, &stamped, &mut held);
         drop(held);
         if renew {
             self.forget(identity);
         }
         Ok(results)
     }
+}
+
+/// A batch with its producer id and sequence, and the sequence after it.
+type Stamped = (Key, Vec<u8>, i32);
+
+/// Stamps each batch with the producer id and its partition's next sequence:
+/// consecutive batches of one partition take consecutive ranges.
+fn stamp(
+    identity: (i64, i16),
+    batches: Vec<Unstamped>,
+    held: &BTreeMap<&Key, MutexGuard<'_, i32>>,
+) -> Result<Vec<Stamped>> {
+    let mut cursor: BTreeMap<Key, i32> = held.iter().map(|(key, next)| ((*key).clone(), **next)).collect();
+    let mut stamped = Vec::with_capacity(batches.len());
+    for Unstamped { topic, partition, mut builder } in batches {
+        let key = (topic, partition);
+        let first = cursor.get(&key).copied().unwrap_or(0);
+        let records = builder.records_count();
+        builder.producer(identity.0, identity.1, first);
+        let bytes = builder.finish().map_err(|e| ClientError::InvalidArgument(e.to_string()))?;
+        let after = next_sequence(last_sequence(first, records.saturating_sub(1) as i32));
+        cursor.insert(key.clone(), after);
+        stamped.push((key, bytes, after));
+    }
+    Ok(stamped)
+}
+
+/// Advances each partition's sequence past its appended batches. Returns
+/// whether the producer id must be dropped: a batch may have been appended,
+/// was fenced or out of sequence.
+fn settle(
+    results: &[Result<Option<u64>>],
+    stamped: &[Stamped],
+    held: &mut BTreeMap<&Key, MutexGuard<'_, i32>>,
+) -> bool {
+    let mut renew = false;
+    let mut blocked: Vec<&Key> = Vec::new();
+    for (result, (key, _, after)) in results.iter().zip(stamped) {
+        match result {
+            Ok(_) if !blocked.contains(&key) => {
+                if let Some(next) = held.get_mut(key) {
+                    **next = *after;
+                }
+            }
+            Ok(_) => renew = true,
+            // Its sequence is free again; a later batch of the partition
+            // in this call would now be out of sequence.
+            Err(error) if proves_not_appended(error) => blocked.push(key),
+            Err(_) => renew = true,
+        }
+    }
+    renew
 }
 
 /// Sends `batches`; after a connection error reconnects and resends them all,

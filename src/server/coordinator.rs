@@ -317,16 +317,7 @@ impl Groups {
     }
 
     async fn commit(&self, handle: &ShardHandle, commit: OffsetCommit) -> Result<(), ErrorCode> {
-        let catalog = handle.catalog();
-        for entry in &commit.offsets {
-            match catalog.topics.get(&entry.topic) {
-                Some(topic) if entry.partition < topic.partitions => {}
-                _ => return Err(ErrorCode::UnknownTopicOrPartition),
-            }
-            if entry.offset < 0 {
-                return Err(ErrorCode::InvalidArgument);
-            }
-        }
+        check_commit_entries(handle, &commit)?;
         // A refused commit leaves no empty group behind.
         let slot = match self.get(&commit.group) {
             Some(slot) => slot,
@@ -343,17 +334,7 @@ impl Groups {
             }
         }
         let committed_at_ms = now_ms();
-        let mut framed = Vec::new();
-        for entry in &commit.offsets {
-            let record = OffsetRecord {
-                topic: entry.topic.clone(),
-                partition: entry.partition,
-                offset: entry.offset,
-                metadata: entry.metadata.clone(),
-                committed_at_ms,
-            };
-            frame_record(&mut framed, &record.encode()).map_err(|_| ErrorCode::TooLarge)?;
-        }
+        let framed = frame_commit(&commit, committed_at_ms)?;
         let mut store = slot.store.lock().await;
         // Checked again under the lock: a topic deleted while this commit
         // waited has had its offsets forgotten, and must not get one back.
@@ -490,6 +471,37 @@ async fn describe_share_group(handle: &Rc<ShardHandle>, name: &str) -> Result<Gr
 }
 
 /// A group's committed offsets as the records of a compacted offsets file.
+/// Every entry names a partition that exists, with an offset >= 0.
+fn check_commit_entries(handle: &ShardHandle, commit: &OffsetCommit) -> Result<(), ErrorCode> {
+    let catalog = handle.catalog();
+    for entry in &commit.offsets {
+        match catalog.topics.get(&entry.topic) {
+            Some(topic) if entry.partition < topic.partitions => {}
+            _ => return Err(ErrorCode::UnknownTopicOrPartition),
+        }
+        if entry.offset < 0 {
+            return Err(ErrorCode::InvalidArgument);
+        }
+    }
+    Ok(())
+}
+
+/// The framed offset records of a commit.
+fn frame_commit(commit: &OffsetCommit, committed_at_ms: i64) -> Result<Vec<u8>, ErrorCode> {
+    let mut framed = Vec::new();
+    for entry in &commit.offsets {
+        let record = OffsetRecord {
+            topic: entry.topic.clone(),
+            partition: entry.partition,
+            offset: entry.offset,
+            metadata: entry.metadata.clone(),
+            committed_at_ms,
+        };
+        frame_record(&mut framed, &record.encode()).map_err(|_| ErrorCode::TooLarge)?;
+    }
+    Ok(framed)
+}
+
 fn storage_error(error: &std::io::Error) -> ErrorCode {
     if crate::io::is_no_space(error) {
         ErrorCode::NoSpace

@@ -198,15 +198,10 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
         .iter()
         .map(|pair| pair.as_ref().and_then(|(_, own)| own.local_addr().ok()).map_or(0, |a| a.port()))
         .collect();
-    let mut mailboxes = Vec::with_capacity(config.shards as usize);
-    for _ in 0..config.shards {
-        let eventfd = EventFd::new().map_err(|e| StartError::io("cannot create an eventfd", e))?;
-        mailboxes.push(Mailbox::new(config.mailbox_capacity.max(1), eventfd));
-    }
     let shared = Arc::new(Shared {
+        mailboxes: mailboxes(&config)?,
         config,
         catalog,
-        mailboxes,
         shard_ports,
         counters: ServerCounters::default(),
         shutdown_requested: AtomicBool::new(false),
@@ -216,10 +211,42 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
         dir_lock: std::sync::Mutex::new(Some(dir_lock)),
     });
     let (ready_sender, ready) = mpsc::channel();
-    let mut threads = Vec::new();
+    let threads = spawn_shards(&shared, listeners, ready_sender)?;
+    let mut handle = wait_until_ready(ServerHandle { address, shared, threads, metrics: None }, &ready)?;
+    if let Some(listen) = handle.shared.config.metrics_listen {
+        let shared = handle.shared.clone();
+        match crate::metrics::MetricsServer::start(listen, Box::new(move || stats::render(&shared))) {
+            Ok(metrics) => handle.metrics = Some(metrics),
+            Err(error) => {
+                let _ = handle.shutdown();
+                return Err(StartError::io(format!("cannot serve metrics on {listen}"), error));
+            }
+        }
+    }
+    Ok(handle)
+}
+
+/// One mailbox (ring and eventfd) per shard.
+fn mailboxes(config: &ServerConfig) -> Result<Vec<shared::ShardMailbox>, StartError> {
+    (0..config.shards)
+        .map(|_| {
+            let eventfd = EventFd::new().map_err(|e| StartError::io("cannot create an eventfd", e))?;
+            Ok(Mailbox::new(config.mailbox_capacity.max(1), eventfd))
+        })
+        .collect()
+}
+
+/// Starts one thread per shard (pinned to a core when configured), each
+/// reporting on `ready` once it has recovered its state, or why it could not.
+fn spawn_shards(
+    shared: &Arc<Shared>,
+    listeners: Vec<Option<(TcpListener, TcpListener)>>,
+    ready: mpsc::Sender<Result<(), ShardError>>,
+) -> Result<Vec<std::thread::JoinHandle<Result<(), ShardError>>>, StartError> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut threads = Vec::with_capacity(listeners.len());
     for (shard, listeners) in listeners.into_iter().enumerate() {
-        let (shared, ready) = (shared.clone(), ready_sender.clone());
+        let (shared, ready) = (shared.clone(), ready.clone());
         let thread = std::thread::Builder::new()
             .name(format!("ringmq-shard-{shard}"))
             .spawn(move || {
@@ -231,8 +258,15 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
             .map_err(|e| StartError::io("cannot start a shard thread", e))?;
         threads.push(thread);
     }
-    drop(ready_sender);
-    let mut handle = ServerHandle { address, shared, threads, metrics: None };
+    Ok(threads)
+}
+
+/// Waits for every shard's recovery; on the first failure stops the others
+/// and returns it.
+fn wait_until_ready(
+    handle: ServerHandle,
+    ready: &mpsc::Receiver<Result<(), ShardError>>,
+) -> Result<ServerHandle, StartError> {
     for _ in 0..handle.threads.len() {
         match ready.recv() {
             Ok(Ok(())) => {}
@@ -245,16 +279,6 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
                     Err(error) => error.into(),
                     Ok(()) => StartError::Refused("a shard stopped during start-up".into()),
                 });
-            }
-        }
-    }
-    if let Some(listen) = handle.shared.config.metrics_listen {
-        let shared = handle.shared.clone();
-        match crate::metrics::MetricsServer::start(listen, Box::new(move || stats::render(&shared))) {
-            Ok(metrics) => handle.metrics = Some(metrics),
-            Err(error) => {
-                let _ = handle.shutdown();
-                return Err(StartError::io(format!("cannot serve metrics on {listen}"), error));
             }
         }
     }

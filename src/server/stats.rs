@@ -27,62 +27,79 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(out, "{name} {value}");
 }
 
-/// The whole exposition.
+/// The whole exposition: the server's counters, then what the shards report.
 pub(crate) fn render(shared: &Arc<Shared>) -> String {
     let mut out = String::with_capacity(4096);
-    let counters = &shared.counters;
-    let load = |value: &std::sync::atomic::AtomicU64| value.load(Ordering::Relaxed);
-    counter(&mut out, "ringmq_produce_records_total", "Records appended.", load(&counters.produce_records));
-    counter(&mut out, "ringmq_produce_bytes_total", "Batch bytes appended.", load(&counters.produce_bytes));
-    counter(&mut out, "ringmq_fetch_records_total", "Records returned by fetches.", load(&counters.fetch_records));
-    counter(&mut out, "ringmq_fetch_bytes_total", "Batch bytes returned by fetches.", load(&counters.fetch_bytes));
-    counter(
-        &mut out,
-        "ringmq_forwarded_requests_total",
-        "Requests forwarded to another shard through a ring.",
-        load(&counters.forwarded_requests),
-    );
-    counter(
-        &mut out,
-        "ringmq_ring_full_waits_total",
-        "Times a sender found a cross-shard ring full and waited.",
-        load(&counters.ring_full_waits),
-    );
-    counter(
-        &mut out,
-        "ringmq_duplicate_batches_total",
-        "Idempotent batches recognised as resends and not appended again.",
-        load(&counters.duplicate_batches),
-    );
-    counters.fsync_rounds.render(
-        &mut out,
-        "ringmq_fsync_round_seconds",
-        "Duration of group-commit rounds (the fdatasyncs of every partition waiting).",
-    );
-    family(&mut out, "ringmq_ring_depth", "gauge", "Messages waiting in a shard's ring.");
-    for (shard, mailbox) in shared.mailboxes.iter().enumerate() {
-        let _ = writeln!(out, "ringmq_ring_depth{{shard=\"{shard}\"}} {}", mailbox.len());
-    }
+    render_counters(&mut out, shared);
     let shards: Vec<ShardMetrics> =
         (0..shared.mailboxes.len() as u16).filter_map(|shard| snapshot(shared, shard)).collect();
     family(&mut out, "ringmq_connections", "gauge", "Open client connections per shard.");
     for shard in &shards {
         let _ = writeln!(out, "ringmq_connections{{shard=\"{}\"}} {}", shard.shard, shard.connections);
     }
+    let ends = render_partitions(&mut out, &shards);
+    render_groups(&mut out, &shards, &ends);
+    render_shares(&mut out, &shards);
+    out
+}
+
+/// The shared counters, the fsync histogram and the ring depths.
+fn render_counters(out: &mut String, shared: &Shared) {
+    let counters = &shared.counters;
+    let load = |value: &std::sync::atomic::AtomicU64| value.load(Ordering::Relaxed);
+    counter(out, "ringmq_produce_records_total", "Records appended.", load(&counters.produce_records));
+    counter(out, "ringmq_produce_bytes_total", "Batch bytes appended.", load(&counters.produce_bytes));
+    counter(out, "ringmq_fetch_records_total", "Records returned by fetches.", load(&counters.fetch_records));
+    counter(out, "ringmq_fetch_bytes_total", "Batch bytes returned by fetches.", load(&counters.fetch_bytes));
+    counter(
+        out,
+        "ringmq_forwarded_requests_total",
+        "Requests forwarded to another shard through a ring.",
+        load(&counters.forwarded_requests),
+    );
+    counter(
+        out,
+        "ringmq_ring_full_waits_total",
+        "Times a sender found a cross-shard ring full and waited.",
+        load(&counters.ring_full_waits),
+    );
+    counter(
+        out,
+        "ringmq_duplicate_batches_total",
+        "Idempotent batches recognised as resends and not appended again.",
+        load(&counters.duplicate_batches),
+    );
+    counters.fsync_rounds.render(
+        out,
+        "ringmq_fsync_round_seconds",
+        "Duration of group-commit rounds (the fdatasyncs of every partition waiting).",
+    );
+    family(out, "ringmq_ring_depth", "gauge", "Messages waiting in a shard's ring.");
+    for (shard, mailbox) in shared.mailboxes.iter().enumerate() {
+        let _ = writeln!(out, "ringmq_ring_depth{{shard=\"{shard}\"}} {}", mailbox.len());
+    }
+}
+
+/// Partition counts and end offsets; returns the end offsets for the lag.
+fn render_partitions<'a>(out: &mut String, shards: &'a [ShardMetrics]) -> HashMap<(&'a str, u32), u64> {
     let partitions: Vec<&(String, u32, u64, bool)> = shards.iter().flat_map(|s| &s.partitions).collect();
-    family(&mut out, "ringmq_partitions", "gauge", "Partitions open.");
+    family(out, "ringmq_partitions", "gauge", "Partitions open.");
     let _ = writeln!(out, "ringmq_partitions {}", partitions.len());
-    family(&mut out, "ringmq_partitions_poisoned", "gauge", "Partitions refusing writes after a failed fsync.");
+    family(out, "ringmq_partitions_poisoned", "gauge", "Partitions refusing writes after a failed fsync.");
     let _ = writeln!(out, "ringmq_partitions_poisoned {}", partitions.iter().filter(|p| p.3).count());
-    let ends: HashMap<(&str, u32), u64> = partitions.iter().map(|p| ((p.0.as_str(), p.1), p.2)).collect();
-    family(&mut out, "ringmq_partition_end_offset", "gauge", "One past the last record of a partition.");
+    family(out, "ringmq_partition_end_offset", "gauge", "One past the last record of a partition.");
     for (topic, partition, end, _) in &partitions {
         let _ =
             writeln!(out, "ringmq_partition_end_offset{{topic=\"{}\",partition=\"{partition}\"}} {end}", label(topic));
     }
-    // Each family's samples stay together, as the text format requires.
+    partitions.iter().map(|p| ((p.0.as_str(), p.1), p.2)).collect()
+}
+
+/// Consumer groups' committed offsets and lag. Each family's samples stay
+/// together, as the text format requires.
+fn render_groups(out: &mut String, shards: &[ShardMetrics], ends: &HashMap<(&str, u32), u64>) {
     let (mut committed_lines, mut lag_lines) = (String::new(), String::new());
-    for shard in &shards {
+    for shard in shards {
         for (group, topic, partition, committed) in &shard.committed {
             let labels = format!("group=\"{}\",topic=\"{}\",partition=\"{partition}\"", label(group), label(topic));
             let _ = writeln!(committed_lines, "ringmq_group_committed_offset{{{labels}}} {committed}");
@@ -91,21 +108,24 @@ pub(crate) fn render(shared: &Arc<Shared>) -> String {
             }
         }
     }
-    family(&mut out, "ringmq_group_committed_offset", "gauge", "A consumer group's committed offset.");
+    family(out, "ringmq_group_committed_offset", "gauge", "A consumer group's committed offset.");
     out.push_str(&committed_lines);
-    family(&mut out, "ringmq_group_lag", "gauge", "End offset minus committed offset.");
+    family(out, "ringmq_group_lag", "gauge", "End offset minus committed offset.");
     out.push_str(&lag_lines);
+}
+
+/// Share groups' available and leased records.
+fn render_shares(out: &mut String, shards: &[ShardMetrics]) {
     let (mut available_lines, mut acquired_lines) = (String::new(), String::new());
-    for shard in &shards {
+    for shard in shards {
         for (group, topic, partition, available, acquired) in &shard.share {
             let labels = format!("group=\"{}\",topic=\"{}\",partition=\"{partition}\"", label(group), label(topic));
             let _ = writeln!(available_lines, "ringmq_share_available{{{labels}}} {available}");
             let _ = writeln!(acquired_lines, "ringmq_share_acquired{{{labels}}} {acquired}");
         }
     }
-    family(&mut out, "ringmq_share_available", "gauge", "Records a share group can still deliver.");
+    family(out, "ringmq_share_available", "gauge", "Records a share group can still deliver.");
     out.push_str(&available_lines);
-    family(&mut out, "ringmq_share_acquired", "gauge", "Records a share group has leased out.");
+    family(out, "ringmq_share_acquired", "gauge", "Records a share group has leased out.");
     out.push_str(&acquired_lines);
-    out
 }
