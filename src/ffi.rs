@@ -13,7 +13,7 @@
 #![allow(non_camel_case_types)]
 
 use crate::client::sender::{AsyncSender, Completion, OutgoingRecord, QueueError, Sender};
-use crate::client::{decode_records, Client, ClientError, ConsumedRecord, Retention, Transport};
+use crate::client::{decode_records, Client, ClientError, ConsumedRecord, Fetcher, Retention, StartAt, Transport};
 use crate::embedded::{Broker, EmbeddedClient};
 use crate::log::Acks;
 use crate::protocol::fetch::FetchRequest;
@@ -1099,10 +1099,7 @@ pub unsafe extern "C" fn rmq_fetch_free(fetch: *mut rmq_fetch) {
 
 /// Follows one partition from a starting offset.
 pub struct rmq_consumer {
-    transport: Arc<dyn Transport>,
-    topic: String,
-    partition: u32,
-    position: u64,
+    fetcher: Fetcher<Arc<dyn Transport>>,
 }
 
 /// A consumer of one partition. `start`: -2 = the earliest offset, -1 = the
@@ -1124,19 +1121,18 @@ pub unsafe extern "C" fn rmq_consumer_open(
         if out.is_null() {
             return fail(rmq_result::RMQ_ERROR_NULL, "out is NULL");
         }
-        let position = match start {
-            QUERY_EARLIEST | QUERY_LATEST => match client.transport.list_offsets(topic, partition, start) {
-                Ok(offsets) => offsets.offset as u64,
-                Err(error) => return client_error(error),
-            },
-            offset if offset >= 0 => offset as u64,
+        let start = match start {
+            QUERY_EARLIEST => StartAt::Earliest,
+            QUERY_LATEST => StartAt::Latest,
+            offset if offset >= 0 => StartAt::Offset(offset as u64),
             other => return fail(rmq_result::RMQ_ERROR_INVALID_ARGUMENT, format!("start {other}")),
         };
-        let transport = match client.transport.independent() {
-            Ok(transport) => transport,
-            Err(error) => return client_error(error),
-        };
-        let consumer = rmq_consumer { transport, topic: topic.into(), partition, position };
+        let opened = client
+            .transport
+            .independent()
+            .and_then(|transport| Fetcher::new(transport, topic, partition, start))
+            .map(|fetcher| fetcher.with_max_bytes(RMQ_FETCH_BYTES_MAX));
+        let consumer = rmq_consumer { fetcher: try_ffi!(opened.map_err(client_error)) };
         // SAFETY: non-NULL and writable.
         unsafe { *out = Box::into_raw(Box::new(consumer)) };
         rmq_result::RMQ_OK
@@ -1161,16 +1157,8 @@ pub unsafe extern "C" fn rmq_consumer_poll(
         }
         // SAFETY: live and not shared concurrently, by contract.
         let consumer = unsafe { &mut *consumer };
-        let records = try_ffi!(do_fetch(
-            consumer.transport.as_ref(),
-            &consumer.topic,
-            consumer.partition,
-            consumer.position,
-            timeout_ms
-        ));
-        if let Some(last) = records.last() {
-            consumer.position = last.offset + 1;
-        }
+        let wait = std::time::Duration::from_millis(u64::from(timeout_ms));
+        let records = try_ffi!(consumer.fetcher.poll(wait).map_err(client_error));
         give_fetch(records, out)
     })
 }
@@ -1182,7 +1170,7 @@ pub unsafe extern "C" fn rmq_consumer_poll(
 #[no_mangle]
 pub unsafe extern "C" fn rmq_consumer_position(consumer: *const rmq_consumer) -> u64 {
     // SAFETY: NULL or live.
-    guard_value(0, || unsafe { consumer.as_ref() }.map_or(0, |consumer| consumer.position))
+    guard_value(0, || unsafe { consumer.as_ref() }.map_or(0, |consumer| consumer.fetcher.position()))
 }
 
 /// Frees a consumer. NULL is a no-op.

@@ -773,22 +773,22 @@ pub fn decode_records(mut bytes: &[u8], from: u64) -> Result<Vec<ConsumedRecord>
 pub const FETCH_MAX_BYTES_DEFAULT: u32 = 4 * 1024 * 1024;
 
 /// Follows one partition from an offset.
-pub struct Fetcher {
-    client: Client,
+pub struct Fetcher<T: Transport = Client> {
+    transport: T,
     topic: String,
     partition: u32,
     position: u64,
     max_bytes: u32,
 }
 
-impl Fetcher {
-    pub fn new(client: Client, topic: &str, partition: u32, start: StartAt) -> Result<Fetcher> {
+impl<T: Transport> Fetcher<T> {
+    pub fn new(transport: T, topic: &str, partition: u32, start: StartAt) -> Result<Fetcher<T>> {
         let position = match start {
             StartAt::Offset(offset) => offset,
-            StartAt::Earliest => client.list_offsets(topic, partition, QUERY_EARLIEST)?.offset as u64,
-            StartAt::Latest => client.list_offsets(topic, partition, QUERY_LATEST)?.offset as u64,
+            StartAt::Earliest => transport.list_offsets(topic, partition, QUERY_EARLIEST)?.offset as u64,
+            StartAt::Latest => transport.list_offsets(topic, partition, QUERY_LATEST)?.offset as u64,
             StartAt::Timestamp(ms) => {
-                let found = client.list_offsets(topic, partition, ms.max(0))?;
+                let found = transport.list_offsets(topic, partition, ms.max(0))?;
                 if found.offset < 0 {
                     found.latest as u64
                 } else {
@@ -796,7 +796,13 @@ impl Fetcher {
                 }
             }
         };
-        Ok(Fetcher { client, topic: topic.into(), partition, position, max_bytes: FETCH_MAX_BYTES_DEFAULT })
+        Ok(Fetcher { transport, topic: topic.into(), partition, position, max_bytes: FETCH_MAX_BYTES_DEFAULT })
+    }
+
+    /// Asks for at most `max_bytes` per poll (at least one whole batch comes).
+    pub fn with_max_bytes(mut self, max_bytes: u32) -> Fetcher<T> {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// The next offset this fetcher will return.
@@ -815,7 +821,7 @@ impl Fetcher {
             max_wait_ms: max_wait.as_millis().min(u128::from(protocol::FETCH_WAIT_MS_MAX)) as u32,
             min_bytes: 1,
         };
-        let result = self.client.fetch(&request)?;
+        let result = self.transport.fetch(&request)?;
         let records = decode_records(&result.records, self.position)?;
         if let Some(last) = records.last() {
             self.position = last.offset + 1;
@@ -823,7 +829,7 @@ impl Fetcher {
         Ok(records)
     }
 
-    pub fn into_client(self) -> Client {
-        self.client
+    pub fn into_transport(self) -> T {
+        self.transport
     }
 }
