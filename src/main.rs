@@ -100,6 +100,15 @@ struct BenchArgs {
     /// Topic to create and use (default: a fresh name per run).
     #[arg(long)]
     topic: Option<String>,
+    /// Produce requests a TCP producer keeps in flight (unpaced runs; 1 gives
+    /// the latency of one request at a time).
+    #[arg(long, default_value_t = ringmq::bench::PIPELINE_DEPTH)]
+    in_flight: usize,
+    /// Also measure, before the run, a loopback TCP stream and 4 KiB append +
+    /// fdatasync latency on the file system of DIR (default: the current
+    /// directory; give the data directory's), and print the figures as ratios.
+    #[arg(long, num_args = 0..=1, default_missing_value = ".")]
+    reference: Option<PathBuf>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -126,6 +135,10 @@ struct ServeArgs {
     flush_interval_ms: Option<u64>,
     #[arg(long, env = "RINGMQ_SEGMENT_BYTES")]
     segment_bytes: Option<u64>,
+    /// Zeros written ahead of each active segment so small durable appends
+    /// overwrite instead of growing the file (default 262144; 0: off).
+    #[arg(long, env = "RINGMQ_ZERO_AHEAD_BYTES")]
+    zero_ahead_bytes: Option<u64>,
     /// Default retention of new topics by age (ms).
     #[arg(long, env = "RINGMQ_RETENTION_MS")]
     retention_ms: Option<u64>,
@@ -152,6 +165,7 @@ struct ConfigFile {
     shards: Option<u16>,
     flush_interval_ms: Option<u64>,
     segment_bytes: Option<u64>,
+    zero_ahead_bytes: Option<u64>,
     segment_ms: Option<u64>,
     index_interval_bytes: Option<u64>,
     retention_ms: Option<u64>,
@@ -322,6 +336,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     config.flush_interval_ms = args.flush_interval_ms.or(file.flush_interval_ms);
     if let Some(bytes) = args.segment_bytes.or(file.segment_bytes) {
         config.segment_bytes = bytes;
+    }
+    if let Some(bytes) = args.zero_ahead_bytes.or(file.zero_ahead_bytes) {
+        config.zero_ahead_bytes = bytes;
     }
     if let Some(ms) = file.segment_ms {
         config.segment_ms = Some(ms);
@@ -718,6 +735,8 @@ fn bench(bootstrap: &str, args: BenchArgs) -> Result<(), String> {
         data_dir: args.data_dir,
         shards: args.shards,
         topic: args.topic.unwrap_or_else(|| format!("bench-{}", ringmq::log::partition::now_ms())),
+        in_flight: args.in_flight,
+        reference: args.reference,
     };
     let report = bench::run(config.clone())?;
     if args.json {

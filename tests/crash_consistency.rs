@@ -23,6 +23,9 @@ fn config(rng: &mut Rng) -> LogConfig {
         index_interval_bytes: 1 + rng.below(600) as u64,
         retention_ms: None,
         retention_bytes: None,
+        // Half the sequences grow the file with every append, half overwrite
+        // a window of zeros written ahead.
+        zero_ahead_bytes: if rng.below(2) == 0 { 0 } else { 1 + rng.below(4000) as u64 },
     }
 }
 

@@ -12,8 +12,15 @@ use std::rc::Rc;
 
 const DIR: &str = "/data/topics/t/0";
 
+/// No zeros written ahead: every append grows the file, so a full disk fails it.
 fn config() -> LogConfig {
-    LogConfig { segment_bytes: 2048, segment_ms: None, index_interval_bytes: 256, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes: 2048,
+        segment_ms: None,
+        index_interval_bytes: 256,
+        zero_ahead_bytes: 0,
+        ..LogConfig::default()
+    }
 }
 
 fn values(from: usize, count: usize) -> Vec<Vec<u8>> {

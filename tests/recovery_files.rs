@@ -17,8 +17,16 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Small segments whose files end at their last batch (no zeros written
+/// ahead), so these tests can damage a tail by appending to the file.
 fn small_segments() -> LogConfig {
-    LogConfig { segment_bytes: 4096, segment_ms: None, index_interval_bytes: 512, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes: 4096,
+        segment_ms: None,
+        index_interval_bytes: 512,
+        zero_ahead_bytes: 0,
+        ..LogConfig::default()
+    }
 }
 
 fn values(from: usize, count: usize) -> Vec<Vec<u8>> {
@@ -73,7 +81,6 @@ fn garbage_and_half_written_batches_at_the_tail_are_truncated() {
             batch[..batch.len() / 2].to_vec()
         }),
         ("header-only", batch_of(&values(2000, 1), 5)[..30].to_vec()),
-        ("zeros", vec![0; 4096]),
     ] {
         let dir = temp_dir(&format!("tail-{case}"));
         let next = fill(&runtime, &dir);
@@ -93,6 +100,34 @@ fn garbage_and_half_written_batches_at_the_tail_are_truncated() {
         });
         fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// Zeros after the last batch (blocks a crash left unwritten, or the window
+/// written ahead of appends) hold no batch: nothing is reported cut, and the
+/// next append overwrites them.
+#[test]
+fn a_zero_tail_is_not_a_cut_and_appends_overwrite_it() {
+    let runtime = Runtime::new().unwrap();
+    let dir = temp_dir("tail-zeros");
+    let next = fill(&runtime, &dir);
+    let last = segment_files(&dir, "log").pop().unwrap();
+    let length_before = fs::metadata(&last).unwrap().len();
+    OpenOptions::new().append(true).open(&last).unwrap().write_all(&[0; 4096]).unwrap();
+    runtime.block_on(async {
+        let mut log = PartitionLog::open(FileStorage::new(), &dir, small_segments()).await.unwrap();
+        assert_eq!(log.next_offset(), next, "records lost or invented");
+        assert_eq!(log.recovery_report().truncated_bytes, 0);
+        assert_eq!(read_everything(&mut log), values(0, 180));
+        let info = log.append(&mut batch_of(&values(180, 2), 9)).unwrap();
+        assert_eq!(info.base_offset, next);
+        log.close().await.unwrap();
+    });
+    assert_eq!(fs::metadata(&last).unwrap().len(), length_before + 4096, "the append went into the zeros");
+    runtime.block_on(async {
+        let mut log = PartitionLog::open(FileStorage::new(), &dir, small_segments()).await.unwrap();
+        assert_eq!(log.next_offset(), next + 2);
+    });
+    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -286,6 +321,64 @@ fn a_corrupt_stored_batch_keeps_its_expected_and_found_crc() {
             }
             other => panic!("expected a CRC mismatch, got {other:?}"),
         }
+    });
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The zeros written ahead of small appends: the active segment's file is
+/// longer than its data, a reopen finds the end without reporting a cut and
+/// keeps the window, a damaged tail after the zeros is still cut, and a
+/// sealed segment ends exactly at its last batch.
+#[test]
+fn zeros_written_ahead_are_not_a_torn_tail_and_leave_sealed_segments() {
+    let runtime = Runtime::new().unwrap();
+    let dir = temp_dir("zero-ahead");
+    let config = LogConfig { zero_ahead_bytes: 2048, ..small_segments() };
+    let next = runtime.block_on(async {
+        let mut log = PartitionLog::open(FileStorage::new(), &dir, config.clone()).await.unwrap();
+        for i in 0..60 {
+            log.append(&mut batch_of(&values(i * 3, 3), 1_000 + i as i64)).unwrap();
+        }
+        log.next_offset()
+    });
+    let logs = segment_files(&dir, "log");
+    assert!(logs.len() > 1, "the appends rolled");
+    let (active, sealed) = logs.split_last().unwrap();
+    for path in sealed {
+        let bytes = fs::read(path).unwrap();
+        let mut position = 0;
+        while position < bytes.len() {
+            position += ringmq::batch::batch_size(&bytes[position..]).unwrap().unwrap();
+        }
+        assert_eq!(position, bytes.len(), "{}: a sealed segment ends at its last batch", path.display());
+    }
+    let active_length = fs::metadata(active).unwrap().len();
+    runtime.block_on(async {
+        let mut log = PartitionLog::open(FileStorage::new(), &dir, config.clone()).await.unwrap();
+        assert_eq!(log.next_offset(), next);
+        assert_eq!(log.recovery_report().truncated_bytes, 0, "the zeros are not a torn tail");
+        assert_eq!(read_everything(&mut log), values(0, 180));
+        log.close().await.unwrap();
+    });
+    assert_eq!(fs::metadata(active).unwrap().len(), active_length, "the window stays");
+    let data_end = {
+        let bytes = fs::read(active).unwrap();
+        let mut position = 0;
+        while let Ok(Some(size)) = ringmq::batch::batch_size(&bytes[position..]) {
+            position += size;
+        }
+        position as u64
+    };
+    assert!(data_end < active_length, "the active segment has zeros after its data");
+    OpenOptions::new().append(true).open(active).unwrap().write_all(&[0xAB; 100]).unwrap();
+    runtime.block_on(async {
+        let mut log = PartitionLog::open(FileStorage::new(), &dir, config).await.unwrap();
+        assert_eq!(log.next_offset(), next, "records lost or invented");
+        assert_eq!(log.recovery_report().truncated_bytes, active_length + 100 - data_end);
+        assert_eq!(read_everything(&mut log), values(0, 180));
+        let info = log.append(&mut batch_of(&values(180, 2), 9)).unwrap();
+        assert_eq!(info.base_offset, next);
+        log.close().await.unwrap();
     });
     fs::remove_dir_all(&dir).unwrap();
 }

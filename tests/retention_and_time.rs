@@ -21,6 +21,7 @@ fn config() -> LogConfig {
         index_interval_bytes: 200,
         retention_ms: None,
         retention_bytes: None,
+        zero_ahead_bytes: ringmq::log::partition::ZERO_AHEAD_BYTES,
     }
 }
 

@@ -47,6 +47,9 @@ pub struct LogConfig {
     pub retention_ms: Option<u64>,
     /// Delete the oldest sealed segments while the log is larger than this.
     pub retention_bytes: Option<u64>,
+    /// Zeros kept written ahead of the active segment's end for small
+    /// appends (0: none); see [`partition::ZERO_AHEAD_BYTES`].
+    pub zero_ahead_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -57,6 +60,7 @@ impl Default for LogConfig {
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
             retention_ms: Some(RETENTION_MS_DEFAULT),
             retention_bytes: None,
+            zero_ahead_bytes: partition::ZERO_AHEAD_BYTES,
         }
     }
 }

@@ -41,6 +41,18 @@ pub const INDEX_FLUSH_ENTRIES: usize = 64;
 const READ_SLACK_BYTES: u64 = 64 * 1024;
 /// Bytes read at a time when walking batch headers.
 pub const HEADER_SCAN_WINDOW_BYTES: u64 = 64 * 1024;
+/// Zeros written ahead of the active segment's end (the default of
+/// [`LogConfig::zero_ahead_bytes`]), so that small appends overwrite blocks
+/// the file already has: their fdatasync then writes data only, not the
+/// file's size and extents too (measured on ext4 here: p50 121–128 µs
+/// against 152–157 µs for an append that grows the file). The window is
+/// renewed when an append comes within a quarter of it of its end; the sync
+/// after a renewal carries the metadata, once per window. Appends inside the
+/// window also cannot fail for lack of space.
+pub const ZERO_AHEAD_BYTES: u64 = 256 * 1024;
+/// Batches larger than this are not written ahead of: their fdatasync is
+/// dominated by the data, and zeroing would write their bytes twice.
+pub const ZERO_AHEAD_BATCH_MAX_BYTES: u64 = 64 * 1024;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -509,6 +521,7 @@ impl<S: Storage> PartitionLog<S> {
         let segment = self.segments.get(at).ok_or_else(|| missing_segment(at))?;
         let log = segment.log().map_err(|e| LogError::io("opening a segment", e))?;
         let log_length = log.len().map_err(|e| LogError::io("reading a segment's size", e))?;
+        let mut file_length = log_length;
         let loaded = index::load(&offset_index, &time_index, base_offset, log_length)
             .map_err(|e| LogError::io("reading a segment index", e))?;
         let mut entries = loaded.entries;
@@ -531,10 +544,16 @@ impl<S: Storage> PartitionLog<S> {
                 let (tail, scanned) = scan_tail(log, base_offset, log_length, interval, &mut entries, &mut clean)?;
                 self.recovery.scanned_bytes += scanned.scanned_bytes;
                 if let Some((position, reason)) = scanned.failure {
-                    if repair {
+                    // Zeros after the last batch are the window written ahead
+                    // of appends (or blocks a crash left unwritten): nothing
+                    // was cut from a batch, and the window stays.
+                    let zeros =
+                        is_zero_tail(log, position, log_length).map_err(|e| LogError::io("reading a segment", e))?;
+                    if repair && !zeros {
                         log.truncate(position).map_err(|e| LogError::io("truncating a torn segment tail", e))?;
                         self.recovery.truncated_bytes += log_length - position;
                         self.recovery.truncation_reason.get_or_insert(reason);
+                        file_length = position;
                     }
                 }
                 tail
@@ -564,6 +583,7 @@ impl<S: Storage> PartitionLog<S> {
         segment.size = tail.size;
         segment.max_timestamp = tail.max_timestamp;
         segment.bytes_since_index = tail.bytes_since_index;
+        segment.file_length = file_length;
         Ok(tail.next_offset)
     }
 
@@ -677,12 +697,36 @@ impl<S: Storage> PartitionLog<S> {
         active.size += batch.len() as u64;
         active.next_offset += records;
         active.max_timestamp = active.max_timestamp.max(header.max_timestamp);
+        active.file_length = active.file_length.max(active.size);
         let pending = active.entries().len() - active.index_flushed;
         self.dirty = true;
+        if batch.len() as u64 <= ZERO_AHEAD_BATCH_MAX_BYTES {
+            self.zero_ahead();
+        }
         if pending >= INDEX_FLUSH_ENTRIES {
             self.flush_index(self.segments.active_at());
         }
         Ok(AppendInfo { base_offset, last_offset: base_offset + records - 1, next_offset: base_offset + records })
+    }
+
+    /// Renews the zeroed window past the active segment's end when an append
+    /// came near its end. Best effort: a failure (a full disk) only means the
+    /// next appends grow the file again.
+    fn zero_ahead(&mut self) {
+        let (segment_bytes, window) = (self.config.segment_bytes, self.config.zero_ahead_bytes);
+        let active = self.segments.active_mut();
+        let near_end = active.size + window / 4 >= active.file_length;
+        if window == 0 || !near_end || active.file_length >= segment_bytes {
+            return;
+        }
+        let start = active.file_length;
+        let end = (active.size + window).min(segment_bytes).max(start);
+        let zeros = vec![0u8; (end - start) as usize];
+        match active.log().and_then(|log| log.write_all_at(&zeros, start)) {
+            Ok(()) => active.file_length = end,
+            // Part of it may be there: the file says how much.
+            Err(_) => active.file_length = active.log().and_then(|log| log.len()).unwrap_or(start).max(active.size),
+        }
     }
 
     /// Undoes a partial append so no byte of it stays visible, and the roll it
@@ -690,6 +734,9 @@ impl<S: Storage> PartitionLog<S> {
     /// the partition is poisoned.
     fn roll_back_append(&mut self, position: u64, rolled: bool) -> Result<(), LogError> {
         let mut undone = self.segments.active().log().and_then(|log| log.truncate(position));
+        if undone.is_ok() {
+            self.segments.active_mut().file_length = position;
+        }
         if rolled && undone.is_ok() {
             undone = self.undo_roll();
         }
@@ -736,6 +783,11 @@ impl<S: Storage> PartitionLog<S> {
             position: active.size as u32,
             timestamp_before: active.max_timestamp,
         };
+        // A sealed segment ends at its last batch: the zeros written ahead go.
+        if active.file_length > active.size {
+            let cut = active.log().and_then(|log| log.truncate(active.size));
+            cut.map_err(|e| LogError::io("cutting the zeros after a sealed segment", e))?;
+        }
         let files = match self.open_files(new_base) {
             Ok(files) => files,
             Err(error) => {
@@ -744,6 +796,7 @@ impl<S: Storage> PartitionLog<S> {
             }
         };
         let active = self.segments.active_mut();
+        active.file_length = active.size;
         active.entries.get_or_insert_with(Vec::new).push(seal);
         self.sealed_unsynced.push(active.base_offset);
         self.flush_index(self.segments.active_at());
@@ -758,6 +811,7 @@ impl<S: Storage> PartitionLog<S> {
             bytes_since_index: 0,
             created_at_ms: now_ms,
             index_flushed: 0,
+            file_length: 0,
         });
         Ok(())
     }
@@ -1183,6 +1237,21 @@ fn remove_files<S: Storage>(storage: &S, dir: &Path, base_offset: u64) -> Result
         }
     }
     Ok(())
+}
+
+/// Whether every byte of `log` from `position` to `end` is zero.
+fn is_zero_tail<F: StorageFile>(log: &F, mut position: u64, end: u64) -> io::Result<bool> {
+    let mut window = vec![0u8; HEADER_SCAN_WINDOW_BYTES as usize];
+    while position < end {
+        let length = (end - position).min(HEADER_SCAN_WINDOW_BYTES) as usize;
+        let chunk = window.get_mut(..length).unwrap_or_default();
+        log.read_exact_at(chunk, position)?;
+        if chunk.iter().any(|&byte| byte != 0) {
+            return Ok(false);
+        }
+        position += length as u64;
+    }
+    Ok(true)
 }
 
 fn read_base_offset_at<F: StorageFile>(log: &F, position: u32) -> io::Result<Option<u64>> {

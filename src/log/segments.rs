@@ -27,6 +27,9 @@ pub(super) struct Segment<F> {
     pub(super) created_at_ms: i64,
     /// Leading entries of `entries` already written to the index files.
     pub(super) index_flushed: usize,
+    /// The `.log`'s length in the file system: past `size`, the zeros written
+    /// ahead of appends (see `partition::ZERO_AHEAD_BYTES`).
+    pub(super) file_length: u64,
 }
 
 impl<F> Segment<F> {
@@ -41,6 +44,7 @@ impl<F> Segment<F> {
             bytes_since_index: 0,
             created_at_ms: 0,
             index_flushed: 0,
+            file_length: 0,
         }
     }
 

@@ -31,6 +31,9 @@ pub struct ServerConfig {
     /// Also sync `acks=written` data this often (off by default).
     pub flush_interval_ms: Option<u64>,
     pub segment_bytes: u64,
+    /// Zeros kept written ahead of each active segment for small appends
+    /// (0: off); see `log::partition::ZERO_AHEAD_BYTES`.
+    pub zero_ahead_bytes: u64,
     pub segment_ms: Option<u64>,
     pub index_interval_bytes: u64,
     /// Defaults for topics created without their own retention.
@@ -61,6 +64,7 @@ impl ServerConfig {
             shards: available_cores(),
             flush_interval_ms: None,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
+            zero_ahead_bytes: crate::log::partition::ZERO_AHEAD_BYTES,
             segment_ms: Some(crate::log::SEGMENT_MS_DEFAULT),
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
             retention_ms: Some(crate::log::RETENTION_MS_DEFAULT),
@@ -81,6 +85,7 @@ impl ServerConfig {
             index_interval_bytes: self.index_interval_bytes,
             retention_ms: topic.retention_ms,
             retention_bytes: topic.retention_bytes,
+            zero_ahead_bytes: self.zero_ahead_bytes,
         }
     }
 }

@@ -12,6 +12,8 @@
 //! scheduled time, not the actual send, so a stall counts against every send it
 //! delayed (correcting coordinated omission).
 
+pub mod reference;
+
 use crate::batch::BatchBuilder;
 use crate::client::{decode_records, Client, Connection, Retention};
 use crate::embedded::{Broker, EmbeddedClient};
@@ -65,6 +67,11 @@ pub struct BenchConfig {
     pub data_dir: Option<PathBuf>,
     pub shards: Option<u16>,
     pub topic: String,
+    /// Produce requests a TCP producer keeps in flight (unpaced runs).
+    pub in_flight: usize,
+    /// Measure the references ([`reference`]) before the run, the fdatasync
+    /// test in this directory (put it on the data directory's file system).
+    pub reference: Option<PathBuf>,
 }
 
 /// What a run measured.
@@ -74,6 +81,14 @@ pub struct BenchReport {
     pub bytes: u64,
     pub seconds: f64,
     pub latency: Histogram<u64>,
+    /// CPU seconds of this process over the whole run (warm-up included);
+    /// embedded, the broker's shards are in it.
+    pub client_cpu_seconds: f64,
+    /// CPU seconds of the server over the same span (TCP to a local server).
+    pub server_cpu_seconds: Option<f64>,
+    /// Record bytes moved over the same span (warm-up included), for CPU per GB.
+    pub bytes_moved: u64,
+    pub references: Option<reference::References>,
 }
 
 impl BenchReport {
@@ -82,6 +97,20 @@ impl BenchReport {
     }
     pub fn mb_per_sec(&self) -> f64 {
         self.bytes as f64 / self.seconds.max(1e-9) / 1e6
+    }
+
+    /// CPU seconds per GB moved: (client, server).
+    pub fn cpu_per_gb(&self) -> (f64, Option<f64>) {
+        let gigabytes = (self.bytes_moved as f64 / 1e9).max(1e-9);
+        (self.client_cpu_seconds / gigabytes, self.server_cpu_seconds.map(|s| s / gigabytes))
+    }
+
+    /// Throughput ÷ loopback TCP, and p50 latency − fdatasync p50 (µs).
+    fn against_references(&self) -> Option<(f64, i64)> {
+        let references = self.references.as_ref()?;
+        let throughput = self.bytes as f64 / self.seconds.max(1e-9) / references.loopback_bytes_per_sec.max(1.0);
+        let over_sync = self.latency.value_at_quantile(0.5) as i64 - references.fdatasync_p50_us as i64;
+        Some((throughput, over_sync))
     }
 
     pub fn to_json(&self, config: &BenchConfig) -> String {
@@ -105,6 +134,15 @@ impl BenchReport {
                 "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999), "p9999": q(0.9999),
                 "max": self.latency.max(), "samples": self.latency.len(),
             },
+            "in_flight": config.in_flight,
+            "cpu_seconds_per_gb": { "client": self.cpu_per_gb().0, "server": self.cpu_per_gb().1 },
+            "reference": self.references.as_ref().map(|references| serde_json::json!({
+                "loopback_mb_per_sec": references.loopback_bytes_per_sec / 1e6,
+                "fdatasync_p50_us": references.fdatasync_p50_us,
+                "fdatasync_p99_us": references.fdatasync_p99_us,
+                "throughput_ratio": self.against_references().map(|(ratio, _)| ratio),
+                "p50_minus_fdatasync_p50_us": self.against_references().map(|(_, over)| over),
+            })),
         })
         .to_string()
     }
@@ -151,7 +189,24 @@ impl BenchReport {
             q(0.999),
             q(0.9999),
             self.latency.max(),
-        )
+        ) + &self.table_footer()
+    }
+
+    /// CPU per GB, and the references with the ratios to them.
+    fn table_footer(&self) -> String {
+        let (client, server) = self.cpu_per_gb();
+        let server = server.map_or("n/a (not a local server)".to_owned(), |s| format!("{s:.2}"));
+        let mut out = format!("CPU seconds per GB moved: client {client:.2}, server {server}\n");
+        if let (Some(references), Some((ratio, over))) = (&self.references, self.against_references()) {
+            out += &format!(
+                "reference, same run: loopback TCP {:.0} MB/s (throughput ratio {ratio:.3}); \
+                 4 KiB append + fdatasync p50 {} us, p99 {} us (p50 latency {over:+} us over it)\n",
+                references.loopback_bytes_per_sec / 1e6,
+                references.fdatasync_p50_us,
+                references.fdatasync_p99_us,
+            );
+        }
+        out
     }
 
     /// The percentile distribution in HdrHistogram's `.hgrm` text format.
@@ -366,7 +421,7 @@ fn produce_tcp(run: &Run, bootstrap: &str, partitions: Vec<u32>, quota: u64) -> 
     let owners = client.topic(&config.topic).map_err(|e| e.to_string())?.partition_shards.clone();
     let mut connections: Vec<(u16, Connection, VecDeque<Instant>)> = Vec::new();
     let rate = config.rate.map(|r| r as f64 / config.producers as f64);
-    let depth = if rate.is_some() { usize::MAX } else { PIPELINE_DEPTH };
+    let depth = if rate.is_some() { usize::MAX } else { config.in_flight.max(1) };
     let mut pacer = Pacer::new(rate, config.batch_records);
     let mut local = histogram();
     let mut sent = 0u64;
@@ -556,7 +611,26 @@ pub fn run(config: BenchConfig) -> Result<BenchReport, String> {
             (Target::Embedded(broker.client()), Some(broker))
         }
     };
-    let result = run_on(&config, &target);
+    let references = match &config.reference {
+        Some(dir) => Some(
+            reference::measure(dir).map_err(|e| format!("cannot measure the references in {}: {e}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let server_port = config
+        .bootstrap
+        .as_deref()
+        .and_then(|b| b.parse::<SocketAddr>().ok())
+        .filter(|address| address.ip().is_loopback())
+        .map(|address| address.port());
+    let server_cpu = || server_port.and_then(reference::cpu_seconds_of_listener);
+    let (client_before, server_before) = (reference::cpu_seconds_self(), server_cpu());
+    let result = run_on(&config, &target).map(|mut report| {
+        report.client_cpu_seconds = reference::cpu_seconds_self() - client_before;
+        report.server_cpu_seconds = server_before.zip(server_cpu()).map(|(before, after)| after - before);
+        report.references = references;
+        report
+    });
     if let Some(broker) = broker {
         broker.close().map_err(|error| error.to_string())?;
     }
@@ -737,5 +811,15 @@ fn run_on(config: &BenchConfig, target: &Target) -> Result<BenchReport, String> 
     let records = counted(&run).saturating_sub(at_warmup);
     let latency = run.latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let record_bytes = config.message_bytes.max(MESSAGE_BYTES_MIN) as u64;
-    Ok(BenchReport { records, bytes: records * record_bytes, seconds, latency })
+    let moved = run.produced.load(Ordering::Relaxed).max(run.consumed.load(Ordering::Relaxed)) * record_bytes;
+    Ok(BenchReport {
+        records,
+        bytes: records * record_bytes,
+        seconds,
+        latency,
+        client_cpu_seconds: 0.0,
+        server_cpu_seconds: None,
+        bytes_moved: moved,
+        references: None,
+    })
 }
