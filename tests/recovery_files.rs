@@ -124,7 +124,7 @@ fn a_zero_tail_is_not_a_cut_and_appends_overwrite_it() {
     });
     assert_eq!(fs::metadata(&last).unwrap().len(), length_before + 4096, "the append went into the zeros");
     runtime.block_on(async {
-        let mut log = PartitionLog::open(FileStorage::new(), &dir, small_segments()).await.unwrap();
+        let log = PartitionLog::open(FileStorage::new(), &dir, small_segments()).await.unwrap();
         assert_eq!(log.next_offset(), next + 2);
     });
     fs::remove_dir_all(&dir).unwrap();
