@@ -39,6 +39,14 @@ pub fn park() {
     std::thread::park();
 }
 
+/// Lets another runnable thread have this core (a no-op when none is).
+pub fn yield_now() {
+    #[cfg(ringmq_loom)]
+    loom::thread::yield_now();
+    #[cfg(not(ringmq_loom))]
+    std::thread::yield_now();
+}
+
 pub fn spin_loop() {
     #[cfg(ringmq_loom)]
     loom::thread::yield_now();

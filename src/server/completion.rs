@@ -18,6 +18,9 @@ use crate::sync::{Mutex, Thread};
 const EMPTY: u8 = 0;
 const WAITING: u8 = 1;
 const READY: u8 = 2;
+/// Spins of a busy-polling wait between two yields of the core (a few
+/// microseconds of spinning, then one `sched_yield`).
+const SPINS_PER_YIELD: usize = 256;
 
 pub struct Completion<T> {
     state: AtomicU8,
@@ -47,12 +50,21 @@ impl<T> Completion<T> {
     /// Waits for the answer: parks the thread, or spins when `busy_poll`.
     /// Must be called from the thread that created the completion.
     pub fn wait(&self, busy_poll: bool) -> T {
+        let mut spins_left = SPINS_PER_YIELD;
         loop {
             if self.state.load(Ordering::Acquire) == READY {
                 break;
             }
             if busy_poll {
                 crate::sync::spin_loop();
+                spins_left -= 1;
+                if spins_left == 0 {
+                    spins_left = SPINS_PER_YIELD;
+                    // Give the core away now and then: when the shard (or
+                    // another spinner) shares it, spinning on would hold up
+                    // the very thread that completes this.
+                    crate::sync::yield_now();
+                }
                 continue;
             }
             match self.state.compare_exchange(EMPTY, WAITING, Ordering::AcqRel, Ordering::Acquire) {

@@ -192,6 +192,8 @@ impl ShardContext {
             if Instant::now() >= deadline {
                 return false;
             }
+            // A client thread spinning on this core gets its turn.
+            std::thread::yield_now();
         }
     }
 
