@@ -81,12 +81,13 @@ pub struct BenchReport {
     pub bytes: u64,
     pub seconds: f64,
     pub latency: Histogram<u64>,
-    /// CPU seconds of this process over the whole run (warm-up included);
-    /// embedded, the broker's shards are in it.
+    /// CPU seconds of this process from the start of the measured workload
+    /// (warm-up included, a consume run's load phase not); embedded, the
+    /// broker's shards are in it.
     pub client_cpu_seconds: f64,
     /// CPU seconds of the server over the same span (TCP to a local server).
     pub server_cpu_seconds: Option<f64>,
-    /// Record bytes moved over the same span (warm-up included), for CPU per GB.
+    /// Record bytes the workload counted over the same span, for CPU per GB.
     pub bytes_moved: u64,
     pub references: Option<reference::References>,
 }
@@ -617,17 +618,7 @@ pub fn run(config: BenchConfig) -> Result<BenchReport, String> {
         ),
         None => None,
     };
-    let server_port = config
-        .bootstrap
-        .as_deref()
-        .and_then(|b| b.parse::<SocketAddr>().ok())
-        .filter(|address| address.ip().is_loopback())
-        .map(|address| address.port());
-    let server_cpu = || server_port.and_then(reference::cpu_seconds_of_listener);
-    let (client_before, server_before) = (reference::cpu_seconds_self(), server_cpu());
     let result = run_on(&config, &target).map(|mut report| {
-        report.client_cpu_seconds = reference::cpu_seconds_self() - client_before;
-        report.server_cpu_seconds = server_before.zip(server_cpu()).map(|(before, after)| after - before);
         report.references = references;
         report
     });
@@ -787,6 +778,15 @@ fn run_on(config: &BenchConfig, target: &Target) -> Result<BenchReport, String> 
         }
         join_all(spawn_producers(&run, target))?;
     }
+    // CPU from here: a consume run's load phase is not counted.
+    let server_port = config
+        .bootstrap
+        .as_deref()
+        .and_then(|b| b.parse::<SocketAddr>().ok())
+        .filter(|address| address.ip().is_loopback())
+        .map(|address| address.port());
+    let server_cpu = || server_port.and_then(reference::cpu_seconds_of_listener);
+    let (client_before, server_before) = (reference::cpu_seconds_self(), server_cpu());
     let start = Instant::now();
     *run.measure_from.lock().unwrap_or_else(|p| p.into_inner()) = Some(start + config.warmup);
     let consumers = spawn_consumers(&run, target);
@@ -811,14 +811,16 @@ fn run_on(config: &BenchConfig, target: &Target) -> Result<BenchReport, String> 
     let records = counted(&run).saturating_sub(at_warmup);
     let latency = run.latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let record_bytes = config.message_bytes.max(MESSAGE_BYTES_MIN) as u64;
-    let moved = run.produced.load(Ordering::Relaxed).max(run.consumed.load(Ordering::Relaxed)) * record_bytes;
+    let moved = counted(&run) * record_bytes;
+    let client_cpu_seconds = reference::cpu_seconds_self() - client_before;
+    let server_cpu_seconds = server_before.zip(server_cpu()).map(|(before, after)| after - before);
     Ok(BenchReport {
         records,
         bytes: records * record_bytes,
         seconds,
         latency,
-        client_cpu_seconds: 0.0,
-        server_cpu_seconds: None,
+        client_cpu_seconds,
+        server_cpu_seconds,
         bytes_moved: moved,
         references: None,
     })

@@ -4,7 +4,10 @@ use bytes::BytesMut;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use tokio_uring::buf::BoundedBuf;
+use tokio_uring::buf::{BoundedBuf, Slice};
+
+/// Buffers one `writev` takes at most (Linux's IOV_MAX is 1024).
+pub const WRITEV_BUFFERS_MAX: usize = 512;
 
 /// Pending connections the kernel queues per listener (listen(2) backlog).
 pub const LISTEN_BACKLOG: i32 = 1024;
@@ -73,6 +76,39 @@ impl Stream {
         let end = buffer.capacity();
         let (result, slice) = self.inner.read(BoundedBuf::slice(buffer, start..end)).await;
         (result, slice.into_inner())
+    }
+
+    /// Writes every buffer, in order, with as few `writev`s as the socket
+    /// allows (at most [`WRITEV_BUFFERS_MAX`] buffers each). The buffers are
+    /// consumed: nothing is copied into one.
+    pub async fn write_all_vectored(&self, buffers: Vec<Vec<u8>>) -> io::Result<()> {
+        let mut pending: std::collections::VecDeque<Slice<Vec<u8>>> =
+            buffers.into_iter().filter(|b| !b.is_empty()).map(|b| BoundedBuf::slice(b, ..)).collect();
+        while !pending.is_empty() {
+            let take = pending.len().min(WRITEV_BUFFERS_MAX);
+            let batch: Vec<Slice<Vec<u8>>> = pending.drain(..take).collect();
+            let (result, batch) = self.inner.writev(batch).await;
+            let mut written = result?;
+            if written == 0 {
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "the peer stopped reading"));
+            }
+            // Put back what is left, the partly written buffer first.
+            let mut rest = Vec::new();
+            for slice in batch {
+                let length = slice.bytes_init();
+                if written >= length {
+                    written -= length;
+                    continue;
+                }
+                let (begin, end) = (slice.begin() + written, slice.end());
+                written = 0;
+                rest.push(BoundedBuf::slice(slice.into_inner(), begin..end));
+            }
+            for slice in rest.into_iter().rev() {
+                pending.push_front(slice);
+            }
+        }
+        Ok(())
     }
 
     pub async fn write_all(&self, bytes: Vec<u8>) -> (io::Result<()>, Vec<u8>) {

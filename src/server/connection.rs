@@ -72,7 +72,7 @@ async fn read_requests(context: &Rc<ShardHandle>, stream: &Stream, sender: mpsc:
                     if let Some(header) = refused.header {
                         let answer = dispatch::error_response(header.correlation_id, ErrorCode::TooLarge);
                         let _ = sender.send(InFlight {
-                            response: Box::pin(async move { Some(answer) }),
+                            response: Box::pin(async move { Some(answer.into()) }),
                             _count: match count.clone().acquire_owned().await {
                                 Ok(permit) => permit,
                                 Err(_) => return,
@@ -96,6 +96,17 @@ async fn read_requests(context: &Rc<ShardHandle>, stream: &Stream, sender: mpsc:
     }
 }
 
+/// A response's buffers, in the order they go out (a fetch's records after
+/// its frame, uncopied).
+fn add_response(buffers: &mut Vec<Vec<u8>>, response: Option<dispatch::Response>) {
+    if let Some(response) = response {
+        buffers.push(response.frame);
+        if !response.records.is_empty() {
+            buffers.push(response.records);
+        }
+    }
+}
+
 async fn write_responses(stream: Rc<Stream>, mut receiver: mpsc::UnboundedReceiver<InFlight>) {
     let mut waiting: Option<InFlight> = None;
     loop {
@@ -106,23 +117,23 @@ async fn write_responses(stream: Rc<Stream>, mut receiver: mpsc::UnboundedReceiv
                 None => return,
             },
         };
-        let mut bytes = first.response.await.unwrap_or_default();
-        // Coalesce responses that are already complete into one write; the first
-        // one that is not stays next in line.
+        let mut buffers = Vec::new();
+        add_response(&mut buffers, first.response.await);
+        // Responses that are already complete go out in the same writev; the
+        // first one that is not stays next in line.
         while let Ok(mut next) = receiver.try_recv() {
             match futures_util::FutureExt::now_or_never(&mut next.response) {
-                Some(more) => bytes.extend_from_slice(&more.unwrap_or_default()),
+                Some(more) => add_response(&mut buffers, more),
                 None => {
                     waiting = Some(next);
                     break;
                 }
             }
         }
-        if bytes.is_empty() {
+        if buffers.is_empty() {
             continue;
         }
-        let (result, _) = stream.write_all(bytes).await;
-        if result.is_err() {
+        if stream.write_all_vectored(buffers).await.is_err() {
             return;
         }
     }

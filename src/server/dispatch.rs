@@ -24,15 +24,46 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
-pub(crate) type ResponseFuture = Pin<Box<dyn Future<Output = Option<Vec<u8>>>>>;
+pub(crate) type ResponseFuture = Pin<Box<dyn Future<Output = Option<Response>>>>;
+
+/// A response as the connection writes it: a frame, and for a fetch the
+/// records' buffer after it (the frame's length counts both), so the stored
+/// batches read for a fetch go to the socket without being copied into a frame.
+pub(crate) struct Response {
+    pub frame: Vec<u8>,
+    pub records: Vec<u8>,
+}
+
+impl From<Vec<u8>> for Response {
+    fn from(frame: Vec<u8>) -> Response {
+        Response { frame, records: Vec::new() }
+    }
+}
+
+/// How a reply becomes a response.
+#[derive(Clone, Copy)]
+enum Encode {
+    Frame(fn(u32, Reply) -> Vec<u8>),
+    Split(fn(u32, Reply) -> Response),
+}
+
+impl Encode {
+    fn run(self, id: u32, reply: Reply) -> Response {
+        match self {
+            Encode::Frame(encode) => encode(id, reply).into(),
+            Encode::Split(encode) => encode(id, reply),
+        }
+    }
+}
 
 /// A response frame with an error code and an empty body.
 pub(crate) fn error_response(correlation_id: u32, code: ErrorCode) -> Vec<u8> {
     protocol::finish_frame(protocol::response_frame(correlation_id, code, 0))
 }
 
-fn ready(bytes: Vec<u8>) -> ResponseFuture {
-    Box::pin(async move { Some(bytes) })
+fn ready(response: impl Into<Response>) -> ResponseFuture {
+    let response = response.into();
+    Box::pin(async move { Some(response) })
 }
 
 fn supported(header: &RequestHeader) -> Option<ErrorCode> {
@@ -70,7 +101,7 @@ enum Decoded {
     /// Answered at once, by this front end (Hello, Metadata) or with an error.
     Answer(Vec<u8>),
     /// Started through the service; control ops finish before the next frame.
-    Start { op: Op, encode: fn(u32, Reply) -> Vec<u8>, control: bool },
+    Start { op: Op, encode: Encode, control: bool },
 }
 
 fn decoded<T, E>(decoded: Result<T, E>, id: u32, into: impl FnOnce(T) -> Decoded) -> Decoded {
@@ -81,7 +112,7 @@ fn decoded<T, E>(decoded: Result<T, E>, id: u32, into: impl FnOnce(T) -> Decoded
 }
 
 fn start(op: Op, encode: fn(u32, Reply) -> Vec<u8>) -> Decoded {
-    Decoded::Start { op, encode, control: false }
+    Decoded::Start { op, encode: Encode::Frame(encode), control: false }
 }
 
 fn decode(context: &ShardHandle, header: &RequestHeader, body: &[u8]) -> Decoded {
@@ -96,12 +127,12 @@ fn decode(context: &ShardHandle, header: &RequestHeader, body: &[u8]) -> Decoded
         // starts, so a produce pipelined behind a create finds the topic.
         api::CREATE_TOPIC => decoded(CreateTopicRequest::decode(body), id, |request| Decoded::Start {
             op: Op::CreateTopic(request),
-            encode: encode_done,
+            encode: Encode::Frame(encode_done),
             control: true,
         }),
         api::DELETE_TOPIC => decoded(DeleteTopicRequest::decode(body), id, |request| Decoded::Start {
             op: Op::DeleteTopic(request.name),
-            encode: encode_done,
+            encode: Encode::Frame(encode_done),
             control: true,
         }),
         api::LIST_OFFSETS => decoded(ListOffsetsRequest::decode(body), id, |request| {
@@ -110,7 +141,11 @@ fn decode(context: &ShardHandle, header: &RequestHeader, body: &[u8]) -> Decoded
                 Err(code) => error_response(id, code),
             })
         }),
-        api::FETCH => decoded(FetchRequest::decode(body), id, |request| start(Op::Fetch(request), encode_fetch)),
+        api::FETCH => decoded(FetchRequest::decode(body), id, |request| Decoded::Start {
+            op: Op::Fetch(request),
+            encode: Encode::Split(encode_fetch),
+            control: false,
+        }),
         api::INIT_PRODUCER_ID => decoded(InitProducerIdRequest::decode(body), id, |request| {
             start(Op::InitProducerId(request.name), |id, reply| match reply.into_producer_id() {
                 Ok((producer_id, epoch)) => InitProducerIdResponse { producer_id, epoch }.encode(id),
@@ -153,15 +188,17 @@ fn encode_done(id: u32, reply: Reply) -> Vec<u8> {
     error_response(id, reply.into_done().err().unwrap_or(ErrorCode::None))
 }
 
-fn encode_fetch(id: u32, reply: Reply) -> Vec<u8> {
+fn encode_fetch(id: u32, reply: Reply) -> Response {
     match reply.into_fetch() {
-        Ok(data) => FetchResponse {
-            high_watermark: data.high_watermark as i64,
-            earliest: data.earliest as i64,
-            records: &data.records,
+        Ok(data) => {
+            let response = FetchResponse {
+                high_watermark: data.high_watermark as i64,
+                earliest: data.earliest as i64,
+                records: &data.records,
+            };
+            Response { frame: response.encode_head(id), records: data.records }
         }
-        .encode(id),
-        Err(code) => error_response(id, code),
+        Err(code) => error_response(id, code).into(),
     }
 }
 
@@ -180,11 +217,11 @@ async fn dispatch_checked(context: &Rc<ShardHandle>, header: RequestHeader, body
         Decoded::Answer(bytes) => ready(bytes),
         Decoded::Start { op, encode, control: true } => {
             let reply = service::start(context, op).await.await;
-            ready(encode(id, reply))
+            ready(encode.run(id, reply))
         }
         Decoded::Start { op, encode, control: false } => {
             let reply = service::start(context, op).await;
-            Box::pin(async move { Some(encode(id, reply.await)) })
+            Box::pin(async move { Some(encode.run(id, reply.await)) })
         }
     }
 }
@@ -233,6 +270,6 @@ async fn produce(context: &Rc<ShardHandle>, id: u32, body: BytesMut) -> Response
             }
         });
         let results = futures_util::future::join_all(waits).await;
-        (acks != Acks::None).then(|| ProduceResponse { results }.encode(id))
+        (acks != Acks::None).then(|| ProduceResponse { results }.encode(id).into())
     })
 }
