@@ -3,6 +3,11 @@
 //! shard's lock-free ring and waits on a completion (parked, or spinning in
 //! busy-poll mode); only the batch itself crosses, no serialisation.
 //!
+//! A fetch does not cross at all when it can be served from the partition's
+//! [`TailRing`]: the owner publishes its newest small batches there, and the
+//! client reads them from its own thread (and, in busy-poll mode, spins there
+//! for the next one) instead of asking the shard.
+//!
 //! ```no_run
 //! use ringmq::embedded::Broker;
 //! use ringmq::server::ServerConfig;
@@ -25,13 +30,21 @@ use crate::protocol::ErrorCode;
 use crate::server::completion::Completion;
 use crate::server::message::{FetchData, Message, Op, Origin, Reply};
 use crate::server::service::{self, Destination};
+use crate::server::tail_ring::{Follow, TailRing};
 use crate::server::{self, ServerConfig, ServerHandle, ShardError, Shared};
 use bytes::BytesMut;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Where an op that runs on any shard is posted.
 const ANY_SHARD: u16 = 0;
+/// Spins of a busy-polling follower between two yields of the core.
+const FOLLOW_SPINS_PER_YIELD: u32 = 256;
+/// Partitions one client follows through their tail rings; its fetches of
+/// others ask the shard.
+pub const FOLLOWED_PARTITIONS_MAX: usize = 1024;
 
 /// A broker running inside this process.
 pub struct Broker {
@@ -48,7 +61,7 @@ impl Broker {
     /// A client talking to the shards through their rings. Clients are cheap and
     /// may be cloned and used from any thread.
     pub fn client(&self) -> EmbeddedClient {
-        EmbeddedClient { shared: self.handle.shared().clone() }
+        EmbeddedClient::new(self.handle.shared().clone())
     }
 
     pub fn counters(&self) -> &server::ServerCounters {
@@ -111,9 +124,28 @@ impl PendingGroup {
 }
 
 /// An in-process client of a [`Broker`].
-#[derive(Clone)]
 pub struct EmbeddedClient {
     shared: Arc<Shared>,
+    /// The tail rings this client reads, by topic and partition; `None` for a
+    /// partition whose shard has no ring to spare.
+    followed: Mutex<HashMap<String, FollowedPartitions>>,
+}
+
+/// A topic's followed partitions: its ring, or `None` when the shard had none to spare.
+type FollowedPartitions = HashMap<u32, Option<Arc<TailRing>>>;
+
+/// A clone follows partitions on its own (each thread's client has its map).
+impl Clone for EmbeddedClient {
+    fn clone(&self) -> EmbeddedClient {
+        EmbeddedClient::new(self.shared.clone())
+    }
+}
+
+/// What a fetch from the tail ring came to.
+enum Followed {
+    Served(FetchResult),
+    /// Ask the shard (with what is left of the wait).
+    AskShard(FetchRequest),
 }
 
 fn server_error(code: ErrorCode, context: impl Into<String>) -> ClientError {
@@ -130,6 +162,10 @@ fn refused(code: ErrorCode, context: impl Into<String>) -> ClientError {
 }
 
 impl EmbeddedClient {
+    fn new(shared: Arc<Shared>) -> EmbeddedClient {
+        EmbeddedClient { shared, followed: Mutex::new(HashMap::new()) }
+    }
+
     /// Posts `op` to the shard the service says it runs on; the completion
     /// gets its reply.
     fn post(&self, op: Op, context: &str) -> Result<Arc<Completion<Reply>>> {
@@ -222,9 +258,90 @@ impl EmbeddedClient {
 
     /// Whole stored batches from `offset`; waits up to `max_wait_ms` for at least
     /// `min_bytes`.
+    /// Served from the partition's tail ring when it holds the offset
+    /// (in busy-poll mode the wait for new batches spins there too);
+    /// otherwise by the shard.
     pub fn fetch(&self, request: FetchRequest) -> Result<FetchResult> {
+        let request = match self.fetch_followed(request) {
+            Followed::Served(result) => return Ok(result),
+            Followed::AskShard(request) => request,
+        };
         let context = format!("fetch {}/{} at {}", request.topic, request.partition, request.offset);
         fetch_result(self.call(Op::Fetch(request), &context)?, &context)
+    }
+
+    /// A fetch from the tail ring, answered as the shard would: at least
+    /// `min_bytes` (or whatever there is once `max_wait_ms` has passed, or
+    /// when more exists than the ring holds).
+    fn fetch_followed(&self, mut request: FetchRequest) -> Followed {
+        let Some(ring) = self.ring(&request.topic, request.partition) else { return Followed::AskShard(request) };
+        let busy_poll = self.shared.config.busy_poll;
+        let wanted = request.min_bytes.min(request.max_bytes) as usize;
+        let deadline = Instant::now() + Duration::from_millis(u64::from(request.max_wait_ms));
+        let mut spins = 0u32;
+        loop {
+            let seen = ring.published();
+            match ring.read(request.offset, request.max_bytes as usize) {
+                Follow::Batches { records, next_offset, end_offset, earliest }
+                    if records.len() >= wanted || end_offset > next_offset =>
+                {
+                    let counters = &self.shared.counters;
+                    counters.follower_fetches.fetch_add(1, Ordering::Relaxed);
+                    counters.fetch_records.fetch_add(next_offset.saturating_sub(request.offset), Ordering::Relaxed);
+                    counters.fetch_bytes.fetch_add(records.len() as u64, Ordering::Relaxed);
+                    return Followed::Served(FetchResult { high_watermark: end_offset, earliest, records });
+                }
+                Follow::Miss => return Followed::AskShard(request),
+                Follow::Batches { .. } | Follow::AtEnd => {}
+            }
+            // Too little yet: spin for the next batch (busy poll), or let the
+            // shard's long poll wait.
+            let now = Instant::now();
+            if !busy_poll || now >= deadline {
+                request.max_wait_ms = deadline.saturating_duration_since(now).as_millis() as u32;
+                return Followed::AskShard(request);
+            }
+            while ring.published() == seen && Instant::now() < deadline {
+                if ring.is_closed() || self.shared.closed.load(Ordering::Relaxed) {
+                    return Followed::AskShard(request);
+                }
+                std::hint::spin_loop();
+                spins += 1;
+                if spins % FOLLOW_SPINS_PER_YIELD == 0 {
+                    // The shard that publishes may share this core.
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+
+    /// The tail ring of a partition, asked of its shard on first use.
+    fn ring(&self, topic: &str, partition: u32) -> Option<Arc<TailRing>> {
+        let mut followed = self.followed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(partitions) = followed.get_mut(topic) {
+            match partitions.get(&partition) {
+                Some(Some(ring)) if !ring.is_closed() => return Some(ring.clone()),
+                // Its partition is gone (deleted, recreated): ask again.
+                Some(Some(_)) => drop(partitions.remove(&partition)),
+                Some(None) => return None,
+                None => {}
+            }
+        }
+        let count: usize = followed.values().map(HashMap::len).sum();
+        if count >= FOLLOWED_PARTITIONS_MAX {
+            return None;
+        }
+        let op = Op::Follow { topic: topic.into(), partition };
+        let reply = self.call(op, "follow").ok()?;
+        let ring = match reply.into_follow() {
+            Ok(ring) => Some(ring),
+            // The shard has no ring to spare: don't ask again.
+            Err(ErrorCode::ResourceLimit) => None,
+            // Unknown partition, shutting down: the shard's fetch answers.
+            Err(_) => return None,
+        };
+        followed.entry(topic.to_owned()).or_default().insert(partition, ring.clone());
+        ring
     }
 
     /// Starts a fetch and returns at once; [`PendingFetch::wait`] gets its

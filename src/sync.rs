@@ -4,14 +4,14 @@
 //! out of loom mode.
 
 #[cfg(ringmq_loom)]
-pub use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+pub use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, Ordering};
 #[cfg(ringmq_loom)]
 pub use loom::sync::{Arc, Mutex};
 #[cfg(ringmq_loom)]
 pub use loom::thread::Thread;
 
 #[cfg(not(ringmq_loom))]
-pub use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+pub use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, Ordering};
 #[cfg(not(ringmq_loom))]
 pub use std::sync::{Arc, Mutex};
 #[cfg(not(ringmq_loom))]

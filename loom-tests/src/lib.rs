@@ -9,7 +9,9 @@
 //!   protocol: no lost wake-up, at most one signal per sleep, nothing dropped when
 //!   a tiny ring is full;
 //! - `completion`: the hand-off of a reply (a durable acknowledgement from the
-//!   group commit, a fetch) from a shard to a waiting non-shard thread.
+//!   group commit, a fetch) from a shard to a waiting non-shard thread;
+//! - `tail_ring`: the seqlock ring a shard publishes its newest batches in for
+//!   in-process readers: a reader never gets a torn or misplaced batch.
 
 #[path = "../../src/sync.rs"]
 pub mod sync;
@@ -19,3 +21,6 @@ pub mod mailbox;
 
 #[path = "../../src/server/completion.rs"]
 pub mod completion;
+
+#[path = "../../src/server/tail_ring.rs"]
+pub mod tail_ring;

@@ -301,6 +301,10 @@ fn build_batch(records: usize, message_bytes: usize, scheduled_ns: u64) -> Vec<u
 
 /// Paces sends at `rate` records/s for one producer: the scheduled time of the
 /// next batch, and sleeps until it.
+/// The last stretch before a scheduled send, spun without giving the core
+/// away (a `sched_yield` can return later than the slot).
+const PACER_SPIN_WITHOUT_YIELD: Duration = Duration::from_micros(20);
+
 struct Pacer {
     start: Instant,
     interval: Option<Duration>,
@@ -324,6 +328,10 @@ impl Pacer {
             let left = scheduled - Instant::now();
             if left > Duration::from_micros(200) {
                 std::thread::sleep(left - Duration::from_micros(100));
+            } else if left > PACER_SPIN_WITHOUT_YIELD {
+                // Another spinner (a shard, a busy-polling consumer) may
+                // share this core: let it run while there is time.
+                std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
             }

@@ -10,6 +10,7 @@
 
 use super::catalog::TopicConfig;
 use super::completion::Completion;
+use super::tail_ring::TailRing;
 use crate::log::Acks;
 use crate::protocol::fetch::FetchRequest;
 use crate::protocol::group::{GroupListing, GroupRequest, GroupResponse, SharePartitionState};
@@ -46,6 +47,12 @@ pub(crate) enum Op {
     /// Share-group receive and acknowledge, run by the partition's owner.
     ShareFetch(ShareFetchRequest),
     ShareAck(ShareAckRequest),
+    /// The ring of a partition's newest batches, for an in-process reader to
+    /// follow (made on first use; see [`super::tail_ring`]).
+    Follow {
+        topic: String,
+        partition: u32,
+    },
 
     // Steps of compound operations, sent by the service to other shards.
     /// Open the partitions of a new topic that this shard owns.
@@ -99,6 +106,7 @@ pub(crate) enum Reply {
     ShareAck(Result<Vec<ErrorCode>, ErrorCode>),
     ShareDescribe(Vec<SharePartitionState>, Vec<String>),
     Metrics(Box<ShardMetrics>),
+    Follow(Result<Arc<TailRing>, ErrorCode>),
     Failed(ErrorCode),
 }
 
@@ -166,6 +174,13 @@ impl Reply {
     pub fn into_share_ack(self) -> Result<Vec<ErrorCode>, ErrorCode> {
         match self {
             Reply::ShareAck(result) => result,
+            other => Err(other.failure()),
+        }
+    }
+
+    pub fn into_follow(self) -> Result<Arc<TailRing>, ErrorCode> {
+        match self {
+            Reply::Follow(result) => result,
             other => Err(other.failure()),
         }
     }

@@ -29,6 +29,7 @@ pub(crate) mod shard;
 pub(crate) mod share;
 pub(crate) mod shared;
 mod stats;
+pub mod tail_ring;
 
 pub use config::{
     available_cores, ServerConfig, DATA_DIR_DEFAULT, EMPTY_GROUP_RETENTION_MS_DEFAULT, LISTEN_DEFAULT,

@@ -8,6 +8,7 @@
 use super::catalog::{owner, Catalog, CatalogView, TopicConfig};
 use super::message::{ready, FetchData, Reply, ReplyFuture};
 use super::shared::Shared;
+use super::tail_ring::TailRing;
 use crate::batch::BatchHeader;
 use crate::io::FileStorage;
 use crate::log::producers::{ProducerTable, SequenceCheck};
@@ -35,6 +36,10 @@ pub const PRODUCER_SCAN_BYTES: u64 = 256 * 1024 * 1024;
 /// that took an append, 40 MB for 10,000 partitions at worst).
 pub const TAIL_BATCH_BYTES_MAX: usize = 4 * 1024;
 
+/// Most partitions of one shard with a [`TailRing`] (in-process readers
+/// following them): 64 MiB of rings at most. Readers of the others ask the shard.
+pub const TAIL_RINGS_PER_SHARD_MAX: usize = 256;
+
 /// A partition this shard owns.
 pub(crate) struct PartitionSlot {
     pub log: SharedLog<FileStorage>,
@@ -45,6 +50,23 @@ pub(crate) struct PartitionSlot {
     /// The last batch appended, when small: a consumer following the tail gets
     /// it from memory instead of reading it back from the file.
     pub tail: RefCell<Option<TailBatch>>,
+    /// The newest batches for in-process readers, once one follows.
+    pub follower: RefCell<Option<Arc<TailRing>>>,
+}
+
+impl PartitionSlot {
+    /// Readers of the tail ring ask the shard from now on.
+    fn close_follower(&self) {
+        if let Some(ring) = self.follower.borrow_mut().take() {
+            ring.close();
+        }
+    }
+}
+
+impl Drop for PartitionSlot {
+    fn drop(&mut self) {
+        self.close_follower();
+    }
 }
 
 /// A copy of the batch at the end of a partition's log.
@@ -141,6 +163,10 @@ impl Partitions {
                     next_offset: info.next_offset,
                     bytes: batch.to_vec(),
                 });
+                if let Some(ring) = slot.follower.borrow().as_ref() {
+                    let earliest = slot.log.borrow().earliest_offset();
+                    ring.publish(info.base_offset, info.next_offset, earliest, &batch);
+                }
                 slot.appended.notify_waiters();
                 let counters = &self.shared.counters;
                 let records = BatchHeader::parse(&batch).map_or(0, |h| h.records_count.max(0) as u64);
@@ -273,6 +299,7 @@ impl Partitions {
                 appended: Notify::new(),
                 producers: RefCell::new(None),
                 tail: RefCell::new(None),
+                follower: RefCell::new(None),
             });
             self.commit.sync_soon(&slot.log);
             self.slots.borrow_mut().insert(key, slot);
@@ -289,6 +316,9 @@ impl Partitions {
             let keys: Vec<(String, u32)> = slots.keys().filter(|(topic, _)| *topic == name).cloned().collect();
             keys.iter().filter_map(|key| slots.remove(key)).collect()
         };
+        for slot in &closed {
+            slot.close_follower();
+        }
         let commit = self.commit.clone();
         Box::pin(async move {
             for slot in closed {
@@ -313,12 +343,37 @@ impl Partitions {
             if let Err(error) = result {
                 eprintln!("ringmq: shard {}: retention failed: {error}", self.shard);
             }
+            if let Some(ring) = slot.follower.borrow().as_ref() {
+                ring.set_earliest(slot.log.borrow().earliest_offset());
+            }
         }
+    }
+
+    /// The tail ring of a partition this shard owns, made on first use.
+    pub fn follow(&self, topic: &str, partition: u32) -> Result<Arc<TailRing>, ErrorCode> {
+        let slot = self.slot(topic, partition)?;
+        let mut follower = slot.follower.borrow_mut();
+        if let Some(ring) = follower.as_ref() {
+            return Ok(ring.clone());
+        }
+        // (This slot's own cell is borrowed above, and it has no ring.)
+        let rings =
+            self.slots.borrow().values().filter(|slot| slot.follower.try_borrow().is_ok_and(|f| f.is_some())).count();
+        if rings >= TAIL_RINGS_PER_SHARD_MAX {
+            return Err(ErrorCode::ResourceLimit);
+        }
+        let ring = {
+            let log = slot.log.borrow();
+            Arc::new(TailRing::for_partition(log.next_offset(), log.earliest_offset()))
+        };
+        *follower = Some(ring.clone());
+        Ok(ring)
     }
 
     /// Wakes every long poll (the shard is stopping).
     pub fn wake_all(&self) {
         for slot in self.slots.borrow().values() {
+            slot.close_follower();
             slot.appended.notify_waiters();
         }
     }

@@ -46,6 +46,7 @@ pub(crate) fn destination(catalog: &Catalog, shard_count: u16, op: &Op) -> Resul
         Op::ListOffsets(request) => route(&request.topic, request.partition),
         Op::ShareFetch(request) => route(&request.topic, request.partition),
         Op::ShareAck(request) => route(&request.topic, request.partition),
+        Op::Follow { topic, partition } => route(topic, *partition),
         Op::Group(request) => Ok(Destination::Shard(crate::groups::coordinator(request.group(), shard_count))),
         Op::InitProducerId(_) => Ok(Destination::Shard(PRODUCER_ID_SHARD)),
         Op::CreateTopic(_) | Op::DeleteTopic(_) | Op::ListGroups => Ok(Destination::Any),

@@ -21,6 +21,7 @@ use std::net::TcpListener;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -52,6 +53,17 @@ pub(crate) struct ShardContext {
     connections: RefCell<HashMap<u64, Rc<io::Stream>>>,
     next_connection_id: Cell<u64>,
     connections_closed: Notify,
+    /// The waker of the first, inline poll of an outside caller's reply; a
+    /// reply not ready then is polled again by a task of its own.
+    inline_waker: Waker,
+}
+
+/// Wakes nothing: a future first polled with it is handed to a task, whose
+/// waker it registers when polled again.
+struct InlinePoll;
+
+impl Wake for InlinePoll {
+    fn wake(self: Arc<Self>) {}
 }
 
 impl Execute for ShardContext {
@@ -87,6 +99,7 @@ impl Execute for ShardContext {
                 let (states, members) = self.shares.describe(&handle, &group);
                 ready(Reply::ShareDescribe(states, members))
             }
+            Op::Follow { topic, partition } => ready(Reply::Follow(handle.partitions.follow(&topic, partition))),
             Op::Metrics => ready(Reply::Metrics(Box::new(self.metrics_snapshot()))),
             Op::InitProducerId(name) => Box::pin(async move { Reply::ProducerId(self.producer_ids.init(name).await) }),
             op @ (Op::CreateTopic(_) | Op::DeleteTopic(_) | Op::ListGroups) => service::run_here(&handle, op),
@@ -105,6 +118,7 @@ impl ShardContext {
             connections: RefCell::new(HashMap::new()),
             next_connection_id: Cell::new(0),
             connections_closed: Notify::new(),
+            inline_waker: Waker::from(Arc::new(InlinePoll)),
         });
         let executor: Rc<dyn Execute> = context.clone();
         context.handle.set_executor(Rc::downgrade(&executor));
@@ -201,7 +215,16 @@ impl ShardContext {
     fn handle_message(self: &Rc<Self>, message: Message) -> bool {
         match message {
             Message::Request { origin, op } => {
-                let reply = self.clone().start_local(op);
+                let mut reply = self.clone().start_local(op);
+                // A reply known at once (an acks-written produce, a fetch that
+                // found data) completes its outside waiter now, not in a task
+                // of its own a runtime tick later.
+                if let Origin::External(completion) = &origin {
+                    if let Poll::Ready(reply) = reply.as_mut().poll(&mut Context::from_waker(&self.inline_waker)) {
+                        completion.complete(reply);
+                        return false;
+                    }
+                }
                 let handle = self.handle.clone();
                 io::spawn_local(async move {
                     let reply = reply.await;

@@ -33,6 +33,9 @@ pub struct ServerCounters {
     pub produce_bytes: AtomicU64,
     pub fetch_records: AtomicU64,
     pub fetch_bytes: AtomicU64,
+    /// Fetches an in-process reader served from a partition's tail ring,
+    /// without a round trip through the shard.
+    pub follower_fetches: AtomicU64,
     /// Duration of every group-commit flush round (its fdatasyncs).
     pub fsync_rounds: Arc<crate::metrics::LatencyHistogram>,
 }

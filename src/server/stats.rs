@@ -53,6 +53,12 @@ fn render_counters(out: &mut String, shared: &Shared) {
     counter(out, "ringmq_fetch_bytes_total", "Batch bytes returned by fetches.", load(&counters.fetch_bytes));
     counter(
         out,
+        "ringmq_follower_fetches_total",
+        "Fetches of the embedded broker served from a partition's tail ring, without the shard.",
+        load(&counters.follower_fetches),
+    );
+    counter(
+        out,
         "ringmq_forwarded_requests_total",
         "Requests forwarded to another shard through a ring.",
         load(&counters.forwarded_requests),
