@@ -97,7 +97,9 @@ impl PendingFetch {
 
 fn fetch_result(reply: Reply, context: &str) -> Result<FetchResult> {
     match reply.into_fetch() {
-        Ok(FetchData { high_watermark, earliest, records }) => Ok(FetchResult { high_watermark, earliest, records }),
+        Ok(FetchData { high_watermark, earliest, records }) => {
+            Ok(FetchResult { high_watermark, earliest, records: records.into_vec() })
+        }
         Err(code) => Err(server_error(code, context)),
     }
 }

@@ -12,11 +12,13 @@
 //! - [`Runtime`]: the per-shard runtime, with a start-up probe that turns a missing
 //!   io_uring into one actionable sentence instead of a panic.
 
+mod mapping;
 mod net;
 mod runtime;
 mod sim;
 mod uring;
 
+pub use mapping::{FileBytes, Mapping};
 pub use net::{bind_std, EventFd, EventFdReader, Listener, Stream};
 pub use runtime::{block_on, probe_io_uring, sleep, spawn_local, yield_to_tasks, Runtime, RuntimeError};
 pub use sim::{SimFaults, SimStorage};
@@ -68,6 +70,11 @@ pub trait StorageFile: 'static {
     fn truncate(&self, length: u64) -> io::Result<()>;
     /// fdatasync: on `Ok`, every byte written before the call is durable.
     fn sync_data(&self) -> SyncFuture;
+    /// A read-only mapping of `len` bytes at `position`, all below the file's
+    /// end; `None` where this storage does not map (the caller reads instead).
+    fn map(&self, _position: u64, _len: usize) -> io::Result<Option<Mapping>> {
+        Ok(None)
+    }
 
     /// Reads exactly `buffer.len()` bytes or fails with `UnexpectedEof`.
     fn read_exact_at(&self, buffer: &mut [u8], position: u64) -> io::Result<()> {

@@ -1,5 +1,6 @@
 //! Sockets and eventfds on the shard's io_uring.
 
+use super::FileBytes;
 use bytes::BytesMut;
 use std::io;
 use std::net::SocketAddr;
@@ -81,12 +82,12 @@ impl Stream {
     /// Writes every buffer, in order, with as few `writev`s as the socket
     /// allows (at most [`WRITEV_BUFFERS_MAX`] buffers each). The buffers are
     /// consumed: nothing is copied into one.
-    pub async fn write_all_vectored(&self, buffers: Vec<Vec<u8>>) -> io::Result<()> {
-        let mut pending: std::collections::VecDeque<Slice<Vec<u8>>> =
+    pub async fn write_all_vectored(&self, buffers: Vec<FileBytes>) -> io::Result<()> {
+        let mut pending: std::collections::VecDeque<Slice<FileBytes>> =
             buffers.into_iter().filter(|b| !b.is_empty()).map(|b| BoundedBuf::slice(b, ..)).collect();
         while !pending.is_empty() {
             let take = pending.len().min(WRITEV_BUFFERS_MAX);
-            let batch: Vec<Slice<Vec<u8>>> = pending.drain(..take).collect();
+            let batch: Vec<Slice<FileBytes>> = pending.drain(..take).collect();
             let (result, batch) = self.inner.writev(batch).await;
             let mut written = result?;
             if written == 0 {

@@ -88,6 +88,10 @@ pub struct RealFile {
 }
 
 impl StorageFile for RealFile {
+    fn map(&self, position: u64, len: usize) -> io::Result<Option<super::Mapping>> {
+        super::Mapping::map(&self.file, position, len).map(Some)
+    }
+
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }

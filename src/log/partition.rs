@@ -23,7 +23,7 @@ use super::index::{self, IndexEntry};
 use super::segments::{Segment, SegmentFiles, Segments};
 use super::{LogConfig, LogError};
 use crate::batch::{self, Batch, BatchHeader, BATCH_HEADER_BYTES};
-use crate::io::{OpenMode, Storage, StorageFile, SyncFuture};
+use crate::io::{FileBytes, OpenMode, Storage, StorageFile, SyncFuture};
 use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -39,6 +39,11 @@ pub const INDEX_FLUSH_ENTRIES: usize = 64;
 /// Bytes a read takes from the file in one call beyond what the caller asked for,
 /// to find the batch holding the requested offset after an index entry.
 const READ_SLACK_BYTES: u64 = 64 * 1024;
+/// Reads of at least this many bytes map the segment (where the storage can)
+/// instead of copying it into a buffer: a fetch's records then go from the
+/// page cache to the socket directly. Smaller ones are cheaper copied than
+/// mapped and unmapped.
+pub const MAP_READ_MIN_BYTES: usize = 128 * 1024;
 /// Bytes read at a time when walking batch headers.
 pub const HEADER_SCAN_WINDOW_BYTES: u64 = 64 * 1024;
 /// Zeros written ahead of the active segment's end (the default of
@@ -840,6 +845,12 @@ impl<S: Storage> PartitionLog<S> {
     /// `max_bytes` (always at least one whole batch, so a reader can progress past
     /// a batch larger than its limit). Empty at the high watermark.
     pub fn read(&mut self, offset: u64, max_bytes: usize) -> Result<Vec<u8>, LogError> {
+        self.read_bytes(offset, max_bytes, false).map(FileBytes::into_vec)
+    }
+
+    /// [`PartitionLog::read`], as a mapping of the segment when `map` is set
+    /// and the read is at least [`MAP_READ_MIN_BYTES`].
+    pub fn read_bytes(&mut self, offset: u64, max_bytes: usize, map: bool) -> Result<FileBytes, LogError> {
         let (earliest, latest) = (self.earliest_offset(), self.next_offset());
         if offset < earliest || offset > latest {
             return Err(LogError::OffsetOutOfRange { requested: offset, earliest, latest });
@@ -848,14 +859,14 @@ impl<S: Storage> PartitionLog<S> {
         while at < self.segments.len() {
             self.ensure_loaded(at)?;
             let segment = self.segments.get(at).ok_or_else(|| missing_segment(at))?;
-            let bytes = self.read_from_segment(segment, offset, max_bytes)?;
+            let bytes = self.read_from_segment(segment, offset, max_bytes, map)?;
             if !bytes.is_empty() {
                 return Ok(bytes);
             }
             // Nothing at or after `offset` in this segment: continue in the next.
             at += 1;
         }
-        Ok(Vec::new())
+        Ok(FileBytes::default())
     }
 
     /// Calls `visit` with the header of every batch in the last `tail_bytes` of
@@ -914,14 +925,14 @@ impl<S: Storage> PartitionLog<S> {
         segment: &Segment<S::File>,
         offset: u64,
         max_bytes: usize,
-    ) -> Result<Vec<u8>, LogError> {
+        map: bool,
+    ) -> Result<FileBytes, LogError> {
         let start = index::floor_by_offset(segment.entries(), offset)
             .map_or(0, |entry| u64::from(entry.position).min(segment.size));
         let window_end =
             segment.size.min(start + max_bytes as u64 + READ_SLACK_BYTES + self.config.index_interval_bytes);
         let log = segment.log().map_err(|e| LogError::io("reading a segment", e))?;
-        let mut window = vec![0u8; (window_end - start) as usize];
-        log.read_exact_at(&mut window, start).map_err(|e| LogError::io("reading a segment", e))?;
+        let window = read_exactly(log, start, (window_end - start) as usize, map)?;
         let mut cursor = 0usize;
         // Skip batches that end before `offset`.
         let mut first = None;
@@ -936,21 +947,17 @@ impl<S: Storage> PartitionLog<S> {
         }
         let Some((first_at, first_size)) = first else {
             return if window_end == segment.size {
-                Ok(Vec::new())
+                Ok(FileBytes::default())
             } else {
-                self.read_from_position(segment, start + cursor as u64, offset, max_bytes)
+                self.read_from_position(segment, start + cursor as u64, offset, max_bytes).map(FileBytes::Owned)
             };
         };
         if first_at + first_size > window.len() {
             // One batch larger than the window: read it on its own.
-            let mut batch = vec![0u8; first_size];
-            log.read_exact_at(&mut batch, start + first_at as u64).map_err(|e| LogError::io("reading a segment", e))?;
-            return Ok(batch);
+            return read_exactly(log, start + first_at as u64, first_size, map);
         }
         let end = whole_batches_end(&window, first_at, first_size, max_bytes)?;
-        window.truncate(end);
-        window.drain(..first_at);
-        Ok(window)
+        Ok(window.narrow(first_at..end))
     }
 
     /// Continues a read whose batch lies past the first window (a sparse index
@@ -1182,6 +1189,27 @@ fn whole_batches_end(window: &[u8], first_at: usize, first_size: usize, max_byte
 }
 
 /// Whole batches from `position` (a batch boundary) up to `max_bytes`.
+/// `len` bytes at `position`: mapped when `map` is set, the read is large
+/// enough and the storage maps; read into a buffer otherwise.
+fn read_exactly<F: StorageFile>(log: &F, position: u64, len: usize, map: bool) -> Result<FileBytes, LogError> {
+    if map && len >= MAP_READ_MIN_BYTES {
+        match log.map(position, len) {
+            Ok(Some(mapping)) => return Ok(FileBytes::Mapped(mapping)),
+            Ok(None) => {}
+            // Out of address space or mappings: the copy still works.
+            Err(error) => {
+                static REPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+                if !REPORTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    eprintln!("ringmq: mapping a segment failed ({error}); reading into buffers instead");
+                }
+            }
+        }
+    }
+    let mut bytes = vec![0u8; len];
+    log.read_exact_at(&mut bytes, position).map_err(|e| LogError::io("reading a segment", e))?;
+    Ok(FileBytes::Owned(bytes))
+}
+
 fn read_window_at<F: StorageFile>(segment: &Segment<F>, position: u64, max_bytes: usize) -> Result<Vec<u8>, LogError> {
     let log = segment.log().map_err(|e| LogError::io("reading a segment", e))?;
     let window_end = segment.size.min(position + (max_bytes as u64).max(BATCH_HEADER_BYTES as u64));

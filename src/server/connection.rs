@@ -6,7 +6,7 @@
 
 use super::dispatch::{self, ResponseFuture};
 use super::handle::ShardHandle;
-use crate::io::Stream;
+use crate::io::{FileBytes, Stream};
 use crate::protocol::{self, ErrorCode, FrameCheck};
 use bytes::BytesMut;
 use std::rc::Rc;
@@ -98,9 +98,9 @@ async fn read_requests(context: &Rc<ShardHandle>, stream: &Stream, sender: mpsc:
 
 /// A response's buffers, in the order they go out (a fetch's records after
 /// its frame, uncopied).
-fn add_response(buffers: &mut Vec<Vec<u8>>, response: Option<dispatch::Response>) {
+fn add_response(buffers: &mut Vec<FileBytes>, response: Option<dispatch::Response>) {
     if let Some(response) = response {
-        buffers.push(response.frame);
+        buffers.push(FileBytes::Owned(response.frame));
         if !response.records.is_empty() {
             buffers.push(response.records);
         }

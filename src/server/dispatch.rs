@@ -8,6 +8,7 @@
 use super::handle::ShardHandle;
 use super::message::{Op, Reply, ReplyFuture};
 use super::service;
+use crate::io::FileBytes;
 use crate::log::Acks;
 use crate::protocol::fetch::{FetchRequest, FetchResponse};
 use crate::protocol::group::{self, GroupRequest};
@@ -31,12 +32,12 @@ pub(crate) type ResponseFuture = Pin<Box<dyn Future<Output = Option<Response>>>>
 /// batches read for a fetch go to the socket without being copied into a frame.
 pub(crate) struct Response {
     pub frame: Vec<u8>,
-    pub records: Vec<u8>,
+    pub records: FileBytes,
 }
 
 impl From<Vec<u8>> for Response {
     fn from(frame: Vec<u8>) -> Response {
-        Response { frame, records: Vec::new() }
+        Response { frame, records: FileBytes::default() }
     }
 }
 

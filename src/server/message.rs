@@ -11,6 +11,7 @@
 use super::catalog::TopicConfig;
 use super::completion::Completion;
 use super::tail_ring::TailRing;
+use crate::io::FileBytes;
 use crate::log::Acks;
 use crate::protocol::fetch::FetchRequest;
 use crate::protocol::group::{GroupListing, GroupRequest, GroupResponse, SharePartitionState};
@@ -76,7 +77,8 @@ pub(crate) enum Op {
 pub(crate) struct FetchData {
     pub high_watermark: u64,
     pub earliest: u64,
-    pub records: Vec<u8>,
+    /// Whole batches: a copy, or a mapping of the segment for a large read.
+    pub records: FileBytes,
 }
 
 /// One shard's part of a `/metrics` scrape.

@@ -10,7 +10,7 @@ use super::message::{ready, FetchData, Reply, ReplyFuture};
 use super::shared::Shared;
 use super::tail_ring::TailRing;
 use crate::batch::BatchHeader;
-use crate::io::FileStorage;
+use crate::io::{FileBytes, FileStorage};
 use crate::log::producers::{ProducerTable, SequenceCheck};
 use crate::log::{partition::now_ms, Acks, GroupCommit, LogError, PartitionLog, SharedLog};
 use crate::protocol::fetch::FetchRequest;
@@ -244,9 +244,11 @@ impl Partitions {
                 let records = match tail.as_ref() {
                     // The newest batch, still the last one: no read needed.
                     Some(tail) if tail.base_offset == request.offset && tail.next_offset == log.next_offset() => {
-                        tail.bytes.clone()
+                        FileBytes::Owned(tail.bytes.clone())
                     }
-                    _ => log.read(request.offset, request.max_bytes as usize).map_err(|e| log_error_code(&e))?,
+                    _ => log
+                        .read_bytes(request.offset, request.max_bytes as usize, true)
+                        .map_err(|e| log_error_code(&e))?,
                 };
                 FetchData { high_watermark: log.high_watermark(), earliest: log.earliest_offset(), records }
             };
@@ -259,6 +261,9 @@ impl Partitions {
                 let counters = &self.shared.counters;
                 counters.fetch_records.fetch_add(records_in(&data.records), Ordering::Relaxed);
                 counters.fetch_bytes.fetch_add(data.records.len() as u64, Ordering::Relaxed);
+                if let FileBytes::Mapped(_) = &data.records {
+                    counters.fetch_mapped_bytes.fetch_add(data.records.len() as u64, Ordering::Relaxed);
+                }
                 return Ok(data);
             }
             let _ = tokio::time::timeout(deadline - now, appended).await;

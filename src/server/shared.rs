@@ -36,6 +36,9 @@ pub struct ServerCounters {
     /// Fetches an in-process reader served from a partition's tail ring,
     /// without a round trip through the shard.
     pub follower_fetches: AtomicU64,
+    /// Batch bytes fetches sent from a mapping of the segment (no copy into a
+    /// buffer of the broker's).
+    pub fetch_mapped_bytes: AtomicU64,
     /// Duration of every group-commit flush round (its fdatasyncs).
     pub fsync_rounds: Arc<crate::metrics::LatencyHistogram>,
 }

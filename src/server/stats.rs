@@ -53,6 +53,12 @@ fn render_counters(out: &mut String, shared: &Shared) {
     counter(out, "ringmq_fetch_bytes_total", "Batch bytes returned by fetches.", load(&counters.fetch_bytes));
     counter(
         out,
+        "ringmq_fetch_mapped_bytes_total",
+        "Batch bytes fetches sent from a mapping of the segment, without a copy into a buffer.",
+        load(&counters.fetch_mapped_bytes),
+    );
+    counter(
+        out,
         "ringmq_follower_fetches_total",
         "Fetches of the embedded broker served from a partition's tail ring, without the shard.",
         load(&counters.follower_fetches),
