@@ -340,6 +340,12 @@ impl Pacer {
     }
 }
 
+/// The scheduled send time a benchmark record carries in its first 8 bytes
+/// (0 when it carries none).
+fn sent_ns(record: &crate::client::ConsumedRecord) -> u64 {
+    record.value.as_deref().and_then(|v| v.get(..8)).map_or(0, |b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
+}
+
 fn instant_ns(instant: Instant) -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     let _ = now_ns();
@@ -406,12 +412,7 @@ fn produce_and_consume_embedded(run: &Run, client: EmbeddedClient, quota: u64) -
             run.consumed.fetch_add(records.len() as u64, Ordering::Relaxed);
             if run.measuring() {
                 for record in &records {
-                    let sent_ns = record
-                        .value
-                        .as_deref()
-                        .and_then(|v| v.get(..8))
-                        .map_or(0, |b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])));
-                    record_us(&mut local, arrived_ns.saturating_sub(sent_ns) / 1000);
+                    record_us(&mut local, arrived_ns.saturating_sub(sent_ns(record)) / 1000);
                 }
             }
         }
@@ -551,12 +552,7 @@ fn consume(run: &Run, target: &Target, partitions: Vec<u32>) -> Result<(), Strin
                 Workload::Consume => record_us(&mut local, started.elapsed().as_micros() as u64),
                 Workload::EndToEnd => {
                     for record in &records {
-                        let sent = record
-                            .value
-                            .as_deref()
-                            .and_then(|v| v.get(..8))
-                            .map_or(0, |b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])));
-                        record_us(&mut local, arrived_ns.saturating_sub(sent) / 1000);
+                        record_us(&mut local, arrived_ns.saturating_sub(sent_ns(record)) / 1000);
                     }
                 }
                 Workload::Produce => {}
