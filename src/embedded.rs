@@ -294,6 +294,8 @@ impl EmbeddedClient {
                     return Followed::Served(FetchResult { high_watermark: end_offset, earliest, records });
                 }
                 Follow::Miss => return Followed::AskShard(request),
+                // Nothing wanted: the shard answers at once, so ask it now.
+                Follow::AtEnd if wanted == 0 => return Followed::AskShard(request),
                 Follow::Batches { .. } | Follow::AtEnd => {}
             }
             // Too little yet: spin for the next batch (busy poll), or let the

@@ -953,8 +953,16 @@ impl<S: Storage> PartitionLog<S> {
             };
         };
         if first_at + first_size > window.len() {
-            // One batch larger than the window: read it on its own.
-            return read_exactly(log, start + first_at as u64, first_size, map);
+            // One batch larger than the window: read it on its own (a length
+            // past the segment's end is damage, never a mapping beyond EOF).
+            let position = start + first_at as u64;
+            if position + first_size as u64 > segment.size {
+                return Err(LogError::io(
+                    "reading a segment",
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "a stored batch runs past the end of its segment"),
+                ));
+            }
+            return read_exactly(log, position, first_size, map);
         }
         let end = whole_batches_end(&window, first_at, first_size, max_bytes)?;
         Ok(window.narrow(first_at..end))

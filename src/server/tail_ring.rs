@@ -156,6 +156,10 @@ impl TailRing {
         let published = self.published.load(Ordering::Acquire);
         let end_offset = self.end_offset.load(Ordering::Relaxed);
         let earliest = self.earliest.load(Ordering::Relaxed);
+        if offset < earliest {
+            // Deleted by retention: the shard answers out of range.
+            return Follow::Miss;
+        }
         let oldest = published.saturating_sub(self.slots.len() as u64);
         // Find the batch holding `offset`, from the newest back (a follower
         // usually wants the newest).
@@ -300,6 +304,8 @@ mod tests {
             Follow::Batches { records: batch(2, 16), next_offset: 3, end_offset: 4, earliest: 0 }
         );
         assert_eq!(ring.read(4, 1024), Follow::AtEnd);
+        ring.set_earliest(3);
+        assert_eq!(ring.read(2, 1024), Follow::Miss, "deleted by retention: the shard answers");
         ring.close();
         assert_eq!(ring.read(4, 1024), Follow::Miss);
     }
