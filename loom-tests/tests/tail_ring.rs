@@ -34,14 +34,14 @@ fn a_reader_never_sees_a_torn_or_misplaced_batch() {
     model.preemption_bound = Some(3);
     model.check(|| {
         let ring = Arc::new(TailRing::new(2, 16, 0, 0));
-        ring.publish(0, 1, 0, &batch(0));
-        ring.publish(1, 2, 0, &batch(1));
+        ring.publish(0, 1, &batch(0));
+        ring.publish(1, 2, &batch(1));
         // Batch 2 overwrites the slot of batch 0 while it may be read.
         let writer = {
             let ring = ring.clone();
             thread::spawn(move || {
                 for k in 2..BATCHES {
-                    ring.publish(k, k + 1, 0, &batch(k));
+                    ring.publish(k, k + 1, &batch(k));
                 }
             })
         };

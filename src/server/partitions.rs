@@ -164,8 +164,7 @@ impl Partitions {
                     bytes: batch.to_vec(),
                 });
                 if let Some(ring) = slot.follower.borrow().as_ref() {
-                    let earliest = slot.log.borrow().earliest_offset();
-                    ring.publish(info.base_offset, info.next_offset, earliest, &batch);
+                    ring.publish(info.base_offset, info.next_offset, &batch);
                 }
                 slot.appended.notify_waiters();
                 let counters = &self.shared.counters;

@@ -21,7 +21,6 @@ use std::net::TcpListener;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -53,17 +52,6 @@ pub(crate) struct ShardContext {
     connections: RefCell<HashMap<u64, Rc<io::Stream>>>,
     next_connection_id: Cell<u64>,
     connections_closed: Notify,
-    /// The waker of the first, inline poll of an outside caller's reply; a
-    /// reply not ready then is polled again by a task of its own.
-    inline_waker: Waker,
-}
-
-/// Wakes nothing: a future first polled with it is handed to a task, whose
-/// waker it registers when polled again.
-struct InlinePoll;
-
-impl Wake for InlinePoll {
-    fn wake(self: Arc<Self>) {}
 }
 
 impl Execute for ShardContext {
@@ -118,7 +106,6 @@ impl ShardContext {
             connections: RefCell::new(HashMap::new()),
             next_connection_id: Cell::new(0),
             connections_closed: Notify::new(),
-            inline_waker: Waker::from(Arc::new(InlinePoll)),
         });
         let executor: Rc<dyn Execute> = context.clone();
         context.handle.set_executor(Rc::downgrade(&executor));
@@ -220,7 +207,7 @@ impl ShardContext {
                 // found data) completes its outside waiter now, not in a task
                 // of its own a runtime tick later.
                 if let Origin::External(completion) = &origin {
-                    if let Poll::Ready(reply) = reply.as_mut().poll(&mut Context::from_waker(&self.inline_waker)) {
+                    if let Some(reply) = futures_util::FutureExt::now_or_never(&mut reply) {
                         completion.complete(reply);
                         return false;
                     }

@@ -64,7 +64,7 @@ pub struct TailRing {
     published: AtomicU64,
     /// The partition's next offset after the newest published batch.
     end_offset: AtomicU64,
-    /// The partition's earliest offset, as of the last publish or retention.
+    /// The partition's earliest offset (it moves only by retention).
     earliest: AtomicU64,
     closed: AtomicBool,
 }
@@ -104,7 +104,7 @@ impl TailRing {
 
     /// Publishes the batch just appended at `base_offset..next_offset`.
     /// Only the owning shard calls this, one batch at a time.
-    pub fn publish(&self, base_offset: u64, next_offset: u64, earliest: u64, batch: &[u8]) {
+    pub fn publish(&self, base_offset: u64, next_offset: u64, batch: &[u8]) {
         let k = self.published.load(Ordering::Relaxed);
         let Some(slot) = self.slot(k) else { return };
         slot.seq.store(2 * k + 1, Ordering::Relaxed);
@@ -122,7 +122,6 @@ impl TailRing {
             slot.len.store(GAP, Ordering::Relaxed);
         }
         slot.seq.store(2 * k + 2, Ordering::Release);
-        self.earliest.store(earliest, Ordering::Relaxed);
         self.end_offset.store(next_offset, Ordering::Relaxed);
         self.published.store(k + 1, Ordering::Release);
     }
@@ -250,8 +249,8 @@ mod tests {
         let ring = TailRing::new(4, 64, 10, 0);
         assert_eq!(ring.read(10, 1024), Follow::AtEnd);
         assert_eq!(ring.read(9, 1024), Follow::Miss);
-        ring.publish(10, 13, 0, &batch(1, 21));
-        ring.publish(13, 14, 0, &batch(2, 5));
+        ring.publish(10, 13, &batch(1, 21));
+        ring.publish(13, 14, &batch(2, 5));
         let mut both = batch(1, 21);
         both.extend(batch(2, 5));
         assert_eq!(
@@ -271,8 +270,8 @@ mod tests {
     #[test]
     fn max_bytes_stops_before_a_batch_that_does_not_fit_but_never_before_the_first() {
         let ring = TailRing::new(4, 64, 0, 0);
-        ring.publish(0, 1, 0, &batch(1, 40));
-        ring.publish(1, 2, 0, &batch(2, 40));
+        ring.publish(0, 1, &batch(1, 40));
+        ring.publish(1, 2, &batch(2, 40));
         assert_eq!(
             ring.read(0, 10),
             Follow::Batches { records: batch(1, 40), next_offset: 1, end_offset: 2, earliest: 0 }
@@ -285,7 +284,7 @@ mod tests {
     fn lapped_batches_and_gaps_are_misses_and_a_closed_ring_serves_nothing() {
         let ring = TailRing::new(2, 16, 0, 0);
         for offset in 0..3 {
-            ring.publish(offset, offset + 1, 0, &batch(offset as u8, 16));
+            ring.publish(offset, offset + 1, &batch(offset as u8, 16));
         }
         assert_eq!(ring.read(0, 1024), Follow::Miss, "slot 0 was overwritten by batch 2");
         assert_eq!(
@@ -297,7 +296,7 @@ mod tests {
                 earliest: 0
             }
         );
-        ring.publish(3, 4, 0, &batch(9, 17));
+        ring.publish(3, 4, &batch(9, 17));
         assert_eq!(ring.read(3, 1024), Follow::Miss, "a batch larger than a slot is a gap");
         assert_eq!(
             ring.read(2, 1024),
