@@ -12,7 +12,7 @@ targets=${*:-T1 T2 T3 T4 T5 T6 T7 T8}
 jq_() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 start_server() { # data dir
-  $BIN serve --listen $ADDR --data-dir "$1" > /tmp/targets-serve.log 2>&1 &
+  $BIN serve --listen $ADDR --kafka-listen off --data-dir "$1" > /tmp/targets-serve.log 2>&1 &
   SERVER=$!
   for _ in $(seq 100); do grep -q listening /tmp/targets-serve.log && return; sleep 0.05; done
   echo "server did not start"; cat /tmp/targets-serve.log; exit 1

@@ -56,7 +56,7 @@ for job in $(jobs -p); do
 done
 
 # --- server ----------------------------------------------------------------------
-"$server" serve --listen 127.0.0.1:0 --shards 2 --data-dir "$tmp/server-data" \
+"$server" serve --listen 127.0.0.1:0 --kafka-listen off --shards 2 --data-dir "$tmp/server-data" \
     >"$tmp/server.out" 2>"$tmp/server.err" &
 server_pid=$!
 address=

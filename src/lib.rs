@@ -24,6 +24,7 @@ pub mod embedded;
 pub mod ffi;
 pub mod groups;
 pub mod io;
+pub mod kafka;
 pub mod log;
 pub mod metrics;
 pub mod protocol;

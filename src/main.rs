@@ -154,6 +154,25 @@ struct ServeArgs {
     /// stays listed before it is forgotten (default 600000, as Kafka).
     #[arg(long, env = "RINGMQ_EMPTY_GROUP_RETENTION_MS")]
     empty_group_retention_ms: Option<u64>,
+    /// HOST:PORT of the Kafka wire protocol listener (default 127.0.0.1:9092;
+    /// `off`: none). Every shard accepts on it.
+    #[arg(long, env = "RINGMQ_KAFKA_LISTEN")]
+    kafka_listen: Option<String>,
+    /// HOST[:PORT] that Kafka clients are told to connect to (default: the
+    /// Kafka listener's address).
+    #[arg(long, env = "RINGMQ_KAFKA_ADVERTISE")]
+    kafka_advertise: Option<String>,
+    /// What Kafka's acks=all waits for: `durable` (fdatasync, default) or
+    /// `written` (page cache, as a single Kafka broker with default flush
+    /// settings).
+    #[arg(long, env = "RINGMQ_KAFKA_ACKS_ALL")]
+    kafka_acks_all: Option<String>,
+    /// Kafka Metadata and Produce create unknown topics (default true, as Kafka).
+    #[arg(long, env = "RINGMQ_KAFKA_AUTO_CREATE_TOPICS")]
+    kafka_auto_create_topics: Option<bool>,
+    /// Partitions of a topic the Kafka listener creates (default 1).
+    #[arg(long, env = "RINGMQ_KAFKA_DEFAULT_PARTITIONS")]
+    kafka_default_partitions: Option<u32>,
 }
 
 /// The TOML config file: the same settings as the flags.
@@ -173,6 +192,11 @@ struct ConfigFile {
     retention_check_interval_ms: Option<u64>,
     metrics_listen: Option<SocketAddr>,
     empty_group_retention_ms: Option<u64>,
+    kafka_listen: Option<String>,
+    kafka_advertise: Option<String>,
+    kafka_acks_all: Option<String>,
+    kafka_auto_create_topics: Option<bool>,
+    kafka_default_partitions: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -357,6 +381,26 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(ms) = args.empty_group_retention_ms.or(file.empty_group_retention_ms) {
         config.empty_group_retention_ms = ms;
     }
+    let kafka_listen = args.kafka_listen.or(file.kafka_listen);
+    config.kafka.listen = match kafka_listen.as_deref().unwrap_or(server::KAFKA_LISTEN_DEFAULT) {
+        "off" => None,
+        address => Some(address.parse().map_err(|_| format!("--kafka-listen {address}: expected HOST:PORT or off"))?),
+    };
+    config.kafka.advertise = args.kafka_advertise.or(file.kafka_advertise);
+    config.kafka.acks_all = match args.kafka_acks_all.or(file.kafka_acks_all).as_deref() {
+        None | Some("durable") => ringmq::log::Acks::Durable,
+        Some("written") => ringmq::log::Acks::Written,
+        Some(other) => return Err(format!("--kafka-acks-all {other}: expected durable or written")),
+    };
+    if let Some(create) = args.kafka_auto_create_topics.or(file.kafka_auto_create_topics) {
+        config.kafka.auto_create_topics = create;
+    }
+    if let Some(partitions) = args.kafka_default_partitions.or(file.kafka_default_partitions) {
+        if partitions == 0 {
+            return Err("--kafka-default-partitions must be at least 1".into());
+        }
+        config.kafka.default_partitions = partitions;
+    }
     server::block_shutdown_signals();
     let shards = config.shards;
     let data_dir = config.data_dir.clone();
@@ -368,6 +412,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         handle.shard_ports(),
         data_dir.display()
     );
+    if let Some(address) = handle.kafka_address() {
+        println!("ringmq kafka listening on {address}");
+    }
     if let Some(address) = handle.metrics_address() {
         println!("ringmq metrics on http://{address}/metrics");
     }

@@ -15,7 +15,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_ringmq");
 /// Starts `ringmq serve` and waits for its "listening" line; returns the address.
 fn serve(data_dir: &std::path::Path, shards: u16) -> (Child, String) {
     let mut child = Command::new(BINARY)
-        .args(["serve", "--listen", "127.0.0.1:0", "--shards", &shards.to_string()])
+        .args(["serve", "--listen", "127.0.0.1:0", "--kafka-listen", "off", "--shards", &shards.to_string()])
         .arg("--data-dir")
         .arg(data_dir)
         .stdout(Stdio::piped())
@@ -109,7 +109,7 @@ fn a_refused_io_uring_fails_fast_with_one_clear_sentence() {
     let dir = common::temp_dir("cli-no-uring");
     let mut command = Command::new(BINARY);
     command
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--kafka-listen", "off"])
         .arg("--data-dir")
         .arg(&dir)
         .stdout(Stdio::piped())
@@ -153,7 +153,10 @@ fn settings_come_from_the_file_then_the_environment_then_flags() {
     let data_from_file = dir.join("from-file");
     std::fs::write(
         &file,
-        format!("data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nshards = 1\nsegment_bytes = 1048576\n", data_from_file),
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\nkafka_listen = \"off\"\nshards = 1\nsegment_bytes = 1048576\n",
+            data_from_file
+        ),
     )
     .unwrap();
     let start = |env: &[(&str, &str)], flags: &[&str]| {

@@ -15,7 +15,10 @@ const BINARY: &str = env!("CARGO_BIN_EXE_ringmq");
 
 fn serve_command(data_dir: &std::path::Path) -> Command {
     let mut command = Command::new(BINARY);
-    command.args(["serve", "--listen", "127.0.0.1:0", "--shards", "1"]).arg("--data-dir").arg(data_dir);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--kafka-listen", "off", "--shards", "1"])
+        .arg("--data-dir")
+        .arg(data_dir);
     command
 }
 

@@ -18,6 +18,12 @@ pub const RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 300_000;
 /// Kafka's `offsets.retention.check.interval.ms`, the pass that removes such a
 /// group there.
 pub const EMPTY_GROUP_RETENTION_MS_DEFAULT: u64 = 600_000;
+/// Address of the Kafka listener when none is given (the CLI's default; the
+/// library's default is no Kafka listener).
+pub const KAFKA_LISTEN_DEFAULT: &str = "127.0.0.1:9092";
+/// Partitions of a topic the Kafka listener creates on first use (Kafka's
+/// `num.partitions`).
+pub const KAFKA_DEFAULT_PARTITIONS: u32 = 1;
 /// Longest a graceful shutdown waits for connections to finish their requests.
 pub const SHUTDOWN_DRAIN_MS: u64 = 10_000;
 
@@ -54,6 +60,38 @@ pub struct ServerConfig {
     /// stays listed (Empty) before it is forgotten. A group with committed
     /// offsets is kept until they are gone.
     pub empty_group_retention_ms: u64,
+    /// The Kafka wire protocol listener.
+    pub kafka: KafkaConfig,
+}
+
+/// Settings of the Kafka wire protocol listener (docs/KAFKA.md).
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `None`: no Kafka listener.
+    pub listen: Option<SocketAddr>,
+    /// `HOST[:PORT]` that Metadata reports to clients; the listen address
+    /// when not set.
+    pub advertise: Option<String>,
+    /// What `acks=all` means here: durable (fdatasync, the default) or
+    /// written (in the page cache, as Kafka's own single broker defaults to).
+    pub acks_all: crate::log::Acks,
+    /// Metadata and Produce for an unknown topic create it (Kafka's
+    /// `auto.create.topics.enable`, on by default there too).
+    pub auto_create_topics: bool,
+    /// Partitions of an auto-created topic.
+    pub default_partitions: u32,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> KafkaConfig {
+        KafkaConfig {
+            listen: None,
+            advertise: None,
+            acks_all: crate::log::Acks::Durable,
+            auto_create_topics: true,
+            default_partitions: KAFKA_DEFAULT_PARTITIONS,
+        }
+    }
 }
 
 impl ServerConfig {
@@ -75,6 +113,7 @@ impl ServerConfig {
             busy_poll: false,
             metrics_listen: None,
             empty_group_retention_ms: EMPTY_GROUP_RETENTION_MS_DEFAULT,
+            kafka: KafkaConfig::default(),
         }
     }
 

@@ -32,20 +32,41 @@ struct InFlight {
     _bytes: OwnedSemaphorePermit,
 }
 
-pub(crate) async fn serve(context: Rc<ShardHandle>, stream: Rc<Stream>) {
+/// The protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    Native,
+    Kafka,
+}
+
+pub(crate) async fn serve(context: Rc<ShardHandle>, stream: Rc<Stream>, protocol: Protocol) {
     let (sender, receiver) = mpsc::unbounded_channel::<InFlight>();
     let writer = crate::io::spawn_local(write_responses(stream.clone(), receiver));
-    read_requests(&context, &stream, sender).await;
+    read_requests(&context, &stream, sender, protocol).await;
     let _ = writer.await;
 }
 
-async fn read_requests(context: &Rc<ShardHandle>, stream: &Stream, sender: mpsc::UnboundedSender<InFlight>) {
+/// The frame at the start of `buffer`; on a refusal, the correlation id to
+/// answer (native only) before the connection closes.
+fn check_frame(buffer: &[u8], protocol: Protocol) -> Result<FrameCheck, Option<u32>> {
+    match protocol {
+        Protocol::Native => protocol::check_request(buffer).map_err(|refused| refused.header.map(|h| h.correlation_id)),
+        Protocol::Kafka => crate::kafka::check_frame(buffer).map_err(|_| None),
+    }
+}
+
+async fn read_requests(
+    context: &Rc<ShardHandle>,
+    stream: &Stream,
+    sender: mpsc::UnboundedSender<InFlight>,
+    protocol: Protocol,
+) {
     let count = Arc::new(Semaphore::new(IN_FLIGHT_REQUESTS_MAX));
     let bytes = Arc::new(Semaphore::new(IN_FLIGHT_UNITS_MAX));
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     loop {
         let want = loop {
-            match protocol::check_request(&buffer) {
+            match check_frame(&buffer, protocol) {
                 Ok(FrameCheck::Complete { frame_bytes }) => {
                     let frame = buffer.split_to(frame_bytes);
                     let units = (frame_bytes / IN_FLIGHT_UNIT_BYTES + 1) as u32;
@@ -54,7 +75,14 @@ async fn read_requests(context: &Rc<ShardHandle>, stream: &Stream, sender: mpsc:
                     else {
                         return;
                     };
-                    let response = dispatch::dispatch(context, frame).await;
+                    let response = match protocol {
+                        Protocol::Native => dispatch::dispatch(context, frame).await,
+                        Protocol::Kafka => match super::kafka::dispatch(context, frame).await {
+                            Ok(response) => response,
+                            // Unreadable: what was read before is still answered.
+                            Err(super::kafka::Close) => return,
+                        },
+                    };
                     // Run it as its own task, so it makes progress (a long poll's
                     // clock starts now) while earlier responses are still pending.
                     let task = crate::io::spawn_local(response);
@@ -69,8 +97,8 @@ async fn read_requests(context: &Rc<ShardHandle>, stream: &Stream, sender: mpsc:
                 Err(refused) => {
                     // The stream cannot be re-synchronised after a bad length:
                     // answer if the header arrived, then close.
-                    if let Some(header) = refused.header {
-                        let answer = dispatch::error_response(header.correlation_id, ErrorCode::TooLarge);
+                    if let Some(correlation_id) = refused {
+                        let answer = dispatch::error_response(correlation_id, ErrorCode::TooLarge);
                         let _ = sender.send(InFlight {
                             response: Box::pin(async move { Some(answer.into()) }),
                             _count: match count.clone().acquire_owned().await {
@@ -98,13 +126,11 @@ async fn read_requests(context: &Rc<ShardHandle>, stream: &Stream, sender: mpsc:
 
 /// A response's buffers, in the order they go out (a fetch's records after
 /// its frame, uncopied).
-fn add_response(buffers: &mut Vec<FileBytes>, response: Option<dispatch::Response>) {
-    if let Some(response) = response {
-        buffers.push(FileBytes::Owned(response.frame));
-        if !response.records.is_empty() {
-            buffers.push(response.records);
-        }
-    }
+/// True when the connection closes after it.
+fn add_response(buffers: &mut Vec<FileBytes>, response: Option<dispatch::Response>) -> bool {
+    let Some(response) = response else { return false };
+    buffers.extend(response.parts.into_iter().filter(|part| !part.is_empty()));
+    response.close
 }
 
 async fn write_responses(stream: Rc<Stream>, mut receiver: mpsc::UnboundedReceiver<InFlight>) {
@@ -118,22 +144,23 @@ async fn write_responses(stream: Rc<Stream>, mut receiver: mpsc::UnboundedReceiv
             },
         };
         let mut buffers = Vec::new();
-        add_response(&mut buffers, first.response.await);
+        let mut close = add_response(&mut buffers, first.response.await);
         // Responses that are already complete go out in the same writev; the
         // first one that is not stays next in line.
-        while let Ok(mut next) = receiver.try_recv() {
+        while let (false, Ok(mut next)) = (close, receiver.try_recv()) {
             match futures_util::FutureExt::now_or_never(&mut next.response) {
-                Some(more) => add_response(&mut buffers, more),
+                Some(more) => close |= add_response(&mut buffers, more),
                 None => {
                     waiting = Some(next);
                     break;
                 }
             }
         }
-        if buffers.is_empty() {
-            continue;
+        if !buffers.is_empty() && stream.write_all_vectored(buffers).await.is_err() {
+            return;
         }
-        if stream.write_all_vectored(buffers).await.is_err() {
+        if close {
+            stream.stop_reading();
             return;
         }
     }

@@ -27,17 +27,32 @@ use std::rc::Rc;
 
 pub(crate) type ResponseFuture = Pin<Box<dyn Future<Output = Option<Response>>>>;
 
-/// A response as the connection writes it: a frame, and for a fetch the
-/// records' buffer after it (the frame's length counts both), so the stored
-/// batches read for a fetch go to the socket without being copied into a frame.
+/// A response as the connection writes it: its buffers in order (a fetch's
+/// records after its frame head, uncopied; the head's size field counts them
+/// all), and whether the connection closes after it.
 pub(crate) struct Response {
-    pub frame: Vec<u8>,
-    pub records: FileBytes,
+    pub parts: Vec<FileBytes>,
+    pub close: bool,
+}
+
+impl Response {
+    pub fn frame(frame: Vec<u8>) -> Response {
+        Response { parts: vec![FileBytes::Owned(frame)], close: false }
+    }
+
+    pub fn parts(parts: Vec<FileBytes>) -> Response {
+        Response { parts, close: false }
+    }
+
+    /// Nothing is sent, and the connection closes.
+    pub fn close() -> Response {
+        Response { parts: Vec::new(), close: true }
+    }
 }
 
 impl From<Vec<u8>> for Response {
     fn from(frame: Vec<u8>) -> Response {
-        Response { frame, records: FileBytes::default() }
+        Response::frame(frame)
     }
 }
 
@@ -197,7 +212,7 @@ fn encode_fetch(id: u32, reply: Reply) -> Response {
                 earliest: data.earliest as i64,
                 records: &data.records,
             };
-            Response { frame: response.encode_head(id), records: data.records }
+            Response::parts(vec![FileBytes::Owned(response.encode_head(id)), data.records])
         }
         Err(code) => error_response(id, code).into(),
     }

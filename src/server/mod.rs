@@ -21,6 +21,7 @@ pub mod dir_lock;
 mod dispatch;
 pub mod error;
 pub(crate) mod handle;
+mod kafka;
 pub mod mailbox;
 pub(crate) mod message;
 pub(crate) mod partitions;
@@ -32,8 +33,9 @@ mod stats;
 pub mod tail_ring;
 
 pub use config::{
-    available_cores, ServerConfig, DATA_DIR_DEFAULT, EMPTY_GROUP_RETENTION_MS_DEFAULT, LISTEN_DEFAULT,
-    RETENTION_CHECK_INTERVAL_MS_DEFAULT, SHARDS_MAX, SHUTDOWN_DRAIN_MS,
+    available_cores, KafkaConfig, ServerConfig, DATA_DIR_DEFAULT, EMPTY_GROUP_RETENTION_MS_DEFAULT,
+    KAFKA_DEFAULT_PARTITIONS, KAFKA_LISTEN_DEFAULT, LISTEN_DEFAULT, RETENTION_CHECK_INTERVAL_MS_DEFAULT, SHARDS_MAX,
+    SHUTDOWN_DRAIN_MS,
 };
 pub use error::{ShardError, StartError, StateError};
 pub use shared::ServerCounters;
@@ -41,6 +43,7 @@ pub(crate) use shared::Shared;
 
 use crate::io::{self, EventFd};
 use catalog::SharedCatalog;
+pub(crate) use connection::Protocol;
 use mailbox::Mailbox;
 use message::Message;
 use std::net::{SocketAddr, TcpListener};
@@ -52,6 +55,7 @@ use std::time::Duration;
 /// A running server.
 pub struct ServerHandle {
     address: Option<SocketAddr>,
+    kafka_address: Option<SocketAddr>,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<Result<(), ShardError>>>,
     metrics: Option<crate::metrics::MetricsServer>,
@@ -64,6 +68,11 @@ impl ServerHandle {
     /// When the server was started without TCP (`listen: None`).
     pub fn address(&self) -> SocketAddr {
         self.address.expect("this server listens on TCP")
+    }
+
+    /// Where the Kafka listener accepts, when `kafka.listen` was set.
+    pub fn kafka_address(&self) -> Option<SocketAddr> {
+        self.kafka_address
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -163,6 +172,45 @@ fn bind_listeners(
     Ok((main, listeners))
 }
 
+/// A shard's listeners and the protocol each speaks.
+pub(crate) type ShardListeners = Vec<(TcpListener, Protocol)>;
+
+/// Binds `address` once per shard (SO_REUSEPORT): the Kafka listener.
+fn bind_shared(shards: u16, listen: SocketAddr) -> Result<(SocketAddr, Vec<TcpListener>), StartError> {
+    let bind_error = |address: SocketAddr, error| StartError::io(format!("cannot listen on {address}"), error);
+    let first = bind_retrying(listen, true).map_err(|e| bind_error(listen, e))?;
+    let address = first.local_addr().map_err(|e| bind_error(listen, e))?;
+    let mut listeners = vec![first];
+    for _ in 1..shards {
+        listeners.push(bind_retrying(address, true).map_err(|e| bind_error(address, e))?);
+    }
+    Ok((address, listeners))
+}
+
+/// The host and port Kafka clients are told to connect to: `advertise`
+/// (`HOST` or `HOST:PORT`, the port defaulting to the listener's) or the
+/// listener's own address. An unspecified address (0.0.0.0) can't be
+/// advertised: clients would connect to themselves.
+fn kafka_advertised(advertise: Option<&str>, bound: SocketAddr) -> Result<(String, u16), StartError> {
+    let Some(advertise) = advertise else {
+        if bound.ip().is_unspecified() {
+            return Err(format!(
+                "the Kafka listener {bound} binds every address: give --kafka-advertise HOST[:PORT] for clients"
+            )
+            .into());
+        }
+        return Ok((bound.ip().to_string(), bound.port()));
+    };
+    match advertise.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !host.ends_with(':') => {
+            let port = port.parse::<u16>().map_err(|_| format!("--kafka-advertise {advertise}: bad port"))?;
+            Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
+        }
+        _ if !advertise.is_empty() => Ok((advertise.to_string(), bound.port())),
+        _ => Err("--kafka-advertise is empty".to_string().into()),
+    }
+}
+
 /// Pins the calling thread to `core` (modulo the cores available).
 fn pin_to_core(core: usize) {
     // SAFETY: cpu_set_t is plain data, zeroed is a valid empty set; CPU_SET and
@@ -188,22 +236,45 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
     let dir_lock = dir_lock::DataDirLock::acquire(&config.data_dir)?;
     catalog::open_meta(&config.data_dir, config.shards)?;
     let catalog = SharedCatalog::load(&config.data_dir)?;
-    let (address, listeners): (Option<SocketAddr>, Vec<Option<(TcpListener, TcpListener)>>) = match config.listen {
+    let (address, native): (Option<SocketAddr>, Vec<Option<(TcpListener, TcpListener)>>) = match config.listen {
         Some(listen) => {
             let (address, listeners) = bind_listeners(&config, listen)?;
             (Some(address), listeners.into_iter().map(Some).collect())
         }
         None => (None, (0..config.shards).map(|_| None).collect()),
     };
-    let shard_ports = listeners
+    let shard_ports = native
         .iter()
         .map(|pair| pair.as_ref().and_then(|(_, own)| own.local_addr().ok()).map_or(0, |a| a.port()))
+        .collect();
+    let (kafka_address, kafka_advertised, kafka) = match config.kafka.listen {
+        Some(listen) => {
+            let (address, listeners) = bind_shared(config.shards, listen)?;
+            (Some(address), Some(kafka_advertised(config.kafka.advertise.as_deref(), address)?), listeners)
+        }
+        None => (None, None, Vec::new()),
+    };
+    let mut kafka = kafka.into_iter();
+    let listeners: Vec<ShardListeners> = native
+        .into_iter()
+        .map(|pair| {
+            let mut listeners: ShardListeners = Vec::new();
+            if let Some((main, own)) = pair {
+                listeners.push((main, Protocol::Native));
+                listeners.push((own, Protocol::Native));
+            }
+            if let Some(listener) = kafka.next() {
+                listeners.push((listener, Protocol::Kafka));
+            }
+            listeners
+        })
         .collect();
     let shared = Arc::new(Shared {
         mailboxes: mailboxes(&config)?,
         config,
         catalog,
         shard_ports,
+        kafka_advertised,
         counters: ServerCounters::default(),
         shutdown_requested: AtomicBool::new(false),
         drained_shards: AtomicUsize::new(0),
@@ -213,7 +284,7 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
     });
     let (ready_sender, ready) = mpsc::channel();
     let threads = spawn_shards(&shared, listeners, ready_sender)?;
-    let mut handle = wait_until_ready(ServerHandle { address, shared, threads, metrics: None }, &ready)?;
+    let mut handle = wait_until_ready(ServerHandle { address, kafka_address, shared, threads, metrics: None }, &ready)?;
     if let Some(listen) = handle.shared.config.metrics_listen {
         let shared = handle.shared.clone();
         match crate::metrics::MetricsServer::start(listen, Box::new(move || stats::render(&shared))) {
@@ -241,7 +312,7 @@ fn mailboxes(config: &ServerConfig) -> Result<Vec<shared::ShardMailbox>, StartEr
 /// reporting on `ready` once it has recovered its state, or why it could not.
 fn spawn_shards(
     shared: &Arc<Shared>,
-    listeners: Vec<Option<(TcpListener, TcpListener)>>,
+    listeners: Vec<ShardListeners>,
     ready: mpsc::Sender<Result<(), ShardError>>,
 ) -> Result<Vec<std::thread::JoinHandle<Result<(), ShardError>>>, StartError> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -6,7 +6,7 @@
 
 use super::catalog::TopicConfig;
 use super::config::SHUTDOWN_DRAIN_MS;
-use super::connection;
+use super::connection::{self, Protocol};
 use super::coordinator::{Groups, ProducerIds, PRODUCER_IDS_FILE};
 use super::error::{ShardError, StateError};
 use super::handle::{Execute, ShardHandle};
@@ -14,10 +14,10 @@ use super::message::{ready, Message, Op, Origin, Reply, ReplyFuture, ShardMetric
 use super::service::{self, PRODUCER_ID_SHARD};
 use super::share::Shares;
 use super::shared::{ShardMailbox, Shared};
+use super::ShardListeners;
 use crate::io::{self, FileStorage, Listener};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
@@ -227,7 +227,7 @@ impl ShardContext {
         false
     }
 
-    async fn accept_loop(self: Rc<Self>, listener: Rc<Listener>) {
+    async fn accept_loop(self: Rc<Self>, listener: Rc<Listener>, protocol: Protocol) {
         loop {
             let accepted = listener.accept().await;
             if self.handle.is_stopping() {
@@ -245,7 +245,7 @@ impl ShardContext {
                     self.connections.borrow_mut().insert(id, stream.clone());
                     let context = self.clone();
                     io::spawn_local(async move {
-                        connection::serve(context.handle.clone(), stream).await;
+                        connection::serve(context.handle.clone(), stream, protocol).await;
                         context.connections.borrow_mut().remove(&id);
                         context.connections_closed.notify_waiters();
                     });
@@ -297,7 +297,7 @@ impl ShardContext {
 pub(crate) fn run(
     id: u16,
     shared: Arc<Shared>,
-    listeners: Option<(TcpListener, TcpListener)>,
+    listeners: ShardListeners,
     ready_sender: mpsc::Sender<Result<(), ShardError>>,
 ) -> Result<(), ShardError> {
     let runtime = match io::Runtime::new() {
@@ -322,8 +322,8 @@ pub(crate) fn run(
         io::spawn_local(context.clone().apply_retention_forever());
         io::spawn_local(context.groups.clone().run_timers(context.handle.clone()));
         io::spawn_local(context.shares.clone().run_timers(context.handle.clone()));
-        for listener in started {
-            io::spawn_local(context.clone().accept_loop(listener));
+        for (listener, protocol) in started {
+            io::spawn_local(context.clone().accept_loop(listener, protocol));
         }
         let _ = ready_sender.send(Ok(()));
         context.handle.stopped().await;
@@ -336,7 +336,7 @@ pub(crate) fn run(
 impl ShardContext {
     /// Recovery: opens the partitions this shard owns, loads its groups,
     /// producer ids and share-partitions, and registers its listeners.
-    async fn start(&self, listeners: Option<(TcpListener, TcpListener)>) -> Result<Vec<Rc<Listener>>, ShardError> {
+    async fn start(&self, listeners: ShardListeners) -> Result<Vec<(Rc<Listener>, Protocol)>, ShardError> {
         let (handle, shard) = (&self.handle, self.id());
         let topics: Vec<Arc<TopicConfig>> = handle.catalog().topics.values().cloned().collect();
         for topic in topics {
@@ -352,12 +352,12 @@ impl ShardContext {
         }
         self.shares.load(handle).await.map_err(storage)?;
         let mut started = Vec::new();
-        for listener in listeners.into_iter().flat_map(|(main, own)| [main, own]) {
+        for (listener, protocol) in listeners {
             let listener = Listener::from_std(listener)
                 .map_err(|source| storage(StateError::new("cannot register its listener", source)))?;
-            started.push(Rc::new(listener));
+            started.push((Rc::new(listener), protocol));
         }
-        *self.listeners.borrow_mut() = started.clone();
+        *self.listeners.borrow_mut() = started.iter().map(|(listener, _)| listener.clone()).collect();
         Ok(started)
     }
 }

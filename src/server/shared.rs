@@ -51,6 +51,9 @@ pub(crate) struct Shared {
     pub catalog: SharedCatalog,
     pub mailboxes: Vec<ShardMailbox>,
     pub shard_ports: Vec<u16>,
+    /// Host and port the Kafka listener's Metadata reports (`None`: no
+    /// Kafka listener).
+    pub kafka_advertised: Option<(String, u16)>,
     pub counters: ServerCounters,
     pub shutdown_requested: AtomicBool,
     pub drained_shards: AtomicUsize,

@@ -432,7 +432,7 @@ class RunningServer:
         # Settings of the test, not of the caller's RINGMQ_* environment.
         env = {k: v for k, v in os.environ.items() if not k.startswith("RINGMQ_")}
         cls.server = subprocess.Popen(
-            [binary, "serve", "--listen", "127.0.0.1:0", "--shards", "2", "--data-dir", os.path.join(cls.directory, "data")],
+            [binary, "serve", "--listen", "127.0.0.1:0", "--kafka-listen", "off", "--shards", "2", "--data-dir", os.path.join(cls.directory, "data")],
             stdout=subprocess.PIPE,
             stderr=cls.stderr,
             env=env,

@@ -1,0 +1,770 @@
+//! The Kafka listener's front end: decodes one Kafka request into the
+//! broker service's [`Op`]s (one per partition where Kafka batches many),
+//! starts them through the [`service`], and encodes their replies as the
+//! Kafka response of the request's version. No operation's logic lives here;
+//! what is Kafka-specific is the mapping (acks, error codes, a fetch over many
+//! partitions, auto-created topics). docs/KAFKA.md describes what is served.
+//!
+//! A request that cannot be decoded, or of an API or version that is not
+//! advertised, closes the connection (as Kafka does); ApiVersions of a newer
+//! version is answered in the v0 form so the client retries lower.
+
+use super::dispatch::{Response, ResponseFuture};
+use super::handle::ShardHandle;
+use super::message::{Op, Reply, ReplyFuture};
+use super::service;
+use crate::batch::{self, Batch, BatchHeader};
+use crate::io::FileBytes;
+use crate::kafka::messages::{self as m, Broker};
+use crate::kafka::{self, api, error, RequestHeader, Writer};
+use crate::log::Acks;
+use crate::protocol::fetch::FetchRequest;
+use crate::protocol::group::{CommittedOffset, GroupRequest, GroupResponse, OffsetCommit};
+use crate::protocol::offsets::{ListOffsetsRequest, QUERY_EARLIEST, QUERY_LATEST};
+use crate::protocol::topic::{CreateTopicRequest, RETENTION_DEFAULT};
+use crate::protocol::{valid_topic_name, ErrorCode, FETCH_BYTES_MAX, FETCH_WAIT_MS_MAX};
+use bytes::{Buf, BytesMut};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use std::rc::Rc;
+
+/// The connection closes instead of answering.
+pub(crate) struct Close;
+
+/// The one broker ringmq reports: node 0.
+pub const NODE_ID: i32 = 0;
+/// Records below this size are copied into the response frame; larger ones
+/// go to the socket from their own buffer (or mapping).
+const INLINE_RECORDS_BYTES_MAX: usize = 16 * 1024;
+/// Batch attribute bits of transactions (bit 4) and control batches (bit 5).
+const ATTRIBUTES_TRANSACTIONAL_OR_CONTROL: i16 = 0x30;
+
+fn ready(response: Response) -> ResponseFuture {
+    Box::pin(async move { Some(response) })
+}
+
+fn respond(header: &RequestHeader, encode: impl FnOnce(&mut Writer)) -> Response {
+    let mut writer = kafka::response_writer(header);
+    encode(&mut writer);
+    writer.tags();
+    Response::frame(kafka::finish_frame(writer))
+}
+
+fn code(result: Result<(), ErrorCode>) -> i16 {
+    result.err().map_or(error::NONE, kafka::error_code)
+}
+
+fn broker(context: &ShardHandle) -> Broker<'_> {
+    let (host, port) = context.shared.kafka_advertised.as_ref().map_or(("127.0.0.1", 0), |(h, p)| (h.as_str(), *p));
+    Broker { node_id: NODE_ID, host, port: i32::from(port) }
+}
+
+/// `frame` is one whole request frame, size field included.
+pub(crate) async fn dispatch(context: &Rc<ShardHandle>, mut frame: BytesMut) -> Result<ResponseFuture, Close> {
+    let (header, header_bytes) =
+        kafka::parse_header(frame.get(kafka::SIZE_BYTES..).unwrap_or(&[])).map_err(|_| Close)?;
+    let body = frame.split_off((kafka::SIZE_BYTES + header_bytes).min(frame.len()));
+    let support = kafka::support_of(header.api_key).ok_or(Close)?;
+    if header.api_version < support.min || header.api_version > support.max {
+        if header.api_key == api::API_VERSIONS {
+            return Ok(ready(api_versions_fallback(&header)));
+        }
+        return Err(Close);
+    }
+    if context.is_stopping() {
+        return Err(Close);
+    }
+    let v = header.api_version;
+    let context = context.clone();
+    Ok(match header.api_key {
+        api::API_VERSIONS => {
+            m::decode_api_versions(&body, v, header.flexible).map_err(|_| Close)?;
+            ready(api_versions(&header))
+        }
+        api::PRODUCE => return produce(&context, header, body).await,
+        api::METADATA => {
+            let request = m::decode_metadata(&body, v).map_err(|_| Close)?;
+            Box::pin(async move { Some(metadata(&context, &header, request).await) })
+        }
+        api::FETCH => {
+            let request = m::decode_fetch(&body, v).map_err(|_| Close)?;
+            Box::pin(async move { Some(fetch(&context, &header, request).await) })
+        }
+        api::LIST_OFFSETS => {
+            let request = m::decode_list_offsets(&body, v).map_err(|_| Close)?;
+            Box::pin(async move { Some(list_offsets(&context, &header, request).await) })
+        }
+        api::FIND_COORDINATOR => {
+            let (_key, key_type) = m::decode_find_coordinator(&body, v).map_err(|_| Close)?;
+            let (error, message) = if key_type == m::KEY_TYPE_TRANSACTION {
+                (error::INVALID_REQUEST, Some("ringmq does not support transactions"))
+            } else {
+                (error::NONE, None)
+            };
+            ready(respond(&header, |w| m::encode_find_coordinator(w, v, error, message, &broker(&context))))
+        }
+        api::INIT_PRODUCER_ID => {
+            let transactional_id = m::decode_init_producer_id(&body).map_err(|_| Close)?;
+            if transactional_id.is_some() {
+                ready(respond(&header, |w| m::encode_init_producer_id(w, error::INVALID_REQUEST, -1, -1)))
+            } else {
+                let reply = service::start(&context, Op::InitProducerId(String::new())).await;
+                Box::pin(async move {
+                    let (error, id, epoch) = match reply.await.into_producer_id() {
+                        Ok((id, epoch)) => (error::NONE, id, epoch),
+                        Err(code) => (kafka::error_code(code), -1, -1),
+                    };
+                    Some(respond(&header, |w| m::encode_init_producer_id(w, error, id, epoch)))
+                })
+            }
+        }
+        api::OFFSET_COMMIT => {
+            let request = m::decode_offset_commit(&body, v).map_err(|_| Close)?;
+            Box::pin(async move { Some(offset_commit(&context, &header, request).await) })
+        }
+        api::OFFSET_FETCH => {
+            let request = m::decode_offset_fetch(&body).map_err(|_| Close)?;
+            Box::pin(async move { Some(offset_fetch(&context, &header, request).await) })
+        }
+        // Control requests finish before the next request on the connection
+        // is read, so a produce pipelined behind a create finds the topic.
+        api::CREATE_TOPICS => {
+            let request = m::decode_create_topics(&body, v).map_err(|_| Close)?;
+            ready(create_topics(&context, &header, request).await)
+        }
+        api::DELETE_TOPICS => {
+            let names = m::decode_delete_topics(&body).map_err(|_| Close)?;
+            ready(delete_topics(&context, &header, names).await)
+        }
+        api::DESCRIBE_CONFIGS => {
+            let resources = m::decode_describe_configs(&body, v).map_err(|_| Close)?;
+            ready(describe_configs(&context, &header, &resources))
+        }
+        _ => return Err(Close),
+    })
+}
+
+fn api_versions(header: &RequestHeader) -> Response {
+    let apis: Vec<(i16, i16, i16)> = kafka::SUPPORTED.iter().map(|api| (api.key, api.min, api.max)).collect();
+    respond(header, |w| m::encode_api_versions(w, header.api_version, error::NONE, &apis))
+}
+
+/// The answer to an ApiVersions of a version not served: the v0 form, with
+/// UNSUPPORTED_VERSION and ApiVersions' own range, so the client retries.
+fn api_versions_fallback(header: &RequestHeader) -> Response {
+    let header = RequestHeader { flexible: false, ..header.clone() };
+    let support = kafka::support_of(api::API_VERSIONS).map_or((0, 0), |s| (s.min, s.max));
+    let mut writer = kafka::response_writer(&header);
+    m::encode_api_versions(&mut writer, 0, error::UNSUPPORTED_VERSION, &[(api::API_VERSIONS, support.0, support.1)]);
+    Response::frame(kafka::finish_frame(writer))
+}
+
+// ---------------------------------------------------------------- Produce
+
+/// The batches of one partition's records, or the Kafka error refusing them.
+fn split_batches(mut records: BytesMut) -> Result<Vec<BytesMut>, i16> {
+    if records.is_empty() {
+        return Err(error::CORRUPT_MESSAGE);
+    }
+    let mut batches = Vec::new();
+    while !records.is_empty() {
+        let size = match batch::batch_size(&records) {
+            Ok(Some(size)) if size <= records.len() => size,
+            Err(batch::BatchError::TooLarge { .. }) => return Err(error::MESSAGE_TOO_LARGE),
+            _ => return Err(error::CORRUPT_MESSAGE),
+        };
+        let header = BatchHeader::parse(records.get(..size).unwrap_or(&[])).map_err(|_| error::CORRUPT_MESSAGE)?;
+        if header.attributes & ATTRIBUTES_TRANSACTIONAL_OR_CONTROL != 0 {
+            return Err(error::INVALID_RECORD);
+        }
+        batches.push(records.split_to(size));
+    }
+    Ok(batches)
+}
+
+enum PartitionProduce {
+    Refused(i16),
+    Started(Vec<ReplyFuture>),
+}
+
+async fn produce(context: &Rc<ShardHandle>, header: RequestHeader, body: BytesMut) -> Result<ResponseFuture, Close> {
+    let v = header.api_version;
+    let request = m::decode_produce(&body, v).map_err(|_| Close)?;
+    let acks = match request.acks {
+        0 => Some(Acks::None),
+        1 => Some(Acks::Written),
+        -1 => Some(context.shared.config.kafka.acks_all),
+        _ => None,
+    };
+    let refused = if v < kafka::PRODUCE_VERSION_MIN_SERVED {
+        Some(error::UNSUPPORTED_VERSION)
+    } else if request.transactional_id.is_some() {
+        Some(error::INVALID_REQUEST)
+    } else if acks.is_none() {
+        Some(error::INVALID_REQUIRED_ACKS)
+    } else {
+        None
+    };
+    let acks = acks.unwrap_or(Acks::Written);
+    // Carve each partition's records out of the owned body (no copy); the
+    // owner stamps base offsets in place.
+    let mut rest = body;
+    let mut cursor = 0;
+    let mut topics: Vec<(String, Vec<(i32, PartitionProduce)>)> = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for partition in topic.partitions {
+            rest.advance(partition.position.saturating_sub(cursor).min(rest.len()));
+            let records = rest.split_to(partition.length.min(rest.len()));
+            cursor = partition.position + partition.length;
+            let started = match (refused, u32::try_from(partition.index), split_batches(records)) {
+                (Some(code), _, _) | (None, _, Err(code)) => PartitionProduce::Refused(code),
+                (None, Err(_), _) => PartitionProduce::Refused(error::UNKNOWN_TOPIC_OR_PARTITION),
+                (None, Ok(index), Ok(batches)) => {
+                    let mut replies = Vec::with_capacity(batches.len());
+                    for batch in batches {
+                        let op = Op::Produce { topic: topic.name.clone(), partition: index, batch, acks };
+                        replies.push(service::start(context, op).await);
+                    }
+                    PartitionProduce::Started(replies)
+                }
+            };
+            partitions.push((partition.index, started));
+        }
+        topics.push((topic.name, partitions));
+    }
+    Ok(Box::pin(async move {
+        let mut results = Vec::with_capacity(topics.len());
+        let mut failed = false;
+        for (name, partitions) in topics {
+            let mut answers = Vec::with_capacity(partitions.len());
+            for (index, started) in partitions {
+                let (error, base_offset) = match started {
+                    PartitionProduce::Refused(code) => (code, -1),
+                    PartitionProduce::Started(replies) => {
+                        let mut base = None;
+                        let mut error = error::NONE;
+                        for reply in futures_util::future::join_all(replies).await {
+                            match reply.into_produce() {
+                                Ok(offset) => {
+                                    base.get_or_insert(offset as i64);
+                                }
+                                Err(code) if error == error::NONE => error = kafka::error_code(code),
+                                Err(_) => {}
+                            }
+                        }
+                        if error == error::NONE {
+                            (error, base.unwrap_or(-1))
+                        } else {
+                            (error, -1)
+                        }
+                    }
+                };
+                failed |= error != error::NONE;
+                answers.push(m::ProducePartitionResult { index, error, base_offset, log_start_offset: -1 });
+            }
+            results.push((name, answers));
+        }
+        if acks == Acks::None {
+            // No response at all; an error closes the connection, which is how
+            // Kafka tells an acks=0 producer something went wrong.
+            return failed.then(Response::close);
+        }
+        Some(respond(&header, |w| m::encode_produce(w, v, &results)))
+    }))
+}
+
+// --------------------------------------------------------------- Metadata
+
+async fn metadata(context: &Rc<ShardHandle>, header: &RequestHeader, request: m::MetadataRequest) -> Response {
+    let config = &context.shared.config.kafka;
+    let names: Vec<String> = match request.topics {
+        None => context.catalog().topics.keys().cloned().collect(),
+        Some(mut names) => {
+            // Each name answered once, so a request repeating a name cannot ask
+            // for a response many times its own size.
+            names.sort_unstable();
+            names.dedup();
+            names
+        }
+    };
+    let mut topics = Vec::with_capacity(names.len());
+    for name in names {
+        let mut known = context.catalog().topics.get(&name).map(|t| t.partitions);
+        let mut error = error::NONE;
+        if known.is_none() {
+            error = error::UNKNOWN_TOPIC_OR_PARTITION;
+            if !valid_topic_name(&name) {
+                error = error::INVALID_TOPIC_EXCEPTION;
+            } else if config.auto_create_topics && request.allow_auto_topic_creation {
+                let create = CreateTopicRequest {
+                    name: name.clone(),
+                    partitions: config.default_partitions,
+                    retention_ms: RETENTION_DEFAULT,
+                    retention_bytes: RETENTION_DEFAULT,
+                };
+                let result = service::start(context, Op::CreateTopic(create)).await.await.into_done();
+                known = context.catalog().topics.get(&name).map(|t| t.partitions);
+                if known.is_some() {
+                    error = error::NONE;
+                } else if let Err(code) = result {
+                    error = kafka::error_code(code);
+                }
+            }
+        }
+        let leaders = vec![NODE_ID; known.unwrap_or(0) as usize];
+        topics.push(m::TopicMetadata { error, name, leaders });
+    }
+    let brokers = [broker(context)];
+    respond(header, |w| m::encode_metadata(w, header.api_version, &brokers, NODE_ID, &topics))
+}
+
+// ------------------------------------------------------------------ Fetch
+
+/// One partition of a fetch: where it is in the request, and its reply.
+struct Fetched {
+    topic: usize,
+    index: i32,
+    result: Result<crate::server::message::FetchData, ErrorCode>,
+}
+
+async fn fetch_round(
+    context: &Rc<ShardHandle>,
+    request: &m::FetchRequest,
+    wait_ms: u32,
+    min_bytes: u32,
+) -> Vec<(usize, i32, ReplyFuture)> {
+    let mut started = Vec::new();
+    for (topic_index, (topic, partitions)) in request.topics.iter().enumerate() {
+        for partition in partitions {
+            let reply = match (u32::try_from(partition.partition), u64::try_from(partition.fetch_offset)) {
+                (Err(_), _) => super::message::ready(Reply::Failed(ErrorCode::UnknownTopicOrPartition)),
+                (_, Err(_)) => super::message::ready(Reply::Failed(ErrorCode::OffsetOutOfRange)),
+                (Ok(index), Ok(offset)) => {
+                    let op = Op::Fetch(FetchRequest {
+                        topic: topic.clone(),
+                        partition: index,
+                        offset,
+                        max_bytes: (partition.partition_max_bytes.max(0) as u32).min(FETCH_BYTES_MAX as u32),
+                        max_wait_ms: wait_ms,
+                        min_bytes,
+                    });
+                    service::start(context, op).await
+                }
+            };
+            started.push((topic_index, partition.partition, reply));
+        }
+    }
+    started
+}
+
+fn fetched_bytes(fetched: &[Fetched]) -> usize {
+    fetched.iter().map(|f| f.result.as_ref().map_or(0, |data| data.records.len())).sum()
+}
+
+/// A fetch over many partitions: each is read at once; when together they
+/// hold less than `min_bytes` and the client allows a wait, each waits (up to
+/// `max_wait_ms`) for new records, and the response goes out as soon as one
+/// of them has some (Kafka's `fetch.min.bytes` of 1, the clients' default;
+/// larger values are met across partitions only by the first read).
+async fn fetch(context: &Rc<ShardHandle>, header: &RequestHeader, request: m::FetchRequest) -> Response {
+    let first = fetch_round(context, &request, 0, 0).await;
+    let mut fetched = Vec::with_capacity(first.len());
+    for (topic, index, reply) in first {
+        fetched.push(Fetched { topic, index, result: reply.await.into_fetch() });
+    }
+    let wait_ms = request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX as i32) as u32;
+    let enough = fetched_bytes(&fetched) >= request.min_bytes.max(0) as usize;
+    let failed = fetched.iter().any(|f| f.result.is_err());
+    if !enough && !failed && wait_ms > 0 && !fetched.is_empty() {
+        let waits: FuturesUnordered<_> = fetch_round(context, &request, wait_ms, 1)
+            .await
+            .into_iter()
+            .enumerate()
+            .map(|(slot, (_, _, reply))| async move { (slot, reply.await.into_fetch()) })
+            .collect();
+        let mut waits = waits;
+        while let Some((slot, result)) = waits.next().await {
+            let has_records = result.as_ref().map_or(true, |data| !data.records.is_empty());
+            if let Some(entry) = fetched.get_mut(slot) {
+                entry.result = result;
+            }
+            if has_records {
+                // Whatever else is ready goes too; the rest keep the first read.
+                while let Some(Some((slot, result))) = futures_util::FutureExt::now_or_never(waits.next()) {
+                    if let Some(entry) = fetched.get_mut(slot) {
+                        entry.result = result;
+                    }
+                }
+                break;
+            }
+        }
+    }
+    encode_fetch(header, &request, fetched)
+}
+
+fn encode_fetch(header: &RequestHeader, request: &m::FetchRequest, fetched: Vec<Fetched>) -> Response {
+    let v = header.api_version;
+    let mut parts: Vec<FileBytes> = Vec::new();
+    let mut writer = kafka::response_writer(header);
+    m::encode_fetch_start(&mut writer, v, request.topics.len());
+    let mut budget = request.max_bytes.max(0) as usize;
+    let mut sent_any = false;
+    let mut fetched = fetched.into_iter().peekable();
+    for (topic_index, (name, partitions)) in request.topics.iter().enumerate() {
+        m::encode_fetch_topic(&mut writer, name, partitions.len());
+        while let Some(entry) = fetched.next_if(|f| f.topic == topic_index) {
+            let (error, high_watermark, log_start_offset, records) = match entry.result {
+                Ok(data) => (error::NONE, data.high_watermark as i64, data.earliest as i64, data.records),
+                Err(code) => (kafka::error_code(code), -1, -1, FileBytes::default()),
+            };
+            // The response's max_bytes: the first records always go (so a
+            // batch larger than the limit is not stuck), later ones only
+            // while they fit; the client fetches the rest next time.
+            let records = if records.len() <= budget || !sent_any { records } else { FileBytes::default() };
+            budget = budget.saturating_sub(records.len());
+            sent_any |= !records.is_empty();
+            let head = m::FetchPartitionHead {
+                index: entry.index,
+                error,
+                high_watermark,
+                log_start_offset,
+                records_bytes: records.len(),
+            };
+            m::encode_fetch_partition(&mut writer, v, &head);
+            if records.len() <= INLINE_RECORDS_BYTES_MAX {
+                writer.raw(&records);
+            } else {
+                let flexible = header.flexible;
+                let done = std::mem::replace(&mut writer, Writer::new(flexible));
+                parts.push(FileBytes::Owned(done.into_inner()));
+                parts.push(records);
+            }
+        }
+    }
+    writer.tags();
+    parts.push(FileBytes::Owned(writer.into_inner()));
+    Response::parts(finish_parts(parts))
+}
+
+/// Sets the size field at the start of the first part to the size of all.
+fn finish_parts(mut parts: Vec<FileBytes>) -> Vec<FileBytes> {
+    let total: usize = parts.iter().map(|part| part.len()).sum();
+    let size = (total - kafka::SIZE_BYTES) as i32;
+    if let Some(FileBytes::Owned(first)) = parts.first_mut() {
+        if let Some(field) = first.get_mut(..kafka::SIZE_BYTES) {
+            field.copy_from_slice(&size.to_be_bytes());
+        }
+    }
+    parts
+}
+
+// ------------------------------------------------------------ ListOffsets
+
+/// Kafka's ListOffsets query for the newest and the oldest offset.
+const KAFKA_LATEST: i64 = -1;
+const KAFKA_EARLIEST: i64 = -2;
+
+/// The timestamp of the record at `offset` (Kafka answers a time query with
+/// the found record's timestamp).
+async fn timestamp_at(context: &Rc<ShardHandle>, topic: &str, partition: u32, offset: u64) -> i64 {
+    let op = Op::Fetch(FetchRequest {
+        topic: topic.to_owned(),
+        partition,
+        offset,
+        max_bytes: 1,
+        max_wait_ms: 0,
+        min_bytes: 0,
+    });
+    let Ok(data) = service::start(context, op).await.await.into_fetch() else { return -1 };
+    let Ok(batch) = Batch::validate_stored(&data.records) else { return -1 };
+    let from_records = batch.records().flatten().find(|record| record.offset as u64 == offset).map(|r| r.timestamp);
+    from_records.unwrap_or(batch.header().max_timestamp)
+}
+
+async fn list_offsets(context: &Rc<ShardHandle>, header: &RequestHeader, request: m::ListOffsetsRequest) -> Response {
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for (name, partitions) in request.topics {
+        let mut answers = Vec::with_capacity(partitions.len());
+        for (index, query) in partitions {
+            let Ok(partition) = u32::try_from(index) else {
+                answers.push(m::ListedOffset {
+                    index,
+                    error: error::UNKNOWN_TOPIC_OR_PARTITION,
+                    timestamp: -1,
+                    offset: -1,
+                });
+                continue;
+            };
+            let native = match query {
+                KAFKA_LATEST => QUERY_LATEST,
+                KAFKA_EARLIEST => QUERY_EARLIEST,
+                timestamp if timestamp >= 0 => timestamp,
+                _ => {
+                    answers.push(m::ListedOffset { index, error: error::INVALID_REQUEST, timestamp: -1, offset: -1 });
+                    continue;
+                }
+            };
+            let op = Op::ListOffsets(ListOffsetsRequest { topic: name.clone(), partition, query: native });
+            let answer = match service::start(context, op).await.await.into_offsets() {
+                Err(code) => m::ListedOffset { index, error: kafka::error_code(code), timestamp: -1, offset: -1 },
+                Ok(found) if native < 0 => {
+                    m::ListedOffset { index, error: error::NONE, timestamp: -1, offset: found.offset }
+                }
+                Ok(found) if found.offset < 0 => {
+                    m::ListedOffset { index, error: error::NONE, timestamp: -1, offset: -1 }
+                }
+                Ok(found) => {
+                    let timestamp = timestamp_at(context, &name, partition, found.offset as u64).await;
+                    m::ListedOffset { index, error: error::NONE, timestamp, offset: found.offset }
+                }
+            };
+            answers.push(answer);
+        }
+        topics.push((name, answers));
+    }
+    respond(header, |w| m::encode_list_offsets(w, header.api_version, &topics))
+}
+
+// ---------------------------------------------- OffsetCommit, OffsetFetch
+
+async fn offset_commit(context: &Rc<ShardHandle>, header: &RequestHeader, request: m::OffsetCommitRequest) -> Response {
+    let mut offsets = Vec::new();
+    let mut refused: Vec<(String, i32)> = Vec::new();
+    for (topic, partitions) in &request.topics {
+        for (index, offset, metadata) in partitions {
+            match u32::try_from(*index) {
+                Ok(partition) => offsets.push(CommittedOffset {
+                    topic: topic.clone(),
+                    partition,
+                    offset: *offset,
+                    metadata: metadata.clone(),
+                }),
+                Err(_) => refused.push((topic.clone(), *index)),
+            }
+        }
+    }
+    let result: Result<(), ErrorCode> = if request.member_id.is_empty() && request.generation < 0 {
+        // A client that assigns its partitions itself commits outside any
+        // generation (Kafka's generation -1 and empty member id).
+        let commit = OffsetCommit { group: request.group.clone(), member_id: String::new(), generation: 0, offsets };
+        service::start(context, Op::Group(GroupRequest::Commit(commit))).await.await.into_group().map(|_| ())
+    } else {
+        // Members of a classic group commit within its generation; the group
+        // protocol is not served yet, so no such member exists.
+        Err(ErrorCode::UnknownMemberId)
+    };
+    let error = code(result);
+    let topics: Vec<(String, Vec<(i32, i16)>)> = request
+        .topics
+        .iter()
+        .map(|(topic, partitions)| {
+            let answers = partitions
+                .iter()
+                .map(|(index, _, _)| {
+                    let bad = refused.iter().any(|(t, i)| t == topic && i == index);
+                    (*index, if bad { error::UNKNOWN_TOPIC_OR_PARTITION } else { error })
+                })
+                .collect();
+            (topic.clone(), answers)
+        })
+        .collect();
+    respond(header, |w| m::encode_offset_commit(w, header.api_version, &topics))
+}
+
+async fn offset_fetch(context: &Rc<ShardHandle>, header: &RequestHeader, request: m::OffsetFetchRequest) -> Response {
+    let asked: Vec<(String, u32)> = request
+        .topics
+        .iter()
+        .flatten()
+        .flat_map(|(topic, indexes)| {
+            indexes.iter().filter_map(|&index| u32::try_from(index).ok().map(|index| (topic.clone(), index)))
+        })
+        .collect();
+    // An explicit list that names nothing valid asks for nothing (not "all").
+    let answer = if request.topics.is_some() && asked.is_empty() {
+        Ok(Vec::new())
+    } else {
+        let op = Op::Group(GroupRequest::Fetch { group: request.group.clone(), partitions: asked });
+        match service::start(context, op).await.await.into_group() {
+            Ok(GroupResponse::Offsets(offsets)) => Ok(offsets),
+            Ok(_) => Err(ErrorCode::Internal),
+            Err(code) => Err(code),
+        }
+    };
+    let (offsets, group_error) = match answer {
+        Ok(offsets) => (offsets, error::NONE),
+        Err(code) => (Vec::new(), kafka::error_code(code)),
+    };
+    let mut topics: Vec<(String, Vec<m::FetchedOffset>)> = Vec::new();
+    for entry in offsets {
+        let fetched = m::FetchedOffset {
+            index: entry.partition as i32,
+            offset: entry.offset,
+            metadata: entry.metadata,
+            error: error::NONE,
+        };
+        match topics.iter_mut().find(|(topic, _)| *topic == entry.topic) {
+            Some((_, partitions)) => partitions.push(fetched),
+            None => topics.push((entry.topic, vec![fetched])),
+        }
+    }
+    // Partitions with a negative index were asked for too: answered unknown.
+    for (topic, indexes) in request.topics.iter().flatten() {
+        for &index in indexes.iter().filter(|&&index| index < 0) {
+            let fetched = m::FetchedOffset {
+                index,
+                offset: -1,
+                metadata: String::new(),
+                error: error::UNKNOWN_TOPIC_OR_PARTITION,
+            };
+            match topics.iter_mut().find(|(name, _)| name == topic) {
+                Some((_, partitions)) => partitions.push(fetched),
+                None => topics.push((topic.clone(), vec![fetched])),
+            }
+        }
+    }
+    respond(header, |w| m::encode_offset_fetch(w, header.api_version, &topics, group_error))
+}
+
+// ---------------------------------------------- CreateTopics, DeleteTopics
+
+/// A topic config's ringmq retention value (-2: the broker's default).
+fn retention_config(value: Option<&str>) -> Result<i64, String> {
+    match value {
+        None => Ok(RETENTION_DEFAULT),
+        Some(text) => match text.trim().parse::<i64>() {
+            Ok(-1) => Ok(-1),
+            Ok(n) if n >= 0 => Ok(n),
+            _ => Err(format!("not a retention value: {text:?}")),
+        },
+    }
+}
+
+fn creatable(context: &ShardHandle, topic: &m::CreatableTopic) -> Result<CreateTopicRequest, (i16, String)> {
+    if !valid_topic_name(&topic.name) {
+        return Err((error::INVALID_TOPIC_EXCEPTION, "topic names are 1-249 characters of [a-zA-Z0-9._-]".into()));
+    }
+    if topic.has_assignments {
+        return Err((error::INVALID_REQUEST, "replica assignments are not supported (one broker)".into()));
+    }
+    if topic.replication_factor != -1 && topic.replication_factor != 1 {
+        return Err((error::INVALID_REPLICATION_FACTOR, "ringmq is one broker: replication factor 1".into()));
+    }
+    let partitions = match topic.partitions {
+        -1 => context.shared.config.kafka.default_partitions,
+        n if n > 0 => n as u32,
+        _ => return Err((error::INVALID_PARTITIONS, "the partition count must be positive".into())),
+    };
+    let mut request = CreateTopicRequest {
+        name: topic.name.clone(),
+        partitions,
+        retention_ms: RETENTION_DEFAULT,
+        retention_bytes: RETENTION_DEFAULT,
+    };
+    for (name, value) in &topic.configs {
+        let invalid = |message: String| (error::INVALID_CONFIG, message);
+        match name.as_str() {
+            "retention.ms" => request.retention_ms = retention_config(value.as_deref()).map_err(invalid)?,
+            "retention.bytes" => request.retention_bytes = retention_config(value.as_deref()).map_err(invalid)?,
+            "cleanup.policy" if value.as_deref().is_none_or(|v| v == "delete") => {}
+            other => return Err(invalid(format!("config {other} is not supported by ringmq"))),
+        }
+    }
+    Ok(request)
+}
+
+async fn create_topics(context: &Rc<ShardHandle>, header: &RequestHeader, request: m::CreateTopicsRequest) -> Response {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let result = match creatable(context, topic) {
+            Err((error, message)) => (error, Some(message)),
+            Ok(_) if request.validate_only && context.catalog().topics.contains_key(&topic.name) => {
+                (error::TOPIC_ALREADY_EXISTS, None)
+            }
+            Ok(_) if request.validate_only => (error::NONE, None),
+            Ok(create) => match service::start(context, Op::CreateTopic(create)).await.await.into_done() {
+                Ok(()) => (error::NONE, None),
+                Err(code) => (kafka::error_code(code), None),
+            },
+        };
+        results.push((topic.name.clone(), result.0, result.1));
+    }
+    respond(header, |w| m::encode_create_topics(w, header.api_version, &results))
+}
+
+async fn delete_topics(context: &Rc<ShardHandle>, header: &RequestHeader, names: Vec<String>) -> Response {
+    let mut results = Vec::with_capacity(names.len());
+    for name in names {
+        let result = service::start(context, Op::DeleteTopic(name.clone())).await.await.into_done();
+        results.push((name, code(result)));
+    }
+    respond(header, |w| m::encode_delete_topics(w, header.api_version, &results))
+}
+
+// --------------------------------------------------------- DescribeConfigs
+
+fn retention_value(value: Option<u64>) -> String {
+    value.map_or_else(|| "-1".to_owned(), |v| v.to_string())
+}
+
+fn topic_configs(context: &ShardHandle, name: &str) -> Option<Vec<m::ConfigEntry>> {
+    let catalog = context.catalog();
+    let topic = catalog.topics.get(name)?;
+    let config = &context.shared.config;
+    let entry = |name, value: String, source, config_type| m::ConfigEntry { name, value, source, config_type };
+    Some(vec![
+        entry("cleanup.policy", "delete".into(), m::SOURCE_DEFAULT, m::CONFIG_TYPE_STRING),
+        entry("retention.ms", retention_value(topic.retention_ms), m::SOURCE_DYNAMIC_TOPIC, m::CONFIG_TYPE_LONG),
+        entry("retention.bytes", retention_value(topic.retention_bytes), m::SOURCE_DYNAMIC_TOPIC, m::CONFIG_TYPE_LONG),
+        entry("segment.bytes", config.segment_bytes.to_string(), m::SOURCE_STATIC_BROKER, m::CONFIG_TYPE_INT),
+        entry("max.message.bytes", batch::BATCH_BYTES_MAX.to_string(), m::SOURCE_STATIC_BROKER, m::CONFIG_TYPE_INT),
+        entry("message.timestamp.type", "CreateTime".into(), m::SOURCE_DEFAULT, m::CONFIG_TYPE_STRING),
+    ])
+}
+
+fn broker_configs(context: &ShardHandle) -> Vec<m::ConfigEntry> {
+    let config = &context.shared.config;
+    let entry =
+        |name, value: String, config_type| m::ConfigEntry { name, value, source: m::SOURCE_STATIC_BROKER, config_type };
+    vec![
+        entry("num.partitions", config.kafka.default_partitions.to_string(), m::CONFIG_TYPE_INT),
+        entry("auto.create.topics.enable", config.kafka.auto_create_topics.to_string(), m::CONFIG_TYPE_STRING),
+        entry("log.retention.ms", retention_value(config.retention_ms), m::CONFIG_TYPE_LONG),
+        entry("log.retention.bytes", retention_value(config.retention_bytes), m::CONFIG_TYPE_LONG),
+        entry("log.segment.bytes", config.segment_bytes.to_string(), m::CONFIG_TYPE_INT),
+        entry("message.max.bytes", batch::BATCH_BYTES_MAX.to_string(), m::CONFIG_TYPE_INT),
+    ]
+}
+
+fn describe_configs(context: &ShardHandle, header: &RequestHeader, resources: &[m::ConfigResource]) -> Response {
+    let results: Vec<m::DescribedResource<'_>> = resources
+        .iter()
+        .map(|resource| {
+            let found = match resource.resource_type {
+                m::RESOURCE_TOPIC => topic_configs(context, &resource.name).ok_or(error::UNKNOWN_TOPIC_OR_PARTITION),
+                m::RESOURCE_BROKER if resource.name.is_empty() || resource.name == NODE_ID.to_string() => {
+                    Ok(broker_configs(context))
+                }
+                m::RESOURCE_BROKER => Err(error::INVALID_REQUEST),
+                _ => Err(error::INVALID_REQUEST),
+            };
+            let (error, configs) = match found {
+                Ok(mut configs) => {
+                    if let Some(keys) = &resource.keys {
+                        configs.retain(|config| keys.iter().any(|key| key == config.name));
+                    }
+                    (error::NONE, configs)
+                }
+                Err(error) => (error, Vec::new()),
+            };
+            m::DescribedResource {
+                error,
+                message: None,
+                resource_type: resource.resource_type,
+                name: &resource.name,
+                configs,
+            }
+        })
+        .collect();
+    respond(header, |w| m::encode_describe_configs(w, header.api_version, &results))
+}
