@@ -90,7 +90,7 @@ pub fn encode_api_versions(writer: &mut Writer, version: i16, error: i16, apis: 
     if version >= 1 {
         writer.i32(0);
     }
-    writer.tags();
+    // The closing tag section is the caller's (see `respond`), as for every body.
 }
 
 // ------------------------------------------------------------------- Metadata
