@@ -71,7 +71,7 @@ fn call(stream: &mut TcpStream, frame: &[u8]) -> Vec<u8> {
 /// Whether the server closed `stream` (reads to the end within the timeout).
 fn closed(stream: &mut TcpStream) -> bool {
     let mut sink = Vec::new();
-    matches!(stream.read_to_end(&mut sink), Ok(_))
+    stream.read_to_end(&mut sink).is_ok()
 }
 
 /// A cursor over response bytes; panics (failing the test) on a short read.
@@ -82,9 +82,6 @@ impl Cursor<'_> {
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
         head
-    }
-    fn i8(&mut self) -> i8 {
-        self.take(1)[0] as i8
     }
     fn i16(&mut self) -> i16 {
         i16::from_be_bytes(self.take(2).try_into().unwrap())
