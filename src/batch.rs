@@ -32,6 +32,8 @@
 //! allocated with a size that came from the bytes.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
+use crate::compression;
+use std::borrow::Cow;
 use std::fmt;
 
 /// Bytes of the fixed batch header, up to and including `records_count`.
@@ -97,6 +99,10 @@ pub enum BatchError {
     UnsupportedCompression {
         codec: u8,
     },
+    /// Compressed records that do not decompress, or expand past the limit.
+    BadCompression {
+        reason: String,
+    },
     /// A batch with no records.
     Empty,
     /// `records_count`, `last_offset_delta` and the records present disagree.
@@ -135,6 +141,7 @@ impl fmt::Display for BatchError {
             BatchError::UnsupportedCompression { codec } => {
                 write!(f, "batch compression codec {codec} is not supported by this build")
             }
+            BatchError::BadCompression { reason } => write!(f, "{reason}"),
             BatchError::Empty => write!(f, "batch holds no records"),
             BatchError::CountMismatch { records_count, last_offset_delta } => {
                 write!(f, "batch records_count {records_count} disagrees with last_offset_delta {last_offset_delta}")
@@ -288,11 +295,10 @@ impl<'a> Batch<'a> {
 
     /// [`Batch::validate_stored`] plus a walk of every record (see
     /// `check_records`): the rules for a batch a producer sends.
+    /// Compressed batches are decompressed for the walk (and stored as sent).
     pub fn validate_for_append(bytes: &'a [u8]) -> Result<Batch<'a>, BatchError> {
         let batch = Batch::validate_stored(bytes)?;
-        if batch.header.compression() == 0 {
-            batch.check_records()?;
-        }
+        batch.check_records()?;
         Ok(batch)
     }
 
@@ -326,8 +332,9 @@ impl<'a> Batch<'a> {
     /// timestamp exceeds `max_timestamp` (the time index trusts it), and nothing
     /// follows the last record. So no stored batch can fail a reader later.
     fn check_records(&self) -> Result<(), BatchError> {
+        let section = self.records_section()?;
         let mut expected_delta: i64 = 0;
-        for record in self.records() {
+        for record in self.records_in(&section) {
             let record = record?;
             if record.offset.wrapping_sub(self.header.base_offset) != expected_delta {
                 return Err(bad("offset deltas are not 0, 1, 2, ..."));
@@ -351,17 +358,46 @@ impl<'a> Batch<'a> {
         self.bytes
     }
 
-    /// Iterates the records. Compressed batches yield one
-    /// [`BatchError::UnsupportedCompression`] error.
+    /// Iterates the records of an uncompressed batch. Compressed batches
+    /// yield one [`BatchError::UnsupportedCompression`] error: read them with
+    /// [`Batch::records_section`] and [`Batch::records_in`].
     pub fn records(&self) -> RecordIter<'a> {
-        let compression = self.header.compression();
         RecordIter {
             rest: self.bytes.get(BATCH_HEADER_BYTES..).unwrap_or(&[]),
             remaining: self.header.records_count.max(0),
             base_offset: self.header.base_offset,
             base_timestamp: self.header.base_timestamp,
             failed: false,
-            compression,
+            compression: self.header.compression(),
+        }
+    }
+
+    /// The records section: borrowed when the batch is uncompressed, else
+    /// decompressed (bounded by [`compression::DECOMPRESSED_BYTES_MAX`]).
+    pub fn records_section(&self) -> Result<Cow<'a, [u8]>, BatchError> {
+        let section = self.bytes.get(BATCH_HEADER_BYTES..).unwrap_or(&[]);
+        match self.header.compression() {
+            compression::CODEC_NONE => Ok(Cow::Borrowed(section)),
+            codec => match compression::decompress(codec, section) {
+                Ok(records) => Ok(Cow::Owned(records)),
+                Err(compression::DecompressError::UnknownCodec(codec)) => {
+                    Err(BatchError::UnsupportedCompression { codec })
+                }
+                Err(error) => Err(BatchError::BadCompression { reason: error.to_string() }),
+            },
+        }
+    }
+
+    /// Iterates the records in `section`, this batch's records section as
+    /// [`Batch::records_section`] returned it.
+    pub fn records_in<'s>(&self, section: &'s [u8]) -> RecordIter<'s> {
+        RecordIter {
+            rest: section,
+            remaining: self.header.records_count.max(0),
+            base_offset: self.header.base_offset,
+            base_timestamp: self.header.base_timestamp,
+            failed: false,
+            compression: compression::CODEC_NONE,
         }
     }
 }
@@ -785,6 +821,46 @@ mod tests {
         assert_eq!(records[2].value, None);
         assert_eq!(records[2].offset, 2);
         assert_eq!(records[2].headers.collect::<Vec<_>>(), vec![(&b"n"[..], None)]);
+    }
+
+    /// `batch` with its records section replaced by `section` under `codec`,
+    /// length and CRC fixed up: what a Kafka producer sends.
+    fn recompressed(batch: &[u8], codec: u8, section: &[u8]) -> Vec<u8> {
+        let mut out = batch[..BATCH_HEADER_BYTES].to_vec();
+        out.extend_from_slice(section);
+        let length = (out.len() - LOG_OVERHEAD_BYTES) as i32;
+        out[OFFSET_BATCH_LENGTH..OFFSET_LEADER_EPOCH].copy_from_slice(&length.to_be_bytes());
+        out[OFFSET_ATTRIBUTES..OFFSET_LAST_OFFSET_DELTA].copy_from_slice(&i16::from(codec).to_be_bytes());
+        let crc = compute_crc(&out);
+        out[OFFSET_CRC..OFFSET_ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn compressed_batches_are_checked_on_append_and_read_decompressed() {
+        use std::io::Write;
+        let plain = sample();
+        let section = &plain[BATCH_HEADER_BYTES..];
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gzip.write_all(section).unwrap();
+        let compressed = recompressed(&plain, compression::CODEC_GZIP, &gzip.finish().unwrap());
+        let batch = Batch::validate_for_append(&compressed).unwrap();
+        assert_eq!(batch.header().compression(), compression::CODEC_GZIP);
+        assert!(matches!(batch.records().next(), Some(Err(BatchError::UnsupportedCompression { codec: 1 }))));
+        let decompressed = batch.records_section().unwrap();
+        let records: Vec<_> = batch.records_in(&decompressed).collect::<Result<_, _>>().unwrap();
+        let expected: Vec<_> = Batch::validate(&plain).unwrap().records().collect::<Result<_, _>>().unwrap();
+        assert_eq!(records, expected);
+
+        // Compressed garbage, compressed records that are malformed, an unknown codec.
+        let garbage = recompressed(&plain, compression::CODEC_ZSTD, b"not zstd at all");
+        assert!(matches!(Batch::validate_for_append(&garbage), Err(BatchError::BadCompression { .. })));
+        let mut short = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        short.write_all(&section[..section.len() - 3]).unwrap();
+        let short = recompressed(&plain, compression::CODEC_GZIP, &short.finish().unwrap());
+        assert!(matches!(Batch::validate_for_append(&short), Err(BatchError::BadRecord { .. })));
+        let unknown = recompressed(&plain, 6, section);
+        assert_eq!(Batch::validate_for_append(&unknown).unwrap_err(), BatchError::UnsupportedCompression { codec: 6 });
     }
 
     #[test]

@@ -20,6 +20,7 @@
 pub mod batch;
 pub mod bench;
 pub mod client;
+pub mod compression;
 pub mod embedded;
 pub mod ffi;
 pub mod groups;

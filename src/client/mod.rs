@@ -751,7 +751,10 @@ pub fn decode_records(mut bytes: &[u8], from: u64) -> Result<Vec<ConsumedRecord>
         let (one, rest) =
             bytes.split_at_checked(size).ok_or_else(|| ClientError::Protocol("truncated batch".into()))?;
         let batch = Batch::validate(one).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        for record in batch.records() {
+        // Batches Kafka producers compressed are decompressed here, for every
+        // native consumer (Rust, C ABI, C++, Python, CLI).
+        let section = batch.records_section().map_err(|e| ClientError::Protocol(e.to_string()))?;
+        for record in batch.records_in(&section) {
             let record = record.map_err(|e| ClientError::Protocol(e.to_string()))?;
             if (record.offset as u64) < from {
                 continue;

@@ -1249,10 +1249,8 @@ fn search_timestamp<F: StorageFile>(
             let mut bytes = vec![0u8; stored_size(&header)?];
             log.read_exact_at(&mut bytes, position).map_err(|e| LogError::io("reading a segment", e))?;
             let batch = Batch::validate(&bytes).map_err(corrupt)?;
-            if header.compression() != 0 {
-                return Ok(Some(header.base_offset as u64));
-            }
-            for record in batch.records() {
+            let section = batch.records_section().map_err(corrupt)?;
+            for record in batch.records_in(&section) {
                 let record = record.map_err(corrupt)?;
                 if record.timestamp >= timestamp {
                     return Ok(Some(record.offset as u64));

@@ -477,7 +477,8 @@ async fn timestamp_at(context: &Rc<ShardHandle>, topic: &str, partition: u32, of
     });
     let Ok(data) = service::start(context, op).await.await.into_fetch() else { return -1 };
     let Ok(batch) = Batch::validate_stored(&data.records) else { return -1 };
-    let from_records = batch.records().flatten().find(|record| record.offset as u64 == offset).map(|r| r.timestamp);
+    let Ok(section) = batch.records_section() else { return -1 };
+    let from_records = batch.records_in(&section).flatten().find(|r| r.offset as u64 == offset).map(|r| r.timestamp);
     from_records.unwrap_or(batch.header().max_timestamp)
 }
 

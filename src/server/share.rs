@@ -461,7 +461,8 @@ impl Shares {
             (DLQ_HEADER_DELIVERIES.as_bytes(), Some(deliveries_text.as_bytes())),
         ];
         let batch = Batch::validate(&bytes).map_err(|_| ErrorCode::CorruptBatch)?;
-        let record = batch.records().flatten().find(|r| r.offset == letter.offset as i64);
+        let section = batch.records_section().map_err(|_| ErrorCode::CorruptBatch)?;
+        let record = batch.records_in(&section).flatten().find(|r| r.offset == letter.offset as i64);
         let mut headers: Vec<(&[u8], Option<&[u8]>)> = record.map(|r| r.headers.collect()).unwrap_or_default();
         headers.extend(origin);
         let (timestamp, key, value) = record.map_or((now_ms(), None, None), |r| (r.timestamp, r.key, r.value));
