@@ -53,11 +53,9 @@ impl fmt::Display for DecompressError {
             DecompressError::Corrupt { codec, reason } => {
                 write!(f, "records compressed with {} do not decompress: {reason}", codec_name(*codec))
             }
-            DecompressError::TooLarge { codec } => write!(
-                f,
-                "records compressed with {} expand past {DECOMPRESSED_BYTES_MAX} bytes",
-                codec_name(*codec)
-            ),
+            DecompressError::TooLarge { codec } => {
+                write!(f, "records compressed with {} expand past {DECOMPRESSED_BYTES_MAX} bytes", codec_name(*codec))
+            }
         }
     }
 }
@@ -131,7 +129,8 @@ fn snappy_xerial(input: &[u8]) -> Result<Vec<u8>, DecompressError> {
     let mut rest = input.get(XERIAL_HEADER_BYTES..).ok_or_else(|| corrupt(CODEC_SNAPPY, "truncated xerial header"))?;
     let mut out = Vec::new();
     while !rest.is_empty() {
-        let (length, after) = rest.split_first_chunk::<4>().ok_or_else(|| corrupt(CODEC_SNAPPY, "truncated block length"))?;
+        let (length, after) =
+            rest.split_first_chunk::<4>().ok_or_else(|| corrupt(CODEC_SNAPPY, "truncated block length"))?;
         let length = u32::from_be_bytes(*length) as usize;
         let (block, after) =
             after.split_at_checked(length).ok_or_else(|| corrupt(CODEC_SNAPPY, "block length past the input"))?;

@@ -6,6 +6,7 @@
 //! in `server::coordinator`; what is here does no networking.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+pub mod classic;
 pub mod consumer;
 pub mod share;
 pub mod state_log;

@@ -916,14 +916,7 @@ pub fn decode_describe_groups(body: &[u8], version: i16) -> Result<Vec<String>, 
     Ok(groups)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DescribedMember {
-    pub member_id: String,
-    pub client_id: String,
-    pub client_host: String,
-    pub metadata: Vec<u8>,
-    pub assignment: Vec<u8>,
-}
+pub use crate::groups::classic::DescribedMember;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DescribedGroup {

@@ -71,11 +71,8 @@ const fn support(key: i16, min: i16, max: i16, flexible_from: i16) -> ApiSupport
 /// Produce is advertised from 0 because librdkafka 2.0 stops compressing when
 /// the minimum is higher (KAFKA-18659); versions 0–2 are answered with
 /// UNSUPPORTED_VERSION. Transactions, OffsetForLeaderEpoch, telemetry and
-/// KIP-848 are not advertised because they are not built, and neither (yet)
-/// is the classic group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
-/// DescribeGroups, ListGroups): clients that assign partitions themselves
-/// commit and fetch offsets; `subscribe()` needs the group protocol.
-pub const SUPPORTED: [ApiSupport; 12] = [
+/// KIP-848 are not advertised because they are not built.
+pub const SUPPORTED: [ApiSupport; 18] = [
     support(api::PRODUCE, 0, 8, 9),
     support(api::FETCH, 4, 11, 12),
     support(api::LIST_OFFSETS, 1, 5, 6),
@@ -83,6 +80,12 @@ pub const SUPPORTED: [ApiSupport; 12] = [
     support(api::OFFSET_COMMIT, 2, 7, 8),
     support(api::OFFSET_FETCH, 1, 5, 6),
     support(api::FIND_COORDINATOR, 0, 2, 3),
+    support(api::JOIN_GROUP, 0, 5, 6),
+    support(api::HEARTBEAT, 0, 3, 4),
+    support(api::LEAVE_GROUP, 0, 3, 4),
+    support(api::SYNC_GROUP, 0, 3, 4),
+    support(api::DESCRIBE_GROUPS, 0, 4, 5),
+    support(api::LIST_GROUPS, 0, 2, 3),
     support(api::API_VERSIONS, 0, 3, 3),
     support(api::CREATE_TOPICS, 2, 4, 5),
     support(api::DELETE_TOPICS, 1, 3, 4),

@@ -12,6 +12,9 @@
 use super::error::StateError;
 use super::handle::ShardHandle;
 use super::message::{Op, Reply};
+use crate::groups::classic::{
+    ClassicDescription, ClassicGroup, ClassicRequest, ClassicResponse, ClassicState, SyncOutcome,
+};
 use crate::groups::consumer::{ConsumerGroup, JoinArgs, State};
 use crate::groups::state_log::{frame_record, STATE_RECORD_HEADER_BYTES};
 use crate::groups::store::{AppendError, StateStore};
@@ -41,6 +44,11 @@ const OFFSETS_FILE_DEPTH: usize = 3;
 
 pub(crate) struct GroupSlot {
     pub group: RefCell<ConsumerGroup>,
+    /// The members of Kafka's classic protocol, when Kafka clients use the
+    /// group. The committed offsets are `group`'s, whoever commits. A group
+    /// has members of one kind at a time (the other kind is refused with
+    /// GroupKindMismatch until its last member left).
+    pub classic: RefCell<ClassicGroup>,
     /// The offsets file, opened on the first commit. The lock orders writes,
     /// syncs and compaction.
     store: tokio::sync::Mutex<Option<StateStore<FileStorage>>>,
@@ -55,6 +63,7 @@ impl GroupSlot {
     fn new(group: ConsumerGroup, store: Option<StateStore<FileStorage>>) -> GroupSlot {
         GroupSlot {
             group: RefCell::new(group),
+            classic: RefCell::new(ClassicGroup::default()),
             store: tokio::sync::Mutex::new(store),
             changed: Notify::new(),
             empty_since: Cell::new(None),
@@ -99,6 +108,16 @@ impl Groups {
 }
 
 /// Partition counts by topic name, from the current catalog.
+/// A classic group's state as the native protocol's state codes name it.
+fn classic_state_code(state: ClassicState) -> u8 {
+    use crate::protocol::group::{STATE_EMPTY, STATE_REBALANCING, STATE_STABLE};
+    match state {
+        ClassicState::Empty => STATE_EMPTY,
+        ClassicState::PreparingRebalance { .. } | ClassicState::CompletingRebalance => STATE_REBALANCING,
+        ClassicState::Stable => STATE_STABLE,
+    }
+}
+
 fn partitions_of(handle: &ShardHandle) -> impl Fn(&str) -> u32 {
     let catalog = handle.catalog();
     move |topic: &str| catalog.topics.get(topic).map_or(0, |t| t.partitions)
@@ -161,7 +180,8 @@ impl Groups {
                 // until its next offset-expiration pass, then forgotten: it
                 // leaves nothing behind. (Two references: the map's and this
                 // loop's; a request in flight would hold a third.)
-                if group.state == State::Empty && group.offsets.is_empty() {
+                let classic_empty = slot.classic.borrow().members.is_empty();
+                if group.state == State::Empty && group.offsets.is_empty() && classic_empty {
                     let since = *slot.empty_since.get().get_or_insert(now);
                     slot.empty_since.set(Some(since));
                     if now.duration_since(since) >= empty_retention
@@ -184,6 +204,13 @@ impl Groups {
                         slot.changed.notify_waiters();
                     }
                 }
+                let mut classic = slot.classic.borrow_mut();
+                if classic.next_deadline().is_some_and(|deadline| deadline <= now) {
+                    classic.expire(now);
+                    if classic.try_complete(now) {
+                        slot.changed.notify_waiters();
+                    }
+                }
             }
         }
     }
@@ -193,6 +220,15 @@ impl Groups {
             .into_iter()
             .map(|(name, slot)| {
                 let group = slot.group.borrow();
+                let classic = slot.classic.borrow();
+                if !classic.members.is_empty() {
+                    return GroupListing {
+                        group: name,
+                        kind: KIND_CONSUMER,
+                        state: classic_state_code(classic.state),
+                        members: classic.members.len() as u32,
+                    };
+                }
                 GroupListing {
                     group: name,
                     kind: KIND_CONSUMER,
@@ -229,7 +265,7 @@ impl Groups {
                 }
                 Ok(GroupResponse::Empty)
             }
-            GroupRequest::Commit(commit) => self.commit(handle, commit).await.map(|()| GroupResponse::Empty),
+            GroupRequest::Commit(commit) => self.commit(handle, commit, None).await.map(|()| GroupResponse::Empty),
             GroupRequest::Fetch { group, partitions } => {
                 let Some(slot) = self.get(&group) else {
                     let none = partitions.into_iter().map(|(topic, partition)| CommittedOffset {
@@ -269,6 +305,9 @@ impl Groups {
             return Err(ErrorCode::UnknownMemberId);
         }
         let slot = self.get_or_create(&join.group)?;
+        if !slot.classic.borrow().members.is_empty() {
+            return Err(ErrorCode::GroupKindMismatch);
+        }
         if is_new && slot.group.borrow().members.len() >= GROUP_MEMBERS_MAX {
             return Err(ErrorCode::ResourceLimit);
         }
@@ -316,7 +355,15 @@ impl Groups {
         }
     }
 
-    async fn commit(&self, handle: &ShardHandle, commit: OffsetCommit) -> Result<(), ErrorCode> {
+    /// A commit of a native member (`classic_generation` None) or of a
+    /// classic one; an empty member id commits from outside the group, which
+    /// only a group without members of either kind takes.
+    async fn commit(
+        &self,
+        handle: &ShardHandle,
+        commit: OffsetCommit,
+        classic_generation: Option<i32>,
+    ) -> Result<(), ErrorCode> {
         check_commit_entries(handle, &commit)?;
         // A refused commit leaves no empty group behind.
         let slot = match self.get(&commit.group) {
@@ -324,7 +371,15 @@ impl Groups {
             None if commit.member_id.is_empty() => self.get_or_create(&commit.group)?,
             None => return Err(ErrorCode::UnknownMemberId),
         };
-        slot.group.borrow_mut().may_commit(&commit.member_id, commit.generation, Instant::now())?;
+        let now = Instant::now();
+        if commit.member_id.is_empty() {
+            slot.group.borrow_mut().may_commit("", 0, now)?;
+            slot.classic.borrow_mut().may_commit("", -1, now)?;
+        } else if let Some(generation) = classic_generation {
+            slot.classic.borrow_mut().may_commit(&commit.member_id, generation, now)?;
+        } else {
+            slot.group.borrow_mut().may_commit(&commit.member_id, commit.generation, now)?;
+        }
         {
             // Every committed partition must fit one OffsetFetch answer.
             let group = slot.group.borrow();
@@ -392,6 +447,131 @@ impl Groups {
             if let Err(error) = store.append(&framed_tombstones(&gone, now_ms())).await {
                 eprintln!("ringmq: shard {}: forgetting {topic} in group {name} failed: {error}", handle.id);
             }
+        }
+    }
+
+    /// Answers a request of Kafka's classic group protocol on the group's
+    /// coordinator (this shard). Join and Sync wait here for the rebalance.
+    pub(crate) async fn classic_request(
+        &self,
+        handle: &Rc<ShardHandle>,
+        request: ClassicRequest,
+    ) -> Result<ClassicResponse, ErrorCode> {
+        if !valid_topic_name(request.group()) {
+            return Err(ErrorCode::InvalidGroupId);
+        }
+        let now = Instant::now();
+        match request {
+            ClassicRequest::Join { group, member_id, join } => self.classic_join(handle, &group, member_id, join).await,
+            ClassicRequest::Sync { group, member_id, generation, assignments } => {
+                self.classic_sync(handle, &group, &member_id, generation, assignments).await
+            }
+            ClassicRequest::Heartbeat { group, member_id, generation } => {
+                let slot = self.get(&group).ok_or(ErrorCode::UnknownMemberId)?;
+                let result = slot.classic.borrow_mut().heartbeat(&member_id, generation, now);
+                result.map(|()| ClassicResponse::Done)
+            }
+            ClassicRequest::Leave { group, member_ids } => {
+                let slot = self.get(&group).ok_or(ErrorCode::UnknownMemberId)?;
+                let mut classic = slot.classic.borrow_mut();
+                let results = member_ids.iter().map(|id| classic.leave(id, now)).collect();
+                if classic.try_complete(now) {
+                    slot.changed.notify_waiters();
+                }
+                Ok(ClassicResponse::Left(results))
+            }
+            ClassicRequest::Commit { commit, generation } => {
+                self.commit(handle, commit, Some(generation)).await.map(|()| ClassicResponse::Done)
+            }
+            ClassicRequest::Describe { group } => {
+                let description = match self.get(&group) {
+                    Some(slot) => slot.classic.borrow().describe(),
+                    // Kafka's answer for a group that does not exist.
+                    None => ClassicDescription { state: "Dead", ..ClassicGroup::default().describe() },
+                };
+                Ok(ClassicResponse::Described(description))
+            }
+        }
+    }
+
+    async fn classic_join(
+        &self,
+        handle: &Rc<ShardHandle>,
+        group: &str,
+        member_id: String,
+        join: crate::groups::classic::ClassicJoin,
+    ) -> Result<ClassicResponse, ErrorCode> {
+        let is_new = member_id.is_empty();
+        if !is_new && self.get(group).is_none() {
+            return Err(ErrorCode::UnknownMemberId);
+        }
+        let slot = self.get_or_create(group)?;
+        if !slot.group.borrow().members.is_empty() {
+            return Err(ErrorCode::GroupKindMismatch);
+        }
+        let member_id = if is_new { self.new_member_id(handle.id) } else { member_id };
+        let waiting_after = slot.classic.borrow_mut().join(&member_id, is_new, join, Instant::now())?;
+        slot.changed.notify_waiters();
+        loop {
+            let changed = slot.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let wait = {
+                let now = Instant::now();
+                let mut classic = slot.classic.borrow_mut();
+                if classic.try_complete(now) {
+                    slot.changed.notify_waiters();
+                }
+                if let Some(answer) = classic.join_answer(&member_id, waiting_after) {
+                    return answer.map(|answer| ClassicResponse::Joined { member_id, answer });
+                }
+                match classic.state {
+                    ClassicState::PreparingRebalance { deadline } => {
+                        deadline.saturating_duration_since(now).min(GROUP_TICK)
+                    }
+                    _ => GROUP_TICK,
+                }
+            };
+            if handle.is_stopping() {
+                return Err(ErrorCode::ShuttingDown);
+            }
+            let _ = tokio::time::timeout(wait.max(Duration::from_millis(1)), changed).await;
+        }
+    }
+
+    /// A SyncGroup: the leader's answers at once, the others' when the
+    /// leader's arrived, or RebalanceInProgress when a new rebalance began
+    /// (or the member's session ran out while it waited).
+    async fn classic_sync(
+        &self,
+        handle: &Rc<ShardHandle>,
+        group: &str,
+        member_id: &str,
+        generation: i32,
+        mut assignments: Vec<(String, Vec<u8>)>,
+    ) -> Result<ClassicResponse, ErrorCode> {
+        let slot = self.get(group).ok_or(ErrorCode::UnknownMemberId)?;
+        let started = Instant::now();
+        loop {
+            let changed = slot.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let session = {
+                let mut classic = slot.classic.borrow_mut();
+                let outcome = classic.sync(member_id, generation, std::mem::take(&mut assignments), Instant::now())?;
+                if let SyncOutcome::Assigned(assignment) = outcome {
+                    slot.changed.notify_waiters();
+                    return Ok(ClassicResponse::Synced(assignment));
+                }
+                classic.members.get(member_id).map_or(Duration::ZERO, |m| m.session_timeout)
+            };
+            if handle.is_stopping() {
+                return Err(ErrorCode::ShuttingDown);
+            }
+            if started.elapsed() >= session {
+                return Err(ErrorCode::RebalanceInProgress);
+            }
+            let _ = tokio::time::timeout(GROUP_TICK, changed).await;
         }
     }
 

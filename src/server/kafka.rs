@@ -14,18 +14,21 @@ use super::handle::ShardHandle;
 use super::message::{Op, Reply, ReplyFuture};
 use super::service;
 use crate::batch::{self, Batch, BatchHeader};
+use crate::groups::classic::{ClassicJoin, ClassicRequest, ClassicResponse};
 use crate::io::FileBytes;
 use crate::kafka::messages::{self as m, Broker};
 use crate::kafka::{self, api, error, RequestHeader, Writer};
 use crate::log::Acks;
 use crate::protocol::fetch::FetchRequest;
 use crate::protocol::group::{CommittedOffset, GroupRequest, GroupResponse, OffsetCommit};
+use crate::protocol::group::{KIND_SHARE, SESSION_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MIN};
 use crate::protocol::offsets::{ListOffsetsRequest, QUERY_EARLIEST, QUERY_LATEST};
 use crate::protocol::topic::{CreateTopicRequest, RETENTION_DEFAULT};
 use crate::protocol::{valid_topic_name, ErrorCode, FETCH_BYTES_MAX, FETCH_WAIT_MS_MAX};
 use bytes::{Buf, BytesMut};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::rc::Rc;
+use std::time::Duration;
 
 /// The connection closes instead of answering.
 pub(crate) struct Close;
@@ -139,8 +142,148 @@ pub(crate) async fn dispatch(context: &Rc<ShardHandle>, mut frame: BytesMut) -> 
             let resources = m::decode_describe_configs(&body, v).map_err(|_| Close)?;
             ready(describe_configs(&context, &header, &resources))
         }
+        api::JOIN_GROUP => {
+            let request = m::decode_join_group(&body, v).map_err(|_| Close)?;
+            Box::pin(async move { Some(join_group(&context, &header, request).await) })
+        }
+        api::SYNC_GROUP => {
+            let request = m::decode_sync_group(&body, v).map_err(|_| Close)?;
+            Box::pin(async move {
+                let m::SyncGroupRequest { group, generation, member_id, assignments } = request;
+                let op = Op::Classic(ClassicRequest::Sync { group, member_id, generation, assignments });
+                let (error, assignment) = match service::start(&context, op).await.await.into_classic() {
+                    Ok(ClassicResponse::Synced(assignment)) => (error::NONE, assignment),
+                    Ok(_) => (error::UNKNOWN_SERVER_ERROR, Vec::new()),
+                    Err(code) => (kafka::error_code(code), Vec::new()),
+                };
+                Some(respond(&header, |w| m::encode_sync_group(w, v, error, &assignment)))
+            })
+        }
+        api::HEARTBEAT => {
+            let (group, generation, member_id) = m::decode_heartbeat(&body, v).map_err(|_| Close)?;
+            Box::pin(async move {
+                let op = Op::Classic(ClassicRequest::Heartbeat { group, member_id, generation });
+                let error = code(service::start(&context, op).await.await.into_classic().map(|_| ()));
+                Some(respond(&header, |w| m::encode_error_only(w, v, error)))
+            })
+        }
+        api::LEAVE_GROUP => {
+            let (group, member_ids) = m::decode_leave_group(&body, v).map_err(|_| Close)?;
+            Box::pin(async move {
+                let op = Op::Classic(ClassicRequest::Leave { group, member_ids: member_ids.clone() });
+                let (error, members) = match service::start(&context, op).await.await.into_classic() {
+                    Ok(ClassicResponse::Left(results)) => {
+                        let members: Vec<(String, i16)> =
+                            member_ids.into_iter().zip(results).map(|(id, result)| (id, code(result))).collect();
+                        // Before v3 one member leaves and its error is the answer's.
+                        let error = if v < 3 { members.first().map_or(error::NONE, |m| m.1) } else { error::NONE };
+                        (error, members)
+                    }
+                    Ok(_) => (error::UNKNOWN_SERVER_ERROR, Vec::new()),
+                    Err(code) => (kafka::error_code(code), Vec::new()),
+                };
+                Some(respond(&header, |w| m::encode_leave_group(w, v, error, &members)))
+            })
+        }
+        api::DESCRIBE_GROUPS => {
+            let groups = m::decode_describe_groups(&body, v).map_err(|_| Close)?;
+            Box::pin(async move { Some(describe_groups(&context, &header, groups).await) })
+        }
+        api::LIST_GROUPS => {
+            m::decode_list_groups(&body).map_err(|_| Close)?;
+            Box::pin(async move {
+                let (error, groups) = match service::start(&context, Op::ListGroups).await.await.into_groups() {
+                    Ok(listings) => {
+                        let groups = listings
+                            .into_iter()
+                            .map(|listing| {
+                                let kind = if listing.kind == KIND_SHARE { "share" } else { PROTOCOL_TYPE_CONSUMER };
+                                (listing.group, kind.to_string())
+                            })
+                            .collect();
+                        (error::NONE, groups)
+                    }
+                    Err(code) => (kafka::error_code(code), Vec::new()),
+                };
+                Some(respond(&header, |w| m::encode_list_groups(w, v, error, &groups)))
+            })
+        }
         _ => return Err(Close),
     })
+}
+
+// ------------------------------------------------------ classic groups
+
+/// The protocol type of consumer groups (the one ListGroups reports for
+/// ringmq's native consumer groups too).
+const PROTOCOL_TYPE_CONSUMER: &str = "consumer";
+
+async fn join_group(context: &Rc<ShardHandle>, header: &RequestHeader, request: m::JoinGroupRequest) -> Response {
+    let v = header.api_version;
+    let refuse = |error: i16, member_id: &str| {
+        respond(header, |w| {
+            let answer =
+                m::JoinGroupAnswer { error, generation: -1, protocol_name: "", leader: "", member_id, members: &[] };
+            m::encode_join_group(w, v, &answer)
+        })
+    };
+    let session_ok = u32::try_from(request.session_timeout_ms)
+        .is_ok_and(|ms| (SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&ms));
+    if !session_ok {
+        return refuse(error::INVALID_SESSION_TIMEOUT, &request.member_id);
+    }
+    let rebalance_ms = u64::try_from(request.rebalance_timeout_ms).unwrap_or(0).max(1);
+    let join = ClassicJoin {
+        client_id: header.client_id.clone().unwrap_or_default(),
+        client_host: String::new(),
+        session_timeout: Duration::from_millis(request.session_timeout_ms as u64),
+        rebalance_timeout: Duration::from_millis(rebalance_ms),
+        protocol_type: request.protocol_type,
+        protocols: request.protocols,
+    };
+    let op = Op::Classic(ClassicRequest::Join { group: request.group, member_id: request.member_id.clone(), join });
+    match service::start(context, op).await.await.into_classic() {
+        Ok(ClassicResponse::Joined { member_id, answer }) => respond(header, |w| {
+            let answer = m::JoinGroupAnswer {
+                error: error::NONE,
+                generation: answer.generation,
+                protocol_name: &answer.protocol,
+                leader: &answer.leader,
+                member_id: &member_id,
+                members: &answer.members,
+            };
+            m::encode_join_group(w, v, &answer)
+        }),
+        Ok(_) => refuse(error::UNKNOWN_SERVER_ERROR, &request.member_id),
+        Err(code) => refuse(kafka::error_code(code), &request.member_id),
+    }
+}
+
+async fn describe_groups(context: &Rc<ShardHandle>, header: &RequestHeader, groups: Vec<String>) -> Response {
+    let mut described = Vec::with_capacity(groups.len());
+    for group in groups {
+        let op = Op::Classic(ClassicRequest::Describe { group: group.clone() });
+        let entry = match service::start(context, op).await.await.into_classic() {
+            Ok(ClassicResponse::Described(description)) => m::DescribedGroup {
+                error: error::NONE,
+                group,
+                state: description.state.to_string(),
+                protocol_type: description.protocol_type,
+                protocol: description.protocol,
+                members: description.members,
+            },
+            other => m::DescribedGroup {
+                error: other.err().map_or(error::UNKNOWN_SERVER_ERROR, kafka::error_code),
+                group,
+                state: String::new(),
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+            },
+        };
+        described.push(entry);
+    }
+    respond(header, |w| m::encode_describe_groups(w, header.api_version, &described))
 }
 
 fn api_versions(header: &RequestHeader) -> Response {
@@ -550,9 +693,11 @@ async fn offset_commit(context: &Rc<ShardHandle>, header: &RequestHeader, reques
         let commit = OffsetCommit { group: request.group.clone(), member_id: String::new(), generation: 0, offsets };
         service::start(context, Op::Group(GroupRequest::Commit(commit))).await.await.into_group().map(|_| ())
     } else {
-        // Members of a classic group commit within its generation; the group
-        // protocol is not served yet, so no such member exists.
-        Err(ErrorCode::UnknownMemberId)
+        // Members of a classic group commit within its generation.
+        let commit =
+            OffsetCommit { group: request.group.clone(), member_id: request.member_id.clone(), generation: 0, offsets };
+        let op = Op::Classic(ClassicRequest::Commit { commit, generation: request.generation });
+        service::start(context, op).await.await.into_classic().map(|_| ())
     };
     let error = code(result);
     let topics: Vec<(String, Vec<(i32, i16)>)> = request

@@ -11,6 +11,7 @@
 use super::catalog::TopicConfig;
 use super::completion::Completion;
 use super::tail_ring::TailRing;
+use crate::groups::classic::{ClassicRequest, ClassicResponse};
 use crate::io::FileBytes;
 use crate::log::Acks;
 use crate::protocol::fetch::FetchRequest;
@@ -41,6 +42,8 @@ pub(crate) enum Op {
     ListOffsets(ListOffsetsRequest),
     /// A consumer-group request, run by the group's coordinator.
     Group(GroupRequest),
+    /// A request of Kafka's classic group protocol, run by the group's coordinator.
+    Classic(ClassicRequest),
     /// Every group of every shard.
     ListGroups,
     /// A producer id (run on the producer-id shard).
@@ -102,6 +105,7 @@ pub(crate) enum Reply {
     /// CreateTopic, DeleteTopic, OpenTopic, ClosePartitions, ForgetTopic.
     Done(Result<(), ErrorCode>),
     Group(Result<GroupResponse, ErrorCode>),
+    Classic(Result<ClassicResponse, ErrorCode>),
     Groups(Result<Vec<GroupListing>, ErrorCode>),
     ProducerId(Result<(i64, i16), ErrorCode>),
     ShareFetch(Result<ShareFetchResponse, ErrorCode>),
@@ -148,6 +152,13 @@ impl Reply {
     pub fn into_group(self) -> Result<GroupResponse, ErrorCode> {
         match self {
             Reply::Group(result) => result,
+            other => Err(other.failure()),
+        }
+    }
+
+    pub fn into_classic(self) -> Result<ClassicResponse, ErrorCode> {
+        match self {
+            Reply::Classic(result) => result,
             other => Err(other.failure()),
         }
     }

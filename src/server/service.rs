@@ -48,6 +48,7 @@ pub(crate) fn destination(catalog: &Catalog, shard_count: u16, op: &Op) -> Resul
         Op::ShareAck(request) => route(&request.topic, request.partition),
         Op::Follow { topic, partition } => route(topic, *partition),
         Op::Group(request) => Ok(Destination::Shard(crate::groups::coordinator(request.group(), shard_count))),
+        Op::Classic(request) => Ok(Destination::Shard(crate::groups::coordinator(request.group(), shard_count))),
         Op::InitProducerId(_) => Ok(Destination::Shard(PRODUCER_ID_SHARD)),
         Op::CreateTopic(_) | Op::DeleteTopic(_) | Op::ListGroups => Ok(Destination::Any),
         // Internal steps are addressed by the service itself, never routed.

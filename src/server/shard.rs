@@ -72,6 +72,9 @@ impl Execute for ShardContext {
                 Reply::Done(Ok(()))
             }),
             Op::Group(request) => Box::pin(async move { Reply::Group(self.groups.request(&handle, request).await) }),
+            Op::Classic(request) => {
+                Box::pin(async move { Reply::Classic(self.groups.classic_request(&handle, request).await) })
+            }
             Op::ShardGroups => {
                 let mut groups = self.groups.list();
                 groups.extend(self.shares.list());

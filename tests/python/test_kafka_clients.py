@@ -253,6 +253,113 @@ class KafkaListener(unittest.TestCase):
             admin.delete_topics([never])[never].result()
         self.assertEqual(raised.exception.args[0].code(), confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART)
 
+    def group_member(self, group, topic, **config):
+        consumer = confluent_kafka.Consumer({
+            "bootstrap.servers": self.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+            "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 300, **config})
+        consumer.subscribe([topic])
+        return consumer
+
+    def settle(self, members, expected, consumed):
+        """Polls every member until their assignments are `expected` (a list
+        of sets, one per member); records go into `consumed` (and are committed)."""
+        deadline = time.time() + WAIT_S
+        while time.time() < deadline:
+            for member in members:
+                message = member.poll(0.1)
+                if message is not None:
+                    self.assertIsNone(message.error())
+                    consumed.append((message.partition(), message.offset()))
+                    member.commit(message=message, asynchronous=False)
+            assignments = [{tp.partition for tp in member.assignment()} for member in members]
+            if assignments == expected:
+                return
+        self.fail("assignments %s never became %s" % ([m.assignment() for m in members], expected))
+
+    def test_subscribe_with_two_members_rebalances_on_join_and_leave_and_commits_resume(self):
+        topic, group = unique("subscribed"), unique("classic")
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])[topic].result()
+        self.confluent_produce(topic, [(i % 4, None, b"%d" % i, None, None) for i in range(40)], acks="all")
+        consumed = []
+        first = self.group_member(group, topic)
+        self.settle([first], [{0, 1, 2, 3}], consumed)
+        second = self.group_member(group, topic)
+        # The join rebalances: two partitions each, no partition owned twice.
+        deadline = time.time() + WAIT_S
+        while time.time() < deadline:
+            for member in (first, second):
+                message = member.poll(0.1)
+                if message is not None:
+                    self.assertIsNone(message.error())
+                    consumed.append((message.partition(), message.offset()))
+                    member.commit(message=message, asynchronous=False)
+            owned = [{tp.partition for tp in m.assignment()} for m in (first, second)]
+            if len(owned[0]) == 2 and len(owned[1]) == 2:
+                break
+        self.assertEqual(len(owned[0]) + len(owned[1]), 4)
+        self.assertEqual(owned[0] | owned[1], {0, 1, 2, 3}, "every partition has one owner")
+        self.confluent_produce(topic, [(i % 4, None, b"late-%d" % i, None, None) for i in range(40)], acks="all")
+        self.settle([first, second], owned, consumed)
+        deadline = time.time() + WAIT_S
+        while len(set(consumed)) < 80 and time.time() < deadline:
+            self.settle([first, second], owned, consumed)
+        self.assertEqual(len(set(consumed)), 80, "every record was consumed")
+        # The leave rebalances: the first member takes everything back.
+        second.close()
+        self.settle([first], [{0, 1, 2, 3}], consumed)
+        first.close()
+        self.assertEqual(len(consumed), len(set(consumed)), "no record was consumed twice (each was committed)")
+        # A new member of the group resumes from the committed offsets.
+        third = self.group_member(group, topic)
+        resumed = []
+        self.settle([third], [{0, 1, 2, 3}], resumed)
+        self.confluent_produce(topic, [(0, None, b"after", None, None)], acks="all")
+        deadline = time.time() + WAIT_S
+        while not resumed and time.time() < deadline:
+            self.settle([third], [{0, 1, 2, 3}], resumed)
+        third.close()
+        self.assertEqual(resumed, [(0, 20)], "only the record produced after the commits")
+        [described] = admin.describe_consumer_groups([group]).values()
+        self.assertEqual(str(described.result().state), "ConsumerGroupState.EMPTY")
+        listed = [g.group_id for g in admin.list_consumer_groups().result().valid]
+        self.assertIn(group, listed)
+
+    def test_kafka_python_and_confluent_kafka_share_a_group_and_the_other_kind_is_refused(self):
+        topic, group = unique("mixed"), unique("mixed")
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result()
+        confluent_member = self.group_member(group, topic)
+        self.settle([confluent_member], [{0, 1}], [])
+        python_member = kafka.KafkaConsumer(topic, bootstrap_servers=self.bootstrap, group_id=group,
+                                            session_timeout_ms=6000, heartbeat_interval_ms=300)
+        deadline = time.time() + WAIT_S
+        while time.time() < deadline:
+            python_member.poll(100)
+            confluent_member.poll(0.1)
+            mine = {tp.partition for tp in python_member.assignment()}
+            theirs = {tp.partition for tp in confluent_member.assignment()}
+            if len(mine) == 1 and len(theirs) == 1:
+                break
+        self.assertEqual((len(mine), len(theirs), mine | theirs), (1, 1, {0, 1}))
+        python_member.close()
+        confluent_member.close()
+
+        # A group with a native member refuses Kafka members, and the other way round.
+        native_group = unique("native-kind")
+        native_member = self.native.group_consumer(native_group, [topic])
+        native_member.poll(1.0)
+        refused = self.group_member(native_group, topic)
+        error = None
+        deadline = time.time() + WAIT_S
+        while error is None and time.time() < deadline:
+            message = refused.poll(0.2)
+            if message is not None and message.error() is not None:
+                error = message.error()
+        refused.close()
+        native_member.close()
+        self.assertEqual(error.code(), confluent_kafka.KafkaError.INCONSISTENT_GROUP_PROTOCOL)
+
     def test_kcat_lists_metadata_as_json_and_produces_and_consumes(self):
         topic = unique("kcat")
         self.kcat("-P", "-t", topic, "-p", "0", "-K", ":", stdin=b"a:1\nb:2\nc:3\n")
