@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Produce throughput through the Kafka listener against the native protocol,
+# on one server, in one run, alternating: librdkafka's own benchmark producer
+# (rdkafka_performance, built from Debian's librdkafka source package) against
+# `ringmq bench produce`. Same workload on both: one producer, one partition,
+# 1 KiB records, acks 1 / written (page cache), about 1,000 records per batch.
+#
+#   bench/compare/kafka_vs_native.sh [RECORDS] [ROUNDS]     (defaults 2000000, 2)
+#
+# Needs root on Debian (apt-get), the release build (cargo build --release).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RECORDS=${1:-2000000}
+ROUNDS=${2:-2}
+SIZE=1024
+WORK=${WORK:-/tmp/ringmq-kafka-vs-native}
+BIN=target/release/ringmq
+NATIVE=127.0.0.1:19700
+KAFKA=127.0.0.1:19792
+
+perf_tool() {
+  local tool=$WORK/rdkafka_performance
+  if [ ! -x "$tool" ]; then {
+    mkdir -p "$WORK/src"
+    command -v gcc >/dev/null || apt-get install -y -qq gcc
+    [ -f /usr/include/librdkafka/rdkafka.h ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq librdkafka-dev
+    if ! ls "$WORK"/src/librdkafka-*/examples/rdkafka_performance.c >/dev/null 2>&1; then
+      sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources > /etc/apt/sources.list.d/ringmq-deb-src.sources
+      apt-get update -qq 2>/dev/null
+      (cd "$WORK/src" && apt-get source -qq librdkafka)
+    fi
+    local source_dir
+    source_dir=$(ls -d "$WORK"/src/librdkafka-*/ | head -1)
+    (cd "$source_dir" && [ -f config.h ] || ./configure --disable-ssl --disable-gssapi --disable-sasl >/dev/null)
+    gcc -O2 -I"$source_dir/src" -o "$tool" "$source_dir/examples/rdkafka_performance.c" -lrdkafka -lm -lpthread
+  } >&2; fi
+  echo "$tool"
+}
+
+TOOL=$(perf_tool)
+[ -x "$BIN" ] || cargo build --release --bin ringmq
+rm -rf "$WORK/data"
+"$BIN" serve --listen $NATIVE --kafka-listen $KAFKA --data-dir "$WORK/data" > "$WORK/serve.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q "kafka listening" "$WORK/serve.log" && break; sleep 0.05; done
+
+mb_s() { python3 -c "print(f'{$1 * $SIZE / $2 / 1e6:.0f}')"; }
+printf '%-6s %-8s %12s %10s\n' round client "records/s" "MB/s"
+for round in $(seq "$ROUNDS"); do
+  # Kafka: librdkafka, acks=1, batches of up to 1 MiB (about 1,000 records).
+  start=$(date +%s.%N)
+  "$TOOL" -P -b $KAFKA -t "kafka-$round" -p 0 -s $SIZE -c "$RECORDS" -a 1 \
+    -X linger.ms=5 -X batch.size=1048576 -X queue.buffering.max.kbytes=1048576 > "$WORK/kafka-$round.log" 2>&1
+  end=$(date +%s.%N)
+  seconds=$(python3 -c "print($end - $start)")
+  printf '%-6s %-8s %12.0f %10s\n' "$round" kafka "$(python3 -c "print($RECORDS / $seconds)")" "$(mb_s "$RECORDS" "$seconds")"
+  # Native: ringmq bench, acks written, 1,000 records per batch, 4 requests in flight.
+  json=$("$BIN" bench produce --bootstrap $NATIVE --topic "native-$round" --message-size $SIZE \
+    --batch-records 1000 --acks written --count "$RECORDS" --json)
+  python3 -c "import json,sys; d=json.loads(sys.argv[1]); print('%-6s %-8s %12.0f %10.0f' % ('$round', 'native', d['records_per_sec'], d['mb_per_sec']))" "$json"
+done
