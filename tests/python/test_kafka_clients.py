@@ -383,10 +383,15 @@ class KafkaListener(unittest.TestCase):
         deadline = time.time() + WAIT_S
         while len(received) < 10 and time.time() < deadline:
             batch = queue.receive(max_records=10, timeout=0.5)
-            queue.acknowledge_all(batch, "accept")
+            for record in batch:
+                # job-3 is rejected: dead-lettered with its key, value and headers.
+                queue.acknowledge(record, "reject" if record.value == b"job-3" else "accept")
             received.extend(batch)
         queue.close()
         self.assertEqual(sorted(r.value for r in received), sorted(b"job-%d" % i for i in range(10)))
+        [letter] = self.native_records(topic + ".dlq", 0, 1)
+        self.assertEqual(letter.value, b"job-3", "the dead letter is the record out of an lz4 batch")
+        self.assertIn((b"ringmq.dlq.reason", b"rejected"), letter.headers)
 
         group = unique("lag")
         consumer = confluent_kafka.Consumer({"bootstrap.servers": self.bootstrap, "group.id": group,
