@@ -17,6 +17,9 @@ pub const NAME_BYTES_MAX: usize = 32 * 1024;
 pub const GROUP_BLOB_BYTES_MAX: usize = 1024 * 1024;
 /// Protocols one JoinGroup may offer, and members one SyncGroup may assign.
 pub const GROUP_ENTRIES_MAX: usize = 4096;
+/// Replicas one CreateTopics assignment may name (ringmq has one broker;
+/// Kafka clusters rarely go past a handful).
+pub const REPLICAS_PER_PARTITION_MAX: usize = 64;
 /// Config entries one CreateTopics topic may carry, or DescribeConfigs key names.
 pub const CONFIG_ENTRIES_MAX: usize = 1024;
 /// Longest config value.
@@ -597,8 +600,8 @@ pub struct CreatableTopic {
     pub name: String,
     pub partitions: i32,
     pub replication_factor: i16,
-    /// Explicit replica assignments were given (not supported).
-    pub has_assignments: bool,
+    /// Explicit replica assignments: (partition, replica broker ids).
+    pub assignments: Vec<(i32, Vec<i32>)>,
     pub configs: Vec<(String, Option<String>)>,
 }
 
@@ -615,19 +618,13 @@ pub fn decode_create_topics(body: &[u8], version: i16) -> Result<CreateTopicsReq
         let partitions = reader.i32()?;
         let replication_factor = reader.i16()?;
         let assignments = array_of(reader, PARTITIONS_PER_REQUEST_MAX, 8, |reader| {
-            reader.i32()?;
-            array_of(reader, PARTITIONS_PER_REQUEST_MAX, 4, |r| r.i32())
+            let partition = reader.i32()?;
+            Ok((partition, array_of(reader, REPLICAS_PER_PARTITION_MAX, 4, |r| r.i32())?))
         })?;
         let configs = array_of(reader, CONFIG_ENTRIES_MAX, 4, |reader| {
             Ok((name(reader)?, reader.nullable_string(CONFIG_VALUE_BYTES_MAX)?.map(str::to_owned)))
         })?;
-        Ok(CreatableTopic {
-            name: topic_name,
-            partitions,
-            replication_factor,
-            has_assignments: !assignments.is_empty(),
-            configs,
-        })
+        Ok(CreatableTopic { name: topic_name, partitions, replication_factor, assignments, configs })
     })?;
     let _timeout_ms = reader.i32()?;
     let validate_only = if version >= 1 { reader.bool()? } else { false };

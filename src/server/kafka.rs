@@ -33,6 +33,11 @@ use std::time::Duration;
 /// The connection closes instead of answering.
 pub(crate) struct Close;
 
+/// Topic configs of log compaction, accepted (and without effect, as in
+/// Kafka) because topics only have `cleanup.policy=delete`.
+const COMPACTION_CONFIGS: [&str; 4] =
+    ["delete.retention.ms", "min.compaction.lag.ms", "max.compaction.lag.ms", "min.cleanable.dirty.ratio"];
+
 /// The one broker ringmq reports: node 0.
 pub const NODE_ID: i32 = 0;
 /// Records below this size are copied into the response frame; larger ones
@@ -790,16 +795,32 @@ fn creatable(context: &ShardHandle, topic: &m::CreatableTopic) -> Result<CreateT
     if !valid_topic_name(&topic.name) {
         return Err((error::INVALID_TOPIC_EXCEPTION, "topic names are 1-249 characters of [a-zA-Z0-9._-]".into()));
     }
-    if topic.has_assignments {
-        return Err((error::INVALID_REQUEST, "replica assignments are not supported (one broker)".into()));
-    }
-    if topic.replication_factor != -1 && topic.replication_factor != 1 {
-        return Err((error::INVALID_REPLICATION_FACTOR, "ringmq is one broker: replication factor 1".into()));
-    }
-    let partitions = match topic.partitions {
-        -1 => context.shared.config.kafka.default_partitions,
-        n if n > 0 => n as u32,
-        _ => return Err((error::INVALID_PARTITIONS, "the partition count must be positive".into())),
+    let partitions = if topic.assignments.is_empty() {
+        if topic.replication_factor != -1 && topic.replication_factor != 1 {
+            return Err((error::INVALID_REPLICATION_FACTOR, "ringmq is one broker: replication factor 1".into()));
+        }
+        match topic.partitions {
+            -1 => context.shared.config.kafka.default_partitions,
+            n if n > 0 => n as u32,
+            _ => return Err((error::INVALID_PARTITIONS, "the partition count must be positive".into())),
+        }
+    } else {
+        // Explicit assignments are fine when they are what ringmq does
+        // anyway: partitions 0..n, each on this broker alone.
+        let mut indexes: Vec<i32> = topic.assignments.iter().map(|(partition, _)| *partition).collect();
+        indexes.sort_unstable();
+        let dense = indexes.iter().enumerate().all(|(at, &partition)| usize::try_from(partition) == Ok(at));
+        let here = topic.assignments.iter().all(|(_, replicas)| replicas.as_slice() == [NODE_ID]);
+        if topic.partitions != -1 && usize::try_from(topic.partitions) != Ok(indexes.len()) {
+            return Err((error::INVALID_REQUEST, "give either a partition count or assignments".into()));
+        }
+        if !dense || !here {
+            return Err((
+                error::INVALID_REPLICA_ASSIGNMENT,
+                format!("ringmq is one broker: assign partitions 0..n to broker {NODE_ID} alone"),
+            ));
+        }
+        indexes.len() as u32
     };
     let mut request = CreateTopicRequest {
         name: topic.name.clone(),
@@ -813,6 +834,13 @@ fn creatable(context: &ShardHandle, topic: &m::CreatableTopic) -> Result<CreateT
             "retention.ms" => request.retention_ms = retention_config(value.as_deref()).map_err(invalid)?,
             "retention.bytes" => request.retention_bytes = retention_config(value.as_deref()).map_err(invalid)?,
             "cleanup.policy" if value.as_deref().is_none_or(|v| v == "delete") => {}
+            // Batches are stored as the producer sent them: Kafka's `producer`.
+            "compression.type" if value.as_deref().is_none_or(|v| v == "producer") => {}
+            "compression.type" => {
+                return Err(invalid("compression.type: ringmq stores batches as sent (only \"producer\")".into()))
+            }
+            // Compaction settings: without compaction they do nothing, in Kafka too.
+            name if COMPACTION_CONFIGS.contains(&name) => {}
             other => return Err(invalid(format!("config {other} is not supported by ringmq"))),
         }
     }

@@ -248,6 +248,22 @@ class KafkaListener(unittest.TestCase):
         admin.delete_topics([topic])[topic].result()
         self.assertNotIn(topic, admin.list_topics(timeout=WAIT_S).topics)
         self.assertNotIn(topic, [name for name, _ in self.native.topics()])
+        # Assignments that put every partition on this broker are fine; others are not.
+        assigned = unique("assigned")
+        admin.create_topics([NewTopic(assigned, num_partitions=2, replication_factor=-1, replica_assignment=[[0], [0]])])[assigned].result()
+        self.assertIn((assigned, 2), self.native.topics())
+        elsewhere = unique("elsewhere")
+        with self.assertRaises(confluent_kafka.KafkaException) as raised:
+            admin.create_topics([NewTopic(elsewhere, num_partitions=2, replication_factor=-1, replica_assignment=[[0], [1]])])[elsewhere].result()
+        self.assertEqual(raised.exception.args[0].code(), confluent_kafka.KafkaError.INVALID_REPLICA_ASSIGNMENT)
+        # compression.type: "producer" (batches stored as sent) is what ringmq does; lz4 is refused.
+        kept = unique("kept")
+        admin.create_topics([NewTopic(kept, 1, 1, config={"compression.type": "producer"})])[kept].result()
+        recompressed = unique("recompressed")
+        with self.assertRaises(confluent_kafka.KafkaException) as raised:
+            admin.create_topics([NewTopic(recompressed, 1, 1, config={"compression.type": "lz4"})])[recompressed].result()
+        self.assertEqual(raised.exception.args[0].code(), confluent_kafka.KafkaError.INVALID_CONFIG)
+        self.assertNotIn(recompressed, [name for name, _ in self.native.topics()])
         never = unique("never")
         with self.assertRaises(confluent_kafka.KafkaException) as raised:
             admin.delete_topics([never])[never].result()
