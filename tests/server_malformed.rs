@@ -33,6 +33,8 @@ fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
         match stream.read(&mut chunk) {
             Ok(0) => return bytes,
             Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            // A signal interrupted the read (seen once under a full test run): read again.
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(error) => panic!("the server neither answered nor closed: {error}; got {} bytes", bytes.len()),
         }
     }
