@@ -108,6 +108,36 @@ impl Groups {
 }
 
 /// Partition counts by topic name, from the current catalog.
+/// What one look at a group decided: its answer, or how long to wait for
+/// the group to change before looking again.
+enum Look<T> {
+    Answer(Result<T, ErrorCode>),
+    Wait(Duration),
+}
+
+/// Looks at `slot`'s group until `look` answers, waking when the group
+/// changes or the wait it asked for runs out. A stopping shard ends the
+/// wait with ShuttingDown. (A join waits here for its rebalance.)
+async fn until_answered<T>(
+    slot: &GroupSlot,
+    handle: &ShardHandle,
+    mut look: impl FnMut() -> Look<T>,
+) -> Result<T, ErrorCode> {
+    loop {
+        let changed = slot.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let wait = match look() {
+            Look::Answer(answer) => return answer,
+            Look::Wait(wait) => wait,
+        };
+        if handle.is_stopping() {
+            return Err(ErrorCode::ShuttingDown);
+        }
+        let _ = tokio::time::timeout(wait.max(Duration::from_millis(1)), changed).await;
+    }
+}
+
 /// A classic group's state as the native protocol's state codes name it.
 fn classic_state_code(state: ClassicState) -> u8 {
     use crate::protocol::group::{STATE_EMPTY, STATE_REBALANCING, STATE_STABLE};
@@ -322,37 +352,29 @@ impl Groups {
             rebalance_timeout: Duration::from_millis(u64::from(rebalance_timeout)),
         };
         let waiting_after = slot.group.borrow_mut().join(&member_id, is_new, args, Instant::now())?;
-        loop {
-            let changed = slot.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            let wait = {
-                let now = Instant::now();
-                let mut group = slot.group.borrow_mut();
-                if group.try_complete(now, &partitions_of(handle)) {
-                    slot.changed.notify_waiters();
-                }
-                if let Some(answer) = group.join_answer(&member_id, waiting_after) {
-                    let (generation, partitions) = answer?;
-                    let mut assignment: Vec<(String, Vec<u32>)> = Vec::new();
-                    for (topic, partition) in partitions {
-                        match assignment.last_mut() {
-                            Some((last, list)) if *last == topic => list.push(partition),
-                            _ => assignment.push((topic, vec![partition])),
-                        }
-                    }
-                    return Ok(JoinResponse { member_id, generation, assignment });
-                }
-                match group.state {
-                    State::Rebalancing { deadline } => deadline.saturating_duration_since(now).min(GROUP_TICK),
-                    _ => GROUP_TICK,
-                }
-            };
-            if handle.is_stopping() {
-                return Err(ErrorCode::ShuttingDown);
+        let (generation, partitions) = until_answered(&slot, handle, || {
+            let now = Instant::now();
+            let mut group = slot.group.borrow_mut();
+            if group.try_complete(now, &partitions_of(handle)) {
+                slot.changed.notify_waiters();
             }
-            let _ = tokio::time::timeout(wait.max(Duration::from_millis(1)), changed).await;
+            if let Some(answer) = group.join_answer(&member_id, waiting_after) {
+                return Look::Answer(answer);
+            }
+            Look::Wait(match group.state {
+                State::Rebalancing { deadline } => deadline.saturating_duration_since(now).min(GROUP_TICK),
+                _ => GROUP_TICK,
+            })
+        })
+        .await?;
+        let mut assignment: Vec<(String, Vec<u32>)> = Vec::new();
+        for (topic, partition) in partitions {
+            match assignment.last_mut() {
+                Some((last, list)) if *last == topic => list.push(partition),
+                _ => assignment.push((topic, vec![partition])),
+            }
         }
+        Ok(JoinResponse { member_id, generation, assignment })
     }
 
     /// A commit of a native member (`classic_generation` None) or of a
@@ -512,31 +534,24 @@ impl Groups {
         let member_id = if is_new { self.new_member_id(handle.id) } else { member_id };
         let waiting_after = slot.classic.borrow_mut().join(&member_id, is_new, join, Instant::now())?;
         slot.changed.notify_waiters();
-        loop {
-            let changed = slot.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            let wait = {
-                let now = Instant::now();
-                let mut classic = slot.classic.borrow_mut();
-                if classic.try_complete(now) {
-                    slot.changed.notify_waiters();
-                }
-                if let Some(answer) = classic.join_answer(&member_id, waiting_after) {
-                    return answer.map(|answer| ClassicResponse::Joined { member_id, answer });
-                }
-                match classic.state {
-                    ClassicState::PreparingRebalance { deadline } => {
-                        deadline.saturating_duration_since(now).min(GROUP_TICK)
-                    }
-                    _ => GROUP_TICK,
-                }
-            };
-            if handle.is_stopping() {
-                return Err(ErrorCode::ShuttingDown);
+        let answer = until_answered(&slot, handle, || {
+            let now = Instant::now();
+            let mut classic = slot.classic.borrow_mut();
+            if classic.try_complete(now) {
+                slot.changed.notify_waiters();
             }
-            let _ = tokio::time::timeout(wait.max(Duration::from_millis(1)), changed).await;
-        }
+            if let Some(answer) = classic.join_answer(&member_id, waiting_after) {
+                return Look::Answer(answer);
+            }
+            Look::Wait(match classic.state {
+                ClassicState::PreparingRebalance { deadline } => {
+                    deadline.saturating_duration_since(now).min(GROUP_TICK)
+                }
+                _ => GROUP_TICK,
+            })
+        })
+        .await?;
+        Ok(ClassicResponse::Joined { member_id, answer })
     }
 
     /// A SyncGroup: the leader's answers at once, the others' when the
