@@ -127,7 +127,7 @@ fn client_error(error: ClientError) -> rmq_result {
                 | ErrorCode::GroupKindMismatch,
             ) => rmq_result::RMQ_ERROR_INVALID_STATE,
             Some(ErrorCode::ProducerFenced) => rmq_result::RMQ_ERROR_FENCED,
-            Some(ErrorCode::OutOfOrderSequence) => rmq_result::RMQ_ERROR_SEQUENCE,
+            Some(ErrorCode::OutOfOrderSequence | ErrorCode::UnknownProducerId) => rmq_result::RMQ_ERROR_SEQUENCE,
             _ => rmq_result::RMQ_ERROR_BROKER,
         },
     };

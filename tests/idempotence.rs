@@ -66,7 +66,8 @@ fn a_resent_batch_is_appended_once_also_after_a_restart_and_gaps_and_fenced_epoc
     assert_ne!(other.0, producer.0, "a restart never hands out an id twice");
     assert_eq!(
         code(client.produce("t", 0, &batch(other, 2, &["x"]), Acks::Durable)),
-        Some(ErrorCode::OutOfOrderSequence)
+        Some(ErrorCode::UnknownProducerId),
+        "a producer the partition has not seen must start at sequence 0"
     );
 
     // A named producer keeps its id; each init raises the epoch and fences the older.

@@ -22,6 +22,7 @@ const API_FETCH: i16 = 1;
 const API_METADATA: i16 = 3;
 const API_VERSIONS: i16 = 18;
 const UNSUPPORTED_VERSION: i16 = 35;
+const UNKNOWN_PRODUCER_ID: i16 = 59;
 
 /// RSS growth the hostile frames may cause in this process (the server runs in it).
 const HOSTILE_RSS_GROWTH_MAX_BYTES: u64 = 64 * 1024 * 1024;
@@ -142,9 +143,9 @@ fn api_versions_answers_v0_v3_and_falls_back_to_v0_for_v4() {
     let (correlation_id, error, apis) = api_versions(&call(&mut stream, &request(API_VERSIONS, 0, 1, false, &[])), 0);
     assert_eq!((correlation_id, error), (1, 0));
     let range = |apis: &[(i16, i16, i16)], key| apis.iter().find(|a| a.0 == key).map(|a| (a.1, a.2));
-    assert_eq!(range(&apis, API_PRODUCE), Some((0, 8)), "Produce from 0 (KAFKA-18659), up to 8");
-    assert_eq!(range(&apis, API_FETCH), Some((4, 11)));
-    assert_eq!(range(&apis, API_METADATA), Some((0, 8)));
+    assert_eq!(range(&apis, API_PRODUCE), Some((0, 10)), "Produce from 0 (KAFKA-18659), up to 10");
+    assert_eq!(range(&apis, API_FETCH), Some((4, 12)), "up to 12: Fetch 13 names topics by id");
+    assert_eq!(range(&apis, API_METADATA), Some((0, 11)), "up to 11: Metadata 12 looks topics up by id");
     assert_eq!(range(&apis, API_VERSIONS), Some((0, 3)));
     for unbuilt in [23, 24, 25, 26, 68, 71, 72] {
         assert_eq!(range(&apis, unbuilt), None, "api {unbuilt} is not built, so not advertised");
@@ -394,4 +395,153 @@ fn records_cross_between_the_native_and_kafka_protocols_byte_for_byte() {
     stream.write_all(&request(API_PRODUCE, 3, 10, false, &produce_v3("cross", 1, 0, &corrupt))).unwrap();
     assert!(closed(&mut stream));
     assert_eq!(native.list_offsets("cross", 1, ringmq::protocol::offsets::QUERY_LATEST).unwrap().offset, 2);
+}
+
+/// A compact string: length + 1 as a one-byte varint (short strings only).
+fn compact(text: &str) -> Vec<u8> {
+    [&[text.len() as u8 + 1][..], text.as_bytes()].concat()
+}
+
+impl Cursor<'_> {
+    fn compact_string(&mut self) -> String {
+        let length = self.uvarint() as usize - 1;
+        String::from_utf8(self.take(length).to_vec()).unwrap()
+    }
+    fn no_tags(&mut self, what: &str) {
+        assert_eq!(self.uvarint(), 0, "an empty tag section after {what}");
+    }
+}
+
+/// Produce v9, one partition: compact strings and records, a tag section per struct.
+fn produce_v9(topic: &str, partition: i32, acks: i16, batch: &[u8]) -> Vec<u8> {
+    let mut body = vec![0]; // transactional_id: null
+    body.extend_from_slice(&acks.to_be_bytes());
+    body.extend_from_slice(&5000i32.to_be_bytes());
+    body.push(2); // one topic
+    body.extend_from_slice(&compact(topic));
+    body.push(2); // one partition
+    body.extend_from_slice(&partition.to_be_bytes());
+    assert!(batch.len() + 1 < 1 << 14);
+    let length = batch.len() as u32 + 1;
+    body.extend_from_slice(&[(length as u8 & 0x7f) | 0x80, (length >> 7) as u8]); // a two-byte varint
+    body.extend_from_slice(batch);
+    body.extend_from_slice(&[0, 0, 0]); // partition, topic, request tags
+    body
+}
+
+/// (error, base_offset) of a one-partition Produce v9 response.
+fn produce_v9_response(response: &[u8]) -> (i16, i64) {
+    let mut cursor = Cursor(response);
+    cursor.i32();
+    cursor.no_tags("the response header");
+    assert_eq!(cursor.uvarint(), 2);
+    cursor.compact_string();
+    assert_eq!(cursor.uvarint(), 2);
+    cursor.i32();
+    let error = cursor.i16();
+    let base_offset = cursor.i64();
+    cursor.i64(); // log_append_time
+    cursor.i64(); // log_start_offset
+    assert_eq!(cursor.uvarint(), 1, "no record errors");
+    assert_eq!(cursor.uvarint(), 0, "error message: null");
+    cursor.no_tags("the partition");
+    cursor.no_tags("the topic");
+    cursor.i32(); // throttle
+    cursor.no_tags("the response");
+    assert!(cursor.0.is_empty());
+    (error, base_offset)
+}
+
+#[test]
+fn flexible_versions_produce_fetch_and_describe_topics_in_compact_form() {
+    let (server, _dir) = start("kafka-flexible");
+    let native = Client::connect(&server.address().to_string()).unwrap();
+    native.create_topic("flex", 1, Retention::Default, Retention::Default).unwrap();
+    let mut stream = connect(server.kafka_address().unwrap());
+
+    // Metadata v11: one topic by name (with its null topic id), no auto-create.
+    let body = [&[2u8][..], &[0; 16], &compact("flex"), &[0], &[0, 0, 0]].concat();
+    let response = call(&mut stream, &request(API_METADATA, 11, 1, true, &body));
+    let mut cursor = Cursor(&response);
+    assert_eq!(cursor.i32(), 1);
+    cursor.no_tags("the response header");
+    cursor.i32(); // throttle
+    assert_eq!(cursor.uvarint(), 2, "one broker");
+    assert_eq!(cursor.i32(), 0);
+    assert_eq!(cursor.compact_string(), "127.0.0.1");
+    assert_eq!(cursor.i32(), i32::from(server.kafka_address().unwrap().port()));
+    assert_eq!(cursor.uvarint(), 0, "rack: null");
+    cursor.no_tags("the broker");
+    assert_eq!(cursor.compact_string(), "ringmq");
+    assert_eq!(cursor.i32(), 0, "controller");
+    assert_eq!(cursor.uvarint(), 2, "one topic");
+    assert_eq!(cursor.i16(), 0);
+    assert_eq!(cursor.compact_string(), "flex");
+    assert_eq!(cursor.take(16), &[0; 16], "the null topic id");
+    assert_eq!(cursor.take(1), &[0], "not internal");
+    assert_eq!(cursor.uvarint(), 2, "one partition");
+    assert_eq!((cursor.i16(), cursor.i32(), cursor.i32(), cursor.i32()), (0, 0, 0, 0));
+    assert_eq!((cursor.uvarint(), cursor.i32(), cursor.uvarint(), cursor.i32(), cursor.uvarint()), (2, 0, 2, 0, 1));
+    cursor.no_tags("the partition");
+    assert_eq!(cursor.i32(), i32::MIN, "topic authorized operations omitted");
+    cursor.no_tags("the topic");
+    cursor.no_tags("the response");
+    assert!(cursor.0.is_empty(), "v11 has no cluster authorized operations");
+
+    // Produce v9 in, native and Fetch v12 out.
+    let mut builder = BatchBuilder::new();
+    builder.append(1_700_000_000_000, Some(b"k"), Some(b"flexible"), &[]).unwrap();
+    let sent = builder.finish().unwrap();
+    let response = call(&mut stream, &request(API_PRODUCE, 9, 2, true, &produce_v9("flex", 0, -1, &sent)));
+    assert_eq!(produce_v9_response(&response), (0, 0));
+    assert_eq!(native.list_offsets("flex", 0, ringmq::protocol::offsets::QUERY_LATEST).unwrap().offset, 1);
+
+    let mut body = Vec::new();
+    for value in [-1i32, 100, 1, 1 << 20] {
+        body.extend_from_slice(&value.to_be_bytes()); // replica, max_wait, min_bytes, max_bytes
+    }
+    body.push(0); // isolation
+    body.extend_from_slice(&0i32.to_be_bytes()); // session id
+    body.extend_from_slice(&(-1i32).to_be_bytes()); // session epoch
+    body.push(2);
+    body.extend_from_slice(&compact("flex"));
+    body.push(2);
+    body.extend_from_slice(&0i32.to_be_bytes()); // partition
+    body.extend_from_slice(&(-1i32).to_be_bytes()); // current leader epoch
+    body.extend_from_slice(&0i64.to_be_bytes()); // fetch offset
+    body.extend_from_slice(&(-1i32).to_be_bytes()); // last fetched epoch
+    body.extend_from_slice(&(-1i64).to_be_bytes()); // log start offset
+    body.extend_from_slice(&(1i32 << 20).to_be_bytes());
+    body.extend_from_slice(&[0, 0]); // partition, topic tags
+    body.push(1); // no forgotten topics
+    body.extend_from_slice(&compact(""));
+    body.extend_from_slice(&[1, 0, 1, 0]); // cluster_id (tag 0): null
+    let response = call(&mut stream, &request(API_FETCH, 12, 3, true, &body));
+    let mut cursor = Cursor(&response);
+    assert_eq!(cursor.i32(), 3);
+    cursor.no_tags("the response header");
+    cursor.i32();
+    assert_eq!((cursor.i16(), cursor.i32()), (0, 0), "error, session id");
+    assert_eq!(cursor.uvarint(), 2);
+    assert_eq!(cursor.compact_string(), "flex");
+    assert_eq!(cursor.uvarint(), 2);
+    assert_eq!((cursor.i32(), cursor.i16(), cursor.i64(), cursor.i64(), cursor.i64()), (0, 0, 1, 1, 0));
+    assert_eq!(cursor.uvarint(), 1, "no aborted transactions");
+    assert_eq!(cursor.i32(), -1, "preferred read replica");
+    let length = cursor.uvarint() as usize - 1;
+    assert_eq!(cursor.take(length), &sent[..], "the batch as the producer sent it");
+    cursor.no_tags("the partition");
+    cursor.no_tags("the topic");
+    cursor.no_tags("the response");
+    assert!(cursor.0.is_empty());
+
+    // A producer id the partition has never seen, starting at sequence 3:
+    // UNKNOWN_PRODUCER_ID (59), not a sequence gap; nothing is appended.
+    let mut builder = BatchBuilder::new();
+    builder.producer(4242, 0, 3);
+    builder.append(1_700_000_000_001, None, Some(b"late"), &[]).unwrap();
+    let stranger = builder.finish().unwrap();
+    let response = call(&mut stream, &request(API_PRODUCE, 9, 4, true, &produce_v9("flex", 0, -1, &stranger)));
+    assert_eq!(produce_v9_response(&response), (UNKNOWN_PRODUCER_ID, -1));
+    assert_eq!(native.list_offsets("flex", 0, ringmq::protocol::offsets::QUERY_LATEST).unwrap().offset, 1);
 }

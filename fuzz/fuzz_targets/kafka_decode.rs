@@ -28,11 +28,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = m::decode_leave_group(data, version);
         let _ = m::decode_describe_groups(data, version);
         let _ = m::decode_find_coordinator(data, version);
+        let _ = m::decode_offset_fetch(data, version);
+        let _ = m::decode_delete_topics(data, version);
+        let _ = m::decode_init_producer_id(data, version);
+        let _ = m::decode_list_groups(data, version);
     }
-    let _ = m::decode_offset_fetch(data);
-    let _ = m::decode_delete_topics(data);
-    let _ = m::decode_init_producer_id(data);
-    let _ = m::decode_list_groups(data);
     let _ = m::subscription_topics(data);
     let _ = m::assignment_partitions(data);
     if let Some((&codec, compressed)) = data.split_first() {

@@ -94,6 +94,11 @@ impl<'a> Reader<'a> {
         Err(DecodeError("varint longer than 5 bytes"))
     }
 
+    /// A UUID (topic ids): 16 bytes.
+    pub fn uuid(&mut self) -> Result<[u8; 16], DecodeError> {
+        self.fixed::<16>()
+    }
+
     /// A length prefix: `None` for null. Classic: `wide` picks i32 over i16.
     fn length(&mut self, wide: bool) -> Result<Option<usize>, DecodeError> {
         let length: i64 = if self.flexible {
@@ -288,6 +293,10 @@ impl Writer {
 
     pub fn null_array(&mut self) {
         self.length(None, true);
+    }
+
+    pub fn uuid(&mut self, value: &[u8; 16]) {
+        self.bytes.extend_from_slice(value);
     }
 
     /// An empty tagged-field section (flexible only).

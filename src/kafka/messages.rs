@@ -1,9 +1,12 @@
 //! The Kafka messages ringmq serves: one decoder per request and one encoder
-//! per response, each covering every advertised version (fields are read and
-//! written under the version ranges of Kafka's JSON schemas). Requests borrow
+//! per response, each covering every advertised version, classic and
+//! flexible (fields are read and written under the version ranges of Kafka's
+//! JSON schemas; in flexible versions every struct ends in a tag section,
+//! which the decoders skip and the encoders leave empty). Requests borrow
 //! from the frame; Produce's records stay positions in it, so the batches are
 //! appended without a copy.
 
+use super::api;
 use super::codec::{DecodeError, Reader, Writer};
 use crate::protocol::{METADATA_TOPICS_MAX, PARTITIONS_PER_TOPIC_MAX, TOPIC_NAME_WIRE_BYTES_MAX};
 
@@ -26,6 +29,38 @@ pub const CONFIG_ENTRIES_MAX: usize = 1024;
 pub const CONFIG_VALUE_BYTES_MAX: usize = 4096;
 /// Longest commit metadata (as ringmq stores it).
 pub const COMMIT_METADATA_BYTES_MAX: usize = crate::protocol::group::COMMIT_METADATA_BYTES_MAX;
+/// Keys one FindCoordinator (v4+) may ask about.
+pub const COORDINATOR_KEYS_MAX: usize = GROUP_ENTRIES_MAX;
+/// The topic id ringmq reports (Metadata 10+): the null UUID, Kafka's "no
+/// id". ringmq names topics only; the versions that identify topics by id
+/// (Fetch 13+, Metadata 12+, Produce 13+, …) are not advertised.
+pub const TOPIC_ID_NONE: [u8; 16] = [0; 16];
+
+/// The fewest bytes each kind of field takes in a reader's encoding: the
+/// element minimums that bound array counts before anything is allocated
+/// (too high a minimum would refuse valid requests, so these are exact).
+#[derive(Debug, Clone, Copy)]
+struct Least {
+    /// A string: i16 length (classic), a 1-byte varint (flexible).
+    string: usize,
+    /// Bytes, records or an array count: i32 (classic), a 1-byte varint.
+    count: usize,
+    /// A struct's tag section: none (classic), a 1-byte count (flexible).
+    tags: usize,
+}
+
+fn least(reader: &Reader<'_>) -> Least {
+    if reader.is_flexible() {
+        Least { string: 1, count: 1, tags: 1 }
+    } else {
+        Least { string: 2, count: 4, tags: 0 }
+    }
+}
+
+/// A reader in the encoding of `version` of API `key`.
+fn reader_of(body: &[u8], key: i16, version: i16) -> Reader<'_> {
+    Reader::new(body, super::is_flexible(key, version))
+}
 
 /// A topic name: Kafka's limit is the schema's; the catalog checks the rules.
 fn topic(reader: &mut Reader<'_>) -> Result<String, DecodeError> {
@@ -64,8 +99,36 @@ fn array_of<'a, T>(
     Ok(nullable_array_of(reader, max, element_bytes_min, element)?.unwrap_or_default())
 }
 
+/// An array of structs: each element's tag section is read after it.
+fn structs_of<'a, T>(
+    reader: &mut Reader<'a>,
+    max: usize,
+    element_bytes_min: usize,
+    mut element: impl FnMut(&mut Reader<'a>) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    array_of(reader, max, element_bytes_min, |reader| {
+        let value = element(reader)?;
+        reader.tags()?;
+        Ok(value)
+    })
+}
+
 fn partition_indexes(reader: &mut Reader<'_>) -> Result<Vec<i32>, DecodeError> {
     array_of(reader, PARTITIONS_PER_REQUEST_MAX, 4, |r| r.i32())
+}
+
+/// An array of names (no tags: its elements are not structs).
+fn names(reader: &mut Reader<'_>, max: usize) -> Result<Vec<String>, DecodeError> {
+    let string = least(reader).string;
+    array_of(reader, max, string, name)
+}
+
+/// The request's closing tag section. Bytes after it are ignored, as Kafka's
+/// broker ignores them: librdkafka 2.16's Metadata v11 for
+/// `AdminClient.list_topics` carries three bytes past the schema's last field.
+/// Every field before them was read and checked; nothing is allocated for them.
+fn end(mut reader: Reader<'_>) -> Result<(), DecodeError> {
+    reader.tags()
 }
 
 // ---------------------------------------------------------------- ApiVersions
@@ -76,9 +139,8 @@ pub fn decode_api_versions(body: &[u8], version: i16, flexible: bool) -> Result<
     if version >= 3 {
         reader.string(NAME_BYTES_MAX)?;
         reader.string(NAME_BYTES_MAX)?;
-        reader.tags()?;
     }
-    reader.finish()
+    end(reader)
 }
 
 pub fn encode_api_versions(writer: &mut Writer, version: i16, error: i16, apis: &[(i16, i16, i16)]) {
@@ -106,19 +168,34 @@ pub struct MetadataRequest {
 }
 
 pub fn decode_metadata(body: &[u8], version: i16) -> Result<MetadataRequest, DecodeError> {
-    let mut reader = Reader::new(body, false);
-    let topics = nullable_array_of(&mut reader, TOPICS_PER_REQUEST_MAX, 2, topic)?;
+    let mut reader = reader_of(body, api::METADATA, version);
+    let least = least(&reader);
+    let topic_bytes = least.string + least.tags + if version >= 10 { 16 } else { 0 };
+    let topics = nullable_array_of(&mut reader, TOPICS_PER_REQUEST_MAX, topic_bytes, |reader| {
+        let name = if version >= 10 {
+            reader.uuid()?;
+            // A null name asks by topic id, which v10 and v11 must not do
+            // (Kafka's schema): it reads as "", which no topic is named.
+            reader.nullable_string(TOPIC_NAME_WIRE_BYTES_MAX)?.unwrap_or("").to_owned()
+        } else {
+            topic(reader)?
+        };
+        reader.tags()?;
+        Ok(name)
+    })?;
     // v0: an empty array means every topic; v1+: null does.
     let topics = match topics {
         Some(topics) if version == 0 && topics.is_empty() => None,
         other => other,
     };
     let allow_auto_topic_creation = if version >= 4 { reader.bool()? } else { true };
-    if version >= 8 {
-        reader.bool()?;
-        reader.bool()?;
+    if (8..=10).contains(&version) {
+        reader.bool()?; // include cluster authorized operations
     }
-    reader.finish()?;
+    if version >= 8 {
+        reader.bool()?; // include topic authorized operations
+    }
+    end(reader)?;
     Ok(MetadataRequest { topics, allow_auto_topic_creation })
 }
 
@@ -158,6 +235,7 @@ pub fn encode_metadata(
         if version >= 1 {
             writer.nullable_string(None);
         }
+        writer.tags();
     }
     if version >= 2 {
         writer.nullable_string(Some(CLUSTER_ID));
@@ -169,6 +247,9 @@ pub fn encode_metadata(
     for topic in topics {
         writer.i16(topic.error);
         writer.string(&topic.name);
+        if version >= 10 {
+            writer.uuid(&TOPIC_ID_NONE);
+        }
         if version >= 1 {
             writer.bool(false);
         }
@@ -188,12 +269,14 @@ pub fn encode_metadata(
             if version >= 5 {
                 writer.array(0);
             }
+            writer.tags();
         }
         if version >= 8 {
             writer.i32(AUTHORIZED_OPERATIONS_OMITTED);
         }
+        writer.tags();
     }
-    if version >= 8 {
+    if (8..=10).contains(&version) {
         writer.i32(AUTHORIZED_OPERATIONS_OMITTED);
     }
 }
@@ -224,20 +307,23 @@ pub struct ProduceRequest {
 }
 
 pub fn decode_produce(body: &[u8], version: i16) -> Result<ProduceRequest, DecodeError> {
-    let mut reader = Reader::new(body, false);
+    let mut reader = reader_of(body, api::PRODUCE, version);
+    let least = least(&reader);
     let transactional_id = if version >= 3 { nullable_name(&mut reader)? } else { None };
     let acks = reader.i16()?;
     let timeout_ms = reader.i32()?;
-    let topics = array_of(&mut reader, TOPICS_PER_REQUEST_MAX, 6, |reader| {
+    let topic_bytes = least.string + least.count + least.tags;
+    let partition_bytes = 4 + least.count + least.tags;
+    let topics = structs_of(&mut reader, TOPICS_PER_REQUEST_MAX, topic_bytes, |reader| {
         let name = topic(reader)?;
-        let partitions = array_of(reader, PARTITIONS_PER_REQUEST_MAX, 8, |reader| {
+        let partitions = structs_of(reader, PARTITIONS_PER_REQUEST_MAX, partition_bytes, |reader| {
             let index = reader.i32()?;
             let records = reader.nullable_bytes(super::REQUEST_BYTES_MAX)?.unwrap_or(&[]);
             Ok(ProducePartition { index, position: reader.consumed() - records.len(), length: records.len() })
         })?;
         Ok(ProduceTopic { name, partitions })
     })?;
-    reader.finish()?;
+    end(reader)?;
     Ok(ProduceRequest { transactional_id, acks, timeout_ms, topics })
 }
 
@@ -249,6 +335,9 @@ pub struct ProducePartitionResult {
     pub log_start_offset: i64,
 }
 
+/// v10's tagged CurrentLeader and NodeEndpoints (KIP-951) are left out: they
+/// are sent by Kafka only with NOT_LEADER_OR_FOLLOWER, and a ringmq partition
+/// never moves.
 pub fn encode_produce(writer: &mut Writer, version: i16, topics: &[(String, Vec<ProducePartitionResult>)]) {
     writer.array(topics.len());
     for (name, partitions) in topics {
@@ -268,7 +357,9 @@ pub fn encode_produce(writer: &mut Writer, version: i16, topics: &[(String, Vec<
                 writer.array(0);
                 writer.nullable_string(None);
             }
+            writer.tags();
         }
+        writer.tags();
     }
     if version >= 1 {
         writer.i32(0);
@@ -294,7 +385,8 @@ pub struct FetchRequest {
 }
 
 pub fn decode_fetch(body: &[u8], version: i16) -> Result<FetchRequest, DecodeError> {
-    let mut reader = Reader::new(body, false);
+    let mut reader = reader_of(body, api::FETCH, version);
+    let least = least(&reader);
     let _replica_id = reader.i32()?;
     let max_wait_ms = reader.i32()?;
     let min_bytes = reader.i32()?;
@@ -304,15 +396,23 @@ pub fn decode_fetch(body: &[u8], version: i16) -> Result<FetchRequest, DecodeErr
         let _session_id = reader.i32()?;
         let _session_epoch = reader.i32()?;
     }
-    let partition_bytes = 16 + if version >= 5 { 8 } else { 0 } + if version >= 9 { 4 } else { 0 };
-    let topics = array_of(&mut reader, TOPICS_PER_REQUEST_MAX, 6, |reader| {
+    let partition_bytes = 16
+        + if version >= 5 { 8 } else { 0 }
+        + if version >= 9 { 4 } else { 0 }
+        + if version >= 12 { 4 } else { 0 }
+        + least.tags;
+    let topic_bytes = least.string + least.count + least.tags;
+    let topics = structs_of(&mut reader, TOPICS_PER_REQUEST_MAX, topic_bytes, |reader| {
         let name = topic(reader)?;
-        let partitions = array_of(reader, PARTITIONS_PER_REQUEST_MAX, partition_bytes, |reader| {
+        let partitions = structs_of(reader, PARTITIONS_PER_REQUEST_MAX, partition_bytes, |reader| {
             let partition = reader.i32()?;
             if version >= 9 {
                 let _current_leader_epoch = reader.i32()?;
             }
             let fetch_offset = reader.i64()?;
+            if version >= 12 {
+                let _last_fetched_epoch = reader.i32()?;
+            }
             if version >= 5 {
                 let _log_start_offset = reader.i64()?;
             }
@@ -323,7 +423,7 @@ pub fn decode_fetch(body: &[u8], version: i16) -> Result<FetchRequest, DecodeErr
     if version >= 7 {
         // Fetch sessions are declined (session id 0 is always answered), so a
         // forgotten-topics list has nothing to forget.
-        array_of(&mut reader, TOPICS_PER_REQUEST_MAX, 6, |reader| {
+        structs_of(&mut reader, TOPICS_PER_REQUEST_MAX, topic_bytes, |reader| {
             topic(reader)?;
             partition_indexes(reader)
         })?;
@@ -331,7 +431,7 @@ pub fn decode_fetch(body: &[u8], version: i16) -> Result<FetchRequest, DecodeErr
     if version >= 11 {
         reader.string(NAME_BYTES_MAX)?;
     }
-    reader.finish()?;
+    end(reader)?;
     Ok(FetchRequest { max_wait_ms, min_bytes, max_bytes, isolation_level, topics })
 }
 
@@ -361,7 +461,8 @@ pub fn encode_fetch_topic(writer: &mut Writer, name: &str, partition_count: usiz
     writer.array(partition_count);
 }
 
-/// A partition's fields up to its records' length; the records follow.
+/// A partition's fields up to its records' length; the records follow, then
+/// (flexible) the partition's tag section, [`encode_fetch_struct_end`].
 pub fn encode_fetch_partition(writer: &mut Writer, version: i16, head: &FetchPartitionHead) {
     writer.i32(head.index);
     writer.i16(head.error);
@@ -382,6 +483,13 @@ pub fn encode_fetch_partition(writer: &mut Writer, version: i16, head: &FetchPar
     writer.bytes_length(head.records_bytes);
 }
 
+/// The end of a partition (after its records) or of a topic (after its
+/// partitions): an empty tag section in flexible versions (v12 's tagged
+/// DivergingEpoch, CurrentLeader and SnapshotId concern replication).
+pub fn encode_fetch_struct_end(writer: &mut Writer) {
+    writer.tags();
+}
+
 // ---------------------------------------------------------------- ListOffsets
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -392,13 +500,15 @@ pub struct ListOffsetsRequest {
 }
 
 pub fn decode_list_offsets(body: &[u8], version: i16) -> Result<ListOffsetsRequest, DecodeError> {
-    let mut reader = Reader::new(body, false);
+    let mut reader = reader_of(body, api::LIST_OFFSETS, version);
+    let least = least(&reader);
     let _replica_id = reader.i32()?;
     let isolation_level = if version >= 2 { reader.i8()? } else { 0 };
-    let partition_bytes = 12 + if version >= 4 { 4 } else { 0 };
-    let topics = array_of(&mut reader, TOPICS_PER_REQUEST_MAX, 6, |reader| {
+    let partition_bytes = 12 + if version >= 4 { 4 } else { 0 } + least.tags;
+    let topic_bytes = least.string + least.count + least.tags;
+    let topics = structs_of(&mut reader, TOPICS_PER_REQUEST_MAX, topic_bytes, |reader| {
         let name = topic(reader)?;
-        let partitions = array_of(reader, PARTITIONS_PER_REQUEST_MAX, partition_bytes, |reader| {
+        let partitions = structs_of(reader, PARTITIONS_PER_REQUEST_MAX, partition_bytes, |reader| {
             let index = reader.i32()?;
             if version >= 4 {
                 let _current_leader_epoch = reader.i32()?;
@@ -407,7 +517,7 @@ pub fn decode_list_offsets(body: &[u8], version: i16) -> Result<ListOffsetsReque
         })?;
         Ok((name, partitions))
     })?;
-    reader.finish()?;
+    end(reader)?;
     Ok(ListOffsetsRequest { isolation_level, topics })
 }
 
@@ -435,7 +545,9 @@ pub fn encode_list_offsets(writer: &mut Writer, version: i16, topics: &[(String,
             if version >= 4 {
                 writer.i32(0);
             }
+            writer.tags();
         }
+        writer.tags();
     }
 }
 
@@ -444,23 +556,44 @@ pub fn encode_list_offsets(writer: &mut Writer, version: i16, topics: &[(String,
 /// FindCoordinator's key type for a transactional id.
 pub const KEY_TYPE_TRANSACTION: i8 = 1;
 
-pub fn decode_find_coordinator(body: &[u8], version: i16) -> Result<(String, i8), DecodeError> {
-    let mut reader = Reader::new(body, false);
-    let key = name(&mut reader)?;
-    let key_type = if version >= 1 { reader.i8()? } else { 0 };
-    reader.finish()?;
-    Ok((key, key_type))
+/// FindCoordinator: the keys asked about (one before v4) and their type.
+pub fn decode_find_coordinator(body: &[u8], version: i16) -> Result<(Vec<String>, i8), DecodeError> {
+    let mut reader = reader_of(body, api::FIND_COORDINATOR, version);
+    let (keys, key_type) = if version >= 4 {
+        let key_type = reader.i8()?;
+        (names(&mut reader, COORDINATOR_KEYS_MAX)?, key_type)
+    } else {
+        let key = name(&mut reader)?;
+        (vec![key], if version >= 1 { reader.i8()? } else { 0 })
+    };
+    end(reader)?;
+    Ok((keys, key_type))
 }
 
+/// One answer for all `keys` (the one broker coordinates every group).
 pub fn encode_find_coordinator(
     writer: &mut Writer,
     version: i16,
+    keys: &[String],
     error: i16,
     message: Option<&str>,
     broker: &Broker<'_>,
 ) {
     if version >= 1 {
         writer.i32(0);
+    }
+    if version >= 4 {
+        writer.array(keys.len());
+        for key in keys {
+            writer.string(key);
+            writer.i32(broker.node_id);
+            writer.string(broker.host);
+            writer.i32(broker.port);
+            writer.i16(error);
+            writer.nullable_string(message);
+            writer.tags();
+        }
+        return;
     }
     writer.i16(error);
     if version >= 1 {
@@ -473,11 +606,19 @@ pub fn encode_find_coordinator(
 
 // ------------------------------------------------------------- InitProducerId
 
-pub fn decode_init_producer_id(body: &[u8]) -> Result<Option<String>, DecodeError> {
-    let mut reader = Reader::new(body, false);
+/// InitProducerId: the transactional id. The producer id and epoch of v3+
+/// (a producer asking to bump its epoch) are read and not used: ringmq
+/// answers every idempotent producer with a fresh id at epoch 0, which
+/// clients take as a reset of their sequences.
+pub fn decode_init_producer_id(body: &[u8], version: i16) -> Result<Option<String>, DecodeError> {
+    let mut reader = reader_of(body, api::INIT_PRODUCER_ID, version);
     let transactional_id = nullable_name(&mut reader)?;
     let _transaction_timeout_ms = reader.i32()?;
-    reader.finish()?;
+    if version >= 3 {
+        let _producer_id = reader.i64()?;
+        let _producer_epoch = reader.i16()?;
+    }
+    end(reader)?;
     Ok(transactional_id)
 }
 
@@ -502,7 +643,8 @@ pub struct OffsetCommitRequest {
 }
 
 pub fn decode_offset_commit(body: &[u8], version: i16) -> Result<OffsetCommitRequest, DecodeError> {
-    let mut reader = Reader::new(body, false);
+    let mut reader = reader_of(body, api::OFFSET_COMMIT, version);
+    let least = least(&reader);
     let group = name(&mut reader)?;
     let generation = reader.i32()?;
     let member_id = name(&mut reader)?;
@@ -512,10 +654,11 @@ pub fn decode_offset_commit(body: &[u8], version: i16) -> Result<OffsetCommitReq
     if (2..=4).contains(&version) {
         let _retention_time_ms = reader.i64()?;
     }
-    let partition_bytes = 14 + if version >= 6 { 4 } else { 0 };
-    let topics = array_of(&mut reader, TOPICS_PER_REQUEST_MAX, 6, |reader| {
+    let partition_bytes = 12 + least.string + if version >= 6 { 4 } else { 0 } + least.tags;
+    let topic_bytes = least.string + least.count + least.tags;
+    let topics = structs_of(&mut reader, TOPICS_PER_REQUEST_MAX, topic_bytes, |reader| {
         let name = topic(reader)?;
-        let partitions = array_of(reader, PARTITIONS_PER_REQUEST_MAX, partition_bytes, |reader| {
+        let partitions = structs_of(reader, PARTITIONS_PER_REQUEST_MAX, partition_bytes, |reader| {
             let index = reader.i32()?;
             let offset = reader.i64()?;
             if version >= 6 {
@@ -526,7 +669,7 @@ pub fn decode_offset_commit(body: &[u8], version: i16) -> Result<OffsetCommitReq
         })?;
         Ok((name, partitions))
     })?;
-    reader.finish()?;
+    end(reader)?;
     Ok(OffsetCommitRequest { group, generation, member_id, topics })
 }
 
@@ -541,7 +684,9 @@ pub fn encode_offset_commit(writer: &mut Writer, version: i16, topics: &[(String
         for &(index, error) in partitions {
             writer.i32(index);
             writer.i16(error);
+            writer.tags();
         }
+        writer.tags();
     }
 }
 
@@ -552,13 +697,22 @@ pub struct OffsetFetchRequest {
     pub topics: Option<Vec<(String, Vec<i32>)>>,
 }
 
-pub fn decode_offset_fetch(body: &[u8]) -> Result<OffsetFetchRequest, DecodeError> {
-    let mut reader = Reader::new(body, false);
+/// OffsetFetch up to v7 (one group per request; v7's require_stable is read
+/// and needs nothing: ringmq has no transactions, so no offset is unstable).
+pub fn decode_offset_fetch(body: &[u8], version: i16) -> Result<OffsetFetchRequest, DecodeError> {
+    let mut reader = reader_of(body, api::OFFSET_FETCH, version);
+    let least = least(&reader);
     let group = name(&mut reader)?;
-    let topics = nullable_array_of(&mut reader, TOPICS_PER_REQUEST_MAX, 6, |reader| {
-        Ok((topic(reader)?, partition_indexes(reader)?))
+    let topic_bytes = least.string + least.count + least.tags;
+    let topics = nullable_array_of(&mut reader, TOPICS_PER_REQUEST_MAX, topic_bytes, |reader| {
+        let topic = (topic(reader)?, partition_indexes(reader)?);
+        reader.tags()?;
+        Ok(topic)
     })?;
-    reader.finish()?;
+    if version >= 7 {
+        let _require_stable = reader.bool()?;
+    }
+    end(reader)?;
     Ok(OffsetFetchRequest { group, topics })
 }
 
@@ -586,7 +740,9 @@ pub fn encode_offset_fetch(writer: &mut Writer, version: i16, topics: &[(String,
             }
             writer.nullable_string(Some(&partition.metadata));
             writer.i16(partition.error);
+            writer.tags();
         }
+        writer.tags();
     }
     if version >= 2 {
         writer.i16(error);
@@ -612,45 +768,68 @@ pub struct CreateTopicsRequest {
 }
 
 pub fn decode_create_topics(body: &[u8], version: i16) -> Result<CreateTopicsRequest, DecodeError> {
-    let mut reader = Reader::new(body, false);
-    let topics = array_of(&mut reader, TOPICS_PER_REQUEST_MAX, 16, |reader| {
+    let mut reader = reader_of(body, api::CREATE_TOPICS, version);
+    let least = least(&reader);
+    let topic_bytes = least.string + 6 + 2 * least.count + least.tags;
+    let assignment_bytes = 4 + least.count + least.tags;
+    let config_bytes = 2 * least.string + least.tags;
+    let topics = structs_of(&mut reader, TOPICS_PER_REQUEST_MAX, topic_bytes, |reader| {
         let topic_name = topic(reader)?;
         let partitions = reader.i32()?;
         let replication_factor = reader.i16()?;
-        let assignments = array_of(reader, PARTITIONS_PER_REQUEST_MAX, 8, |reader| {
+        let assignments = structs_of(reader, PARTITIONS_PER_REQUEST_MAX, assignment_bytes, |reader| {
             let partition = reader.i32()?;
             Ok((partition, array_of(reader, REPLICAS_PER_PARTITION_MAX, 4, |r| r.i32())?))
         })?;
-        let configs = array_of(reader, CONFIG_ENTRIES_MAX, 4, |reader| {
+        let configs = structs_of(reader, CONFIG_ENTRIES_MAX, config_bytes, |reader| {
             Ok((name(reader)?, reader.nullable_string(CONFIG_VALUE_BYTES_MAX)?.map(str::to_owned)))
         })?;
         Ok(CreatableTopic { name: topic_name, partitions, replication_factor, assignments, configs })
     })?;
     let _timeout_ms = reader.i32()?;
     let validate_only = if version >= 1 { reader.bool()? } else { false };
-    reader.finish()?;
+    end(reader)?;
     Ok(CreateTopicsRequest { topics, validate_only })
 }
 
-pub fn encode_create_topics(writer: &mut Writer, version: i16, results: &[(String, i16, Option<String>)]) {
+/// One topic's CreateTopics answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedTopic {
+    pub name: String,
+    pub error: i16,
+    pub message: Option<String>,
+    /// The partition count (v5+; -1 when refused).
+    pub partitions: i32,
+}
+
+pub fn encode_create_topics(writer: &mut Writer, version: i16, results: &[CreatedTopic]) {
     if version >= 2 {
         writer.i32(0);
     }
     writer.array(results.len());
-    for (name, error, message) in results {
-        writer.string(name);
-        writer.i16(*error);
+    for result in results {
+        writer.string(&result.name);
+        writer.i16(result.error);
         if version >= 1 {
-            writer.nullable_string(message.as_deref());
+            writer.nullable_string(result.message.as_deref());
         }
+        if version >= 5 {
+            writer.i32(result.partitions);
+            writer.i16(if result.error == super::error::NONE { 1 } else { -1 }); // replication factor
+                                                                                 // The topic's configs (KIP-525) are null, as Kafka answers a
+                                                                                 // client not allowed to describe them: DescribeConfigs has them.
+            writer.null_array();
+        }
+        writer.tags();
     }
 }
 
-pub fn decode_delete_topics(body: &[u8]) -> Result<Vec<String>, DecodeError> {
-    let mut reader = Reader::new(body, false);
-    let names = array_of(&mut reader, TOPICS_PER_REQUEST_MAX, 2, topic)?;
+pub fn decode_delete_topics(body: &[u8], version: i16) -> Result<Vec<String>, DecodeError> {
+    let mut reader = reader_of(body, api::DELETE_TOPICS, version);
+    let string = least(&reader).string;
+    let names = array_of(&mut reader, TOPICS_PER_REQUEST_MAX, string, topic)?;
     let _timeout_ms = reader.i32()?;
-    reader.finish()?;
+    end(reader)?;
     Ok(names)
 }
 
@@ -662,6 +841,10 @@ pub fn encode_delete_topics(writer: &mut Writer, version: i16, results: &[(Strin
     for (name, error) in results {
         writer.string(name);
         writer.i16(*error);
+        if version >= 5 {
+            writer.nullable_string(None);
+        }
+        writer.tags();
     }
 }
 
@@ -680,11 +863,13 @@ pub struct ConfigResource {
 }
 
 pub fn decode_describe_configs(body: &[u8], version: i16) -> Result<Vec<ConfigResource>, DecodeError> {
-    let mut reader = Reader::new(body, false);
-    let resources = array_of(&mut reader, TOPICS_PER_REQUEST_MAX, 7, |reader| {
+    let mut reader = reader_of(body, api::DESCRIBE_CONFIGS, version);
+    let least = least(&reader);
+    let resource_bytes = 1 + least.string + least.count + least.tags;
+    let resources = structs_of(&mut reader, TOPICS_PER_REQUEST_MAX, resource_bytes, |reader| {
         let resource_type = reader.i8()?;
         let resource_name = name(reader)?;
-        let keys = nullable_array_of(reader, CONFIG_ENTRIES_MAX, 2, name)?;
+        let keys = nullable_array_of(reader, CONFIG_ENTRIES_MAX, least.string, name)?;
         Ok(ConfigResource { resource_type, name: resource_name, keys })
     })?;
     if version >= 1 {
@@ -693,7 +878,7 @@ pub fn decode_describe_configs(body: &[u8], version: i16) -> Result<Vec<ConfigRe
     if version >= 3 {
         reader.bool()?;
     }
-    reader.finish()?;
+    end(reader)?;
     Ok(resources)
 }
 
@@ -742,7 +927,9 @@ pub fn encode_describe_configs(writer: &mut Writer, version: i16, results: &[Des
                 writer.i8(config.config_type);
                 writer.nullable_string(None);
             }
+            writer.tags();
         }
+        writer.tags();
     }
 }
 
@@ -760,7 +947,8 @@ pub struct JoinGroupRequest {
 }
 
 pub fn decode_join_group(body: &[u8], version: i16) -> Result<JoinGroupRequest, DecodeError> {
-    let mut reader = Reader::new(body, false);
+    let mut reader = reader_of(body, api::JOIN_GROUP, version);
+    let least = least(&reader);
     let group = name(&mut reader)?;
     let session_timeout_ms = reader.i32()?;
     let rebalance_timeout_ms = if version >= 1 { reader.i32()? } else { session_timeout_ms };
@@ -769,16 +957,22 @@ pub fn decode_join_group(body: &[u8], version: i16) -> Result<JoinGroupRequest, 
         let _group_instance_id = nullable_name(&mut reader)?;
     }
     let protocol_type = name(&mut reader)?;
-    let protocols = array_of(&mut reader, GROUP_ENTRIES_MAX, 6, |reader| {
+    let protocol_bytes = least.string + least.count + least.tags;
+    let protocols = structs_of(&mut reader, GROUP_ENTRIES_MAX, protocol_bytes, |reader| {
         Ok((name(reader)?, reader.bytes(GROUP_BLOB_BYTES_MAX)?.to_vec()))
     })?;
-    reader.finish()?;
+    if version >= 8 {
+        let _reason = nullable_name(&mut reader)?;
+    }
+    end(reader)?;
     Ok(JoinGroupRequest { group, session_timeout_ms, rebalance_timeout_ms, member_id, protocol_type, protocols })
 }
 
 pub struct JoinGroupAnswer<'a> {
     pub error: i16,
     pub generation: i32,
+    /// The group's protocol type (v7+); `None` on an error.
+    pub protocol_type: Option<&'a str>,
     pub protocol_name: &'a str,
     pub leader: &'a str,
     pub member_id: &'a str,
@@ -792,8 +986,17 @@ pub fn encode_join_group(writer: &mut Writer, version: i16, answer: &JoinGroupAn
     }
     writer.i16(answer.error);
     writer.i32(answer.generation);
-    writer.string(answer.protocol_name);
+    if version >= 7 {
+        writer.nullable_string(answer.protocol_type);
+        // Kafka answers a refused join with a null protocol name from v7 on.
+        writer.nullable_string(answer.protocol_type.map(|_| answer.protocol_name));
+    } else {
+        writer.string(answer.protocol_name);
+    }
     writer.string(answer.leader);
+    if version >= 9 {
+        writer.bool(false); // skip assignment: the leader always assigns
+    }
     writer.string(answer.member_id);
     writer.array(answer.members.len());
     for (member_id, metadata) in answer.members {
@@ -802,6 +1005,7 @@ pub fn encode_join_group(writer: &mut Writer, version: i16, answer: &JoinGroupAn
             writer.nullable_string(None);
         }
         writer.bytes(metadata);
+        writer.tags();
     }
 }
 
@@ -815,38 +1019,51 @@ pub struct SyncGroupRequest {
 }
 
 pub fn decode_sync_group(body: &[u8], version: i16) -> Result<SyncGroupRequest, DecodeError> {
-    let mut reader = Reader::new(body, false);
+    let mut reader = reader_of(body, api::SYNC_GROUP, version);
+    let least = least(&reader);
     let group = name(&mut reader)?;
     let generation = reader.i32()?;
     let member_id = name(&mut reader)?;
     if version >= 3 {
         let _group_instance_id = nullable_name(&mut reader)?;
     }
-    let assignments = array_of(&mut reader, GROUP_ENTRIES_MAX, 6, |reader| {
+    if version >= 5 {
+        let _protocol_type = nullable_name(&mut reader)?;
+        let _protocol_name = nullable_name(&mut reader)?;
+    }
+    let assignment_bytes = least.string + least.count + least.tags;
+    let assignments = structs_of(&mut reader, GROUP_ENTRIES_MAX, assignment_bytes, |reader| {
         Ok((name(reader)?, reader.bytes(GROUP_BLOB_BYTES_MAX)?.to_vec()))
     })?;
-    reader.finish()?;
+    end(reader)?;
     Ok(SyncGroupRequest { group, generation, member_id, assignments })
 }
 
+/// SyncGroup v5's protocol type and name are answered null, which clients
+/// take as consistent (Kafka fills them from the group; the member has them
+/// from its JoinGroup answer).
 pub fn encode_sync_group(writer: &mut Writer, version: i16, error: i16, assignment: &[u8]) {
     if version >= 1 {
         writer.i32(0);
     }
     writer.i16(error);
+    if version >= 5 {
+        writer.nullable_string(None);
+        writer.nullable_string(None);
+    }
     writer.bytes(assignment);
 }
 
 /// Heartbeat: (group, generation, member id).
 pub fn decode_heartbeat(body: &[u8], version: i16) -> Result<(String, i32, String), DecodeError> {
-    let mut reader = Reader::new(body, false);
+    let mut reader = reader_of(body, api::HEARTBEAT, version);
     let group = name(&mut reader)?;
     let generation = reader.i32()?;
     let member_id = name(&mut reader)?;
     if version >= 3 {
         let _group_instance_id = nullable_name(&mut reader)?;
     }
-    reader.finish()?;
+    end(reader)?;
     Ok((group, generation, member_id))
 }
 
@@ -860,18 +1077,22 @@ pub fn encode_error_only(writer: &mut Writer, version: i16, error: i16) {
 
 /// LeaveGroup: (group, member ids leaving).
 pub fn decode_leave_group(body: &[u8], version: i16) -> Result<(String, Vec<String>), DecodeError> {
-    let mut reader = Reader::new(body, false);
+    let mut reader = reader_of(body, api::LEAVE_GROUP, version);
+    let least = least(&reader);
     let group = name(&mut reader)?;
     let members = if version >= 3 {
-        array_of(&mut reader, GROUP_ENTRIES_MAX, 4, |reader| {
+        structs_of(&mut reader, GROUP_ENTRIES_MAX, 2 * least.string + least.tags, |reader| {
             let member_id = name(reader)?;
             let _group_instance_id = nullable_name(reader)?;
+            if version >= 5 {
+                let _reason = nullable_name(reader)?;
+            }
             Ok(member_id)
         })?
     } else {
         vec![name(&mut reader)?]
     };
-    reader.finish()?;
+    end(reader)?;
     Ok((group, members))
 }
 
@@ -883,12 +1104,13 @@ pub fn encode_leave_group(writer: &mut Writer, version: i16, error: i16, members
             writer.string(member_id);
             writer.nullable_string(None);
             writer.i16(*error);
+            writer.tags();
         }
     }
 }
 
-pub fn decode_list_groups(body: &[u8]) -> Result<(), DecodeError> {
-    Reader::new(body, false).finish()
+pub fn decode_list_groups(body: &[u8], version: i16) -> Result<(), DecodeError> {
+    end(reader_of(body, api::LIST_GROUPS, version))
 }
 
 pub fn encode_list_groups(writer: &mut Writer, version: i16, error: i16, groups: &[(String, String)]) {
@@ -900,16 +1122,17 @@ pub fn encode_list_groups(writer: &mut Writer, version: i16, error: i16, groups:
     for (group, protocol_type) in groups {
         writer.string(group);
         writer.string(protocol_type);
+        writer.tags();
     }
 }
 
 pub fn decode_describe_groups(body: &[u8], version: i16) -> Result<Vec<String>, DecodeError> {
-    let mut reader = Reader::new(body, false);
-    let groups = array_of(&mut reader, GROUP_ENTRIES_MAX, 2, name)?;
+    let mut reader = reader_of(body, api::DESCRIBE_GROUPS, version);
+    let groups = names(&mut reader, GROUP_ENTRIES_MAX)?;
     if version >= 3 {
         reader.bool()?;
     }
-    reader.finish()?;
+    end(reader)?;
     Ok(groups)
 }
 
@@ -946,15 +1169,17 @@ pub fn encode_describe_groups(writer: &mut Writer, version: i16, groups: &[Descr
             writer.string(&member.client_host);
             writer.bytes(&member.metadata);
             writer.bytes(&member.assignment);
+            writer.tags();
         }
         if version >= 3 {
             writer.i32(AUTHORIZED_OPERATIONS_OMITTED);
         }
+        writer.tags();
     }
 }
 
 /// The topics of a `consumer` protocol subscription (ConsumerProtocolSubscription,
-/// any version: the topics come first).
+/// any version: the topics come first; the consumer protocol is never flexible).
 pub fn subscription_topics(metadata: &[u8]) -> Result<Vec<String>, DecodeError> {
     let mut reader = Reader::new(metadata, false);
     let _version = reader.i16()?;
@@ -1015,15 +1240,15 @@ mod tests {
         let bytes = writer.into_inner();
         for cut in 0..bytes.len() {
             let body = &bytes[..cut];
-            for version in 0..12 {
+            for version in 0..16 {
                 let _ = decode_metadata(body, version);
                 let _ = decode_produce(body, version);
                 let _ = decode_fetch(body, version);
                 let _ = decode_list_offsets(body, version);
                 let _ = decode_offset_commit(body, version);
-                let _ = decode_offset_fetch(body);
+                let _ = decode_offset_fetch(body, version);
                 let _ = decode_create_topics(body, version);
-                let _ = decode_delete_topics(body);
+                let _ = decode_delete_topics(body, version);
                 let _ = decode_describe_configs(body, version);
                 let _ = decode_join_group(body, version);
                 let _ = decode_sync_group(body, version);
@@ -1031,10 +1256,218 @@ mod tests {
                 let _ = decode_leave_group(body, version);
                 let _ = decode_describe_groups(body, version);
                 let _ = decode_find_coordinator(body, version);
-                let _ = decode_init_producer_id(body);
+                let _ = decode_init_producer_id(body, version);
                 let _ = subscription_topics(body);
                 let _ = assignment_partitions(body);
             }
         }
+    }
+
+    /// Every complete flexible request below decodes; each of its prefixes
+    /// is refused (an error, never a panic or a wrong success).
+    fn decodes_only_whole<T: std::fmt::Debug>(body: &[u8], decode: impl Fn(&[u8]) -> Result<T, DecodeError>) -> T {
+        for cut in 0..body.len() {
+            assert!(decode(&body[..cut]).is_err(), "a {cut}-byte prefix of {} decoded", body.len());
+        }
+        decode(body).unwrap()
+    }
+
+    #[test]
+    fn flexible_produce_fetch_and_metadata_requests_decode_with_their_tags() {
+        // Produce v9: compact strings, compact records, a tag section per struct.
+        let mut w = Writer::new(true);
+        w.nullable_string(None);
+        w.i16(-1);
+        w.i32(1000);
+        w.array(1);
+        w.string("t");
+        w.array(1);
+        w.i32(3);
+        w.bytes(b"batch");
+        w.tags();
+        w.tags();
+        w.raw(&[1, 0, 2, 0xab, 0xcd]); // a top-level tag section with one unknown field
+        let body = w.into_inner();
+        let request = decodes_only_whole(&body, |b| decode_produce(b, 9));
+        let partition = &request.topics[0].partitions[0];
+        assert_eq!(
+            (partition.index, &body[partition.position..partition.position + partition.length]),
+            (3, &b"batch"[..])
+        );
+
+        // Fetch v12: last_fetched_epoch, tags per partition and topic, rack id, cluster id tag.
+        let mut w = Writer::new(true);
+        for value in [-1, 500, 1, 1 << 20] {
+            w.i32(value);
+        }
+        w.i8(0);
+        w.i32(0);
+        w.i32(-1);
+        w.array(1);
+        w.string("t");
+        w.array(1);
+        w.i32(2);
+        w.i32(-1);
+        w.i64(42);
+        w.i32(-1);
+        w.i64(-1);
+        w.i32(4096);
+        w.tags();
+        w.tags();
+        w.array(0);
+        w.string("");
+        w.raw(&[1, 0, 1, 0]); // cluster_id (tag 0): null
+        let request = decodes_only_whole(&w.into_inner(), |b| decode_fetch(b, 12));
+        assert_eq!(
+            request.topics,
+            vec![("t".to_string(), vec![FetchPartition { partition: 2, fetch_offset: 42, partition_max_bytes: 4096 }])]
+        );
+
+        // Metadata v10: a topic id before each name; v11 drops the cluster-operations flag.
+        for version in [9, 10, 11] {
+            let mut w = Writer::new(true);
+            w.array(1);
+            if version >= 10 {
+                w.uuid(&[7; 16]);
+            }
+            w.string("orders");
+            w.tags();
+            w.bool(false);
+            if version <= 10 {
+                w.bool(false);
+            }
+            w.bool(false);
+            w.tags();
+            let request = decodes_only_whole(&w.into_inner(), |b| decode_metadata(b, version));
+            assert_eq!(request.topics, Some(vec!["orders".to_string()]), "v{version}");
+            assert!(!request.allow_auto_topic_creation);
+        }
+    }
+
+    #[test]
+    fn flexible_group_requests_decode_with_their_new_fields() {
+        // JoinGroup v8: reason after the protocols.
+        let mut w = Writer::new(true);
+        w.string("g");
+        w.i32(10_000);
+        w.i32(30_000);
+        w.string("");
+        w.nullable_string(None);
+        w.string("consumer");
+        w.array(1);
+        w.string("range");
+        w.bytes(&[0, 1]);
+        w.tags();
+        w.nullable_string(Some("joining"));
+        w.tags();
+        let join = decodes_only_whole(&w.into_inner(), |b| decode_join_group(b, 8));
+        assert_eq!(
+            (join.group.as_str(), join.protocols.len(), join.protocols[0].1.as_slice()),
+            ("g", 1, &[0u8, 1][..])
+        );
+
+        // SyncGroup v5: protocol type and name before the assignments.
+        let mut w = Writer::new(true);
+        w.string("g");
+        w.i32(3);
+        w.string("m-1");
+        w.nullable_string(None);
+        w.nullable_string(Some("consumer"));
+        w.nullable_string(Some("range"));
+        w.array(1);
+        w.string("m-1");
+        w.bytes(b"assignment");
+        w.tags();
+        w.tags();
+        let sync = decodes_only_whole(&w.into_inner(), |b| decode_sync_group(b, 5));
+        assert_eq!(sync.assignments, vec![("m-1".to_string(), b"assignment".to_vec())]);
+
+        // LeaveGroup v5: a reason per member.
+        let mut w = Writer::new(true);
+        w.string("g");
+        w.array(2);
+        for member in ["a", "b"] {
+            w.string(member);
+            w.nullable_string(None);
+            w.nullable_string(Some("bye"));
+            w.tags();
+        }
+        w.tags();
+        assert_eq!(decodes_only_whole(&w.into_inner(), |b| decode_leave_group(b, 5)).1, ["a", "b"]);
+
+        // FindCoordinator v4: a key type, then a list of keys.
+        let mut w = Writer::new(true);
+        w.i8(0);
+        w.array(2);
+        w.string("g1");
+        w.string("g2");
+        w.tags();
+        assert_eq!(
+            decodes_only_whole(&w.into_inner(), |b| decode_find_coordinator(b, 4)),
+            (vec!["g1".into(), "g2".into()], 0)
+        );
+
+        // OffsetFetch v7: require_stable; InitProducerId v4: producer id and epoch.
+        let mut w = Writer::new(true);
+        w.string("g");
+        w.null_array();
+        w.bool(true);
+        w.tags();
+        assert_eq!(decodes_only_whole(&w.into_inner(), |b| decode_offset_fetch(b, 7)).topics, None);
+        let mut w = Writer::new(true);
+        w.nullable_string(None);
+        w.i32(60_000);
+        w.i64(12);
+        w.i16(3);
+        w.tags();
+        assert_eq!(decodes_only_whole(&w.into_inner(), |b| decode_init_producer_id(b, 4)), None);
+    }
+
+    #[test]
+    fn array_minimums_do_not_refuse_the_smallest_valid_flexible_elements() {
+        // 100 Produce topics, each with one partition and empty records: the
+        // smallest elements there are; a minimum above them would refuse it.
+        let mut w = Writer::new(true);
+        w.nullable_string(None);
+        w.i16(1);
+        w.i32(0);
+        w.array(100);
+        for _ in 0..100 {
+            w.string("");
+            w.array(1);
+            w.i32(0);
+            w.null_bytes();
+            w.tags();
+            w.tags();
+        }
+        w.tags();
+        assert_eq!(decode_produce(&w.into_inner(), 9).unwrap().topics.len(), 100);
+        let mut w = Writer::new(true);
+        w.array(50);
+        for _ in 0..50 {
+            w.string("");
+        }
+        w.bool(false);
+        w.tags();
+        assert_eq!(decode_describe_groups(&w.into_inner(), 5).unwrap().len(), 50);
+    }
+
+    #[test]
+    fn flexible_responses_end_every_struct_with_a_tag_section() {
+        let mut w = Writer::new(true);
+        let topics = [TopicMetadata { error: 0, name: "t".into(), leaders: vec![0] }];
+        encode_metadata(&mut w, 11, &[Broker { node_id: 0, host: "h", port: 9 }], 0, &topics);
+        #[rustfmt::skip]
+        let expected: Vec<u8> = [
+            &0i32.to_be_bytes()[..],             // throttle
+            &[2], &0i32.to_be_bytes(), &[2, b'h'], &9i32.to_be_bytes(), &[0], &[0], // one broker, rack null, tags
+            &[7], b"ringmq",                     // cluster id
+            &0i32.to_be_bytes(),                 // controller
+            &[2], &0i16.to_be_bytes(), &[2, b't'], &TOPIC_ID_NONE, &[0], // one topic: error, name, id, internal
+            &[2], &0i16.to_be_bytes(), &0i32.to_be_bytes(), &0i32.to_be_bytes(), &0i32.to_be_bytes(),
+            &[2], &0i32.to_be_bytes(), &[2], &0i32.to_be_bytes(), &[1], &[0], // replicas, isr, offline, tags
+            &i32::MIN.to_be_bytes(), &[0],       // topic authorized operations, tags
+        ].concat();
+        assert_eq!(w.into_inner(), expected, "v11 has no cluster authorized operations");
     }
 }

@@ -55,6 +55,9 @@ pub enum SequenceCheck {
     Fenced,
     /// Not the next sequence (a gap, or a retry older than the recent batches).
     OutOfOrder,
+    /// A producer id this partition does not know (never seen, forgotten, or
+    /// its batches deleted before a restart), starting above sequence 0.
+    UnknownProducer,
     /// A negative sequence, or a producer id with no sequence.
     Invalid,
 }
@@ -96,7 +99,7 @@ impl ProducerTable {
         let last = last_sequence(first, header.last_offset_delta);
         let Some(entry) = self.producers.get(&header.producer_id) else {
             // A producer this partition has not seen starts at 0.
-            return if first == 0 { SequenceCheck::Append } else { SequenceCheck::OutOfOrder };
+            return if first == 0 { SequenceCheck::Append } else { SequenceCheck::UnknownProducer };
         };
         if header.producer_epoch < entry.epoch {
             return SequenceCheck::Fenced;
@@ -181,7 +184,7 @@ mod tests {
         );
         assert_eq!(table.check(&header(7, 0, 6, 1, -1)), SequenceCheck::OutOfOrder, "sequence 5 is missing");
         assert_eq!(table.check(&header(7, 0, 5, 1, -1)), SequenceCheck::Append);
-        assert_eq!(table.check(&header(8, 0, 4, 1, -1)), SequenceCheck::OutOfOrder, "a new producer starts at 0");
+        assert_eq!(table.check(&header(8, 0, 4, 1, -1)), SequenceCheck::UnknownProducer, "a new producer starts at 0");
     }
 
     #[test]
@@ -191,7 +194,7 @@ mod tests {
             table.record(&header(producer, 0, 0, 1, producer));
         }
         assert_eq!(table.len(), PRODUCERS_PER_PARTITION_MAX);
-        assert_eq!(table.check(&header(0, 0, 1, 1, -1)), SequenceCheck::OutOfOrder, "producer 0 was forgotten");
+        assert_eq!(table.check(&header(0, 0, 1, 1, -1)), SequenceCheck::UnknownProducer, "producer 0 was forgotten");
         let last = PRODUCERS_PER_PARTITION_MAX as i64;
         assert_eq!(table.check(&header(last, 0, 1, 1, -1)), SequenceCheck::Append);
     }

@@ -162,6 +162,10 @@ pub enum ErrorCode {
     /// A share acknowledgement for records this member has not acquired (or
     /// whose lease expired).
     InvalidRecordState = 25,
+    /// An idempotent batch above sequence 0 from a producer id the partition
+    /// does not know (its batches were deleted by retention before a restart,
+    /// or it was forgotten past the per-partition bound); nothing was appended.
+    UnknownProducerId = 26,
 }
 
 impl ErrorCode {
@@ -194,6 +198,7 @@ impl ErrorCode {
             23 => OutOfOrderSequence,
             24 => ProducerFenced,
             25 => InvalidRecordState,
+            26 => UnknownProducerId,
             _ => return Option::None,
         })
     }
@@ -227,6 +232,7 @@ impl ErrorCode {
             OutOfOrderSequence => "out of order sequence",
             ProducerFenced => "producer fenced",
             InvalidRecordState => "invalid record state",
+            UnknownProducerId => "unknown producer id",
         }
     }
 }
@@ -608,9 +614,9 @@ mod tests {
 
     #[test]
     fn every_error_code_round_trips() {
-        for code in 0..=25u16 {
+        for code in 0..=26u16 {
             assert_eq!(ErrorCode::from_u16(code).unwrap() as u16, code);
         }
-        assert_eq!(ErrorCode::from_u16(26), None);
+        assert_eq!(ErrorCode::from_u16(27), None);
     }
 }

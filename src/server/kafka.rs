@@ -102,16 +102,16 @@ pub(crate) async fn dispatch(context: &Rc<ShardHandle>, mut frame: BytesMut) -> 
             Box::pin(async move { Some(list_offsets(&context, &header, request).await) })
         }
         api::FIND_COORDINATOR => {
-            let (_key, key_type) = m::decode_find_coordinator(&body, v).map_err(|_| Close)?;
+            let (keys, key_type) = m::decode_find_coordinator(&body, v).map_err(|_| Close)?;
             let (error, message) = if key_type == m::KEY_TYPE_TRANSACTION {
                 (error::INVALID_REQUEST, Some("ringmq does not support transactions"))
             } else {
                 (error::NONE, None)
             };
-            ready(respond(&header, |w| m::encode_find_coordinator(w, v, error, message, &broker(&context))))
+            ready(respond(&header, |w| m::encode_find_coordinator(w, v, &keys, error, message, &broker(&context))))
         }
         api::INIT_PRODUCER_ID => {
-            let transactional_id = m::decode_init_producer_id(&body).map_err(|_| Close)?;
+            let transactional_id = m::decode_init_producer_id(&body, v).map_err(|_| Close)?;
             if transactional_id.is_some() {
                 ready(respond(&header, |w| m::encode_init_producer_id(w, error::INVALID_REQUEST, -1, -1)))
             } else {
@@ -130,7 +130,7 @@ pub(crate) async fn dispatch(context: &Rc<ShardHandle>, mut frame: BytesMut) -> 
             Box::pin(async move { Some(offset_commit(&context, &header, request).await) })
         }
         api::OFFSET_FETCH => {
-            let request = m::decode_offset_fetch(&body).map_err(|_| Close)?;
+            let request = m::decode_offset_fetch(&body, v).map_err(|_| Close)?;
             Box::pin(async move { Some(offset_fetch(&context, &header, request).await) })
         }
         // Control requests finish before the next request on the connection
@@ -140,7 +140,7 @@ pub(crate) async fn dispatch(context: &Rc<ShardHandle>, mut frame: BytesMut) -> 
             ready(create_topics(&context, &header, request).await)
         }
         api::DELETE_TOPICS => {
-            let names = m::decode_delete_topics(&body).map_err(|_| Close)?;
+            let names = m::decode_delete_topics(&body, v).map_err(|_| Close)?;
             ready(delete_topics(&context, &header, names).await)
         }
         api::DESCRIBE_CONFIGS => {
@@ -195,7 +195,7 @@ pub(crate) async fn dispatch(context: &Rc<ShardHandle>, mut frame: BytesMut) -> 
             Box::pin(async move { Some(describe_groups(&context, &header, groups).await) })
         }
         api::LIST_GROUPS => {
-            m::decode_list_groups(&body).map_err(|_| Close)?;
+            m::decode_list_groups(&body, v).map_err(|_| Close)?;
             Box::pin(async move {
                 let (error, groups) = match service::start(&context, Op::ListGroups).await.await.into_groups() {
                     Ok(listings) => {
@@ -227,8 +227,15 @@ async fn join_group(context: &Rc<ShardHandle>, header: &RequestHeader, request: 
     let v = header.api_version;
     let refuse = |error: i16, member_id: &str| {
         respond(header, |w| {
-            let answer =
-                m::JoinGroupAnswer { error, generation: -1, protocol_name: "", leader: "", member_id, members: &[] };
+            let answer = m::JoinGroupAnswer {
+                error,
+                generation: -1,
+                protocol_type: None,
+                protocol_name: "",
+                leader: "",
+                member_id,
+                members: &[],
+            };
             m::encode_join_group(w, v, &answer)
         })
     };
@@ -243,7 +250,7 @@ async fn join_group(context: &Rc<ShardHandle>, header: &RequestHeader, request: 
         client_host: String::new(),
         session_timeout: Duration::from_millis(request.session_timeout_ms as u64),
         rebalance_timeout: Duration::from_millis(rebalance_ms),
-        protocol_type: request.protocol_type,
+        protocol_type: request.protocol_type.clone(),
         protocols: request.protocols,
     };
     let op = Op::Classic(ClassicRequest::Join { group: request.group, member_id: request.member_id.clone(), join });
@@ -252,6 +259,7 @@ async fn join_group(context: &Rc<ShardHandle>, header: &RequestHeader, request: 
             let answer = m::JoinGroupAnswer {
                 error: error::NONE,
                 generation: answer.generation,
+                protocol_type: Some(&request.protocol_type),
                 protocol_name: &answer.protocol,
                 leader: &answer.leader,
                 member_id: &member_id,
@@ -587,7 +595,9 @@ fn encode_fetch(header: &RequestHeader, request: &m::FetchRequest, fetched: Vec<
                 parts.push(FileBytes::Owned(done.into_inner()));
                 parts.push(records);
             }
+            m::encode_fetch_struct_end(&mut writer);
         }
+        m::encode_fetch_struct_end(&mut writer);
     }
     writer.tags();
     parts.push(FileBytes::Owned(writer.into_inner()));
@@ -850,18 +860,33 @@ fn creatable(context: &ShardHandle, topic: &m::CreatableTopic) -> Result<CreateT
 async fn create_topics(context: &Rc<ShardHandle>, header: &RequestHeader, request: m::CreateTopicsRequest) -> Response {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
-        let result = match creatable(context, topic) {
-            Err((error, message)) => (error, Some(message)),
-            Ok(_) if request.validate_only && context.catalog().topics.contains_key(&topic.name) => {
-                (error::TOPIC_ALREADY_EXISTS, None)
-            }
-            Ok(_) if request.validate_only => (error::NONE, None),
-            Ok(create) => match service::start(context, Op::CreateTopic(create)).await.await.into_done() {
-                Ok(()) => (error::NONE, None),
-                Err(code) => (kafka::error_code(code), None),
-            },
+        let refused = |error: i16, message: Option<String>| m::CreatedTopic {
+            name: topic.name.clone(),
+            error,
+            message,
+            partitions: -1,
         };
-        results.push((topic.name.clone(), result.0, result.1));
+        let result = match creatable(context, topic) {
+            Err((error, message)) => refused(error, Some(message)),
+            Ok(_) if request.validate_only && context.catalog().topics.contains_key(&topic.name) => {
+                refused(error::TOPIC_ALREADY_EXISTS, None)
+            }
+            Ok(create) => {
+                let partitions = i32::try_from(create.partitions).unwrap_or(-1);
+                let created = if request.validate_only {
+                    Ok(())
+                } else {
+                    service::start(context, Op::CreateTopic(create)).await.await.into_done()
+                };
+                match created {
+                    Ok(()) => {
+                        m::CreatedTopic { name: topic.name.clone(), error: error::NONE, message: None, partitions }
+                    }
+                    Err(code) => refused(kafka::error_code(code), None),
+                }
+            }
+        };
+        results.push(result);
     }
     respond(header, |w| m::encode_create_topics(w, header.api_version, &results))
 }

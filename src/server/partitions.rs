@@ -210,6 +210,7 @@ impl Partitions {
             }
             Ok(SequenceCheck::Fenced) => refused(ErrorCode::ProducerFenced),
             Ok(SequenceCheck::OutOfOrder) => refused(ErrorCode::OutOfOrderSequence),
+            Ok(SequenceCheck::UnknownProducer) => refused(ErrorCode::UnknownProducerId),
             Ok(SequenceCheck::Invalid) => refused(ErrorCode::InvalidArgument),
             Err(code) => refused(code),
         }
