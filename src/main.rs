@@ -4,8 +4,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ringmq::client::{Client, Fetcher, Producer, ProducerConfig, Retention, StartAt};
 use ringmq::log::Acks;
 use ringmq::protocol::offsets::{QUERY_EARLIEST, QUERY_LATEST};
-use ringmq::server::{self, ServerConfig};
-use serde::Deserialize;
+use ringmq::server::{self, ConfigFile, ServerConfig};
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -175,30 +174,6 @@ struct ServeArgs {
     kafka_default_partitions: Option<u32>,
 }
 
-/// The TOML config file: the same settings as the flags.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    data_dir: Option<PathBuf>,
-    listen: Option<SocketAddr>,
-    shards: Option<u16>,
-    flush_interval_ms: Option<u64>,
-    segment_bytes: Option<u64>,
-    zero_ahead_bytes: Option<u64>,
-    segment_ms: Option<u64>,
-    index_interval_bytes: Option<u64>,
-    retention_ms: Option<u64>,
-    retention_bytes: Option<u64>,
-    retention_check_interval_ms: Option<u64>,
-    metrics_listen: Option<SocketAddr>,
-    empty_group_retention_ms: Option<u64>,
-    kafka_listen: Option<String>,
-    kafka_advertise: Option<String>,
-    kafka_acks_all: Option<String>,
-    kafka_auto_create_topics: Option<bool>,
-    kafka_default_partitions: Option<u32>,
-}
-
 #[derive(Subcommand)]
 enum TopicCommand {
     Create {
@@ -345,7 +320,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let file: ConfigFile = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            ConfigFile::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?
         }
         None => ConfigFile::default(),
     };

@@ -3,6 +3,7 @@
 use super::catalog;
 use super::mailbox::MAILBOX_CAPACITY;
 use crate::log::{LogConfig, INDEX_INTERVAL_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT};
+use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -132,4 +133,37 @@ impl ServerConfig {
 /// The cores this process may run on.
 pub fn available_cores() -> u16 {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(SHARDS_MAX as usize) as u16)
+}
+
+/// The TOML config file: the same settings as the flags.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub shards: Option<u16>,
+    pub flush_interval_ms: Option<u64>,
+    pub segment_bytes: Option<u64>,
+    pub zero_ahead_bytes: Option<u64>,
+    pub segment_ms: Option<u64>,
+    pub index_interval_bytes: Option<u64>,
+    pub retention_ms: Option<u64>,
+    pub retention_bytes: Option<u64>,
+    pub retention_check_interval_ms: Option<u64>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub empty_group_retention_ms: Option<u64>,
+    pub kafka_listen: Option<String>,
+    pub kafka_advertise: Option<String>,
+    pub kafka_acks_all: Option<String>,
+    pub kafka_auto_create_topics: Option<bool>,
+    pub kafka_default_partitions: Option<u32>,
+}
+
+impl ConfigFile {
+    /// Parses the TOML text of a config file; an unknown key or a value of
+    /// the wrong type is an error naming it (the text comes from an operator,
+    /// so its size is theirs; nothing is allocated by a length inside it).
+    pub fn parse(text: &str) -> Result<ConfigFile, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
 }

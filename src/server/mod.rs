@@ -33,7 +33,7 @@ mod stats;
 pub mod tail_ring;
 
 pub use config::{
-    available_cores, KafkaConfig, ServerConfig, DATA_DIR_DEFAULT, EMPTY_GROUP_RETENTION_MS_DEFAULT,
+    available_cores, ConfigFile, KafkaConfig, ServerConfig, DATA_DIR_DEFAULT, EMPTY_GROUP_RETENTION_MS_DEFAULT,
     KAFKA_DEFAULT_PARTITIONS, KAFKA_LISTEN_DEFAULT, LISTEN_DEFAULT, RETENTION_CHECK_INTERVAL_MS_DEFAULT, SHARDS_MAX,
     SHUTDOWN_DRAIN_MS,
 };
