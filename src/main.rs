@@ -153,6 +153,11 @@ struct ServeArgs {
     /// stays listed before it is forgotten (default 600000, as Kafka).
     #[arg(long, env = "RINGMQ_EMPTY_GROUP_RETENTION_MS")]
     empty_group_retention_ms: Option<u64>,
+    /// Client connections served at once, both listeners and every shard
+    /// (default 16384); past it a native client's first request is answered
+    /// ResourceLimit and a Kafka connection is closed.
+    #[arg(long, env = "RINGMQ_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
     /// HOST:PORT of the Kafka wire protocol listener (default 127.0.0.1:9092;
     /// `off`: none). Every shard accepts on it.
     #[arg(long, env = "RINGMQ_KAFKA_LISTEN")]
@@ -355,6 +360,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     config.metrics_listen = args.metrics_listen.or(file.metrics_listen);
     if let Some(ms) = args.empty_group_retention_ms.or(file.empty_group_retention_ms) {
         config.empty_group_retention_ms = ms;
+    }
+    if let Some(max) = args.max_connections.or(file.max_connections) {
+        if max == 0 {
+            return Err("--max-connections must be at least 1".into());
+        }
+        config.max_connections = max;
     }
     let kafka_listen = args.kafka_listen.or(file.kafka_listen);
     config.kafka.listen = match kafka_listen.as_deref().unwrap_or(server::KAFKA_LISTEN_DEFAULT) {

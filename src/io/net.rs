@@ -117,6 +117,11 @@ impl Stream {
         (result, slice)
     }
 
+    /// Ends writing: the peer reads the end of the stream after what was sent.
+    pub fn finish_writing(&self) {
+        let _ = self.inner.shutdown(std::net::Shutdown::Write);
+    }
+
     /// Ends reading: a pending read returns 0, so the connection drains and closes.
     pub fn stop_reading(&self) {
         let _ = self.inner.shutdown(std::net::Shutdown::Read);

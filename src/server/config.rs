@@ -9,6 +9,10 @@ use std::path::PathBuf;
 
 /// Address the server listens on when none is given: loopback only.
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:9400";
+/// Open client connections the broker serves at once, both listeners and
+/// every shard together, when none is configured. Set so that 10,000 idle
+/// clients fit (docs/RELIABILITY.md measures what one costs).
+pub const CONNECTIONS_MAX_DEFAULT: usize = 16_384;
 /// Data directory when none is given.
 pub const DATA_DIR_DEFAULT: &str = "./ringmq-data";
 /// Most shards a server runs (shard ids are u16 on the wire; 256 is plenty).
@@ -63,6 +67,9 @@ pub struct ServerConfig {
     pub empty_group_retention_ms: u64,
     /// The Kafka wire protocol listener.
     pub kafka: KafkaConfig,
+    /// Open client connections served at once (both listeners, every
+    /// shard); a connection past it is refused (docs/PROTOCOL.md).
+    pub max_connections: usize,
 }
 
 /// Settings of the Kafka wire protocol listener (docs/KAFKA.md).
@@ -115,6 +122,7 @@ impl ServerConfig {
             metrics_listen: None,
             empty_group_retention_ms: EMPTY_GROUP_RETENTION_MS_DEFAULT,
             kafka: KafkaConfig::default(),
+            max_connections: CONNECTIONS_MAX_DEFAULT,
         }
     }
 
@@ -157,6 +165,7 @@ pub struct ConfigFile {
     pub kafka_acks_all: Option<String>,
     pub kafka_auto_create_topics: Option<bool>,
     pub kafka_default_partitions: Option<u32>,
+    pub max_connections: Option<usize>,
 }
 
 impl ConfigFile {

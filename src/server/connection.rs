@@ -11,6 +11,7 @@ use crate::protocol::{self, ErrorCode, FrameCheck};
 use bytes::BytesMut;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 /// Requests one connection may have in flight (read, not yet answered); the
@@ -44,6 +45,83 @@ pub(crate) async fn serve(context: Rc<ShardHandle>, stream: Rc<Stream>, protocol
     let writer = crate::io::spawn_local(write_responses(stream.clone(), receiver));
     read_requests(&context, &stream, sender, protocol).await;
     let _ = writer.await;
+}
+
+/// How long a refused connection may take to send its first request header,
+/// and then to close its end after the answer.
+const REFUSAL_WAIT: Duration = Duration::from_secs(1);
+/// Bytes of a refused connection read (and dropped) after its answer, so that
+/// it closes with a FIN (unread bytes would make the close a reset).
+const REFUSAL_DRAIN_BYTES_MAX: usize = 64 * 1024;
+const REFUSAL_DRAIN_CHUNK_BYTES: usize = 4 * 1024;
+
+/// A connection past the broker's `max_connections`. Native: once the
+/// first request's header arrives (within [`REFUSAL_WAIT`]), it is answered
+/// with `ResourceLimit`, the write side is shut, and what the client still
+/// sends is read and dropped until it closes, so it reads the answer and then
+/// the end of the stream. Kafka has no such answer (Kafka's broker delays the
+/// accept instead): the connection closes at once and clients retry.
+pub(crate) async fn refuse(stream: Stream, protocol: Protocol) {
+    if protocol == Protocol::Kafka {
+        return;
+    }
+    let deadline = crate::io::sleep(REFUSAL_WAIT);
+    futures_util::pin_mut!(deadline);
+    let wanted = protocol::LENGTH_BYTES + protocol::REQUEST_HEADER_BYTES;
+    let mut buffer = BytesMut::with_capacity(wanted);
+    while buffer.len() < wanted {
+        let want = wanted - buffer.len();
+        match read_before(&stream, buffer, want, &mut deadline).await {
+            Some(returned) => buffer = returned,
+            None => return,
+        }
+    }
+    let Some(header) = buffer.get(protocol::LENGTH_BYTES..wanted).and_then(|h| protocol::parse_request_header(h).ok())
+    else {
+        return;
+    };
+    let answer = dispatch::error_response(header.correlation_id, ErrorCode::ResourceLimit);
+    if stream.write_all(answer).await.0.is_err() {
+        return;
+    }
+    stream.finish_writing();
+    let deadline = crate::io::sleep(REFUSAL_WAIT);
+    futures_util::pin_mut!(deadline);
+    let mut drained = 0;
+    let mut buffer = BytesMut::with_capacity(REFUSAL_DRAIN_CHUNK_BYTES);
+    while drained < REFUSAL_DRAIN_BYTES_MAX {
+        buffer.clear();
+        match read_before(&stream, buffer, REFUSAL_DRAIN_CHUNK_BYTES, &mut deadline).await {
+            Some(returned) => {
+                drained += returned.len();
+                buffer = returned;
+            }
+            None => return,
+        }
+    }
+}
+
+/// One read into `buffer`, unless `deadline` comes first; `None` at the end
+/// of the stream, on an error or at the deadline.
+async fn read_before(
+    stream: &Stream,
+    buffer: BytesMut,
+    want: usize,
+    deadline: &mut (impl std::future::Future<Output = ()> + Unpin),
+) -> Option<BytesMut> {
+    let read = stream.read(buffer, want);
+    futures_util::pin_mut!(read);
+    match futures_util::future::select(read, deadline).await {
+        futures_util::future::Either::Left(((Ok(read), returned), _)) if read > 0 => Some(returned),
+        futures_util::future::Either::Left(_) => None,
+        futures_util::future::Either::Right(((), read)) => {
+            // The read is still in the ring and holds the socket open: shutting
+            // the read side completes it (with 0), so the socket can close.
+            stream.stop_reading();
+            let _ = read.await;
+            None
+        }
+    }
 }
 
 /// The frame at the start of `buffer`; on a refusal, the correlation id to

@@ -33,9 +33,9 @@ mod stats;
 pub mod tail_ring;
 
 pub use config::{
-    available_cores, ConfigFile, KafkaConfig, ServerConfig, DATA_DIR_DEFAULT, EMPTY_GROUP_RETENTION_MS_DEFAULT,
-    KAFKA_DEFAULT_PARTITIONS, KAFKA_LISTEN_DEFAULT, LISTEN_DEFAULT, RETENTION_CHECK_INTERVAL_MS_DEFAULT, SHARDS_MAX,
-    SHUTDOWN_DRAIN_MS,
+    available_cores, ConfigFile, KafkaConfig, ServerConfig, CONNECTIONS_MAX_DEFAULT, DATA_DIR_DEFAULT,
+    EMPTY_GROUP_RETENTION_MS_DEFAULT, KAFKA_DEFAULT_PARTITIONS, KAFKA_LISTEN_DEFAULT, LISTEN_DEFAULT,
+    RETENTION_CHECK_INTERVAL_MS_DEFAULT, SHARDS_MAX, SHUTDOWN_DRAIN_MS,
 };
 pub use error::{ShardError, StartError, StateError};
 pub use shared::ServerCounters;
@@ -280,6 +280,7 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
         drained_shards: AtomicUsize::new(0),
         closed: AtomicBool::new(false),
         external_posts: AtomicUsize::new(0),
+        open_connections: AtomicUsize::new(0),
         dir_lock: std::sync::Mutex::new(Some(dir_lock)),
     });
     let (ready_sender, ready) = mpsc::channel();

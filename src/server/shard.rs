@@ -38,8 +38,9 @@ const DRAINED_SHARDS_POLL: Duration = Duration::from_millis(1);
 pub const BUSY_POLL_SPIN: Duration = Duration::from_micros(1000);
 /// Ring checks between two looks at the clock while spinning.
 const SPIN_CHECKS: usize = 64;
-/// Most connections one shard serves; more are accepted and closed at once.
-pub const CONNECTIONS_PER_SHARD_MAX: usize = 4096;
+/// Refused connections one shard holds at once while it answers them; past
+/// it, a refused connection is closed without an answer.
+const REFUSALS_IN_FLIGHT_MAX: usize = 64;
 
 /// One shard: its handle (identity, partitions, routing), the groups it
 /// coordinates, its share-partitions and its connections.
@@ -51,6 +52,8 @@ pub(crate) struct ShardContext {
     listeners: RefCell<Vec<Rc<Listener>>>,
     connections: RefCell<HashMap<u64, Rc<io::Stream>>>,
     next_connection_id: Cell<u64>,
+    /// Refused connections being answered now (see [`ShardContext::refuse`]).
+    refusals: Cell<usize>,
     connections_closed: Notify,
 }
 
@@ -108,6 +111,7 @@ impl ShardContext {
             listeners: RefCell::new(Vec::new()),
             connections: RefCell::new(HashMap::new()),
             next_connection_id: Cell::new(0),
+            refusals: Cell::new(0),
             connections_closed: Notify::new(),
         });
         let executor: Rc<dyn Execute> = context.clone();
@@ -238,8 +242,8 @@ impl ShardContext {
             }
             match accepted {
                 Ok((stream, _peer)) => {
-                    if self.connections.borrow().len() >= CONNECTIONS_PER_SHARD_MAX {
-                        drop(stream);
+                    if !self.shared().open_connection() {
+                        self.refuse(stream, protocol);
                         continue;
                     }
                     let id = self.next_connection_id.get();
@@ -250,6 +254,7 @@ impl ShardContext {
                     io::spawn_local(async move {
                         connection::serve(context.handle.clone(), stream, protocol).await;
                         context.connections.borrow_mut().remove(&id);
+                        context.shared().close_connection();
                         context.connections_closed.notify_waiters();
                     });
                 }
@@ -259,6 +264,29 @@ impl ShardContext {
                 }
             }
         }
+    }
+
+    /// A connection past `max_connections`: answered with `ResourceLimit`
+    /// and closed (see [`connection::refuse`]), or closed at once while this
+    /// shard is already answering [`REFUSALS_IN_FLIGHT_MAX`] of them.
+    fn refuse(self: &Rc<Self>, stream: io::Stream, protocol: Protocol) {
+        let counters = &self.shared().counters;
+        if counters.refused_connections.fetch_add(1, Ordering::Relaxed) == 0 {
+            eprintln!(
+                "ringmq: refusing connections past max_connections = {} (raise --max-connections; \
+                 ringmq_refused_connections_total counts them)",
+                self.shared().config.max_connections
+            );
+        }
+        if self.refusals.get() >= REFUSALS_IN_FLIGHT_MAX {
+            return;
+        }
+        self.refusals.set(self.refusals.get() + 1);
+        let context = self.clone();
+        io::spawn_local(async move {
+            connection::refuse(stream, protocol).await;
+            context.refusals.set(context.refusals.get() - 1);
+        });
     }
 
     async fn apply_retention_forever(self: Rc<Self>) {

@@ -39,6 +39,8 @@ pub struct ServerCounters {
     /// Batch bytes fetches sent from a mapping of the segment (no copy into a
     /// buffer of the broker's).
     pub fetch_mapped_bytes: AtomicU64,
+    /// Connections refused because the broker served `max_connections`.
+    pub refused_connections: AtomicU64,
     /// Duration of every group-commit flush round (its fdatasyncs).
     pub fsync_rounds: Arc<crate::metrics::LatencyHistogram>,
 }
@@ -61,12 +63,26 @@ pub(crate) struct Shared {
     pub closed: AtomicBool,
     /// Posts from outside the shards in progress (see [`Shared::post_external`]).
     pub external_posts: AtomicUsize,
+    /// Client connections open now, on every shard and both listeners.
+    pub open_connections: AtomicUsize,
     /// The data directory's lock, held until every shard thread has ended (so
     /// a handle dropped without shutdown keeps it while its shards still run).
     pub dir_lock: std::sync::Mutex<Option<dir_lock::DataDirLock>>,
 }
 
 impl Shared {
+    /// Counts a new connection in, unless `max_connections` are open.
+    pub(crate) fn open_connection(&self) -> bool {
+        let limit = self.config.max_connections;
+        self.open_connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| (open < limit).then_some(open + 1))
+            .is_ok()
+    }
+
+    pub(crate) fn close_connection(&self) {
+        self.open_connections.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// Posts a request from a thread that is not a shard (the embedded client).
     /// Returns false once the broker is closed: nobody would answer. A post is
     /// either refused or lands before the closing drain, which answers it (the

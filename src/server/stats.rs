@@ -77,6 +77,12 @@ fn render_counters(out: &mut String, shared: &Shared) {
     );
     counter(
         out,
+        "ringmq_refused_connections_total",
+        "Connections refused because the broker served max_connections.",
+        load(&counters.refused_connections),
+    );
+    counter(
+        out,
         "ringmq_duplicate_batches_total",
         "Idempotent batches recognised as resends and not appended again.",
         load(&counters.duplicate_batches),
