@@ -17,13 +17,26 @@ use std::time::{Duration, Instant};
 
 const LIMIT: usize = 6;
 
+/// `read_exact`, read again after a signal interrupts it.
+fn read_exact(stream: &mut TcpStream, mut buffer: &mut [u8]) -> std::io::Result<()> {
+    while !buffer.is_empty() {
+        match stream.read(buffer) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => buffer = &mut buffer[n..],
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
 fn hello(stream: &mut TcpStream, correlation_id: u32) -> std::io::Result<(u32, Option<ErrorCode>)> {
     stream.write_all(&HelloRequest { client_name: "limit-test".into() }.encode(correlation_id))?;
     let mut length = [0u8; 4];
-    stream.read_exact(&mut length)?;
+    read_exact(stream, &mut length)?;
     let mut frame = length.to_vec();
     frame.resize(4 + u32::from_be_bytes(length) as usize, 0);
-    stream.read_exact(&mut frame[4..])?;
+    read_exact(stream, &mut frame[4..])?;
     let (header, _) = protocol::parse_response(&frame).expect("a response frame");
     Ok((header.correlation_id, ErrorCode::from_u16(header.error_code)))
 }
@@ -37,7 +50,14 @@ fn connect(address: SocketAddr) -> TcpStream {
 /// Whether the peer closed `stream` without sending anything more.
 fn closed_without_a_byte(stream: &mut TcpStream) -> bool {
     let mut byte = [0u8; 1];
-    matches!(stream.read(&mut byte), Ok(0))
+    loop {
+        match stream.read(&mut byte) {
+            // A signal to this process (the in-process server's threads get
+            // some) interrupted the read: read again.
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            result => return matches!(result, Ok(0)),
+        }
+    }
 }
 
 #[test]

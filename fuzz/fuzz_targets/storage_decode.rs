@@ -78,8 +78,9 @@ fn partition(mut data: &[u8]) {
 }
 
 fn state(data: &[u8]) {
-    let (records, valid) = state_log::parse_records(data);
-    assert!(valid <= data.len());
+    let parsed = state_log::parse_records(data);
+    assert!(parsed.end <= data.len());
+    let records = parsed.records;
     // The payloads the checksums let through, and the raw bytes as one
     // payload (a record with a correct checksum can still hold anything).
     let payloads: Vec<Vec<u8>> = records.iter().map(|r| r.to_vec()).chain([data.to_vec()]).collect();

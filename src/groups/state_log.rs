@@ -37,29 +37,62 @@ pub fn frame_record(out: &mut Vec<u8>, payload: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Splits `bytes` into valid record payloads; returns them and the length of the
-/// valid prefix.
-pub fn parse_records(bytes: &[u8]) -> (Vec<&[u8]>, usize) {
-    let mut records = Vec::new();
-    let mut position = 0;
-    while let Some(header) = bytes.get(position..position + STATE_RECORD_HEADER_BYTES) {
-        let mut length = [0u8; 4];
-        let mut crc = [0u8; 4];
-        length.copy_from_slice(header.get(..4).unwrap_or(&[0; 4]));
-        crc.copy_from_slice(header.get(4..).unwrap_or(&[0; 4]));
-        let length = u32::from_be_bytes(length) as usize;
-        if length > STATE_RECORD_BYTES_MAX {
-            break;
-        }
-        let start = position + STATE_RECORD_HEADER_BYTES;
-        let Some(payload) = bytes.get(start..start + length) else { break };
-        if crc32fast::hash(payload) != u32::from_be_bytes(crc) {
-            break;
-        }
-        records.push(payload);
-        position = start + length;
+/// What a state file holds.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ParsedRecords<'a> {
+    /// The payloads of the valid records, oldest first.
+    pub records: Vec<&'a [u8]>,
+    /// Where the last valid record ends: what follows is a torn tail (a crash
+    /// during an append), cut off on open.
+    pub end: usize,
+    /// Byte positions of damaged records that valid records follow (damage at
+    /// rest, not a torn tail): skipped, and reported by [`StateLog::open`].
+    pub damaged: Vec<usize>,
+}
+
+/// The valid record at `position`, if one starts there.
+fn record_at(bytes: &[u8], position: usize) -> Option<&[u8]> {
+    let header = bytes.get(position..position.checked_add(STATE_RECORD_HEADER_BYTES)?)?;
+    let (length, crc) = header.split_at(4);
+    let length = u32::from_be_bytes(length.try_into().ok()?) as usize;
+    if length > STATE_RECORD_BYTES_MAX {
+        return None;
     }
-    (records, position)
+    let start = position + STATE_RECORD_HEADER_BYTES;
+    let payload = bytes.get(start..start + length)?;
+    (crc32fast::hash(payload) == u32::from_be_bytes(crc.try_into().ok()?)).then_some(payload)
+}
+
+/// The next valid record after damage at `position`: it starts within one
+/// largest record, and is not empty (zeroed bytes read as empty records).
+fn resync(bytes: &[u8], position: usize) -> Option<usize> {
+    let last = position.saturating_add(STATE_RECORD_HEADER_BYTES + STATE_RECORD_BYTES_MAX).min(bytes.len());
+    (position + 1..last).find(|&candidate| record_at(bytes, candidate).is_some_and(|payload| !payload.is_empty()))
+}
+
+/// Splits `bytes` into valid record payloads. A record that fails its length
+/// or checksum ends the file (a torn tail) unless a valid record follows it
+/// within one largest record, in which case it is damage at rest: skipped,
+/// its position kept, and the records after it still read.
+pub fn parse_records(bytes: &[u8]) -> ParsedRecords<'_> {
+    let mut parsed = ParsedRecords::default();
+    let mut position = 0;
+    while position < bytes.len() {
+        if let Some(payload) = record_at(bytes, position) {
+            parsed.records.push(payload);
+            position += STATE_RECORD_HEADER_BYTES + payload.len();
+            parsed.end = position;
+            continue;
+        }
+        match resync(bytes, position) {
+            Some(next) => {
+                parsed.damaged.push(position);
+                position = next;
+            }
+            None => break,
+        }
+    }
+    parsed
 }
 
 pub struct StateLog<S: Storage> {
@@ -92,9 +125,22 @@ impl<S: Storage> StateLog<S> {
         }
         let mut bytes = vec![0u8; length as usize];
         file.read_exact_at(&mut bytes, 0)?;
-        let (records, valid) = parse_records(&bytes);
-        let records: Vec<Vec<u8>> = records.into_iter().map(<[u8]>::to_vec).collect();
+        let parsed = parse_records(&bytes);
+        for position in &parsed.damaged {
+            eprintln!(
+                "ringmq: {}: the record at byte {position} failed its checksum (damage at rest); \
+                 skipped, the records after it are kept",
+                path.display()
+            );
+        }
+        let records: Vec<Vec<u8>> = parsed.records.into_iter().map(<[u8]>::to_vec).collect();
+        let valid = parsed.end;
         if valid as u64 != length {
+            eprintln!(
+                "ringmq: {}: cut {} bytes after byte {valid} that hold no whole record (a torn tail)",
+                path.display(),
+                length - valid as u64
+            );
             file.truncate(valid as u64)?;
         }
         let log =
@@ -221,7 +267,7 @@ mod tests {
     }
 
     #[test]
-    fn a_flipped_bit_ends_the_valid_prefix_and_rewrite_replaces_the_file() {
+    fn a_flipped_bit_skips_its_record_and_rewrite_replaces_the_file() {
         crate::io::block_on(async {
             let storage = SimStorage::new();
             let path = Path::new("/d/g/offsets.log");
@@ -235,7 +281,7 @@ mod tests {
             storage.corrupt(path, STATE_RECORD_HEADER_BYTES + 1 + STATE_RECORD_HEADER_BYTES, b"X").unwrap();
             drop(log);
             let (mut log, records) = StateLog::open(storage.clone(), path).unwrap();
-            assert_eq!(records, vec![b"a".to_vec()]);
+            assert_eq!(records, vec![b"a".to_vec(), b"c".to_vec()], "damage in the middle skips one record");
             let mut live = Vec::new();
             frame_record(&mut live, b"z").unwrap();
             log.rewrite(&live).await.unwrap();
@@ -268,6 +314,30 @@ mod tests {
     }
 
     #[test]
+    fn damage_is_told_from_a_torn_tail_and_zeroed_bytes_are_no_records() {
+        let mut bytes = Vec::new();
+        for payload in [&b"first"[..], b"second", b"third"] {
+            frame_record(&mut bytes, payload).unwrap();
+        }
+        let second = STATE_RECORD_HEADER_BYTES + 5;
+        let mut damaged_length = bytes.clone();
+        damaged_length[second] ^= 0x40; // the length of "second": no longer fits
+        let parsed = parse_records(&damaged_length);
+        assert_eq!(parsed.records, [&b"first"[..], b"third"]);
+        assert_eq!((parsed.damaged, parsed.end), (vec![second], bytes.len()));
+        // A torn last record: nothing valid follows, so it is cut, not skipped.
+        let torn = &bytes[..bytes.len() - 2];
+        let parsed = parse_records(torn);
+        assert_eq!((parsed.records.len(), parsed.damaged.len(), parsed.end), (2, 0, second + 8 + 6));
+        // Zeroed bytes after damage are not taken for records to resync on.
+        let mut zeroed = bytes[..second].to_vec();
+        zeroed.extend_from_slice(&[0xff; 3]);
+        zeroed.extend_from_slice(&[0; 64]);
+        let parsed = parse_records(&zeroed);
+        assert_eq!((parsed.records.len(), parsed.damaged.len(), parsed.end), (1, 0, second));
+    }
+
+    #[test]
     fn parsing_arbitrary_bytes_never_panics() {
         let mut seed = 7u64;
         for length in 0..400 {
@@ -277,8 +347,8 @@ mod tests {
                     (seed >> 56) as u8
                 })
                 .collect();
-            let (_, valid) = parse_records(&bytes);
-            assert!(valid <= bytes.len());
+            let parsed = parse_records(&bytes);
+            assert!(parsed.end <= bytes.len());
         }
     }
 }

@@ -39,6 +39,9 @@ pub const INDEX_FLUSH_ENTRIES: usize = 64;
 /// Bytes a read takes from the file in one call beyond what the caller asked for,
 /// to find the batch holding the requested offset after an index entry.
 const READ_SLACK_BYTES: u64 = 64 * 1024;
+/// Damaged batches a partition remembers having logged (past it, a damaged
+/// batch is logged again at every read that meets it).
+const DAMAGE_REPORTS_MAX: usize = 64;
 /// Reads of at least this many bytes map the segment (where the storage can)
 /// instead of copying it into a buffer: a fetch's records then go from the
 /// page cache to the socket directly. Smaller ones are cheaper copied than
@@ -305,6 +308,8 @@ pub struct PartitionLog<S: Storage> {
     dirty: bool,
     waiters: VecDeque<Waiter>,
     recovery: RecoveryReport,
+    /// Damaged stored batches already logged: (segment base offset, byte).
+    damage_reported: Vec<(u64, u64)>,
     /// True while this log sits in its group commit's dirty list.
     pub(crate) queued_for_flush: bool,
 }
@@ -329,6 +334,7 @@ impl<S: Storage> PartitionLog<S> {
             dirty: false,
             waiters: VecDeque::new(),
             recovery: RecoveryReport::default(),
+            damage_reported: Vec::new(),
             queued_for_flush: false,
         };
         log.discover_segments()?;
@@ -531,6 +537,14 @@ impl<S: Storage> PartitionLog<S> {
             .map_err(|e| LogError::io("reading a segment index", e))?;
         let mut entries = loaded.entries;
         let mut clean = loaded.clean;
+        if !loaded.clean {
+            // Damage, or a write a crash tore: the index is rebuilt from the log.
+            eprintln!(
+                "ringmq: {}: the index holds bytes that fail its checks after entry {}; rebuilt from the log",
+                segment_file(&self.dir, base_offset, "idx").display(),
+                entries.len()
+            );
+        }
 
         // A sealed segment whose last entry is its seal needs no scan.
         let seal = entries
@@ -546,7 +560,7 @@ impl<S: Storage> PartitionLog<S> {
             },
             None => {
                 let interval = self.config.index_interval_bytes;
-                let (tail, scanned) = scan_tail(log, base_offset, log_length, interval, &mut entries, &mut clean)?;
+                let (mut tail, scanned) = scan_tail(log, base_offset, log_length, interval, &mut entries, &mut clean)?;
                 self.recovery.scanned_bytes += scanned.scanned_bytes;
                 if let Some((position, reason)) = scanned.failure {
                     // Zeros after the last batch are the window written ahead
@@ -559,6 +573,18 @@ impl<S: Storage> PartitionLog<S> {
                         self.recovery.truncated_bytes += log_length - position;
                         self.recovery.truncation_reason.get_or_insert(reason);
                         file_length = position;
+                    } else if !is_active && !zeros {
+                        // Damage at rest in a sealed segment (found while its
+                        // index is rebuilt): nothing is cut. The segment keeps
+                        // its extent, so the batches after the damaged one
+                        // stay readable; reads check each batch they serve.
+                        eprintln!(
+                            "ringmq: {}: the stored batch at byte {position} failed its checks ({reason}) while \
+                             its index was rebuilt; it is not served, the rest of the segment is",
+                            segment_file(&self.dir, base_offset, "log").display()
+                        );
+                        tail.next_offset = expected_end;
+                        tail.size = log_length;
                     }
                 }
                 tail
@@ -859,9 +885,10 @@ impl<S: Storage> PartitionLog<S> {
         while at < self.segments.len() {
             self.ensure_loaded(at)?;
             let segment = self.segments.get(at).ok_or_else(|| missing_segment(at))?;
-            let bytes = self.read_from_segment(segment, offset, max_bytes, map)?;
+            let base_offset = segment.base_offset;
+            let (bytes, position) = self.read_from_segment(segment, offset, max_bytes, map)?;
             if !bytes.is_empty() {
-                return Ok(bytes);
+                return self.intact(base_offset, position, bytes);
             }
             // Nothing at or after `offset` in this segment: continue in the next.
             at += 1;
@@ -920,13 +947,14 @@ impl<S: Storage> PartitionLog<S> {
         Ok(())
     }
 
+    /// Also returns where in the segment file the bytes begin.
     fn read_from_segment(
         &self,
         segment: &Segment<S::File>,
         offset: u64,
         max_bytes: usize,
         map: bool,
-    ) -> Result<FileBytes, LogError> {
+    ) -> Result<(FileBytes, u64), LogError> {
         let start = index::floor_by_offset(segment.entries(), offset)
             .map_or(0, |entry| u64::from(entry.position).min(segment.size));
         let window_end =
@@ -947,9 +975,10 @@ impl<S: Storage> PartitionLog<S> {
         }
         let Some((first_at, first_size)) = first else {
             return if window_end == segment.size {
-                Ok(FileBytes::default())
+                Ok((FileBytes::default(), segment.size))
             } else {
-                self.read_from_position(segment, start + cursor as u64, offset, max_bytes).map(FileBytes::Owned)
+                self.read_from_position(segment, start + cursor as u64, offset, max_bytes)
+                    .map(|(bytes, position)| (FileBytes::Owned(bytes), position))
             };
         };
         if first_at + first_size > window.len() {
@@ -962,10 +991,59 @@ impl<S: Storage> PartitionLog<S> {
                     io::Error::new(io::ErrorKind::UnexpectedEof, "a stored batch runs past the end of its segment"),
                 ));
             }
-            return read_exactly(log, position, first_size, map);
+            return Ok((read_exactly(log, position, first_size, map)?, position));
         }
         let end = whole_batches_end(&window, first_at, first_size, max_bytes)?;
-        Ok(window.narrow(first_at..end))
+        Ok((window.narrow(first_at..end), start + first_at as u64))
+    }
+
+    /// The whole batches at the start of `bytes` (read from `position` of the
+    /// segment at `base_offset`) up to the first that fails the stored-batch
+    /// checks (length, magic, CRC-32C, counts): damage at rest (bit rot, a
+    /// torn sector of a closed segment) is never served as good. When the
+    /// first batch itself is damaged the read fails with `Corrupt`; each
+    /// damaged batch is logged once, naming the file, the byte and the offsets.
+    fn intact(&mut self, base_offset: u64, position: u64, bytes: FileBytes) -> Result<FileBytes, LogError> {
+        let mut cursor = 0;
+        while cursor < bytes.len() {
+            let rest = bytes.get(cursor..).unwrap_or_default();
+            let checked = match batch::batch_size(rest) {
+                Ok(Some(size)) if size <= rest.len() => {
+                    Batch::validate_stored(rest.get(..size).unwrap_or_default()).map(|_| size)
+                }
+                Ok(_) => Err(batch::BatchError::Truncated { needed: BATCH_HEADER_BYTES, available: rest.len() }),
+                Err(error) => Err(error),
+            };
+            match checked {
+                Ok(size) => cursor += size,
+                Err(error) => {
+                    self.report_damage(base_offset, position + cursor as u64, rest, &error);
+                    if cursor == 0 {
+                        return Err(LogError::Corrupt(error));
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(bytes.narrow(0..cursor))
+    }
+
+    fn report_damage(&mut self, base_offset: u64, position: u64, bytes: &[u8], error: &batch::BatchError) {
+        if self.damage_reported.contains(&(base_offset, position)) {
+            return;
+        }
+        if self.damage_reported.len() < DAMAGE_REPORTS_MAX {
+            self.damage_reported.push((base_offset, position));
+        }
+        let offsets = match BatchHeader::parse(bytes) {
+            Ok(header) => format!("offsets {} to {} by its header", header.base_offset, header.last_offset()),
+            Err(_) => "offsets unknown".to_string(),
+        };
+        eprintln!(
+            "ringmq: {}: the stored batch at byte {position} ({offsets}) failed its checks: {error}; \
+             it is not served (reads from a later offset skip it)",
+            segment_file(&self.dir, base_offset, "log").display()
+        );
     }
 
     /// Continues a read whose batch lies past the first window (a sparse index
@@ -976,18 +1054,18 @@ impl<S: Storage> PartitionLog<S> {
         mut position: u64,
         offset: u64,
         max_bytes: usize,
-    ) -> Result<Vec<u8>, LogError> {
+    ) -> Result<(Vec<u8>, u64), LogError> {
         let log = segment.log().map_err(|e| LogError::io("reading a segment", e))?;
         let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
         while position + BATCH_HEADER_BYTES as u64 <= segment.size {
             log.read_exact_at(&mut header_bytes, position).map_err(|e| LogError::io("reading a segment", e))?;
             let header = BatchHeader::parse(&header_bytes).map_err(corrupt)?;
             if header.last_offset() >= offset as i64 {
-                return read_window_at(segment, position, max_bytes);
+                return Ok((read_window_at(segment, position, max_bytes)?, position));
             }
             position += stored_size(&header)? as u64;
         }
-        Ok(Vec::new())
+        Ok((Vec::new(), position))
     }
 
     /// The first offset whose record timestamp is at or after `timestamp`, or

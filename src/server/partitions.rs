@@ -81,6 +81,9 @@ pub(crate) fn log_error_code(error: &LogError) -> ErrorCode {
     match error {
         LogError::InvalidBatch(crate::batch::BatchError::TooLarge { .. }) => ErrorCode::TooLarge,
         LogError::InvalidBatch(_) => ErrorCode::CorruptBatch,
+        // A stored batch damaged at rest: a fetch at its offsets is refused
+        // (the server log names the file); later offsets are served.
+        LogError::Corrupt(_) => ErrorCode::CorruptBatch,
         LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
         LogError::NoSpace { .. } => ErrorCode::NoSpace,
         LogError::Closed => ErrorCode::ShuttingDown,
