@@ -48,7 +48,8 @@ fn native_seeds() -> Vec<Vec<u8>> {
     vec![
         HelloRequest { client_name: "flood".into() }.encode(1),
         MetadataRequest { topics: vec!["good".into(), "other".into()] }.encode(2),
-        CreateTopicRequest { name: "flood-topic".into(), partitions: 2, retention_ms: -2, retention_bytes: -2 }.encode(3),
+        CreateTopicRequest { name: "flood-topic".into(), partitions: 2, retention_ms: -2, retention_bytes: -2 }
+            .encode(3),
         DeleteTopicRequest { name: "flood-topic".into() }.encode(4),
         ListOffsetsRequest { topic: "good".into(), partition: 0, query: -1 }.encode(5),
         ProduceRequest::encode(6, Acks::Written, &[("flood-sink", 0, &batch)]),
@@ -68,7 +69,12 @@ fn native_seeds() -> Vec<Vec<u8>> {
             group: "flood-group".into(),
             member_id: String::new(),
             generation: 0,
-            offsets: vec![CommittedOffset { topic: "flood-sink".into(), partition: 0, offset: 1, metadata: "m".into() }],
+            offsets: vec![CommittedOffset {
+                topic: "flood-sink".into(),
+                partition: 0,
+                offset: 1,
+                metadata: "m".into(),
+            }],
         })
         .encode(11),
         GroupRequest::Fetch { group: "flood-group".into(), partitions: vec![("flood-sink".into(), 0)] }.encode(12),
@@ -228,8 +234,14 @@ fn a_flood_of_mutated_requests_leaves_the_server_up_bounded_and_the_good_client_
         let offset = good.produce("good", 0, &batch_of(std::slice::from_ref(&value), 1), Acks::Durable).unwrap();
         assert_eq!(offset, Some(written.len() as u64), "the good client's produce during the flood");
         written.push(value);
-        let request =
-            FetchRequest { topic: "good".into(), partition: 0, offset: 0, max_bytes: 1 << 20, max_wait_ms: 0, min_bytes: 0 };
+        let request = FetchRequest {
+            topic: "good".into(),
+            partition: 0,
+            offset: 0,
+            max_bytes: 1 << 20,
+            max_wait_ms: 0,
+            min_bytes: 0,
+        };
         let fetched = good.fetch(&request).unwrap();
         assert!(!fetched.records.is_empty(), "the good client's fetch during the flood");
         rss_peak = rss_peak.max(rss_bytes());
@@ -253,8 +265,14 @@ fn a_flood_of_mutated_requests_leaves_the_server_up_bounded_and_the_good_client_
     let mut offset = 0u64;
     let mut read = Vec::new();
     while (offset as usize) < written.len() {
-        let request =
-            FetchRequest { topic: "good".into(), partition: 0, offset, max_bytes: 1 << 20, max_wait_ms: 0, min_bytes: 0 };
+        let request = FetchRequest {
+            topic: "good".into(),
+            partition: 0,
+            offset,
+            max_bytes: 1 << 20,
+            max_wait_ms: 0,
+            min_bytes: 0,
+        };
         let records = ringmq::client::decode_records(&good.fetch(&request).unwrap().records, offset).unwrap();
         assert!(!records.is_empty());
         offset = records.last().unwrap().offset + 1;

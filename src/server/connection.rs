@@ -47,6 +47,42 @@ pub(crate) async fn serve(context: Rc<ShardHandle>, stream: Rc<Stream>, protocol
     let _ = writer.await;
 }
 
+/// The most bytes the answer to `frame` can hold: a fetch's `max_bytes`
+/// (as the server clamps it), 0 for requests with small answers. It counts
+/// against the connection's in-flight budget ([`IN_FLIGHT_BYTES_MAX`]) with
+/// the request itself, so a peer that pipelines fetches and stops reading
+/// makes the server hold (and map) at most that much for it, and stops being
+/// read, instead of holding an answer for every request it sent.
+fn answer_bytes_max(frame: &[u8], protocol: Protocol) -> usize {
+    match protocol {
+        Protocol::Native => {
+            let body = frame.get(protocol::LENGTH_BYTES + protocol::REQUEST_HEADER_BYTES..).unwrap_or_default();
+            match frame.get(protocol::LENGTH_BYTES..).map(protocol::parse_request_header) {
+                Some(Ok(header)) if header.api_key == protocol::api::FETCH => {
+                    protocol::fetch::FetchRequest::decode(body).map_or(0, |r| r.max_bytes as usize)
+                }
+                Some(Ok(header)) if header.api_key == protocol::api::SHARE_FETCH => {
+                    protocol::share::ShareFetchRequest::decode(body)
+                        .map_or(0, |r| (r.max_bytes as usize).min(protocol::FETCH_BYTES_MAX))
+                }
+                _ => 0,
+            }
+        }
+        Protocol::Kafka => {
+            let request = frame.get(crate::kafka::SIZE_BYTES..).unwrap_or_default();
+            match crate::kafka::parse_header(request) {
+                // Fetch 3+: max_bytes follows replica_id, max_wait_ms and min_bytes.
+                Ok((header, header_bytes)) if header.api_key == crate::kafka::api::FETCH && header.api_version >= 3 => {
+                    let field = request.get(header_bytes + 12..header_bytes + 16).unwrap_or_default();
+                    <[u8; 4]>::try_from(field).map_or(0, |b| i32::from_be_bytes(b).max(0) as usize)
+                }
+                Ok((header, _)) if header.api_key == crate::kafka::api::FETCH => protocol::FETCH_BYTES_MAX,
+                _ => 0,
+            }
+        }
+    }
+}
+
 /// How long a refused connection may take to send its first request header,
 /// and then to close its end after the answer.
 const REFUSAL_WAIT: Duration = Duration::from_secs(1);
@@ -147,7 +183,9 @@ async fn read_requests(
             match check_frame(&buffer, protocol) {
                 Ok(FrameCheck::Complete { frame_bytes }) => {
                     let frame = buffer.split_to(frame_bytes);
-                    let units = (frame_bytes / IN_FLIGHT_UNIT_BYTES + 1) as u32;
+                    // The request's bytes and the most its answer can hold.
+                    let cost = frame_bytes.saturating_add(answer_bytes_max(&frame, protocol));
+                    let units = (cost / IN_FLIGHT_UNIT_BYTES + 1).min(IN_FLIGHT_UNITS_MAX) as u32;
                     let (Ok(count), Ok(bytes)) =
                         (count.clone().acquire_owned().await, bytes.clone().acquire_many_owned(units).await)
                     else {
