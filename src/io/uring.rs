@@ -7,6 +7,55 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// EIO: what a failing device answers.
+const EIO: i32 = 5;
+
+/// The environment variable that injects I/O faults into the real backend.
+pub const INJECT_FAULTS_ENV: &str = "RINGMQ_INJECT_FAULTS";
+
+/// Faults injected into the real backend, to test the server's failure paths
+/// end to end where the kernel has no device mapper (dm-error, dm-flakey).
+/// Read once from [`INJECT_FAULTS_ENV`]: `fdatasync-eio-after=N` fails every
+/// fdatasync (files and directories) after the first N with EIO, `write-eio-after=N` every write
+/// after the first N (comma-separated, both allowed). Unset, it costs one
+/// load per write or fdatasync. For tests only: docs/RELIABILITY.md.
+#[derive(Debug, Default)]
+struct InjectedFaults {
+    syncs_before_failing: Option<u64>,
+    writes_before_failing: Option<u64>,
+    syncs: AtomicU64,
+    writes: AtomicU64,
+}
+
+fn injected_faults() -> &'static InjectedFaults {
+    static FAULTS: OnceLock<InjectedFaults> = OnceLock::new();
+    FAULTS.get_or_init(|| {
+        let mut faults = InjectedFaults::default();
+        let spec = std::env::var(INJECT_FAULTS_ENV).unwrap_or_default();
+        for part in spec.split(',').filter(|p| !p.is_empty()) {
+            match part.split_once('=').map(|(k, v)| (k, v.parse::<u64>())) {
+                Some(("fdatasync-eio-after", Ok(n))) => faults.syncs_before_failing = Some(n),
+                Some(("write-eio-after", Ok(n))) => faults.writes_before_failing = Some(n),
+                _ => eprintln!("ringmq: {INJECT_FAULTS_ENV}: ignoring {part:?}"),
+            }
+        }
+        if faults.syncs_before_failing.is_some() || faults.writes_before_failing.is_some() {
+            eprintln!("ringmq: injecting I/O faults ({INJECT_FAULTS_ENV}={spec}): for tests only");
+        }
+        faults
+    })
+}
+
+/// Whether this operation is one the injected faults fail.
+fn injected(limit: Option<u64>, count: &AtomicU64) -> io::Result<()> {
+    match limit {
+        Some(limit) if count.fetch_add(1, Ordering::Relaxed) >= limit => Err(io::Error::from_raw_os_error(EIO)),
+        _ => Ok(()),
+    }
+}
 
 /// Files on a real file system.
 #[derive(Debug, Clone, Default)]
@@ -23,7 +72,10 @@ impl FileStorage {
 /// kernel reports a write-back error to it exactly as to the original.
 fn sync_file(file: &fs::File) -> SyncFuture {
     let duplicate = file.try_clone();
+    let faults = injected_faults();
+    let injected = injected(faults.syncs_before_failing, &faults.syncs);
     Box::pin(async move {
+        injected?;
         let file = tokio_uring::fs::File::from_std(duplicate?);
         let result = file.sync_data().await;
         // Dropping closes the duplicate synchronously (a cheap close(2)); an
@@ -106,6 +158,8 @@ impl StorageFile for RealFile {
     }
 
     fn write_all_at(&self, bytes: &[u8], position: u64) -> io::Result<()> {
+        let faults = injected_faults();
+        injected(faults.writes_before_failing, &faults.writes)?;
         self.file.write_all_at(bytes, position)
     }
 
