@@ -23,6 +23,8 @@ pub mod client;
 pub mod compression;
 pub mod embedded;
 pub mod ffi;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod groups;
 pub mod io;
 pub mod kafka;
