@@ -72,10 +72,23 @@ class Defect(AssertionError):
     """A broken promise: the message says which and where."""
 
 
+def ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            low, high = (int(p) for p in ports.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_base_port(count):
-    """A port P with P..P+count-1 free on loopback (the main listener and one per shard)."""
+    """A port P with P..P+count-1 free on loopback (the main listener and one
+    per shard), below the ephemeral range: a connect to a port in that range
+    with nothing listening can pick the same port as its source and connect
+    to itself, which the start-up probe would take for the server."""
+    low, _ = ephemeral_range()
     for _ in range(200):
-        base = random.randint(20000, 60000 - count)
+        base = random.randint(10000, max(10001, low - count - 1))
         sockets = []
         try:
             for port in range(base, base + count):
