@@ -108,20 +108,8 @@ fn native_seeds() -> Vec<Vec<u8>> {
 
 /// Kafka frames: ApiVersions v3, Metadata v1 and v11, Produce v3, Fetch v4.
 fn kafka_seeds() -> Vec<Vec<u8>> {
-    let frame = |key: i16, version: i16, flexible: bool, body: &[u8]| {
-        let mut frame = vec![0u8; 4];
-        frame.extend_from_slice(&key.to_be_bytes());
-        frame.extend_from_slice(&version.to_be_bytes());
-        frame.extend_from_slice(&7i32.to_be_bytes());
-        frame.extend_from_slice(&[0, 1, b'f']);
-        if flexible {
-            frame.push(0);
-        }
-        frame.extend_from_slice(body);
-        let size = (frame.len() - 4) as i32;
-        frame[..4].copy_from_slice(&size.to_be_bytes());
-        frame
-    };
+    let frame =
+        |key: i16, version: i16, flexible: bool, body: &[u8]| common::kafka_request(key, version, 7, flexible, body);
     let batch = batch_of(&[b"kafka-seed".to_vec()], 1);
     let mut produce = vec![0xff, 0xff, 0, 1, 0, 0, 0x13, 0x88, 0, 0, 0, 1, 0, 4];
     produce.extend_from_slice(b"sink"); // never the good client's topic

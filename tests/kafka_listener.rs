@@ -35,22 +35,8 @@ fn start(name: &str) -> (ringmq::server::ServerHandle, std::path::PathBuf) {
     (server, dir)
 }
 
-/// A request frame: size, api_key, api_version, correlation_id, client_id
-/// "t", then (flexible headers) an empty tag section, then `body`.
 fn request(api_key: i16, version: i16, correlation_id: i32, flexible: bool, body: &[u8]) -> Vec<u8> {
-    let mut frame = vec![0u8; 4];
-    frame.extend_from_slice(&api_key.to_be_bytes());
-    frame.extend_from_slice(&version.to_be_bytes());
-    frame.extend_from_slice(&correlation_id.to_be_bytes());
-    frame.extend_from_slice(&1i16.to_be_bytes());
-    frame.push(b't');
-    if flexible {
-        frame.push(0);
-    }
-    frame.extend_from_slice(body);
-    let size = (frame.len() - 4) as i32;
-    frame[..4].copy_from_slice(&size.to_be_bytes());
-    frame
+    common::kafka_request(api_key, version, correlation_id, flexible, body)
 }
 
 fn connect(address: SocketAddr) -> TcpStream {
