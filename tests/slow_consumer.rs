@@ -34,8 +34,10 @@ const PRODUCERS: usize = 2;
 /// The server's anonymous memory (heap, buffers; not the page cache it
 /// maps for zero-copy fetches) may not pass this.
 const SERVER_ANON_RSS_MAX_BYTES: u64 = 512 * 1024 * 1024;
-/// No produce may take longer than this: past it the producers stalled.
-const PRODUCE_STALL_MAX: Duration = Duration::from_secs(10);
+/// No produce may take longer than this: past it the producers stalled (a
+/// stall, not a speed: the figure is printed; a loaded 2-core CI machine
+/// running the debug build beside other tests must not trip it).
+const PRODUCE_STALL_MAX: Duration = Duration::from_secs(30);
 
 /// (RssAnon, RssFile) of `pid` in bytes.
 fn rss(pid: u32) -> (u64, u64) {
