@@ -1,6 +1,7 @@
 //! The `ringmq` command: the server (`serve`) and the client commands.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ringmq::client::format::{Format, StartFrom};
 use ringmq::client::{Client, Fetcher, Producer, ProducerConfig, Retention, StartAt};
 use ringmq::log::Acks;
 use ringmq::protocol::offsets::{QUERY_EARLIEST, QUERY_LATEST};
@@ -285,9 +286,17 @@ struct ConsumeArgs {
     /// One partition (default: all of them).
     #[arg(long)]
     partition: Option<u32>,
-    /// `beginning`, `end`, or an offset.
-    #[arg(long, default_value = "beginning")]
+    /// Where to start: `beginning`, `end`, an offset (with --partition), `-N`
+    /// (the last N records of each partition), `@MS` (epoch milliseconds) or an
+    /// RFC 3339 time (`2026-12-07T10:00:00Z`): the first record at or after it.
+    #[arg(long, default_value = "beginning", allow_hyphen_values = true)]
     from: String,
+    /// How to print each record: kcat's fields (`%t` topic, `%p` partition,
+    /// `%o` offset, `%T` timestamp, `%k` key, `%K` key length, `%s` value, `%S`
+    /// value length, `%h` headers, `%%`; `\n` `\t` escapes), or `json` for
+    /// one JSON object per line. Default: the value, then a newline.
+    #[arg(long)]
+    format: Option<String>,
     #[arg(long)]
     max_messages: Option<u64>,
     /// Exit after this long without new records (default: wait forever).
@@ -501,26 +510,36 @@ fn produce(bootstrap: &str, args: ProduceArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn output_format(args: &ConsumeArgs) -> Result<Format, String> {
+    args.format.as_deref().map_or(Ok(Format::values()), Format::parse)
+}
+
 fn consume(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
-    let start = match args.from.as_str() {
-        "beginning" | "earliest" => StartAt::Earliest,
-        "end" | "latest" => StartAt::Latest,
-        offset => StartAt::Offset(
-            offset.parse().map_err(|_| format!("--from takes beginning, end or an offset, not {offset:?}"))?,
-        ),
-    };
+    let from = StartFrom::parse(&args.from)?;
+    let format = output_format(&args)?;
     let client = connect(bootstrap)?;
     let partitions: Vec<u32> = match args.partition {
         Some(partition) => vec![partition],
         None => (0..client.partition_count(&args.topic).map_err(|e| e.to_string())?).collect(),
     };
-    if let (StartAt::Offset(_), true) = (start, partitions.len() > 1) {
-        return Err("--from OFFSET needs --partition".into());
+    if let (StartFrom::Offset(_), true) = (from, partitions.len() > 1) {
+        return Err("--from OFFSET needs --partition (or use -N, a time, beginning or end)".into());
     }
     let mut fetchers = Vec::with_capacity(partitions.len());
     for partition in &partitions {
+        let start = match from {
+            StartFrom::Earliest => StartAt::Earliest,
+            StartFrom::Latest => StartAt::Latest,
+            StartFrom::Offset(offset) => StartAt::Offset(offset),
+            StartFrom::Timestamp(ms) => StartAt::Timestamp(ms),
+            StartFrom::Last(count) => {
+                let offsets = |query| client.list_offsets(&args.topic, *partition, query).map_err(|e| e.to_string());
+                let (earliest, latest) = (offsets(QUERY_EARLIEST)?.offset, offsets(QUERY_LATEST)?.offset);
+                StartAt::Offset(latest.saturating_sub(count.min(i64::MAX as u64) as i64).max(earliest).max(0) as u64)
+            }
+        };
         let client = connect(bootstrap)?;
-        fetchers.push(Fetcher::new(client, &args.topic, *partition, start).map_err(|e| e.to_string())?);
+        fetchers.push((*partition, Fetcher::new(client, &args.topic, *partition, start).map_err(|e| e.to_string())?));
     }
     // Probe that the partition exists before waiting on it.
     let _ = client.list_offsets(&args.topic, partitions[0], QUERY_EARLIEST).map_err(|e| e.to_string())?;
@@ -534,14 +553,16 @@ fn consume(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
     let mut last_data = Instant::now();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    let mut line = Vec::new();
     loop {
         let mut got_any = false;
-        for fetcher in &mut fetchers {
+        for (partition, fetcher) in &mut fetchers {
             let records = fetcher.poll(poll_wait).map_err(|e| e.to_string())?;
             got_any |= !records.is_empty();
             for record in records {
-                out.write_all(record.value.as_deref().unwrap_or(&[])).map_err(|e| e.to_string())?;
-                out.write_all(b"\n").map_err(|e| e.to_string())?;
+                line.clear();
+                format.write(&mut line, &args.topic, *partition, &record);
+                out.write_all(&line).map_err(|e| e.to_string())?;
                 printed += 1;
                 if args.max_messages.is_some_and(|max| printed >= max) {
                     return out.flush().map_err(|e| e.to_string());
@@ -562,8 +583,13 @@ fn consume_group(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
     let offset_reset = match args.from.as_str() {
         "beginning" | "earliest" => OffsetReset::Earliest,
         "end" | "latest" => OffsetReset::Latest,
-        other => return Err(format!("with --group, --from takes beginning or end, not {other:?}")),
+        other => {
+            return Err(format!(
+                "with --group, --from takes beginning or end (where the group starts without commits), not {other:?}"
+            ))
+        }
     };
+    let format = output_format(&args)?;
     let group = args.group.as_deref().unwrap_or_default();
     let client = connect(bootstrap)?;
     client.partition_count(&args.topic).map_err(|e| e.to_string())?;
@@ -580,8 +606,9 @@ fn consume_group(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
         let mut next = std::collections::BTreeMap::new();
         let done = 'print: {
             for record in &records {
-                out.write_all(record.record.value.as_deref().unwrap_or(&[])).map_err(|e| e.to_string())?;
-                out.write_all(b"\n").map_err(|e| e.to_string())?;
+                let mut line = Vec::new();
+                format.write(&mut line, &record.topic, record.partition, &record.record);
+                out.write_all(&line).map_err(|e| e.to_string())?;
                 next.insert((record.topic.clone(), record.partition), record.record.offset + 1);
                 printed += 1;
                 if args.max_messages.is_some_and(|max| printed >= max) {

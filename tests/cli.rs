@@ -328,3 +328,56 @@ fn queue_receive_acknowledges_as_told_and_queue_describe_counts() {
     assert!(ok && out.contains("archived"), "group describe shows share groups too: {out} {err}");
     assert!(terminate(&mut server).success());
 }
+
+#[test]
+fn consume_starts_at_a_time_or_the_last_n_and_prints_kcat_fields_or_json_lines() {
+    let dir = common::temp_dir("cli-consume-from");
+    let (mut server, bootstrap) = serve(&dir, 2);
+    let client = ringmq::client::Client::connect(&bootstrap).unwrap();
+    client.create_topic("times", 2, ringmq::client::Retention::Default, ringmq::client::Retention::Default).unwrap();
+    // Four records a second apart from 2023-11-14T22:13:20Z, in partition 1,
+    // and one record in partition 0.
+    for i in 0..4 {
+        let mut builder = ringmq::batch::BatchBuilder::new();
+        let value = format!("v{i}");
+        builder
+            .append(1_700_000_000_000 + 1000 * i, Some(b"k"), Some(value.as_bytes()), &[(b"h", Some(b"x"))])
+            .unwrap();
+        client.produce("times", 1, &builder.finish().unwrap(), ringmq::log::Acks::Durable).unwrap();
+    }
+    client.produce("times", 0, &common::batch_of(&[b"p0".to_vec()], 1), ringmq::log::Acks::Durable).unwrap();
+    let consume = |extra: &[&str]| {
+        let mut args = vec!["consume", "times", "--partition", "1", "--timeout-ms", "300"];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = ringmq(&bootstrap, &args, "");
+        assert!(ok, "consume {extra:?} failed: {err}");
+        out
+    };
+    assert_eq!(consume(&["--from", "2023-11-14T22:13:21Z"]), "v1\nv2\nv3\n");
+    assert_eq!(consume(&["--from", "2023-11-14T23:13:21.500+01:00"]), "v2\nv3\n");
+    assert_eq!(consume(&["--from", "@1700000003000"]), "v3\n");
+    assert_eq!(consume(&["--from", "-2"]), "v2\nv3\n");
+    assert_eq!(consume(&["--from", "-100"]), "v0\nv1\nv2\nv3\n", "fewer records than asked: all of them");
+    assert_eq!(consume(&["--from", "@1800000000000"]), "", "past the last record: the end");
+    assert_eq!(
+        consume(&["--from", "-1", "--format", "%t/%p@%o %T %k=%s (%S bytes) [%h]\\n"]),
+        "times/1@3 1700000003000 k=v3 (2 bytes) [h=x]\n"
+    );
+    let json = consume(&["--from", "-2", "--format", "json"]);
+    let lines: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!((lines[0]["offset"].as_u64(), lines[0]["value"].as_str()), (Some(2), Some("v2")));
+    assert_eq!(lines[1]["headers"], serde_json::json!([["h", "x"]]));
+    // -N and times apply to every partition when none is named.
+    let (ok, out, _) = ringmq(&bootstrap, &["consume", "times", "--from", "-1", "--timeout-ms", "300"], "");
+    assert!(ok);
+    let mut values: Vec<&str> = out.lines().collect();
+    values.sort_unstable();
+    assert_eq!(values, ["p0", "v3"]);
+    // Bad input says what would be right.
+    let (ok, _, err) = ringmq(&bootstrap, &["consume", "times", "--from", "yesterday", "--timeout-ms", "100"], "");
+    assert!(!ok && err.contains("RFC 3339"), "{err}");
+    let (ok, _, err) = ringmq(&bootstrap, &["consume", "times", "--format", "%q", "--timeout-ms", "100"], "");
+    assert!(!ok && err.contains("unknown field %q"), "{err}");
+    terminate(&mut server);
+}

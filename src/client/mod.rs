@@ -16,6 +16,7 @@
 //! - [`sender`]: whole-batch produce (partitioner, idempotence), and a queue of
 //!   them for callers that must not wait (the C ABI's asynchronous produce).
 
+pub mod format;
 pub mod group;
 pub mod idempotent;
 mod partitioner;
