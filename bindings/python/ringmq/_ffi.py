@@ -38,14 +38,19 @@ def _repository_candidates(start):
 def find_library():
     """(path or name to load, every place searched), without loading anything.
 
-    Order: $RINGMQ_LIB; target/release then target/debug of the Cargo project
-    enclosing this package (a development install or a run from the
-    repository); ctypes.util.find_library("ringmq") (the system's search path).
+    Order: $RINGMQ_LIB; the library bundled in this package (an installed
+    wheel); target/release then target/debug of the Cargo project enclosing
+    this package (a development install or a run from the repository);
+    ctypes.util.find_library("ringmq") (the system's search path).
     """
     searched = []
     explicit = os.environ.get(LIBRARY_ENV)
     if explicit:
         return explicit, [explicit]
+    bundled = os.path.join(os.path.dirname(os.path.abspath(__file__)), _FILE_NAME)
+    searched.append(bundled)
+    if os.path.isfile(bundled):
+        return bundled, searched
     for candidate in _repository_candidates(__file__):
         searched.append(candidate)
         if os.path.isfile(candidate):
