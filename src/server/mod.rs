@@ -131,6 +131,20 @@ pub const BIND_RETRY_MS: u64 = 3000;
 /// How often start-up retries a port still in use.
 const BIND_RETRY_POLL: Duration = Duration::from_millis(20);
 
+/// Waits until no other socket listens on `address`, then binds it as a
+/// group of SO_REUSEPORT listeners may. A killed broker's listener outlives
+/// it for a moment (above), and with SO_REUSEPORT a new bind would join it:
+/// connections the kernel hands to the dying socket are then refused after
+/// this broker said it listens (seen as "connection refused" right after a
+/// restart in the kill -9 loop). A plain bind is refused while that socket
+/// lives, so it is the wait; it is closed again before the group binds.
+fn bind_reuse_port_group_member(address: SocketAddr) -> std::io::Result<TcpListener> {
+    if address.port() != 0 {
+        drop(bind_retrying(address, false)?);
+    }
+    bind_retrying(address, true)
+}
+
 fn bind_retrying(address: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     let deadline = std::time::Instant::now() + Duration::from_millis(BIND_RETRY_MS);
     loop {
@@ -151,7 +165,7 @@ fn bind_listeners(
     listen: SocketAddr,
 ) -> Result<(SocketAddr, Vec<(TcpListener, TcpListener)>), StartError> {
     let bind_error = |address: SocketAddr, error| StartError::io(format!("cannot listen on {address}"), error);
-    let first = bind_retrying(listen, true).map_err(|e| bind_error(listen, e))?;
+    let first = bind_reuse_port_group_member(listen).map_err(|e| bind_error(listen, e))?;
     let main = first.local_addr().map_err(|e| bind_error(listen, e))?;
     let mut listeners = Vec::with_capacity(config.shards as usize);
     let mut first = Some(first);
@@ -178,7 +192,7 @@ pub(crate) type ShardListeners = Vec<(TcpListener, Protocol)>;
 /// Binds `address` once per shard (SO_REUSEPORT): the Kafka listener.
 fn bind_shared(shards: u16, listen: SocketAddr) -> Result<(SocketAddr, Vec<TcpListener>), StartError> {
     let bind_error = |address: SocketAddr, error| StartError::io(format!("cannot listen on {address}"), error);
-    let first = bind_retrying(listen, true).map_err(|e| bind_error(listen, e))?;
+    let first = bind_reuse_port_group_member(listen).map_err(|e| bind_error(listen, e))?;
     let address = first.local_addr().map_err(|e| bind_error(listen, e))?;
     let mut listeners = vec![first];
     for _ in 1..shards {

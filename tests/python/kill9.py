@@ -116,23 +116,22 @@ class Server:
         self.log = open(os.path.join(directory, "serve.log"), "ab")
 
     def start(self):
+        # Started when it says so: a connect probe could reach the listener of
+        # the process just killed, which outlives it for a moment.
         self.process = subprocess.Popen(
             [self.binary, "serve", "--shards", str(SHARDS), "--listen", self.address,
              "--kafka-listen", "off", "--data-dir", os.path.join(self.directory, "data")],
-            stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL, text=True,
         )
-        deadline = time.time() + START_TIMEOUT_S
-        host, port = self.address.split(":")
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise Defect("the server exited at start with %s; see %s/serve.log"
-                             % (self.process.returncode, self.directory))
-            try:
-                socket.create_connection((host, int(port)), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.01)
-        raise Defect("the server did not listen within %.0f s" % START_TIMEOUT_S)
+        ready = []
+        reader = threading.Thread(target=lambda: ready.append(self.process.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(START_TIMEOUT_S)
+        if not ready or not ready[0].startswith("ringmq listening on %s " % self.address):
+            self.process.kill()
+            raise Defect("the server did not start listening within %.0f s (%r); see %s/serve.log"
+                         % (START_TIMEOUT_S, ready[:1], self.directory))
+        threading.Thread(target=self.process.stdout.read, daemon=True).start()
 
     def kill9(self):
         self.process.send_signal(signal.SIGKILL)
