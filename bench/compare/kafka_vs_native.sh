@@ -45,18 +45,44 @@ SERVER=$!
 trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q "kafka listening" "$WORK/serve.log" && break; sleep 0.05; done
 
-mb_s() { python3 -c "print(f'{$1 * $SIZE / $2 / 1e6:.0f}')"; }
-printf '%-6s %-8s %12s %10s\n' round client "records/s" "MB/s"
-for round in $(seq "$ROUNDS"); do
-  # Kafka: librdkafka, acks=1, batches of up to 1 MiB (about 1,000 records).
-  start=$(date +%s.%N)
+# The server's CPU seconds so far (user + system), from /proc.
+server_cpu() { python3 -c "import os; f=open('/proc/$SERVER/stat').read().rsplit(')',1)[1].split(); print((int(f[11])+int(f[12]))/os.sysconf('SC_CLK_TCK'))"; }
+# Server CPU seconds per GB for the run that started at CPU $1.
+cpu_per_gb() { python3 -c "print('%.2f' % (($(server_cpu) - $1) / ($RECORDS * $SIZE / 1e9)))"; }
+
+run_kafka() {
+  local round=$1
+  local cpu
+  cpu=$(server_cpu)
+  # Its own figure (the produce phase, as ringmq bench times its own), from
+  # the line "N messages produced ... in Tms: R msgs/s and M MB/s".
   "$TOOL" -P -b $KAFKA -t "kafka-$round" -p 0 -s $SIZE -c "$RECORDS" -a 1 \
     -X linger.ms=5 -X batch.size=1048576 -X queue.buffering.max.kbytes=1048576 > "$WORK/kafka-$round.log" 2>&1
-  end=$(date +%s.%N)
-  seconds=$(python3 -c "print($end - $start)")
-  printf '%-6s %-8s %12.0f %10s\n' "$round" kafka "$(python3 -c "print($RECORDS / $seconds)")" "$(mb_s "$RECORDS" "$seconds")"
-  # Native: ringmq bench, acks written, 1,000 records per batch, 4 requests in flight.
+  python3 - "$WORK/kafka-$round.log" "$round" "$RECORDS" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+found = list(re.finditer(r"(\d+) delivered .*? in (\d+)ms: (\d+) msgs/s and ([\d.]+) MB/s", text))
+found = found[-1] if found else None  # the final report, not a progress line
+if not found or int(found.group(1)) != int(sys.argv[3]):
+    sys.exit("rdkafka_performance did not deliver every record: see " + sys.argv[1])
+print("%-6s %-8s %12d %10.0f" % (sys.argv[2], "kafka", int(found.group(3)), float(found.group(4))), end="")  # MB = 10^6 bytes, as ringmq bench
+PY
+  printf ' %14s\n' "$(cpu_per_gb "$cpu")"
+}
+
+run_native() {
+  local round=$1
+  local cpu
+  cpu=$(server_cpu)
+  # ringmq bench, acks written, 1,000 records per batch, 4 requests in flight.
   json=$("$BIN" bench produce --bootstrap $NATIVE --topic "native-$round" --message-size $SIZE \
     --batch-records 1000 --acks written --count "$RECORDS" --json)
-  python3 -c "import json,sys; d=json.loads(sys.argv[1]); print('%-6s %-8s %12.0f %10.0f' % ('$round', 'native', d['records_per_sec'], d['mb_per_sec']))" "$json"
+  python3 -c "import json,sys; d=json.loads(sys.argv[1]); print('%-6s %-8s %12.0f %10.0f' % ('$round', 'native', d['records_per_sec'], d['mb_per_sec']), end='')" "$json"
+  printf ' %14s\n' "$(cpu_per_gb "$cpu")"
+}
+
+printf '%-6s %-8s %12s %10s %14s\n' round client "records/s" "MB/s" "server CPU s/GB"
+# Whoever goes first in a round meets a fresher page cache: the order alternates.
+for round in $(seq "$ROUNDS"); do
+  if [ $((round % 2)) -eq 1 ]; then run_kafka "$round"; run_native "$round"; else run_native "$round"; run_kafka "$round"; fi
 done
