@@ -109,6 +109,11 @@ struct BenchArgs {
     /// directory; give the data directory's), and print the figures as ratios.
     #[arg(long, num_args = 0..=1, default_missing_value = ".")]
     reference: Option<PathBuf>,
+    /// Produce through the server's Kafka listener at HOST:PORT (Kafka's
+    /// Produce v8, the same batches and pipeline depth), to compare the two
+    /// protocol paths with one client; the topic is created over --bootstrap.
+    #[arg(long, value_name = "HOST:PORT")]
+    kafka: Option<String>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -797,6 +802,7 @@ fn bench(bootstrap: &str, args: BenchArgs) -> Result<(), String> {
         topic: args.topic.unwrap_or_else(|| format!("bench-{}", ringmq::log::partition::now_ms())),
         in_flight: args.in_flight,
         reference: args.reference,
+        kafka: args.kafka,
     };
     let report = bench::run(config.clone())?;
     if args.json {

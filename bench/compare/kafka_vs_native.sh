@@ -4,6 +4,10 @@
 # (rdkafka_performance, built from Debian's librdkafka source package) against
 # `ringmq bench produce`. Same workload on both: one producer, one partition,
 # 1 KiB records, acks 1 / written (page cache), about 1,000 records per batch.
+# A third client per round, "bench-k", is ringmq bench speaking Kafka to the
+# Kafka listener: the listener against the native path with one client, as
+# librdkafka's own costs (it shares the cores with the server) weigh on the
+# first comparison.
 #
 #   bench/compare/kafka_vs_native.sh [RECORDS] [ROUNDS]     (defaults 2000000, 2)
 #
@@ -68,21 +72,49 @@ if not found or int(found.group(1)) != int(sys.argv[3]):
 print("%-6s %-8s %12d %10.0f" % (sys.argv[2], "kafka", int(found.group(3)), float(found.group(4))), end="")  # MB = 10^6 bytes, as ringmq bench
 PY
   printf ' %14s\n' "$(cpu_per_gb "$cpu")"
+  drop_topic "kafka-$round"
 }
 
-run_native() {
-  local round=$1
+# Deleting the topic drops its dirty pages, so later rounds are not throttled
+# by the writeback of earlier ones (each round writes RECORDS KiB).
+drop_topic() { "$BIN" topic --bootstrap $NATIVE delete "$1" >/dev/null; sync; }
+
+# ringmq bench, acks written, 1,000 records per batch, 4 requests in flight:
+# over the native protocol, or (run_bench_kafka) the same client speaking
+# Kafka's Produce v8 to the Kafka listener, so the two differ only by the
+# protocol path in the server.
+run_bench() {
+  local round=$1 label=$2
+  shift 2
   local cpu
   cpu=$(server_cpu)
-  # ringmq bench, acks written, 1,000 records per batch, 4 requests in flight.
-  json=$("$BIN" bench produce --bootstrap $NATIVE --topic "native-$round" --message-size $SIZE \
-    --batch-records 1000 --acks written --count "$RECORDS" --json)
-  python3 -c "import json,sys; d=json.loads(sys.argv[1]); print('%-6s %-8s %12.0f %10.0f' % ('$round', 'native', d['records_per_sec'], d['mb_per_sec']), end='')" "$json"
+  json=$("$BIN" bench produce --bootstrap $NATIVE --topic "$label-$round" --message-size $SIZE \
+    --batch-records 1000 --acks written --count "$RECORDS" --json "$@")
+  python3 -c "import json,sys; d=json.loads(sys.argv[1]); print('%-6s %-8s %12.0f %10.0f' % ('$round', '$label', d['records_per_sec'], d['mb_per_sec']), end='')" "$json"
   printf ' %14s\n' "$(cpu_per_gb "$cpu")"
+  drop_topic "$label-$round"
 }
+run_native() { run_bench "$1" native; }
+run_bench_kafka() { run_bench "$1" bench-k --kafka $KAFKA; }
 
 printf '%-6s %-8s %12s %10s %14s\n' round client "records/s" "MB/s" "server CPU s/GB"
 # Whoever goes first in a round meets a fresher page cache: the order alternates.
 for round in $(seq "$ROUNDS"); do
-  if [ $((round % 2)) -eq 1 ]; then run_kafka "$round"; run_native "$round"; else run_native "$round"; run_kafka "$round"; fi
-done
+  if [ $((round % 2)) -eq 1 ]; then
+    run_kafka "$round"; run_bench_kafka "$round"; run_native "$round"
+  else
+    run_native "$round"; run_bench_kafka "$round"; run_kafka "$round"
+  fi
+done | tee "$WORK/rounds.txt"
+
+# The machine's noise moves single rounds by 2x: medians, and their ratios.
+python3 - "$WORK/rounds.txt" <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
+mb = {}; cpu = {}
+for row in rows:
+    mb.setdefault(row[1], []).append(float(row[3])); cpu.setdefault(row[1], []).append(float(row[4]))
+print("median  " + "  ".join("%s %.0f MB/s %.2f s/GB" % (c, statistics.median(mb[c]), statistics.median(cpu[c])) for c in mb))
+native = statistics.median(mb["native"])
+print("ratio to native (medians): kafka %.2f, bench-k %.2f" % (statistics.median(mb["kafka"]) / native, statistics.median(mb["bench-k"]) / native))
+PY

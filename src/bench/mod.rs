@@ -12,6 +12,7 @@
 //! scheduled time, not the actual send, so a stall counts against every send it
 //! delayed (correcting coordinated omission).
 
+mod kafka;
 pub mod reference;
 
 use crate::batch::BatchBuilder;
@@ -72,6 +73,9 @@ pub struct BenchConfig {
     /// Measure the references ([`reference`]) before the run, the fdatasync
     /// test in this directory (put it on the data directory's file system).
     pub reference: Option<PathBuf>,
+    /// Produce over the Kafka listener at this address (the topic is still
+    /// created through `bootstrap`).
+    pub kafka: Option<String>,
 }
 
 /// What a run measured.
@@ -119,6 +123,7 @@ impl BenchReport {
         serde_json::json!({
             "workload": format!("{:?}", config.workload).to_lowercase(),
             "transport": if config.bootstrap.is_some() { "tcp" } else { "embedded" },
+            "protocol": if config.kafka.is_some() { "kafka" } else { "native" },
             "producers": config.producers,
             "consumers": config.consumers,
             "partitions": config.partitions,
@@ -579,6 +584,9 @@ pub fn run(config: BenchConfig) -> Result<BenchReport, String> {
     if config.producers == 0 || config.partitions == 0 || config.batch_records == 0 {
         return Err("--producers, --partitions and --batch-records must be at least 1".into());
     }
+    if config.kafka.is_some() && (config.bootstrap.is_none() || config.workload != Workload::Produce) {
+        return Err("--kafka is for produce runs against a server (not --embedded)".into());
+    }
     if config.count.is_none() && config.duration.is_none() {
         return Err("give --count N or --duration S".into());
     }
@@ -679,6 +687,9 @@ fn spawn_producers(run: &Arc<Run>, target: &Target) -> Vec<Worker> {
             let quota = run.share(index, config.producers);
             let target = target.duplicate();
             std::thread::spawn(move || match target {
+                Target::Tcp(_) if run.config.kafka.is_some() => {
+                    kafka::produce(&run, run.config.kafka.as_deref().unwrap_or_default(), partitions, quota)
+                }
                 Target::Tcp(bootstrap) => produce_tcp(&run, &bootstrap, partitions, quota),
                 Target::Embedded(client) => produce_embedded(&run, client, partitions, quota),
             })
