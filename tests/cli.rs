@@ -254,6 +254,53 @@ fn bench_prints_json_and_writes_a_percentile_distribution() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--same-thread"));
 }
 
+/// `bench produce --kafka` drives the Kafka listener with the bench's own
+/// batches: every record lands (read back over the native protocol) and the
+/// report says which protocol carried them.
+#[test]
+fn bench_produces_through_the_kafka_listener() {
+    let dir = common::temp_dir("cli-bench-kafka");
+    let mut server = Command::new(BINARY)
+        .args(["serve", "--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--shards", "2"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let bootstrap = first["ringmq listening on ".len()..].split(' ').next().unwrap().to_string();
+    let second = lines.next().unwrap().unwrap();
+    let kafka = second.strip_prefix("ringmq kafka listening on ").expect(&second).trim().to_string();
+    for (topic, acks, partitions) in [("bk-written", "written", "3"), ("bk-durable", "durable", "1")] {
+        let output = Command::new(BINARY)
+            .args(["--bootstrap", &bootstrap, "bench", "produce", "--kafka", &kafka, "--topic", topic])
+            .args(["--count", "3000", "--batch-records", "100", "--message-size", "64", "--json"])
+            .args(["--acks", acks, "--partitions", partitions])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(report["protocol"], "kafka", "{report}");
+        assert_eq!(report["records"], 3000, "{report}");
+        assert_eq!(report["latency_us"]["samples"], 30, "one acknowledgement per batch: {report}");
+        let client = ringmq::client::Client::connect(&bootstrap).unwrap();
+        let landed: i64 = (0..partitions.parse::<u32>().unwrap())
+            .map(|partition| client.list_offsets(topic, partition, -1).unwrap().latest)
+            .sum();
+        assert_eq!(landed, 3000, "records in {topic} after the Kafka bench");
+    }
+    // Refused where it cannot apply, with the reason.
+    let output = Command::new(BINARY)
+        .args(["bench", "produce", "--embedded", "--kafka", &kafka, "--count", "10"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--kafka is for produce runs"), "{output:?}");
+    assert!(terminate(&mut server).success());
+}
+
 #[test]
 fn consume_with_a_group_prints_each_record_once_across_runs_and_group_describe_shows_lag() {
     let dir = common::temp_dir("cli-group");

@@ -9,7 +9,7 @@
 # librdkafka's own costs (it shares the cores with the server) weigh on the
 # first comparison.
 #
-#   bench/compare/kafka_vs_native.sh [RECORDS] [ROUNDS]     (defaults 2000000, 2)
+#   [PIN=0] bench/compare/kafka_vs_native.sh [RECORDS] [ROUNDS]     (defaults 2000000, 2)
 #
 # Needs root on Debian (apt-get), the release build (cargo build --release).
 set -euo pipefail
@@ -44,7 +44,16 @@ perf_tool() {
 TOOL=$(perf_tool)
 [ -x "$BIN" ] || cargo build --release --bin ringmq
 rm -rf "$WORK/data"
-"$BIN" serve --listen $NATIVE --kafka-listen $KAFKA --data-dir "$WORK/data" > "$WORK/serve.log" 2>&1 &
+# One shard pinned to CPU 0, every client pinned to CPU 1 (PIN=0: neither
+# pinned, default shards): on two cores, an unpinned client takes the server's
+# core in turns, and librdkafka's client costs three times ringmq bench's CPU
+# per GB, so the comparison would be of the clients.
+if [ "${PIN:-1}" = 1 ]; then
+  SERVER_ON=(taskset -c 0); CLIENT_ON=(taskset -c 1); SHARDS=(--shards 1)
+else
+  SERVER_ON=(); CLIENT_ON=(); SHARDS=()
+fi
+"${SERVER_ON[@]}" "$BIN" serve "${SHARDS[@]}" --listen $NATIVE --kafka-listen $KAFKA --data-dir "$WORK/data" > "$WORK/serve.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q "kafka listening" "$WORK/serve.log" && break; sleep 0.05; done
@@ -60,7 +69,7 @@ run_kafka() {
   cpu=$(server_cpu)
   # Its own figure (the produce phase, as ringmq bench times its own), from
   # the line "N messages produced ... in Tms: R msgs/s and M MB/s".
-  "$TOOL" -P -b $KAFKA -t "kafka-$round" -p 0 -s $SIZE -c "$RECORDS" -a 1 \
+  "${CLIENT_ON[@]}" "$TOOL" -P -b $KAFKA -t "kafka-$round" -p 0 -s $SIZE -c "$RECORDS" -a 1 \
     -X linger.ms=5 -X batch.size=1048576 -X queue.buffering.max.kbytes=1048576 > "$WORK/kafka-$round.log" 2>&1
   python3 - "$WORK/kafka-$round.log" "$round" "$RECORDS" <<'PY'
 import re, sys
@@ -88,7 +97,7 @@ run_bench() {
   shift 2
   local cpu
   cpu=$(server_cpu)
-  json=$("$BIN" bench produce --bootstrap $NATIVE --topic "$label-$round" --message-size $SIZE \
+  json=$("${CLIENT_ON[@]}" "$BIN" bench produce --bootstrap $NATIVE --topic "$label-$round" --message-size $SIZE \
     --batch-records 1000 --acks written --count "$RECORDS" --json "$@")
   python3 -c "import json,sys; d=json.loads(sys.argv[1]); print('%-6s %-8s %12.0f %10.0f' % ('$round', '$label', d['records_per_sec'], d['mb_per_sec']), end='')" "$json"
   printf ' %14s\n' "$(cpu_per_gb "$cpu")"
