@@ -31,5 +31,6 @@ pub mod kafka;
 pub mod log;
 pub mod metrics;
 pub mod protocol;
+pub mod security;
 pub mod server;
 pub mod sync;

@@ -18,8 +18,34 @@ struct Cli {
     /// The server client commands talk to.
     #[arg(long, global = true, env = "RINGMQ_BOOTSTRAP", default_value = "127.0.0.1:9400")]
     bootstrap: String,
+    /// Authenticate as this user (SASL); the password comes from RINGMQ_PASSWORD.
+    #[arg(long, global = true, env = "RINGMQ_USER")]
+    user: Option<String>,
+    /// SCRAM-SHA-256 (default; the password never crosses the wire) or PLAIN.
+    #[arg(long, global = true, env = "RINGMQ_SASL_MECHANISM", default_value = "SCRAM-SHA-256")]
+    sasl_mechanism: String,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The credentials client commands authenticate with (--user, RINGMQ_PASSWORD).
+static CREDENTIALS: std::sync::OnceLock<Option<ringmq::client::Credentials>> = std::sync::OnceLock::new();
+
+fn credentials() -> Option<ringmq::client::Credentials> {
+    CREDENTIALS.get().cloned().flatten()
+}
+
+fn set_credentials(cli: &Cli) -> Result<(), String> {
+    let credentials = match &cli.user {
+        None => None,
+        Some(user) => {
+            let password = std::env::var("RINGMQ_PASSWORD")
+                .map_err(|_| format!("--user {user} needs its password in the RINGMQ_PASSWORD environment variable"))?;
+            Some(ringmq::client::Credentials { user: user.clone(), password, mechanism: cli.sasl_mechanism.clone() })
+        }
+    };
+    let _ = CREDENTIALS.set(credentials);
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -41,6 +67,48 @@ enum Command {
     Queue(QueueCommand),
     /// Measure throughput and latency percentiles (HdrHistogram).
     Bench(BenchArgs),
+    /// Add, remove and list users (SCRAM-SHA-256; super users only).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Add, remove and list ACLs (super users only).
+    #[command(subcommand)]
+    Acl(AclCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user, or set its password: read from RINGMQ_NEW_PASSWORD, else
+    /// the first line of standard input.
+    Add {
+        name: String,
+    },
+    Remove {
+        name: String,
+    },
+    List,
+}
+
+#[derive(Args)]
+struct AclArgs {
+    /// The user it is for, or `*` for every authenticated user.
+    #[arg(long)]
+    principal: String,
+    /// A topic name, a prefix ending in `*`, or `*` for all topics.
+    #[arg(long, conflicts_with = "group", required_unless_present = "group")]
+    topic: Option<String>,
+    /// A group name, a prefix ending in `*`, or `*` for all groups.
+    #[arg(long)]
+    group: Option<String>,
+    /// Comma-separated: read, write, create, delete, describe.
+    #[arg(long, value_delimiter = ',', required = true)]
+    operation: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum AclCommand {
+    Add(AclArgs),
+    Remove(AclArgs),
+    List,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -164,6 +232,14 @@ struct ServeArgs {
     /// ResourceLimit and a Kafka connection is closed.
     #[arg(long, env = "RINGMQ_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// `required`: both listeners want SASL (SCRAM-SHA-256 or PLAIN) before
+    /// any other request, and ACLs decide what each user may do; `off`
+    /// (default): every connection is trusted. docs/SECURITY.md.
+    #[arg(long, env = "RINGMQ_AUTHENTICATION")]
+    authentication: Option<String>,
+    /// Users allowed everything, who alone manage users and ACLs (comma-separated).
+    #[arg(long, env = "RINGMQ_SUPER_USERS", value_delimiter = ',')]
+    super_users: Option<Vec<String>>,
     /// HOST:PORT of the Kafka wire protocol listener (default 127.0.0.1:9092;
     /// `off`: none). Every shard accepts on it.
     #[arg(long, env = "RINGMQ_KAFKA_LISTEN")]
@@ -316,6 +392,10 @@ struct ConsumeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(message) = set_credentials(&cli) {
+        eprintln!("ringmq: {message}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Topic(command) => topic(&cli.bootstrap, command),
@@ -325,6 +405,8 @@ fn main() -> ExitCode {
         Command::Group(command) => group(&cli.bootstrap, command),
         Command::Queue(command) => queue(&cli.bootstrap, command),
         Command::Bench(args) => bench(&cli.bootstrap, args),
+        Command::User(command) => user(&cli.bootstrap, command),
+        Command::Acl(command) => acl(&cli.bootstrap, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -381,6 +463,20 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         }
         config.max_connections = max;
     }
+    config.security.authentication = match args.authentication.or(file.authentication).as_deref() {
+        None | Some("off") => false,
+        Some("required") => true,
+        Some(other) => return Err(format!("--authentication {other}: expected required or off")),
+    };
+    config.security.super_users = args.super_users.or(file.super_users).unwrap_or_default();
+    // From the environment only, so the password is not in the process list.
+    if let Ok(user) = std::env::var("RINGMQ_BOOTSTRAP_USER") {
+        let (name, password) = user
+            .split_once(':')
+            .filter(|(name, password)| !name.is_empty() && !password.is_empty())
+            .ok_or("RINGMQ_BOOTSTRAP_USER must be NAME:PASSWORD")?;
+        config.security.bootstrap_user = Some((name.to_owned(), password.to_owned()));
+    }
     let kafka_listen = args.kafka_listen.or(file.kafka_listen);
     config.kafka.listen = match kafka_listen.as_deref().unwrap_or(server::KAFKA_LISTEN_DEFAULT) {
         "off" => None,
@@ -404,6 +500,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     server::block_shutdown_signals();
     let shards = config.shards;
     let data_dir = config.data_dir.clone();
+    let exposed = config.listen.iter().chain(config.kafka.listen.iter()).find(|a| !a.ip().is_loopback()).copied();
+    if let (Some(address), false) = (exposed, config.security.authentication) {
+        eprintln!(
+            "ringmq: warning: listening on {address}, beyond loopback, without authentication: anyone who reaches \
+             it may read, write and delete every topic. Start with --authentication required (docs/SECURITY.md)."
+        );
+    }
     let handle = server::start(config).map_err(|e| e.to_string())?;
     println!(
         "ringmq listening on {} ({} shard(s), shard ports {:?}, data in {})",
@@ -427,7 +530,22 @@ fn serve(args: ServeArgs) -> Result<(), String> {
 }
 
 fn connect(bootstrap: &str) -> Result<Client, String> {
-    Client::connect(bootstrap).map_err(|e| format!("cannot reach the server at {bootstrap}: {e}"))
+    Client::connect_as(bootstrap, credentials()).map_err(|e| connect_error(bootstrap, e))
+}
+
+/// A connection failure, saying what to do about it.
+fn connect_error(bootstrap: &str, error: ringmq::client::ClientError) -> String {
+    use ringmq::protocol::ErrorCode;
+    match error.code() {
+        Some(ErrorCode::AuthenticationFailed) => format!(
+            "the server at {bootstrap} refused the credentials: check --user and RINGMQ_PASSWORD (and that the user \
+             exists: ringmq user list, as a super user)"
+        ),
+        Some(ErrorCode::AuthenticationRequired) => {
+            format!("the server at {bootstrap} requires authentication: give --user NAME with RINGMQ_PASSWORD set")
+        }
+        _ => format!("cannot reach the server at {bootstrap}: {error} (is `ringmq serve` running there?)"),
+    }
 }
 
 fn retention(value: Option<u64>) -> Retention {
@@ -491,8 +609,8 @@ fn produce(bootstrap: &str, args: ProduceArgs) -> Result<(), String> {
         linger: Duration::from_millis(args.linger_ms),
         idempotent: None,
     };
-    let producer =
-        Producer::new(bootstrap, config).map_err(|e| format!("cannot reach the server at {bootstrap}: {e}"))?;
+    let client = std::sync::Arc::new(connect(bootstrap)?);
+    let producer = Producer::on(client, config).map_err(|e| format!("cannot start producing: {e}"))?;
     let key = args.key.as_deref().map(str::as_bytes);
     let mut lines = 0u64;
     for line in std::io::stdin().lock().split(b'\n') {
@@ -803,6 +921,7 @@ fn bench(bootstrap: &str, args: BenchArgs) -> Result<(), String> {
         in_flight: args.in_flight,
         reference: args.reference,
         kafka: args.kafka,
+        credentials: credentials(),
     };
     let report = bench::run(config.clone())?;
     if args.json {
@@ -814,4 +933,91 @@ fn bench(bootstrap: &str, args: BenchArgs) -> Result<(), String> {
         std::fs::write(&path, report.hgrm()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+fn user(bootstrap: &str, command: UserCommand) -> Result<(), String> {
+    let client = connect(bootstrap)?;
+    match command {
+        UserCommand::Add { name } => {
+            let password = match std::env::var("RINGMQ_NEW_PASSWORD") {
+                Ok(password) => password,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).map_err(|e| format!("reading the password: {e}"))?;
+                    line.trim_end_matches(['\n', '\r']).to_owned()
+                }
+            };
+            if password.is_empty() {
+                return Err("no password: set RINGMQ_NEW_PASSWORD or give it on standard input".into());
+            }
+            client.upsert_user(&name, &password).map_err(|e| admin_error(&format!("setting user {name}"), e))?;
+            eprintln!("user {name} set");
+        }
+        UserCommand::Remove { name } => {
+            client.delete_user(&name).map_err(|e| admin_error(&format!("removing user {name}"), e))?;
+            eprintln!("user {name} removed (its ACLs stay until removed: ringmq acl list)");
+        }
+        UserCommand::List => {
+            for name in client.list_users().map_err(|e| admin_error("listing users", e))? {
+                println!("{name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn acl_of(args: AclArgs) -> Result<ringmq::security::Acl, String> {
+    use ringmq::security::{Acl, Operation, Operations, ResourceKind};
+    let (kind, pattern) = match (args.topic, args.group) {
+        (Some(topic), None) => (ResourceKind::Topic, topic),
+        (None, Some(group)) => (ResourceKind::Group, group),
+        _ => return Err("give one of --topic or --group".into()),
+    };
+    let mut operations = Vec::with_capacity(args.operation.len());
+    for name in &args.operation {
+        operations.push(
+            Operation::parse(name)
+                .ok_or_else(|| format!("unknown operation {name}: use read, write, create, delete or describe"))?,
+        );
+    }
+    let acl = Acl { principal: args.principal, kind, pattern, operations: Operations::of(&operations) };
+    acl.validate()?;
+    Ok(acl)
+}
+
+fn acl(bootstrap: &str, command: AclCommand) -> Result<(), String> {
+    let client = connect(bootstrap)?;
+    match command {
+        AclCommand::Add(args) => {
+            let acl = acl_of(args)?;
+            client.add_acl(&acl).map_err(|e| admin_error("adding the ACL", e))?;
+        }
+        AclCommand::Remove(args) => {
+            let acl = acl_of(args)?;
+            client.remove_acl(&acl).map_err(|e| admin_error("removing the ACL", e))?;
+        }
+        AclCommand::List => {
+            println!("{:<20} {:<6} {:<30} operations", "principal", "kind", "pattern");
+            for acl in client.list_acls().map_err(|e| admin_error("listing ACLs", e))? {
+                println!(
+                    "{:<20} {:<6} {:<30} {}",
+                    acl.principal,
+                    acl.kind.name(),
+                    acl.pattern,
+                    acl.operations.names().join(",")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A refused administrative request, saying what to do about it.
+fn admin_error(what: &str, error: ringmq::client::ClientError) -> String {
+    match error.code() {
+        Some(ringmq::protocol::ErrorCode::ClusterNotAuthorized) => format!(
+            "{what}: only a super user may (run as one with --user, or add this user to the server's --super-users)"
+        ),
+        _ => format!("{what}: {error}"),
+    }
 }

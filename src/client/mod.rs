@@ -38,7 +38,7 @@ use crate::protocol::offsets::{ListOffsetsRequest, ListOffsetsResponse, QUERY_EA
 use crate::protocol::produce::{ProduceRequest, ProduceResponse};
 use crate::protocol::producer_id::{InitProducerIdRequest, InitProducerIdResponse};
 use crate::protocol::topic::{CreateTopicRequest, DeleteTopicRequest, RETENTION_DEFAULT, RETENTION_UNLIMITED};
-use crate::protocol::{self, ErrorCode, ResponseHeader};
+use crate::protocol::{self, api, ErrorCode, ResponseHeader};
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -138,7 +138,80 @@ pub struct Connection {
     read_timeout: Option<Duration>,
 }
 
+/// A user's name and password, and how to prove them (docs/SECURITY.md).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+    /// `SCRAM-SHA-256` (default: the password never crosses the wire) or `PLAIN`.
+    pub mechanism: String,
+}
+
+impl Credentials {
+    pub fn scram(user: &str, password: &str) -> Credentials {
+        Credentials {
+            user: user.to_owned(),
+            password: password.to_owned(),
+            mechanism: crate::security::scram::SCRAM_SHA_256.to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials").field("user", &self.user).field("mechanism", &self.mechanism).finish()
+    }
+}
+
 impl Connection {
+    /// Connects and, with credentials, authenticates before anything else.
+    pub fn connect_as(address: SocketAddr, credentials: Option<&Credentials>) -> Result<Connection> {
+        let mut connection = Connection::connect(address)?;
+        if let Some(credentials) = credentials {
+            connection.authenticate(credentials)?;
+        }
+        Ok(connection)
+    }
+
+    /// Runs the SASL exchange (AUTHENTICATE) on this connection. A refused
+    /// one is `Server { code: AuthenticationFailed }`; the server then closes it.
+    pub fn authenticate(&mut self, credentials: &Credentials) -> Result<()> {
+        use crate::protocol::security::{AuthenticateRequest, AuthenticateResponse};
+        use crate::security::scram;
+        let context = format!("authenticating as {}", credentials.user);
+        let mechanism = credentials.mechanism.clone();
+        let mut step = |message: Vec<u8>| -> Result<AuthenticateResponse> {
+            let request = AuthenticateRequest { mechanism: mechanism.clone(), message };
+            let body = self.call(&context, |id| request.encode(id))?;
+            Ok(AuthenticateResponse::decode(&body)?)
+        };
+        let protocol = |message: String| ClientError::Protocol(message);
+        match credentials.mechanism.as_str() {
+            scram::PLAIN => match step(scram::plain_message(&credentials.user, &credentials.password))? {
+                AuthenticateResponse { done: true, .. } => Ok(()),
+                _ => Err(protocol("the server did not finish a PLAIN exchange in one step".into())),
+            },
+            scram::SCRAM_SHA_256 => {
+                let mut client = scram::ScramClient::new(&credentials.user, &credentials.password).map_err(protocol)?;
+                let first = step(client.client_first())?;
+                if first.done {
+                    return Err(protocol("the server ended the SCRAM exchange after one step".into()));
+                }
+                let last = client.client_final(&first.message).map_err(protocol)?;
+                let answer = step(last)?;
+                if !answer.done {
+                    return Err(protocol("the server did not finish the SCRAM exchange".into()));
+                }
+                client.verify_server_final(&answer.message).map_err(protocol)
+            }
+            other => Err(ClientError::InvalidArgument(format!(
+                "unknown mechanism {other}: use {} or {}",
+                scram::SCRAM_SHA_256,
+                scram::PLAIN
+            ))),
+        }
+    }
+
     pub fn connect(address: SocketAddr) -> Result<Connection> {
         let stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)?;
         stream.set_nodelay(true)?;
@@ -371,6 +444,8 @@ pub struct Client {
     pool: Mutex<Pool>,
     /// Signalled when a connection is returned or closed.
     freed: Condvar,
+    /// Every connection authenticates with these, when given.
+    credentials: Option<Credentials>,
 }
 
 /// A connection lent out by the pool; returned when dropped, or closed when
@@ -425,12 +500,17 @@ fn connection_survives(error: &ClientError) -> bool {
 impl Client {
     /// Connects to `bootstrap` (`HOST:PORT`), says hello and loads the metadata.
     pub fn connect(bootstrap: &str) -> Result<Client> {
+        Client::connect_as(bootstrap, None)
+    }
+
+    /// [`Client::connect`], every connection authenticating with `credentials`.
+    pub fn connect_as(bootstrap: &str, credentials: Option<Credentials>) -> Result<Client> {
         let address = bootstrap
             .to_socket_addrs()
             .map_err(|e| ClientError::InvalidArgument(format!("cannot resolve {bootstrap}: {e}")))?
             .next()
             .ok_or_else(|| ClientError::InvalidArgument(format!("{bootstrap} resolves to no address")))?;
-        let mut connection = Connection::connect(address)?;
+        let mut connection = Connection::connect_as(address, credentials.as_ref())?;
         let body = connection.call("hello", |id| HelloRequest { client_name: "ringmq-rust".into() }.encode(id))?;
         let hello = HelloResponse::decode(&body)?;
         let client = Client {
@@ -440,6 +520,7 @@ impl Client {
             metadata: Mutex::new(Metadata::default()),
             pool: Mutex::new(Pool::default()),
             freed: Condvar::new(),
+            credentials,
         };
         {
             let mut pool = lock(&client.pool);
@@ -459,6 +540,11 @@ impl Client {
         &self.hello
     }
 
+    /// The credentials every connection authenticates with.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
+    }
+
     /// Lends a connection to `endpoint`: an idle one, a new one while fewer
     /// than [`CONNECTIONS_PER_SHARD_MAX`] are open, or the next one returned.
     fn lease(&self, endpoint: Endpoint) -> Result<Lease<'_>> {
@@ -475,7 +561,7 @@ impl Client {
                 // From here the lease owns the slot: its drop gives it back,
                 // also when connecting fails.
                 let mut lease = Lease { client: self, endpoint, generation, connection: None };
-                lease.connection = Some(Connection::connect(self.address_of(endpoint)?)?);
+                lease.connection = Some(Connection::connect_as(self.address_of(endpoint)?, self.credentials.as_ref())?);
                 return Ok(lease);
             }
             pool = self.freed.wait(pool).unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -576,6 +662,53 @@ impl Client {
         self.call_bootstrap(&format!("create topic {name}"), |id| request.encode(id))?;
         self.refresh_metadata()?;
         Ok(())
+    }
+
+    /// Adds a user, or sets a user's password (super users only). The
+    /// SCRAM credential is derived here: the password is not sent.
+    pub fn upsert_user(&self, name: &str, password: &str) -> Result<()> {
+        use crate::protocol::security::UserUpsertRequest;
+        use crate::security::scram;
+        if password.is_empty() || password.len() > scram::PASSWORD_BYTES_MAX {
+            return Err(ClientError::InvalidArgument(format!(
+                "a password is 1 to {} bytes",
+                scram::PASSWORD_BYTES_MAX
+            )));
+        }
+        let credential = scram::Credential::new(password, scram::ITERATIONS_DEFAULT).map_err(ClientError::Protocol)?;
+        let request = UserUpsertRequest { name: name.to_owned(), credential };
+        self.call_bootstrap(&format!("set user {name}"), |id| request.encode(id)).map(drop)
+    }
+
+    pub fn delete_user(&self, name: &str) -> Result<()> {
+        use crate::protocol::security::encode_name_request;
+        self.call_bootstrap(&format!("remove user {name}"), |id| encode_name_request(api::USER_DELETE, id, name))
+            .map(drop)
+    }
+
+    pub fn list_users(&self) -> Result<Vec<String>> {
+        use crate::protocol::security::{decode_user_list, encode_empty_request};
+        let body = self.call_bootstrap("list users", |id| encode_empty_request(api::USER_LIST, id))?;
+        Ok(decode_user_list(&body)?)
+    }
+
+    /// Adds an ACL (super users only); checked here first, so a bad one is
+    /// refused with the reason.
+    pub fn add_acl(&self, acl: &crate::security::Acl) -> Result<()> {
+        use crate::protocol::security::encode_acl_request;
+        acl.validate().map_err(ClientError::InvalidArgument)?;
+        self.call_bootstrap("add ACL", |id| encode_acl_request(api::ACL_ADD, id, acl)).map(drop)
+    }
+
+    pub fn remove_acl(&self, acl: &crate::security::Acl) -> Result<()> {
+        use crate::protocol::security::encode_acl_request;
+        self.call_bootstrap("remove ACL", |id| encode_acl_request(api::ACL_REMOVE, id, acl)).map(drop)
+    }
+
+    pub fn list_acls(&self) -> Result<Vec<crate::security::Acl>> {
+        use crate::protocol::security::{decode_acl_list, encode_empty_request};
+        let body = self.call_bootstrap("list ACLs", |id| encode_empty_request(api::ACL_LIST, id))?;
+        Ok(decode_acl_list(&body)?)
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<()> {
@@ -709,7 +842,7 @@ impl Client {
     /// returns without waiting for the answer: for requests the server holds
     /// for a long time (a JoinGroup until its rebalance completes).
     pub fn start(&self, context: &str, encode: impl FnOnce(u32) -> Vec<u8>) -> Result<PendingCall> {
-        let mut connection = Connection::connect(self.bootstrap_address)?;
+        let mut connection = Connection::connect_as(self.bootstrap_address, self.credentials.as_ref())?;
         connection.send(encode)?;
         Ok(PendingCall { connection, context: context.to_owned() })
     }

@@ -50,6 +50,8 @@ pub mod api {
     pub const DELETE_TOPICS: i16 = 20;
     pub const INIT_PRODUCER_ID: i16 = 22;
     pub const DESCRIBE_CONFIGS: i16 = 32;
+    pub const SASL_HANDSHAKE: i16 = 17;
+    pub const SASL_AUTHENTICATE: i16 = 36;
 }
 
 /// One advertised API: key, lowest and highest version, and the first
@@ -74,7 +76,10 @@ const fn support(key: i16, min: i16, max: i16, flexible_from: i16) -> ApiSupport
 /// UNSUPPORTED_VERSION. Transactions, OffsetForLeaderEpoch, telemetry and
 /// KIP-848 are not advertised because they are not built. docs/KAFKA.md says
 /// why each maximum is where it is.
-pub const SUPPORTED: [ApiSupport; 18] = [
+/// SaslHandshake starts at 1: version 0 sends the SASL messages outside
+/// Kafka's framing, which every client since Kafka 1.0 replaces with
+/// SaslAuthenticate.
+pub const SUPPORTED: [ApiSupport; 20] = [
     support(api::PRODUCE, 0, 10, 9),
     support(api::FETCH, 4, 12, 12),
     support(api::LIST_OFFSETS, 1, 6, 6),
@@ -93,6 +98,8 @@ pub const SUPPORTED: [ApiSupport; 18] = [
     support(api::DELETE_TOPICS, 1, 5, 4),
     support(api::INIT_PRODUCER_ID, 0, 4, 2),
     support(api::DESCRIBE_CONFIGS, 1, 4, 4),
+    support(api::SASL_HANDSHAKE, 1, 1, i16::MAX),
+    support(api::SASL_AUTHENTICATE, 0, 2, 2),
 ];
 
 /// Produce versions below this one carry message sets older than
@@ -139,7 +146,13 @@ pub mod error {
     pub const POLICY_VIOLATION: i16 = 44;
     pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
     pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+    pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+    pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+    pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+    pub const ILLEGAL_SASL_STATE: i16 = 34;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
     pub const UNKNOWN_PRODUCER_ID: i16 = 59;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
     pub const MEMBER_ID_REQUIRED: i16 = 79;
@@ -174,6 +187,11 @@ pub fn error_code(code: crate::protocol::ErrorCode) -> i16 {
         E::OutOfOrderSequence => error::OUT_OF_ORDER_SEQUENCE_NUMBER,
         E::UnknownProducerId => error::UNKNOWN_PRODUCER_ID,
         E::ProducerFenced => error::INVALID_PRODUCER_EPOCH,
+        E::AuthenticationFailed => error::SASL_AUTHENTICATION_FAILED,
+        E::AuthenticationRequired => error::ILLEGAL_SASL_STATE,
+        E::TopicNotAuthorized => error::TOPIC_AUTHORIZATION_FAILED,
+        E::GroupNotAuthorized => error::GROUP_AUTHORIZATION_FAILED,
+        E::ClusterNotAuthorized => error::CLUSTER_AUTHORIZATION_FAILED,
     }
 }
 

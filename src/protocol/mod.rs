@@ -17,6 +17,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod producer_id;
+pub mod security;
 pub mod share;
 pub mod topic;
 
@@ -88,8 +89,15 @@ pub mod api {
     pub const INIT_PRODUCER_ID: u16 = 23;
     pub const SHARE_FETCH: u16 = 24;
     pub const SHARE_ACKNOWLEDGE: u16 = 25;
+    pub const AUTHENTICATE: u16 = 26;
+    pub const USER_UPSERT: u16 = 27;
+    pub const USER_DELETE: u16 = 28;
+    pub const USER_LIST: u16 = 29;
+    pub const ACL_ADD: u16 = 30;
+    pub const ACL_REMOVE: u16 = 31;
+    pub const ACL_LIST: u16 = 32;
     /// Every API this server speaks, with its version range.
-    pub const SUPPORTED: [(u16, u16, u16); 17] = [
+    pub const SUPPORTED: [(u16, u16, u16); 24] = [
         (HELLO, 0, 0),
         (METADATA, 0, 0),
         (CREATE_TOPIC, 0, 0),
@@ -107,6 +115,13 @@ pub mod api {
         (INIT_PRODUCER_ID, 0, 0),
         (SHARE_FETCH, 0, 0),
         (SHARE_ACKNOWLEDGE, 0, 0),
+        (AUTHENTICATE, 0, 0),
+        (USER_UPSERT, 0, 0),
+        (USER_DELETE, 0, 0),
+        (USER_LIST, 0, 0),
+        (ACL_ADD, 0, 0),
+        (ACL_REMOVE, 0, 0),
+        (ACL_LIST, 0, 0),
     ];
 }
 
@@ -166,6 +181,18 @@ pub enum ErrorCode {
     /// does not know (its batches were deleted by retention before a restart,
     /// or it was forgotten past the per-partition bound); nothing was appended.
     UnknownProducerId = 26,
+    /// SASL authentication failed: unknown user, wrong password, or an
+    /// unreadable exchange. The connection closes after this answer.
+    AuthenticationFailed = 27,
+    /// The listener requires authentication and the connection has not
+    /// authenticated: AUTHENTICATE first. The connection closes after this answer.
+    AuthenticationRequired = 28,
+    /// The user's ACLs do not allow this operation on the topic; nothing changed.
+    TopicNotAuthorized = 29,
+    /// The user's ACLs do not allow this operation on the group; nothing changed.
+    GroupNotAuthorized = 30,
+    /// Only a super user may do this (users and ACLs); nothing changed.
+    ClusterNotAuthorized = 31,
 }
 
 impl ErrorCode {
@@ -199,6 +226,11 @@ impl ErrorCode {
             24 => ProducerFenced,
             25 => InvalidRecordState,
             26 => UnknownProducerId,
+            27 => AuthenticationFailed,
+            28 => AuthenticationRequired,
+            29 => TopicNotAuthorized,
+            30 => GroupNotAuthorized,
+            31 => ClusterNotAuthorized,
             _ => return Option::None,
         })
     }
@@ -233,6 +265,11 @@ impl ErrorCode {
             ProducerFenced => "producer fenced",
             InvalidRecordState => "invalid record state",
             UnknownProducerId => "unknown producer id",
+            AuthenticationFailed => "authentication failed (unknown user or wrong password)",
+            AuthenticationRequired => "authentication required: the listener wants SASL before any other request",
+            TopicNotAuthorized => "not authorized for this topic (ask a super user for an ACL: ringmq acl add)",
+            GroupNotAuthorized => "not authorized for this group (ask a super user for an ACL: ringmq acl add)",
+            ClusterNotAuthorized => "not authorized: only a super user manages users and ACLs",
         }
     }
 }

@@ -90,7 +90,7 @@ fn unseal<T: for<'de> Deserialize<'de>>(path: &Path, key: &str) -> io::Result<T>
 }
 
 /// Writes `bytes` to `path` atomically and durably.
-fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let temporary = path.with_extension("json.tmp");
     {
         let mut file = fs::File::create(&temporary)?;

@@ -70,6 +70,22 @@ pub struct ServerConfig {
     /// Open client connections served at once (both listeners, every
     /// shard); a connection past it is refused (docs/PROTOCOL.md).
     pub max_connections: usize,
+    /// Authentication, users and ACLs (docs/SECURITY.md).
+    pub security: SecurityConfig,
+}
+
+/// Settings of authentication and authorization (docs/SECURITY.md).
+#[derive(Debug, Clone, Default)]
+pub struct SecurityConfig {
+    /// Both listeners require SASL (SCRAM-SHA-256 or PLAIN) before any
+    /// other request, and ACLs decide what each user may do. Off: every
+    /// connection is trusted and ACLs are not consulted.
+    pub authentication: bool,
+    /// Users allowed everything, and the only ones who manage users and ACLs.
+    pub super_users: Vec<String>,
+    /// A user (name, password) created at start if it does not exist yet:
+    /// how the first super user comes to be.
+    pub bootstrap_user: Option<(String, String)>,
 }
 
 /// Settings of the Kafka wire protocol listener (docs/KAFKA.md).
@@ -123,6 +139,7 @@ impl ServerConfig {
             empty_group_retention_ms: EMPTY_GROUP_RETENTION_MS_DEFAULT,
             kafka: KafkaConfig::default(),
             max_connections: CONNECTIONS_MAX_DEFAULT,
+            security: SecurityConfig::default(),
         }
     }
 
@@ -166,6 +183,8 @@ pub struct ConfigFile {
     pub kafka_auto_create_topics: Option<bool>,
     pub kafka_default_partitions: Option<u32>,
     pub max_connections: Option<usize>,
+    pub authentication: Option<String>,
+    pub super_users: Option<Vec<String>>,
 }
 
 impl ConfigFile {

@@ -6,6 +6,7 @@
 
 use super::dispatch::{self, ResponseFuture};
 use super::handle::ShardHandle;
+use super::session::{Session, PRE_AUTH_REQUEST_BYTES_MAX};
 use crate::io::{FileBytes, Stream};
 use crate::protocol::{self, ErrorCode, FrameCheck};
 use bytes::BytesMut;
@@ -43,7 +44,8 @@ pub(crate) enum Protocol {
 pub(crate) async fn serve(context: Rc<ShardHandle>, stream: Rc<Stream>, protocol: Protocol) {
     let (sender, receiver) = mpsc::unbounded_channel::<InFlight>();
     let writer = crate::io::spawn_local(write_responses(stream.clone(), receiver));
-    read_requests(&context, &stream, sender, protocol).await;
+    let session = Session::new(&context);
+    read_requests(&context, &session, &stream, sender, protocol).await;
     let _ = writer.await;
 }
 
@@ -169,8 +171,16 @@ fn check_frame(buffer: &[u8], protocol: Protocol) -> Result<FrameCheck, Option<u
     }
 }
 
+/// The correlation id of the native request header at the start of
+/// `buffer`, if it has arrived.
+fn native_correlation_id(buffer: &[u8]) -> Option<u32> {
+    let header = buffer.get(protocol::LENGTH_BYTES..protocol::LENGTH_BYTES + protocol::REQUEST_HEADER_BYTES)?;
+    protocol::parse_request_header(header).ok().map(|h| h.correlation_id)
+}
+
 async fn read_requests(
     context: &Rc<ShardHandle>,
+    session: &Session,
     stream: &Stream,
     sender: mpsc::UnboundedSender<InFlight>,
     protocol: Protocol,
@@ -180,7 +190,22 @@ async fn read_requests(
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     loop {
         let want = loop {
-            match check_frame(&buffer, protocol) {
+            let mut checked = check_frame(&buffer, protocol);
+            // Before authentication only small frames are read; a larger one
+            // is refused as a bad length is (answered when native, then closed).
+            let size = match &checked {
+                Ok(FrameCheck::Complete { frame_bytes }) => *frame_bytes,
+                Ok(FrameCheck::Incomplete { needed }) => *needed,
+                Err(_) => 0,
+            };
+            let before_authentication = size > PRE_AUTH_REQUEST_BYTES_MAX && !session.is_authenticated();
+            if before_authentication {
+                checked = Err(match protocol {
+                    Protocol::Native => native_correlation_id(&buffer),
+                    Protocol::Kafka => None,
+                });
+            }
+            match checked {
                 Ok(FrameCheck::Complete { frame_bytes }) => {
                     let frame = buffer.split_to(frame_bytes);
                     // The request's bytes and the most its answer can hold.
@@ -192,8 +217,8 @@ async fn read_requests(
                         return;
                     };
                     let response = match protocol {
-                        Protocol::Native => dispatch::dispatch(context, frame).await,
-                        Protocol::Kafka => match super::kafka::dispatch(context, frame).await {
+                        Protocol::Native => dispatch::dispatch(context, session, frame).await,
+                        Protocol::Kafka => match super::kafka::dispatch(context, session, frame).await {
                             Ok(response) => response,
                             // Unreadable: what was read before is still answered.
                             Err(super::kafka::Close) => return,
@@ -214,7 +239,9 @@ async fn read_requests(
                     // The stream cannot be re-synchronised after a bad length:
                     // answer if the header arrived, then close.
                     if let Some(correlation_id) = refused {
-                        let answer = dispatch::error_response(correlation_id, ErrorCode::TooLarge);
+                        let code =
+                            if before_authentication { ErrorCode::AuthenticationRequired } else { ErrorCode::TooLarge };
+                        let answer = dispatch::error_response(correlation_id, code);
                         let _ = sender.send(InFlight {
                             response: Box::pin(async move { Some(answer.into()) }),
                             _count: match count.clone().acquire_owned().await {

@@ -8,6 +8,7 @@
 use super::handle::ShardHandle;
 use super::message::{Op, Reply, ReplyFuture};
 use super::service;
+use super::session::Session;
 use crate::io::FileBytes;
 use crate::log::Acks;
 use crate::protocol::fetch::{FetchRequest, FetchResponse};
@@ -17,9 +18,11 @@ use crate::protocol::metadata::MetadataRequest;
 use crate::protocol::offsets::ListOffsetsRequest;
 use crate::protocol::produce::{ProduceRequest, ProduceResponse, ProduceResult, ACKS_NONE};
 use crate::protocol::producer_id::{InitProducerIdRequest, InitProducerIdResponse};
+use crate::protocol::security::{AuthenticateRequest, AuthenticateResponse};
 use crate::protocol::share::{self, ShareAckRequest, ShareFetchRequest};
 use crate::protocol::topic::{CreateTopicRequest, DeleteTopicRequest};
 use crate::protocol::{self, api, ErrorCode, RequestHeader};
+use crate::security::Principal;
 use bytes::{Buf, BytesMut};
 use std::future::Future;
 use std::pin::Pin;
@@ -93,7 +96,7 @@ fn supported(header: &RequestHeader) -> Option<ErrorCode> {
 }
 
 /// `frame` is one whole request frame, length field included.
-pub(crate) async fn dispatch(context: &Rc<ShardHandle>, mut frame: BytesMut) -> ResponseFuture {
+pub(crate) async fn dispatch(context: &Rc<ShardHandle>, session: &Session, mut frame: BytesMut) -> ResponseFuture {
     let header_end = protocol::LENGTH_BYTES + protocol::REQUEST_HEADER_BYTES;
     let Ok(header) = protocol::parse_request_header(frame.get(protocol::LENGTH_BYTES..).unwrap_or(&[])) else {
         return Box::pin(async { None });
@@ -102,7 +105,7 @@ pub(crate) async fn dispatch(context: &Rc<ShardHandle>, mut frame: BytesMut) -> 
     // A produce with acks 0 never gets a response, whatever happens to it, so a
     // client that sent it does not wait for one.
     let silent = header.api_key == api::PRODUCE && body.first() == Some(&ACKS_NONE);
-    let response = dispatch_checked(context, header, body).await;
+    let response = dispatch_checked(context, session, header, body).await;
     if silent {
         return Box::pin(async move {
             response.await;
@@ -131,14 +134,18 @@ fn start(op: Op, encode: fn(u32, Reply) -> Vec<u8>) -> Decoded {
     Decoded::Start { op, encode: Encode::Frame(encode), control: false }
 }
 
-fn decode(context: &ShardHandle, header: &RequestHeader, body: &[u8]) -> Decoded {
+fn decode(context: &ShardHandle, principal: &Principal, header: &RequestHeader, body: &[u8]) -> Decoded {
     let id = header.correlation_id;
     match header.api_key {
         api::HELLO => decoded(HelloRequest::decode(body), id, |_| Decoded::Answer(hello(context, id))),
         api::METADATA => decoded(MetadataRequest::decode(body), id, |request| {
-            let catalog = context.catalog();
-            Decoded::Answer(service::metadata(&context.shared, &catalog, &request.topics).encode(id))
+            let (catalog, security) = (context.catalog(), context.security());
+            let metadata = service::metadata_for(&context.shared, &catalog, &request.topics, &security, principal);
+            Decoded::Answer(metadata.encode(id))
         }),
+        api::USER_UPSERT | api::USER_DELETE | api::USER_LIST | api::ACL_ADD | api::ACL_REMOVE | api::ACL_LIST => {
+            Decoded::Answer(administer(context, principal, header, body))
+        }
         // Control requests finish before the next request on the connection
         // starts, so a produce pipelined behind a create finds the topic.
         api::CREATE_TOPIC => decoded(CreateTopicRequest::decode(body), id, |request| Decoded::Start {
@@ -218,27 +225,107 @@ fn encode_fetch(id: u32, reply: Reply) -> Response {
     }
 }
 
-async fn dispatch_checked(context: &Rc<ShardHandle>, header: RequestHeader, body: BytesMut) -> ResponseFuture {
+/// An answer after which the connection closes.
+fn closing(frame: Vec<u8>) -> ResponseFuture {
+    let mut response = Response::frame(frame);
+    response.close = true;
+    Box::pin(async move { Some(response) })
+}
+
+async fn dispatch_checked(
+    context: &Rc<ShardHandle>,
+    session: &Session,
+    header: RequestHeader,
+    body: BytesMut,
+) -> ResponseFuture {
     let id = header.correlation_id;
     if let Some(code) = supported(&header) {
         return ready(error_response(id, code));
     }
+    if header.api_key == api::AUTHENTICATE {
+        return authenticate(context, session, id, &body);
+    }
+    let Some(principal) = session.principal() else {
+        // Before authentication only Hello and AUTHENTICATE are answered.
+        if header.api_key == api::HELLO {
+            return ready(hello(context, id));
+        }
+        return closing(error_response(id, ErrorCode::AuthenticationRequired));
+    };
     if context.is_stopping() {
         return ready(error_response(id, ErrorCode::ShuttingDown));
     }
     if header.api_key == api::PRODUCE {
-        return produce(context, id, body).await;
+        return produce(context, &principal, id, body).await;
     }
-    match decode(context, &header, &body) {
+    match decode(context, &principal, &header, &body) {
         Decoded::Answer(bytes) => ready(bytes),
         Decoded::Start { op, encode, control: true } => {
-            let reply = service::start(context, op).await.await;
+            let reply = service::start(context, &principal, op).await.await;
             ready(encode.run(id, reply))
         }
         Decoded::Start { op, encode, control: false } => {
-            let reply = service::start(context, op).await;
+            let reply = service::start(context, &principal, op).await;
             Box::pin(async move { Some(encode.run(id, reply.await)) })
         }
+    }
+}
+
+/// One AUTHENTICATE step; a failure is answered and closes the connection.
+fn authenticate(context: &ShardHandle, session: &Session, id: u32, body: &[u8]) -> ResponseFuture {
+    let Ok(request) = AuthenticateRequest::decode(body) else {
+        return closing(error_response(id, ErrorCode::MalformedRequest));
+    };
+    let started = match session.mechanism() {
+        Some(mechanism) if mechanism == request.mechanism => Ok(()),
+        Some(_) => Err(crate::security::scram::SaslError::Malformed("the mechanism changed mid-exchange")),
+        None => session.begin(&request.mechanism),
+    };
+    match started.and_then(|()| session.step(context, &request.message)) {
+        Ok((message, done)) => ready(AuthenticateResponse { done, message }.encode(id)),
+        Err(error) => {
+            eprintln!("ringmq: a connection failed to authenticate: {error}");
+            closing(error_response(id, ErrorCode::AuthenticationFailed))
+        }
+    }
+}
+
+/// Users and ACLs (apis 27–32), for super users.
+fn administer(context: &ShardHandle, principal: &Principal, header: &RequestHeader, body: &[u8]) -> Vec<u8> {
+    use crate::protocol::security as s;
+    use crate::security as sec;
+    let id = header.correlation_id;
+    let done = |result: Result<(), ErrorCode>| error_response(id, result.err().unwrap_or(ErrorCode::None));
+    let malformed = || error_response(id, ErrorCode::MalformedRequest);
+    match header.api_key {
+        api::USER_UPSERT => match s::UserUpsertRequest::decode(body) {
+            Ok(request) => done(service::change_security(context, principal, |security| {
+                sec::upsert_user(security, &request.name, request.credential)
+            })),
+            Err(_) => malformed(),
+        },
+        api::USER_DELETE => match s::decode_name_request(body) {
+            Ok(name) => {
+                done(service::change_security(context, principal, |security| sec::remove_user(security, &name)))
+            }
+            Err(_) => malformed(),
+        },
+        api::ACL_ADD | api::ACL_REMOVE => match s::decode_acl_request(body) {
+            Ok(acl) if header.api_key == api::ACL_ADD => {
+                done(service::change_security(context, principal, |security| sec::add_acl(security, acl)))
+            }
+            Ok(acl) => done(service::change_security(context, principal, |security| sec::remove_acl(security, &acl))),
+            Err(_) => malformed(),
+        },
+        api::USER_LIST | api::ACL_LIST if !body.is_empty() => malformed(),
+        api::USER_LIST => match service::read_security(context, principal) {
+            Ok(security) => s::encode_user_list(id, &security.users.keys().map(String::as_str).collect::<Vec<_>>()),
+            Err(code) => error_response(id, code),
+        },
+        _ => match service::read_security(context, principal) {
+            Ok(security) => s::encode_acl_list(id, &security.acls),
+            Err(code) => error_response(id, code),
+        },
     }
 }
 
@@ -255,7 +342,7 @@ fn hello(context: &ShardHandle, id: u32) -> Vec<u8> {
     .encode(id)
 }
 
-async fn produce(context: &Rc<ShardHandle>, id: u32, body: BytesMut) -> ResponseFuture {
+async fn produce(context: &Rc<ShardHandle>, principal: &Principal, id: u32, body: BytesMut) -> ResponseFuture {
     // Decode against the borrowed body, then carve each batch out of the owned
     // buffer (no copy): the owner stamps the base offset in place.
     let (acks, entries) = match ProduceRequest::decode(&body) {
@@ -276,7 +363,7 @@ async fn produce(context: &Rc<ShardHandle>, id: u32, body: BytesMut) -> Response
         rest.advance(batch_position - position);
         let batch = rest.split_to(length);
         position = batch_position + length;
-        replies.push(service::start(context, Op::Produce { topic, partition, batch, acks }).await);
+        replies.push(service::start(context, principal, Op::Produce { topic, partition, batch, acks }).await);
     }
     Box::pin(async move {
         let waits = replies.into_iter().map(|reply| async move {

@@ -35,6 +35,7 @@ pub(crate) struct ShardHandle {
     pub shared: Arc<Shared>,
     pub partitions: Partitions,
     catalog: CatalogView,
+    security: crate::security::SecurityView,
     /// Replies awaited from other shards, by request id.
     pending: RefCell<HashMap<u64, oneshot::Sender<Reply>>>,
     next_request_id: Cell<u64>,
@@ -49,6 +50,7 @@ impl ShardHandle {
             id,
             partitions: Partitions::new(id, shared.clone()),
             catalog: CatalogView::new(&shared.catalog),
+            security: crate::security::SecurityView::new(&shared.security),
             shared,
             pending: RefCell::new(HashMap::new()),
             next_request_id: Cell::new(0),
@@ -87,6 +89,11 @@ impl ShardHandle {
     /// The current catalog: one atomic load, a new snapshot only when it changed.
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog.current(&self.shared.catalog)
+    }
+
+    /// The current users and ACLs: one atomic load, a new snapshot only when they changed.
+    pub fn security(&self) -> Arc<crate::security::Security> {
+        self.security.current(&self.shared.security)
     }
 
     /// The owner of a partition, if it exists.

@@ -13,6 +13,7 @@ use super::dispatch::{Response, ResponseFuture};
 use super::handle::ShardHandle;
 use super::message::{Op, Reply, ReplyFuture};
 use super::service;
+use super::session::Session;
 use crate::batch::{self, Batch, BatchHeader};
 use crate::groups::classic::{ClassicJoin, ClassicRequest, ClassicResponse};
 use crate::io::FileBytes;
@@ -25,6 +26,7 @@ use crate::protocol::group::{KIND_SHARE, SESSION_TIMEOUT_MS_MAX, SESSION_TIMEOUT
 use crate::protocol::offsets::{ListOffsetsRequest, QUERY_EARLIEST, QUERY_LATEST};
 use crate::protocol::topic::{CreateTopicRequest, RETENTION_DEFAULT};
 use crate::protocol::{valid_topic_name, ErrorCode, FETCH_BYTES_MAX, FETCH_WAIT_MS_MAX};
+use crate::security::{scram, Operation, Principal, ResourceKind};
 use bytes::{Buf, BytesMut};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::rc::Rc;
@@ -32,6 +34,61 @@ use std::time::Duration;
 
 /// The connection closes instead of answering.
 pub(crate) struct Close;
+
+/// The shard and who the request runs as: every op starts through
+/// [`start`], which checks the principal's ACLs.
+pub(crate) struct Caller {
+    handle: Rc<ShardHandle>,
+    principal: Principal,
+}
+
+impl std::ops::Deref for Caller {
+    type Target = Rc<ShardHandle>;
+    fn deref(&self) -> &Rc<ShardHandle> {
+        &self.handle
+    }
+}
+
+async fn start(caller: &Caller, op: Op) -> ReplyFuture {
+    service::start(&caller.handle, &caller.principal, op).await
+}
+
+/// The mechanisms SaslHandshake offers.
+const SASL_MECHANISMS: [&str; 2] = [scram::SCRAM_SHA_256, scram::PLAIN];
+
+/// SaslHandshake and SaslAuthenticate (Kafka's order: ApiVersions, then
+/// these, then everything else). A failed exchange is answered with
+/// SASL_AUTHENTICATION_FAILED and the connection closes.
+fn sasl(
+    context: &ShardHandle,
+    session: &Session,
+    header: &RequestHeader,
+    body: &[u8],
+) -> Result<ResponseFuture, Close> {
+    let v = header.api_version;
+    if header.api_key == api::SASL_HANDSHAKE {
+        let mechanism = m::decode_sasl_handshake(body, v).map_err(|_| Close)?;
+        let error = match session.begin(&mechanism) {
+            Ok(()) => error::NONE,
+            Err(scram::SaslError::UnsupportedMechanism) => error::UNSUPPORTED_SASL_MECHANISM,
+            Err(_) => error::ILLEGAL_SASL_STATE,
+        };
+        return Ok(ready(respond(header, |w| m::encode_sasl_handshake(w, error, &SASL_MECHANISMS))));
+    }
+    let message = m::decode_sasl_authenticate(body, v).map_err(|_| Close)?;
+    match session.step(context, &message) {
+        Ok((reply, _)) => Ok(ready(respond(header, |w| m::encode_sasl_authenticate(w, v, error::NONE, None, &reply)))),
+        Err(failure) => {
+            eprintln!("ringmq: a Kafka connection failed to authenticate: {failure}");
+            let text = failure.to_string();
+            let mut response = respond(header, |w| {
+                m::encode_sasl_authenticate(w, v, error::SASL_AUTHENTICATION_FAILED, Some(&text), &[])
+            });
+            response.close = true;
+            Ok(ready(response))
+        }
+    }
+}
 
 /// Topic configs of log compaction, accepted (and without effect, as in
 /// Kafka) because topics only have `cleanup.policy=delete`.
@@ -67,7 +124,11 @@ fn broker(context: &ShardHandle) -> Broker<'_> {
 }
 
 /// `frame` is one whole request frame, size field included.
-pub(crate) async fn dispatch(context: &Rc<ShardHandle>, mut frame: BytesMut) -> Result<ResponseFuture, Close> {
+pub(crate) async fn dispatch(
+    context: &Rc<ShardHandle>,
+    session: &Session,
+    mut frame: BytesMut,
+) -> Result<ResponseFuture, Close> {
     let (header, header_bytes) =
         kafka::parse_header(frame.get(kafka::SIZE_BYTES..).unwrap_or(&[])).map_err(|_| Close)?;
     let body = frame.split_off((kafka::SIZE_BYTES + header_bytes).min(frame.len()));
@@ -78,11 +139,20 @@ pub(crate) async fn dispatch(context: &Rc<ShardHandle>, mut frame: BytesMut) -> 
         }
         return Err(Close);
     }
+    if header.api_key == api::SASL_HANDSHAKE || header.api_key == api::SASL_AUTHENTICATE {
+        return sasl(context, session, &header, &body);
+    }
+    let principal = match session.principal() {
+        Some(principal) => principal,
+        // Before authentication: ApiVersions only (Kafka closes too).
+        None if header.api_key == api::API_VERSIONS => Principal::Trusted,
+        None => return Err(Close),
+    };
     if context.is_stopping() {
         return Err(Close);
     }
     let v = header.api_version;
-    let context = context.clone();
+    let context = Rc::new(Caller { handle: context.clone(), principal });
     Ok(match header.api_key {
         api::API_VERSIONS => {
             m::decode_api_versions(&body, v, header.flexible).map_err(|_| Close)?;
@@ -115,7 +185,7 @@ pub(crate) async fn dispatch(context: &Rc<ShardHandle>, mut frame: BytesMut) -> 
             if transactional_id.is_some() {
                 ready(respond(&header, |w| m::encode_init_producer_id(w, error::INVALID_REQUEST, -1, -1)))
             } else {
-                let reply = service::start(&context, Op::InitProducerId(String::new())).await;
+                let reply = start(&context, Op::InitProducerId(String::new())).await;
                 Box::pin(async move {
                     let (error, id, epoch) = match reply.await.into_producer_id() {
                         Ok((id, epoch)) => (error::NONE, id, epoch),
@@ -156,7 +226,7 @@ pub(crate) async fn dispatch(context: &Rc<ShardHandle>, mut frame: BytesMut) -> 
             Box::pin(async move {
                 let m::SyncGroupRequest { group, generation, member_id, assignments } = request;
                 let op = Op::Classic(ClassicRequest::Sync { group, member_id, generation, assignments });
-                let (error, assignment) = match service::start(&context, op).await.await.into_classic() {
+                let (error, assignment) = match start(&context, op).await.await.into_classic() {
                     Ok(ClassicResponse::Synced(assignment)) => (error::NONE, assignment),
                     Ok(_) => (error::UNKNOWN_SERVER_ERROR, Vec::new()),
                     Err(code) => (kafka::error_code(code), Vec::new()),
@@ -168,7 +238,7 @@ pub(crate) async fn dispatch(context: &Rc<ShardHandle>, mut frame: BytesMut) -> 
             let (group, generation, member_id) = m::decode_heartbeat(&body, v).map_err(|_| Close)?;
             Box::pin(async move {
                 let op = Op::Classic(ClassicRequest::Heartbeat { group, member_id, generation });
-                let error = code(service::start(&context, op).await.await.into_classic().map(|_| ()));
+                let error = code(start(&context, op).await.await.into_classic().map(|_| ()));
                 Some(respond(&header, |w| m::encode_error_only(w, v, error)))
             })
         }
@@ -176,7 +246,7 @@ pub(crate) async fn dispatch(context: &Rc<ShardHandle>, mut frame: BytesMut) -> 
             let (group, member_ids) = m::decode_leave_group(&body, v).map_err(|_| Close)?;
             Box::pin(async move {
                 let op = Op::Classic(ClassicRequest::Leave { group, member_ids: member_ids.clone() });
-                let (error, members) = match service::start(&context, op).await.await.into_classic() {
+                let (error, members) = match start(&context, op).await.await.into_classic() {
                     Ok(ClassicResponse::Left(results)) => {
                         let members: Vec<(String, i16)> =
                             member_ids.into_iter().zip(results).map(|(id, result)| (id, code(result))).collect();
@@ -197,7 +267,7 @@ pub(crate) async fn dispatch(context: &Rc<ShardHandle>, mut frame: BytesMut) -> 
         api::LIST_GROUPS => {
             m::decode_list_groups(&body, v).map_err(|_| Close)?;
             Box::pin(async move {
-                let (error, groups) = match service::start(&context, Op::ListGroups).await.await.into_groups() {
+                let (error, groups) = match start(&context, Op::ListGroups).await.await.into_groups() {
                     Ok(listings) => {
                         let groups = listings
                             .into_iter()
@@ -223,7 +293,7 @@ pub(crate) async fn dispatch(context: &Rc<ShardHandle>, mut frame: BytesMut) -> 
 /// ringmq's native consumer groups too).
 const PROTOCOL_TYPE_CONSUMER: &str = "consumer";
 
-async fn join_group(context: &Rc<ShardHandle>, header: &RequestHeader, request: m::JoinGroupRequest) -> Response {
+async fn join_group(context: &Caller, header: &RequestHeader, request: m::JoinGroupRequest) -> Response {
     let v = header.api_version;
     let refuse = |error: i16, member_id: &str| {
         respond(header, |w| {
@@ -254,7 +324,7 @@ async fn join_group(context: &Rc<ShardHandle>, header: &RequestHeader, request: 
         protocols: request.protocols,
     };
     let op = Op::Classic(ClassicRequest::Join { group: request.group, member_id: request.member_id.clone(), join });
-    match service::start(context, op).await.await.into_classic() {
+    match start(context, op).await.await.into_classic() {
         Ok(ClassicResponse::Joined { member_id, answer }) => respond(header, |w| {
             let answer = m::JoinGroupAnswer {
                 error: error::NONE,
@@ -272,11 +342,11 @@ async fn join_group(context: &Rc<ShardHandle>, header: &RequestHeader, request: 
     }
 }
 
-async fn describe_groups(context: &Rc<ShardHandle>, header: &RequestHeader, groups: Vec<String>) -> Response {
+async fn describe_groups(context: &Caller, header: &RequestHeader, groups: Vec<String>) -> Response {
     let mut described = Vec::with_capacity(groups.len());
     for group in groups {
         let op = Op::Classic(ClassicRequest::Describe { group: group.clone() });
-        let entry = match service::start(context, op).await.await.into_classic() {
+        let entry = match start(context, op).await.await.into_classic() {
             Ok(ClassicResponse::Described(description)) => m::DescribedGroup {
                 error: error::NONE,
                 group,
@@ -342,7 +412,7 @@ enum PartitionProduce {
     Started(Vec<ReplyFuture>),
 }
 
-async fn produce(context: &Rc<ShardHandle>, header: RequestHeader, body: BytesMut) -> Result<ResponseFuture, Close> {
+async fn produce(context: &Caller, header: RequestHeader, body: BytesMut) -> Result<ResponseFuture, Close> {
     let v = header.api_version;
     let request = m::decode_produce(&body, v).map_err(|_| Close)?;
     let acks = match request.acks {
@@ -379,7 +449,7 @@ async fn produce(context: &Rc<ShardHandle>, header: RequestHeader, body: BytesMu
                     let mut replies = Vec::with_capacity(batches.len());
                     for batch in batches {
                         let op = Op::Produce { topic: topic.name.clone(), partition: index, batch, acks };
-                        replies.push(service::start(context, op).await);
+                        replies.push(start(context, op).await);
                     }
                     PartitionProduce::Started(replies)
                 }
@@ -431,10 +501,13 @@ async fn produce(context: &Rc<ShardHandle>, header: RequestHeader, body: BytesMu
 
 // --------------------------------------------------------------- Metadata
 
-async fn metadata(context: &Rc<ShardHandle>, header: &RequestHeader, request: m::MetadataRequest) -> Response {
+async fn metadata(context: &Caller, header: &RequestHeader, request: m::MetadataRequest) -> Response {
     let config = &context.shared.config.kafka;
+    let security = context.security();
+    let visible = |name: &str| security.allows(&context.principal, Operation::Describe, ResourceKind::Topic, name);
     let names: Vec<String> = match request.topics {
-        None => context.catalog().topics.keys().cloned().collect(),
+        // All topics: those the principal may describe.
+        None => context.catalog().topics.keys().filter(|name| visible(name)).cloned().collect(),
         Some(mut names) => {
             // Each name answered once, so a request repeating a name cannot ask
             // for a response many times its own size.
@@ -445,6 +518,10 @@ async fn metadata(context: &Rc<ShardHandle>, header: &RequestHeader, request: m:
     };
     let mut topics = Vec::with_capacity(names.len());
     for name in names {
+        if !visible(&name) {
+            topics.push(m::TopicMetadata { error: error::TOPIC_AUTHORIZATION_FAILED, name, leaders: Vec::new() });
+            continue;
+        }
         let mut known = context.catalog().topics.get(&name).map(|t| t.partitions);
         let mut error = error::NONE;
         if known.is_none() {
@@ -458,7 +535,7 @@ async fn metadata(context: &Rc<ShardHandle>, header: &RequestHeader, request: m:
                     retention_ms: RETENTION_DEFAULT,
                     retention_bytes: RETENTION_DEFAULT,
                 };
-                let result = service::start(context, Op::CreateTopic(create)).await.await.into_done();
+                let result = start(context, Op::CreateTopic(create)).await.await.into_done();
                 known = context.catalog().topics.get(&name).map(|t| t.partitions);
                 if known.is_some() {
                     error = error::NONE;
@@ -484,7 +561,7 @@ struct Fetched {
 }
 
 async fn fetch_round(
-    context: &Rc<ShardHandle>,
+    context: &Caller,
     request: &m::FetchRequest,
     wait_ms: u32,
     min_bytes: u32,
@@ -504,7 +581,7 @@ async fn fetch_round(
                         max_wait_ms: wait_ms,
                         min_bytes,
                     });
-                    service::start(context, op).await
+                    start(context, op).await
                 }
             };
             started.push((topic_index, partition.partition, reply));
@@ -522,7 +599,7 @@ fn fetched_bytes(fetched: &[Fetched]) -> usize {
 /// `max_wait_ms`) for new records, and the response goes out as soon as one
 /// of them has some (Kafka's `fetch.min.bytes` of 1, the clients' default;
 /// larger values are met across partitions only by the first read).
-async fn fetch(context: &Rc<ShardHandle>, header: &RequestHeader, request: m::FetchRequest) -> Response {
+async fn fetch(context: &Caller, header: &RequestHeader, request: m::FetchRequest) -> Response {
     let first = fetch_round(context, &request, 0, 0).await;
     let mut fetched = Vec::with_capacity(first.len());
     for (topic, index, reply) in first {
@@ -624,7 +701,7 @@ const KAFKA_EARLIEST: i64 = -2;
 
 /// The timestamp of the record at `offset` (Kafka answers a time query with
 /// the found record's timestamp).
-async fn timestamp_at(context: &Rc<ShardHandle>, topic: &str, partition: u32, offset: u64) -> i64 {
+async fn timestamp_at(context: &Caller, topic: &str, partition: u32, offset: u64) -> i64 {
     let op = Op::Fetch(FetchRequest {
         topic: topic.to_owned(),
         partition,
@@ -633,14 +710,14 @@ async fn timestamp_at(context: &Rc<ShardHandle>, topic: &str, partition: u32, of
         max_wait_ms: 0,
         min_bytes: 0,
     });
-    let Ok(data) = service::start(context, op).await.await.into_fetch() else { return -1 };
+    let Ok(data) = start(context, op).await.await.into_fetch() else { return -1 };
     let Ok(batch) = Batch::validate_stored(&data.records) else { return -1 };
     let Ok(section) = batch.records_section() else { return -1 };
     let from_records = batch.records_in(&section).flatten().find(|r| r.offset as u64 == offset).map(|r| r.timestamp);
     from_records.unwrap_or(batch.header().max_timestamp)
 }
 
-async fn list_offsets(context: &Rc<ShardHandle>, header: &RequestHeader, request: m::ListOffsetsRequest) -> Response {
+async fn list_offsets(context: &Caller, header: &RequestHeader, request: m::ListOffsetsRequest) -> Response {
     let mut topics = Vec::with_capacity(request.topics.len());
     for (name, partitions) in request.topics {
         let mut answers = Vec::with_capacity(partitions.len());
@@ -664,7 +741,7 @@ async fn list_offsets(context: &Rc<ShardHandle>, header: &RequestHeader, request
                 }
             };
             let op = Op::ListOffsets(ListOffsetsRequest { topic: name.clone(), partition, query: native });
-            let answer = match service::start(context, op).await.await.into_offsets() {
+            let answer = match start(context, op).await.await.into_offsets() {
                 Err(code) => m::ListedOffset { index, error: kafka::error_code(code), timestamp: -1, offset: -1 },
                 Ok(found) if native < 0 => {
                     m::ListedOffset { index, error: error::NONE, timestamp: -1, offset: found.offset }
@@ -686,7 +763,7 @@ async fn list_offsets(context: &Rc<ShardHandle>, header: &RequestHeader, request
 
 // ---------------------------------------------- OffsetCommit, OffsetFetch
 
-async fn offset_commit(context: &Rc<ShardHandle>, header: &RequestHeader, request: m::OffsetCommitRequest) -> Response {
+async fn offset_commit(context: &Caller, header: &RequestHeader, request: m::OffsetCommitRequest) -> Response {
     let mut offsets = Vec::new();
     let mut refused: Vec<(String, i32)> = Vec::new();
     for (topic, partitions) in &request.topics {
@@ -706,13 +783,13 @@ async fn offset_commit(context: &Rc<ShardHandle>, header: &RequestHeader, reques
         // A client that assigns its partitions itself commits outside any
         // generation (Kafka's generation -1 and empty member id).
         let commit = OffsetCommit { group: request.group.clone(), member_id: String::new(), generation: 0, offsets };
-        service::start(context, Op::Group(GroupRequest::Commit(commit))).await.await.into_group().map(|_| ())
+        start(context, Op::Group(GroupRequest::Commit(commit))).await.await.into_group().map(|_| ())
     } else {
         // Members of a classic group commit within its generation.
         let commit =
             OffsetCommit { group: request.group.clone(), member_id: request.member_id.clone(), generation: 0, offsets };
         let op = Op::Classic(ClassicRequest::Commit { commit, generation: request.generation });
-        service::start(context, op).await.await.into_classic().map(|_| ())
+        start(context, op).await.await.into_classic().map(|_| ())
     };
     let error = code(result);
     let topics: Vec<(String, Vec<(i32, i16)>)> = request
@@ -732,7 +809,7 @@ async fn offset_commit(context: &Rc<ShardHandle>, header: &RequestHeader, reques
     respond(header, |w| m::encode_offset_commit(w, header.api_version, &topics))
 }
 
-async fn offset_fetch(context: &Rc<ShardHandle>, header: &RequestHeader, request: m::OffsetFetchRequest) -> Response {
+async fn offset_fetch(context: &Caller, header: &RequestHeader, request: m::OffsetFetchRequest) -> Response {
     let asked: Vec<(String, u32)> = request
         .topics
         .iter()
@@ -746,7 +823,7 @@ async fn offset_fetch(context: &Rc<ShardHandle>, header: &RequestHeader, request
         Ok(Vec::new())
     } else {
         let op = Op::Group(GroupRequest::Fetch { group: request.group.clone(), partitions: asked });
-        match service::start(context, op).await.await.into_group() {
+        match start(context, op).await.await.into_group() {
             Ok(GroupResponse::Offsets(offsets)) => Ok(offsets),
             Ok(_) => Err(ErrorCode::Internal),
             Err(code) => Err(code),
@@ -857,7 +934,7 @@ fn creatable(context: &ShardHandle, topic: &m::CreatableTopic) -> Result<CreateT
     Ok(request)
 }
 
-async fn create_topics(context: &Rc<ShardHandle>, header: &RequestHeader, request: m::CreateTopicsRequest) -> Response {
+async fn create_topics(context: &Caller, header: &RequestHeader, request: m::CreateTopicsRequest) -> Response {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let refused = |error: i16, message: Option<String>| m::CreatedTopic {
@@ -876,7 +953,7 @@ async fn create_topics(context: &Rc<ShardHandle>, header: &RequestHeader, reques
                 let created = if request.validate_only {
                     Ok(())
                 } else {
-                    service::start(context, Op::CreateTopic(create)).await.await.into_done()
+                    start(context, Op::CreateTopic(create)).await.await.into_done()
                 };
                 match created {
                     Ok(()) => {
@@ -891,10 +968,10 @@ async fn create_topics(context: &Rc<ShardHandle>, header: &RequestHeader, reques
     respond(header, |w| m::encode_create_topics(w, header.api_version, &results))
 }
 
-async fn delete_topics(context: &Rc<ShardHandle>, header: &RequestHeader, names: Vec<String>) -> Response {
+async fn delete_topics(context: &Caller, header: &RequestHeader, names: Vec<String>) -> Response {
     let mut results = Vec::with_capacity(names.len());
     for name in names {
-        let result = service::start(context, Op::DeleteTopic(name.clone())).await.await.into_done();
+        let result = start(context, Op::DeleteTopic(name.clone())).await.await.into_done();
         results.push((name, code(result)));
     }
     respond(header, |w| m::encode_delete_topics(w, header.api_version, &results))
@@ -935,11 +1012,22 @@ fn broker_configs(context: &ShardHandle) -> Vec<m::ConfigEntry> {
     ]
 }
 
-fn describe_configs(context: &ShardHandle, header: &RequestHeader, resources: &[m::ConfigResource]) -> Response {
+fn describe_configs(context: &Caller, header: &RequestHeader, resources: &[m::ConfigResource]) -> Response {
+    let security = context.security();
     let results: Vec<m::DescribedResource<'_>> = resources
         .iter()
         .map(|resource| {
             let found = match resource.resource_type {
+                m::RESOURCE_TOPIC
+                    if !security.allows(
+                        &context.principal,
+                        Operation::Describe,
+                        ResourceKind::Topic,
+                        &resource.name,
+                    ) =>
+                {
+                    Err(error::TOPIC_AUTHORIZATION_FAILED)
+                }
                 m::RESOURCE_TOPIC => topic_configs(context, &resource.name).ok_or(error::UNKNOWN_TOPIC_OR_PARTITION),
                 m::RESOURCE_BROKER if resource.name.is_empty() || resource.name == NODE_ID.to_string() => {
                     Ok(broker_configs(context))

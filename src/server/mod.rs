@@ -26,12 +26,14 @@ pub mod mailbox;
 pub(crate) mod message;
 pub(crate) mod partitions;
 pub(crate) mod service;
+pub(crate) mod session;
 pub(crate) mod shard;
 pub(crate) mod share;
 pub(crate) mod shared;
 mod stats;
 pub mod tail_ring;
 
+pub(crate) use catalog::write_durably;
 pub use config::{
     available_cores, ConfigFile, KafkaConfig, ServerConfig, CONNECTIONS_MAX_DEFAULT, DATA_DIR_DEFAULT,
     EMPTY_GROUP_RETENTION_MS_DEFAULT, KAFKA_DEFAULT_PARTITIONS, KAFKA_LISTEN_DEFAULT, LISTEN_DEFAULT,
@@ -238,6 +240,22 @@ fn pin_to_core(core: usize) {
 
 /// Starts the server: checks io_uring, opens the data directory, binds, starts
 /// the shards (each recovers its partitions) and returns once all are serving.
+/// Loads the users and ACLs, and creates the bootstrap user if it is new.
+fn open_security(config: &ServerConfig) -> Result<crate::security::SharedSecurity, StartError> {
+    use crate::security::{self, scram};
+    let shared = security::SharedSecurity::load(&config.data_dir).map_err(StartError::Refused)?;
+    if let Some((name, password)) = &config.security.bootstrap_user {
+        if !shared.snapshot().users.contains_key(name) {
+            let credential =
+                scram::Credential::new(password, scram::ITERATIONS_DEFAULT).map_err(StartError::Refused)?;
+            shared
+                .update(|s| security::upsert_user(s, name, credential))
+                .map_err(|e| StartError::Refused(format!("cannot create the bootstrap user {name}: {e}")))?;
+        }
+    }
+    Ok(shared)
+}
+
 pub fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
     if config.shards == 0 || config.shards > SHARDS_MAX {
         return Err(format!("--shards must be between 1 and {SHARDS_MAX}, got {}", config.shards).into());
@@ -250,6 +268,7 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
     let dir_lock = dir_lock::DataDirLock::acquire(&config.data_dir)?;
     catalog::open_meta(&config.data_dir, config.shards)?;
     let catalog = SharedCatalog::load(&config.data_dir)?;
+    let security = open_security(&config)?;
     let (address, native): (Option<SocketAddr>, Vec<Option<(TcpListener, TcpListener)>>) = match config.listen {
         Some(listen) => {
             let (address, listeners) = bind_listeners(&config, listen)?;
@@ -287,6 +306,7 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
         mailboxes: mailboxes(&config)?,
         config,
         catalog,
+        security,
         shard_ports,
         kafka_advertised,
         counters: ServerCounters::default(),

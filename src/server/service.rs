@@ -15,11 +15,13 @@ use super::catalog::{owner, Catalog, TopicConfig};
 use super::handle::ShardHandle;
 use super::message::{ready, Op, Reply, ReplyFuture};
 use super::shared::Shared;
-use crate::protocol::group::GroupListing;
+use crate::groups::classic::ClassicRequest;
+use crate::protocol::group::{GroupListing, GroupRequest};
 use crate::protocol::metadata::{MetadataResponse, ShardInfo, TopicMetadata};
 use crate::protocol::offsets::QUERY_EARLIEST;
 use crate::protocol::topic::{CreateTopicRequest, RETENTION_DEFAULT, RETENTION_UNLIMITED};
 use crate::protocol::ErrorCode;
+use crate::security::{Operation, Principal, ResourceKind, Security};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -61,10 +63,89 @@ pub(crate) fn destination(catalog: &Catalog, shard_count: u16, op: &Op) -> Resul
     }
 }
 
-/// Starts `op`, which reached this shard from a front end: routes it and
-/// performs its ordered part (the append, the push into a ring); the future
-/// completes the reply.
-pub(crate) async fn start(handle: &Rc<ShardHandle>, op: Op) -> ReplyFuture {
+/// Whether `principal` may run `op` (docs/SECURITY.md lists what each
+/// operation needs). Checked before anything runs, so a refused request
+/// changes nothing.
+pub(crate) fn authorize(security: &Security, principal: &Principal, op: &Op) -> Result<(), ErrorCode> {
+    if matches!(principal, Principal::Trusted | Principal::User { superuser: true, .. }) {
+        return Ok(());
+    }
+    let topic = |operation, name: &str| security.check_topic(principal, operation, name);
+    let group = |operation, name: &str| security.check_group(principal, operation, name);
+    let committed = |offsets: &[crate::protocol::group::CommittedOffset]| {
+        offsets.iter().try_for_each(|offset| topic(Operation::Read, &offset.topic))
+    };
+    match op {
+        Op::Produce { topic: name, .. } => topic(Operation::Write, name),
+        Op::Fetch(request) => topic(Operation::Read, &request.topic),
+        Op::Follow { topic: name, .. } => topic(Operation::Read, name),
+        Op::ListOffsets(request) => topic(Operation::Describe, &request.topic),
+        Op::ShareFetch(request) => {
+            topic(Operation::Read, &request.topic).and_then(|()| group(Operation::Read, &request.group))
+        }
+        Op::ShareAck(request) => {
+            topic(Operation::Read, &request.topic).and_then(|()| group(Operation::Read, &request.group))
+        }
+        Op::Group(request) => match request {
+            GroupRequest::Commit(commit) => {
+                group(Operation::Read, &commit.group).and_then(|()| committed(&commit.offsets))
+            }
+            GroupRequest::Fetch { group: name, partitions } => group(Operation::Describe, name)
+                .and_then(|()| partitions.iter().try_for_each(|(name, _)| topic(Operation::Describe, name))),
+            GroupRequest::Describe { group: name } => group(Operation::Describe, name),
+            GroupRequest::Join(_) | GroupRequest::Heartbeat { .. } | GroupRequest::Leave { .. } => {
+                group(Operation::Read, request.group())
+            }
+        },
+        Op::Classic(request) => match request {
+            ClassicRequest::Commit { commit, .. } => {
+                group(Operation::Read, &commit.group).and_then(|()| committed(&commit.offsets))
+            }
+            ClassicRequest::Describe { group: name } => group(Operation::Describe, name),
+            _ => group(Operation::Read, request.group()),
+        },
+        // Filtered by describe on each group when it answers.
+        Op::ListGroups => Ok(()),
+        Op::InitProducerId(_) if security.allows_some_write(principal) => Ok(()),
+        Op::InitProducerId(_) => Err(ErrorCode::ClusterNotAuthorized),
+        Op::CreateTopic(request) => topic(Operation::Create, &request.name),
+        Op::DeleteTopic(name) => topic(Operation::Delete, name),
+        Op::OpenTopic(_)
+        | Op::ClosePartitions(_)
+        | Op::ForgetTopic(_)
+        | Op::ShardGroups
+        | Op::ShareDescribe(_)
+        | Op::Metrics => Err(ErrorCode::Internal),
+    }
+}
+
+/// Starts `op`, which reached this shard from a front end on behalf of
+/// `principal`: checks it may, routes it and performs its ordered part (the
+/// append, the push into a ring); the future completes the reply.
+pub(crate) async fn start(handle: &Rc<ShardHandle>, principal: &Principal, op: Op) -> ReplyFuture {
+    let security = handle.security();
+    if let Err(code) = authorize(&security, principal, &op) {
+        return ready(Reply::Failed(code));
+    }
+    if matches!(op, Op::ListGroups)
+        && !matches!(principal, Principal::Trusted | Principal::User { superuser: true, .. })
+    {
+        let principal = principal.clone();
+        let reply = start_authorized(handle, op).await;
+        return Box::pin(async move {
+            match reply.await {
+                Reply::Groups(Ok(groups)) => Reply::Groups(Ok(groups
+                    .into_iter()
+                    .filter(|g| security.allows(&principal, Operation::Describe, ResourceKind::Group, &g.group))
+                    .collect())),
+                other => other,
+            }
+        });
+    }
+    start_authorized(handle, op).await
+}
+
+async fn start_authorized(handle: &Rc<ShardHandle>, op: Op) -> ReplyFuture {
     match destination(&handle.catalog(), handle.shard_count(), &op) {
         Ok(Destination::Shard(shard)) => handle.submit(shard, op).await,
         Ok(Destination::Any) => run_here(handle, op),
@@ -206,6 +287,29 @@ fn merge_listings(mut groups: Vec<GroupListing>) -> Vec<GroupListing> {
     merged
 }
 
+/// [`metadata`] as `principal` may see it: a named topic it may not
+/// describe answers TopicNotAuthorized (whether or not it exists), and the
+/// list of all topics leaves such topics out.
+pub(crate) fn metadata_for(
+    shared: &Shared,
+    catalog: &Catalog,
+    names: &[String],
+    security: &Security,
+    principal: &Principal,
+) -> MetadataResponse {
+    let mut response = metadata(shared, catalog, names);
+    let visible = |name: &str| security.allows(principal, Operation::Describe, ResourceKind::Topic, name);
+    if names.is_empty() {
+        response.topics.retain(|topic| visible(&topic.name));
+    } else {
+        for topic in response.topics.iter_mut().filter(|topic| !visible(&topic.name)) {
+            topic.error = ErrorCode::TopicNotAuthorized as u16;
+            topic.partition_shards.clear();
+        }
+    }
+    response
+}
+
 /// The topics named (each once; all of them when `names` is empty) and the
 /// shards' ports. Answered from the catalog by whoever asks, on any thread.
 pub(crate) fn metadata(shared: &Shared, catalog: &Catalog, names: &[String]) -> MetadataResponse {
@@ -242,4 +346,40 @@ pub(crate) fn metadata(shared: &Shared, catalog: &Catalog, names: &[String]) -> 
     let shards =
         shared.shard_ports.iter().enumerate().map(|(shard, &port)| ShardInfo { shard: shard as u16, port }).collect();
     MetadataResponse { shards, topics }
+}
+
+/// Only a super user (or a trusted connection) manages users and ACLs.
+fn may_administer(principal: &Principal) -> Result<(), ErrorCode> {
+    match principal {
+        Principal::Trusted | Principal::User { superuser: true, .. } => Ok(()),
+        Principal::User { .. } => Err(ErrorCode::ClusterNotAuthorized),
+    }
+}
+
+/// Changes the users or ACLs, written durably before it answers (on this
+/// shard's thread: an administrative request, rare and small). Every
+/// shard sees the change at its next request.
+pub(crate) fn change_security(
+    handle: &ShardHandle,
+    principal: &Principal,
+    change: impl FnOnce(&mut Security) -> Result<crate::security::Changed, String>,
+) -> Result<(), ErrorCode> {
+    may_administer(principal)?;
+    match handle.shared.security.update(change) {
+        Ok(_) => Ok(()),
+        Err(crate::security::UpdateError::Refused(message)) => {
+            eprintln!("ringmq: a users or ACLs change was refused: {message}");
+            Err(ErrorCode::InvalidArgument)
+        }
+        Err(crate::security::UpdateError::Storage(message)) => {
+            eprintln!("ringmq: a users or ACLs change was not made: {message}");
+            Err(ErrorCode::StorageFailure)
+        }
+    }
+}
+
+/// The users and ACLs, for a super user.
+pub(crate) fn read_security(handle: &ShardHandle, principal: &Principal) -> Result<Arc<Security>, ErrorCode> {
+    may_administer(principal)?;
+    Ok(handle.security())
 }

@@ -51,6 +51,7 @@ pub(crate) type ShardMailbox = Mailbox<Message, EventFd>;
 pub(crate) struct Shared {
     pub config: ServerConfig,
     pub catalog: SharedCatalog,
+    pub security: crate::security::SharedSecurity,
     pub mailboxes: Vec<ShardMailbox>,
     pub shard_ports: Vec<u16>,
     /// Host and port the Kafka listener's Metadata reports (`None`: no
