@@ -630,7 +630,18 @@ impl Client {
             return Ok(topic.clone());
         }
         self.refresh_metadata()?;
-        lock(&self.metadata).topics.get(name).cloned().ok_or_else(|| ClientError::UnknownTopic(name.into()))
+        if let Some(topic) = lock(&self.metadata).topics.get(name) {
+            return Ok(topic.clone());
+        }
+        // Not listed: unknown, or hidden by the ACLs. Asking for it by name says which.
+        let asked = MetadataRequest { topics: vec![name.to_owned()] };
+        let body = self.call_bootstrap("metadata", |id| asked.encode(id))?;
+        match MetadataResponse::decode(&body)?.topics.into_iter().find(|t| t.name == name) {
+            Some(topic) if topic.error == ErrorCode::TopicNotAuthorized as u16 => {
+                Err(server_error(topic.error, &format!("topic {name}")))
+            }
+            _ => Err(ClientError::UnknownTopic(name.into())),
+        }
     }
 
     pub fn partition_count(&self, topic: &str) -> Result<u32> {
