@@ -91,6 +91,26 @@ pub trait StorageFile: 'static {
     }
 }
 
+/// Writes `bytes` to `path` atomically and durably, blocking: a temporary
+/// file, fsync, rename over `path`, fsync of the directory. For small
+/// metadata files (topic.json, meta.json, security.json).
+pub fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let temporary = path.with_extension("json.tmp");
+    {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temporary, path)?;
+    sync_dir_now(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Makes a directory's entries durable, blocking.
+pub fn sync_dir_now(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// True when `error` is the file system running out of space.
 pub fn is_no_space(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::StorageFull || error.raw_os_error() == Some(ENOSPC)

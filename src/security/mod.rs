@@ -307,7 +307,7 @@ impl SharedSecurity {
         }
         let bytes =
             encode(&next).map_err(|e| UpdateError::Storage(format!("cannot encode the security state: {e}")))?;
-        crate::server::write_durably(&self.path, &bytes)
+        crate::io::write_durably(&self.path, &bytes)
             .map_err(|e| UpdateError::Storage(format!("cannot write {}: {e}", self.path.display())))?;
         *state = Arc::new(next);
         self.version.fetch_add(1, Ordering::AcqRel);

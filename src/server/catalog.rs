@@ -20,7 +20,7 @@ use crate::sync::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -89,21 +89,7 @@ fn unseal<T: for<'de> Deserialize<'de>>(path: &Path, key: &str) -> io::Result<T>
     serde_json::from_str(raw.get()).map_err(|e| invalid(e.to_string()))
 }
 
-/// Writes `bytes` to `path` atomically and durably.
-pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let temporary = path.with_extension("json.tmp");
-    {
-        let mut file = fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    fs::rename(&temporary, path)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
+use crate::io::{sync_dir_now as sync_dir, write_durably};
 
 /// Opens (or initialises) the data directory's `meta.json`. A directory created
 /// with another shard count is refused: partitions are placed by it.

@@ -33,7 +33,6 @@ pub(crate) mod shared;
 mod stats;
 pub mod tail_ring;
 
-pub(crate) use catalog::write_durably;
 pub use config::{
     available_cores, ConfigFile, KafkaConfig, ServerConfig, CONNECTIONS_MAX_DEFAULT, DATA_DIR_DEFAULT,
     EMPTY_GROUP_RETENTION_MS_DEFAULT, KAFKA_DEFAULT_PARTITIONS, KAFKA_LISTEN_DEFAULT, LISTEN_DEFAULT,
