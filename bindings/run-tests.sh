@@ -56,6 +56,9 @@ for job in $(jobs -p); do
 done
 
 # --- server ----------------------------------------------------------------------
+# The bootstrap user lets the programs check credentials (authentication is
+# off, so connections without them are trusted; credentials given are checked).
+RINGMQ_BOOTSTRAP_USER=bindings:bindings-pw \
 "$server" serve --listen 127.0.0.1:0 --kafka-listen off --shards 2 --data-dir "$tmp/server-data" \
     >"$tmp/server.out" 2>"$tmp/server.err" &
 server_pid=$!

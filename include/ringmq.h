@@ -114,6 +114,16 @@ typedef enum {
    */
   RMQ_ERROR_LOCKED = 19,
   /*
+   The server refused the credentials, or wants some
+   (`rmq_client_connect_auth`).
+   */
+  RMQ_ERROR_AUTHENTICATION = 20,
+  /*
+   The user's ACLs do not allow this on the topic or group, or it is for
+   super users; nothing changed.
+   */
+  RMQ_ERROR_NOT_AUTHORIZED = 21,
+  /*
    A panic inside the library was caught at the boundary.
    */
   RMQ_PANIC = 99,
@@ -160,6 +170,8 @@ typedef enum {
    */
   RMQ_ACK_RENEW = 4,
 } rmq_ack;
+
+typedef struct Operation Operation;
 
 /*
  An embedded broker: shards running inside this process. Thread-safe.
@@ -401,6 +413,22 @@ rmq_result rmq_client_open_embedded(const rmq_broker *broker, rmq_client **out);
  `bootstrap` is NUL-terminated; `out` is writable.
  */
 rmq_result rmq_client_connect(const char *bootstrap, rmq_client **out);
+
+/*
+ [`rmq_client_connect`], every connection authenticating as `user` with
+ `password` by `mechanism`: "SCRAM-SHA-256" (NULL: the default; the
+ password never crosses the wire) or "PLAIN". Refused credentials are
+ RMQ_ERROR_AUTHENTICATION.
+
+ # Safety
+ `bootstrap`, `user` and `password` are NUL-terminated; `mechanism` is
+ NULL or NUL-terminated; `out` is writable.
+ */
+rmq_result rmq_client_connect_auth(const char *bootstrap,
+                                   const char *user,
+                                   const char *password,
+                                   const char *mechanism,
+                                   rmq_client **out);
 
 /*
  Waits for the client's queued asynchronous produces, then frees it. NULL is

@@ -67,6 +67,12 @@ pub enum rmq_result {
     /// The data directory is held by another broker, in this process or
     /// another (`rmq_last_error` names the directory and the holder's pid).
     RMQ_ERROR_LOCKED = 19,
+    /// The server refused the credentials, or wants some
+    /// (`rmq_client_connect_auth`).
+    RMQ_ERROR_AUTHENTICATION = 20,
+    /// The user's ACLs do not allow this on the topic or group, or it is for
+    /// super users; nothing changed.
+    RMQ_ERROR_NOT_AUTHORIZED = 21,
     /// A panic inside the library was caught at the boundary.
     RMQ_PANIC = 99,
 }
@@ -128,6 +134,12 @@ fn client_error(error: ClientError) -> rmq_result {
             ) => rmq_result::RMQ_ERROR_INVALID_STATE,
             Some(ErrorCode::ProducerFenced) => rmq_result::RMQ_ERROR_FENCED,
             Some(ErrorCode::OutOfOrderSequence | ErrorCode::UnknownProducerId) => rmq_result::RMQ_ERROR_SEQUENCE,
+            Some(ErrorCode::AuthenticationFailed | ErrorCode::AuthenticationRequired) => {
+                rmq_result::RMQ_ERROR_AUTHENTICATION
+            }
+            Some(ErrorCode::TopicNotAuthorized | ErrorCode::GroupNotAuthorized | ErrorCode::ClusterNotAuthorized) => {
+                rmq_result::RMQ_ERROR_NOT_AUTHORIZED
+            }
             _ => rmq_result::RMQ_ERROR_BROKER,
         },
     };
@@ -410,6 +422,51 @@ pub unsafe extern "C" fn rmq_client_connect(bootstrap: *const c_char, out: *mut 
             return fail(rmq_result::RMQ_ERROR_NULL, "out is NULL");
         }
         match Client::connect(bootstrap) {
+            Ok(client) => {
+                // SAFETY: `out` is non-NULL and writable.
+                unsafe { *out = new_client(Arc::new(client)) };
+                rmq_result::RMQ_OK
+            }
+            Err(error) => client_error(error),
+        }
+    })
+}
+
+/// [`rmq_client_connect`], every connection authenticating as `user` with
+/// `password` by `mechanism`: "SCRAM-SHA-256" (NULL: the default; the
+/// password never crosses the wire) or "PLAIN". Refused credentials are
+/// RMQ_ERROR_AUTHENTICATION.
+///
+/// # Safety
+/// `bootstrap`, `user` and `password` are NUL-terminated; `mechanism` is
+/// NULL or NUL-terminated; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn rmq_client_connect_auth(
+    bootstrap: *const c_char,
+    user: *const c_char,
+    password: *const c_char,
+    mechanism: *const c_char,
+    out: *mut *mut rmq_client,
+) -> rmq_result {
+    guard(|| {
+        // SAFETY: per contract.
+        let bootstrap = try_ffi!(unsafe { text(bootstrap, "bootstrap") });
+        // SAFETY: per contract.
+        let user = try_ffi!(unsafe { text(user, "user") });
+        // SAFETY: per contract.
+        let password = try_ffi!(unsafe { text(password, "password") });
+        let mechanism = if mechanism.is_null() {
+            crate::security::scram::SCRAM_SHA_256
+        } else {
+            // SAFETY: non-NULL, NUL-terminated per contract.
+            try_ffi!(unsafe { text(mechanism, "mechanism") })
+        };
+        if out.is_null() {
+            return fail(rmq_result::RMQ_ERROR_NULL, "out is NULL");
+        }
+        let credentials =
+            crate::client::Credentials { user: user.into(), password: password.into(), mechanism: mechanism.into() };
+        match Client::connect_as(bootstrap, Some(credentials)) {
             Ok(client) => {
                 // SAFETY: `out` is non-NULL and writable.
                 unsafe { *out = new_client(Arc::new(client)) };

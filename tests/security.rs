@@ -140,9 +140,19 @@ fn acls_decide_what_a_user_may_do_and_a_refusal_changes_nothing() {
     // Write on orders: she produces there, and only there; reading stays refused.
     admin.add_acl(&acl("alice", ResourceKind::Topic, "orders", &[Operation::Write])).unwrap();
     assert_eq!(alice.produce("orders", 0, &batch, Acks::Written).unwrap(), Some(0));
-    assert_eq!(code(alice.produce("secret", 0, &batch, Acks::Written).err().unwrap()), Some(ErrorCode::TopicNotAuthorized));
+    assert_eq!(
+        code(alice.produce("secret", 0, &batch, Acks::Written).err().unwrap()),
+        Some(ErrorCode::TopicNotAuthorized)
+    );
     assert_eq!(admin.list_offsets("secret", 0, -1).unwrap().latest, 0);
-    let fetch = FetchRequest { topic: "orders".into(), partition: 0, offset: 0, max_bytes: 1 << 20, max_wait_ms: 0, min_bytes: 0 };
+    let fetch = FetchRequest {
+        topic: "orders".into(),
+        partition: 0,
+        offset: 0,
+        max_bytes: 1 << 20,
+        max_wait_ms: 0,
+        min_bytes: 0,
+    };
     assert_eq!(code(alice.fetch(&fetch).err().unwrap()), Some(ErrorCode::TopicNotAuthorized));
     let names: Vec<String> = alice.refresh_metadata().unwrap().topics.into_iter().map(|t| t.name).collect();
     assert_eq!(names, vec!["orders".to_string()], "write implies describe; secret stays hidden");
@@ -151,7 +161,8 @@ fn acls_decide_what_a_user_may_do_and_a_refusal_changes_nothing() {
     admin.add_acl(&acl("alice", ResourceKind::Topic, "ord*", &[Operation::Read])).unwrap();
     assert_eq!(alice.fetch(&fetch).unwrap().high_watermark, 1);
     let commit = |client: &Client| {
-        let offsets = vec![CommittedOffset { topic: "orders".into(), partition: 0, offset: 1, metadata: Default::default() }];
+        let offsets =
+            vec![CommittedOffset { topic: "orders".into(), partition: 0, offset: 1, metadata: Default::default() }];
         ringmq::client::group::commit_offsets(client, "billing", offsets)
     };
     let refused = commit(&alice).err().unwrap();
@@ -162,7 +173,10 @@ fn acls_decide_what_a_user_may_do_and_a_refusal_changes_nothing() {
     let acls = admin.list_acls().unwrap();
     assert_eq!(acls.len(), 3, "{acls:?}");
     admin.remove_acl(&acl("alice", ResourceKind::Topic, "orders", &[Operation::Write])).unwrap();
-    assert_eq!(code(alice.produce("orders", 0, &batch, Acks::Written).err().unwrap()), Some(ErrorCode::TopicNotAuthorized));
+    assert_eq!(
+        code(alice.produce("orders", 0, &batch, Acks::Written).err().unwrap()),
+        Some(ErrorCode::TopicNotAuthorized)
+    );
 
     // Users and ACLs survive a restart; a removed user cannot connect.
     server.shutdown().unwrap();
@@ -172,7 +186,10 @@ fn acls_decide_what_a_user_may_do_and_a_refusal_changes_nothing() {
     assert_eq!(alice.fetch(&fetch).unwrap().high_watermark, 1, "her read ACL was kept");
     let admin = connect_as(address, ADMIN.0, ADMIN.1, scram::SCRAM_SHA_256).unwrap();
     admin.delete_user("alice").unwrap();
-    assert_eq!(code(connect_as(address, "alice", "alice-pw", scram::SCRAM_SHA_256).err().unwrap()), Some(ErrorCode::AuthenticationFailed));
+    assert_eq!(
+        code(connect_as(address, "alice", "alice-pw", scram::SCRAM_SHA_256).err().unwrap()),
+        Some(ErrorCode::AuthenticationFailed)
+    );
     server.shutdown().unwrap();
 }
 
@@ -188,6 +205,9 @@ fn without_authentication_connections_are_trusted_and_credentials_still_checked(
     anonymous.upsert_user("bob", "bob-pw").unwrap();
     let bob = connect_as(address, "bob", "bob-pw", scram::SCRAM_SHA_256).unwrap();
     bob.delete_topic("open").unwrap();
-    assert_eq!(code(connect_as(address, "bob", "wrong", scram::SCRAM_SHA_256).err().unwrap()), Some(ErrorCode::AuthenticationFailed));
+    assert_eq!(
+        code(connect_as(address, "bob", "wrong", scram::SCRAM_SHA_256).err().unwrap()),
+        Some(ErrorCode::AuthenticationFailed)
+    );
     server.shutdown().unwrap();
 }

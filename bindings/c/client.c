@@ -348,6 +348,19 @@ int main(int argc, char **argv) {
     EXPECT_ERROR(RMQ_ERROR_INVALID_ARGUMENT, rmq_client_connect("\xff\xfe:1", &client));
     EXPECT_ERROR(RMQ_ERROR_IO, rmq_client_connect("127.0.0.1:1", &client)); /* nothing listens on port 1 */
     EXPECT(client == sentinel_client); /* outputs are written only on success */
+    /* With credentials (the server's bootstrap user, see run-tests.sh): a
+     * wrong password is refused by both mechanisms, the right one connects. */
+    EXPECT_ERROR(RMQ_ERROR_AUTHENTICATION, rmq_client_connect_auth(bootstrap, "bindings", "wrong", NULL, &client));
+    EXPECT_ERROR(RMQ_ERROR_AUTHENTICATION, rmq_client_connect_auth(bootstrap, "bindings", "wrong", "PLAIN", &client));
+    EXPECT_ERROR(RMQ_ERROR_AUTHENTICATION, rmq_client_connect_auth(bootstrap, "nobody", "bindings-pw", NULL, &client));
+    EXPECT_ERROR(RMQ_ERROR_NULL, rmq_client_connect_auth(bootstrap, NULL, "bindings-pw", NULL, &client));
+    EXPECT(client == sentinel_client);
+    CHECK(rmq_client_connect_auth(bootstrap, "bindings", "bindings-pw", "PLAIN", &client));
+    rmq_client_close(client);
+    client = sentinel_client;
+    CHECK(rmq_client_connect_auth(bootstrap, "bindings", "bindings-pw", NULL, &client));
+    rmq_client_close(client);
+    client = sentinel_client;
     CHECK(rmq_client_connect(bootstrap, &client));
     EXPECT(client != NULL && client != sentinel_client);
     EXPECT(strlen(rmq_version()) > 0);

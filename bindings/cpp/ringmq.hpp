@@ -510,6 +510,18 @@ public:
         return Client(client);
     }
 
+    /// A client of the server at `bootstrap`, every connection authenticating
+    /// as `user` by `mechanism` ("SCRAM-SHA-256" or "PLAIN"); refused
+    /// credentials throw an Error with RMQ_ERROR_AUTHENTICATION.
+    static Client connect(std::string_view bootstrap, std::string_view user, std::string_view password,
+                          std::string_view mechanism = "SCRAM-SHA-256") {
+        std::string address(bootstrap), name(user), secret(password), how(mechanism);
+        rmq_client *client = nullptr;
+        detail::check(rmq_client_connect_auth(address.c_str(), name.c_str(), secret.c_str(), how.c_str(), &client),
+                      "rmq_client_connect_auth");
+        return Client(client);
+    }
+
     /// Waits for the queued asynchronous produces, then closes.
     void close() noexcept { handle_.reset(); }
 

@@ -707,6 +707,9 @@ void embedded(const std::string &base) {
 void server(const std::string &bootstrap) {
     EXPECT_ERROR(RMQ_ERROR_IO, ringmq::Client::connect("127.0.0.1:1"));
     EXPECT_ERROR(RMQ_ERROR_INVALID_ARGUMENT, ringmq::Client::connect("no-port"));
+    EXPECT_ERROR(RMQ_ERROR_AUTHENTICATION, ringmq::Client::connect(bootstrap, "bindings", "wrong"));
+    EXPECT_ERROR(RMQ_ERROR_AUTHENTICATION, ringmq::Client::connect(bootstrap, "bindings", "wrong", "PLAIN"));
+    ringmq::Client::connect(bootstrap, "bindings", "bindings-pw").close();
     ringmq::Client client = ringmq::Client::connect(bootstrap);
     exercise(client, "tcp");
     exercise_groups(client, "tcp");

@@ -52,6 +52,8 @@ __all__ = [
     "Acks",
     "Broker",
     "Client",
+    "AuthenticationError",
+    "NotAuthorizedError",
     "Consumer",
     "GroupConsumer",
     "ShareConsumer",
@@ -121,6 +123,8 @@ class Result(enum.IntEnum):
     ERROR_FENCED = 17
     ERROR_SEQUENCE = 18
     ERROR_LOCKED = 19
+    ERROR_AUTHENTICATION = 20
+    ERROR_NOT_AUTHORIZED = 21
     PANIC = 99
 
 
@@ -221,6 +225,16 @@ class LockedError(StartError):
     process or another); the message names the directory and the holder's pid."""
 
 
+class AuthenticationError(Error):
+    """RMQ_ERROR_AUTHENTICATION: the server refused the credentials, or wants
+    some (``connect(bootstrap, user=..., password=...)``)."""
+
+
+class NotAuthorizedError(Error, PermissionError):
+    """RMQ_ERROR_NOT_AUTHORIZED: the user's ACLs do not allow this on the topic
+    or group (or it is for super users); nothing changed."""
+
+
 class PanicError(Error):
     """RMQ_PANIC: a panic inside the library was caught at the boundary."""
 
@@ -244,6 +258,8 @@ _ERRORS = {
     Result.ERROR_FENCED: FencedError,
     Result.ERROR_SEQUENCE: SequenceError,
     Result.ERROR_LOCKED: LockedError,
+    Result.ERROR_AUTHENTICATION: AuthenticationError,
+    Result.ERROR_NOT_AUTHORIZED: NotAuthorizedError,
     Result.PANIC: PanicError,
 }
 
@@ -742,11 +758,29 @@ class Broker:
 # --- client ------------------------------------------------------------------------------
 
 
-def connect(bootstrap: str) -> "Client":
-    """A client connected over TCP to the ringmq server at ``"HOST:PORT"``."""
+def connect(
+    bootstrap: str,
+    user: Optional[str] = None,
+    password: Optional[str] = None,
+    mechanism: str = "SCRAM-SHA-256",
+) -> "Client":
+    """A client connected over TCP to the ringmq server at ``"HOST:PORT"``.
+
+    With ``user`` and ``password``, every connection authenticates by
+    ``mechanism`` (``"SCRAM-SHA-256"``, where the password never crosses the
+    wire, or ``"PLAIN"``); refused credentials raise
+    :class:`AuthenticationError`.
+    """
     address = _text(bootstrap, "bootstrap")
     out = _new_handle()
-    _check(_ffi.rmq_client_connect(address, ctypes.byref(out)))
+    if user is None and password is None:
+        _check(_ffi.rmq_client_connect(address, ctypes.byref(out)))
+    elif user is None or password is None:
+        raise InvalidArgumentError(Result.ERROR_INVALID_ARGUMENT, "give both user and password, or neither")
+    else:
+        _check(_ffi.rmq_client_connect_auth(
+            address, _text(user, "user"), _text(password, "password"), _text(mechanism, "mechanism"),
+            ctypes.byref(out)))
     return Client(out.value, None, "client of %s" % address.decode("utf-8", "replace"))
 
 

@@ -187,6 +187,9 @@ rmq_broker_close = _declare("rmq_broker_close", c_result, c_handle)
 
 rmq_client_open_embedded = _declare("rmq_client_open_embedded", c_result, c_handle, c_handle_p)
 rmq_client_connect = _declare("rmq_client_connect", c_result, ctypes.c_char_p, c_handle_p)
+rmq_client_connect_auth = _declare(
+    "rmq_client_connect_auth", c_result, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, c_handle_p
+)
 rmq_client_close = _declare("rmq_client_close", None, c_handle)
 
 rmq_topic_create = _declare(

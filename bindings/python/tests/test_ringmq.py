@@ -421,6 +421,9 @@ class RunningServer:
     exits 0 on SIGTERM afterwards."""
 
     server = None
+    # More `serve` arguments and environment, for subclasses.
+    server_args = []
+    server_env = {}
 
     @classmethod
     def setUpClass(cls):
@@ -431,8 +434,10 @@ class RunningServer:
         cls.stderr = open(os.path.join(cls.directory, "server.stderr"), "w+")
         # Settings of the test, not of the caller's RINGMQ_* environment.
         env = {k: v for k, v in os.environ.items() if not k.startswith("RINGMQ_")}
+        env.update(cls.server_env)
         cls.server = subprocess.Popen(
-            [binary, "serve", "--listen", "127.0.0.1:0", "--kafka-listen", "off", "--shards", "2", "--data-dir", os.path.join(cls.directory, "data")],
+            [binary, "serve", "--listen", "127.0.0.1:0", "--kafka-listen", "off", "--shards", "2", "--data-dir", os.path.join(cls.directory, "data")]
+            + cls.server_args,
             stdout=subprocess.PIPE,
             stderr=cls.stderr,
             env=env,
@@ -475,6 +480,48 @@ class RunningServer:
             cls.server.stdout.close()
             cls.stderr.close()
             shutil.rmtree(cls.directory, True)
+
+
+class AuthenticatedTcpTest(RunningServer, unittest.TestCase):
+    """A server with --authentication required: connect(user=, password=)
+    authenticates, refusals raise AuthenticationError and NotAuthorizedError."""
+
+    server_args = ["--authentication", "required", "--super-users", "admin"]
+    server_env = {"RINGMQ_BOOTSTRAP_USER": "admin:admin-pw"}
+
+    def cli(self, *args, new_password=None):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RINGMQ_")}
+        env["RINGMQ_PASSWORD"] = "admin-pw"
+        if new_password:
+            env["RINGMQ_NEW_PASSWORD"] = new_password
+        result = subprocess.run([server_binary(), "--bootstrap", self.address, "--user", "admin", *args],
+                                capture_output=True, text=True, env=env, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+
+    def test_credentials_are_checked_and_acls_apply(self):
+        with self.assertRaises(ringmq.AuthenticationError):
+            ringmq.connect(self.address)
+        with self.assertRaises(ringmq.AuthenticationError):
+            ringmq.connect(self.address, user="admin", password="wrong")
+        with self.assertRaises(ringmq.InvalidArgumentError):
+            ringmq.connect(self.address, user="admin")
+        topic = "auth-%s" % uuid.uuid4().hex[:8]
+        for mechanism in ("SCRAM-SHA-256", "PLAIN"):
+            with ringmq.connect(self.address, user="admin", password="admin-pw", mechanism=mechanism) as admin:
+                if mechanism == "PLAIN":
+                    admin.create_topic(topic)
+                    self.assertEqual(admin.produce(topic, b"by-admin"), 0)
+        self.cli("user", "add", "reader", new_password="reader-pw")
+        with ringmq.connect(self.address, user="reader", password="reader-pw") as reader:
+            with self.assertRaises(ringmq.NotAuthorizedError):
+                reader.produce(topic, b"refused")
+            with self.assertRaises(ringmq.NotAuthorizedError):
+                reader.fetch(topic)
+        self.cli("acl", "add", "--principal", "reader", "--topic", topic, "--operation", "read")
+        with ringmq.connect(self.address, user="reader", password="reader-pw") as reader:
+            self.assertEqual([r.value for r in reader.fetch(topic)], [b"by-admin"], "the refused produce wrote nothing")
+            with self.assertRaises(ringmq.NotAuthorizedError):
+                reader.produce(topic, b"still refused")
 
 
 class TcpTest(RunningServer, ClientBehaviour, unittest.TestCase):
