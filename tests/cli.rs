@@ -254,6 +254,31 @@ fn bench_prints_json_and_writes_a_percentile_distribution() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--same-thread"));
 }
 
+/// A listener beyond loopback without authentication is warned about at
+/// start; with authentication it is not.
+#[test]
+fn serving_beyond_loopback_without_authentication_prints_a_warning() {
+    for (authentication, warned) in [("off", true), ("required", false)] {
+        let dir = common::temp_dir(&format!("cli-exposed-{authentication}"));
+        let mut child = Command::new(BINARY)
+            .args(["serve", "--listen", "0.0.0.0:0", "--kafka-listen", "off", "--shards", "1"])
+            .args(["--authentication", authentication])
+            .arg("--data-dir")
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.starts_with("ringmq listening on "), "{line}");
+        assert!(terminate(&mut child).success());
+        let mut errors = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut errors).unwrap();
+        assert_eq!(errors.contains("without authentication"), warned, "--authentication {authentication}: {errors}");
+    }
+}
+
 /// `bench produce --kafka` drives the Kafka listener with the bench's own
 /// batches: every record lands (read back over the native protocol) and the
 /// report says which protocol carried them.

@@ -89,13 +89,13 @@ pub mod api {
     pub const INIT_PRODUCER_ID: u16 = 23;
     pub const SHARE_FETCH: u16 = 24;
     pub const SHARE_ACKNOWLEDGE: u16 = 25;
-    pub const AUTHENTICATE: u16 = 26;
-    pub const USER_UPSERT: u16 = 27;
-    pub const USER_DELETE: u16 = 28;
-    pub const USER_LIST: u16 = 29;
-    pub const ACL_ADD: u16 = 30;
-    pub const ACL_REMOVE: u16 = 31;
-    pub const ACL_LIST: u16 = 32;
+    pub const AUTHENTICATE: u16 = 48;
+    pub const USER_UPSERT: u16 = 49;
+    pub const USER_DELETE: u16 = 50;
+    pub const USER_LIST: u16 = 51;
+    pub const ACL_ADD: u16 = 52;
+    pub const ACL_REMOVE: u16 = 53;
+    pub const ACL_LIST: u16 = 54;
     /// Every API this server speaks, with its version range.
     pub const SUPPORTED: [(u16, u16, u16); 24] = [
         (HELLO, 0, 0),

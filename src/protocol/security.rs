@@ -1,23 +1,23 @@
-//! Authentication and its administration (apis 26–32; docs/PROTOCOL.md).
+//! Authentication and its administration (apis 48–54; docs/PROTOCOL.md).
 //!
 //! ```text
-//! AUTHENTICATE (26)  request:  mechanism string ("SCRAM-SHA-256" | "PLAIN"), message bytes
+//! AUTHENTICATE (48)  request:  mechanism string ("SCRAM-SHA-256" | "PLAIN"), message bytes
 //!                    response: done u8 (1: authenticated), message bytes
 //!                    The first request starts the exchange; SCRAM takes two.
 //!                    A failure answers AuthenticationFailed and closes.
-//! USER_UPSERT (27)   request:  name string, iterations u32, salt bytes,
+//! USER_UPSERT (49)   request:  name string, iterations u32, salt bytes,
 //!                              stored_key bytes, server_key bytes
 //!                    (the client derives the SCRAM credential: no password
 //!                    crosses the wire)
-//! USER_DELETE (28)   request:  name string
-//! USER_LIST (29)     request:  empty; response: count u32, then name string each
-//! ACL_ADD (30)       request:  acl (below)
-//! ACL_REMOVE (31)    request:  acl
-//! ACL_LIST (32)      request:  empty; response: count u32, then acl each
+//! USER_DELETE (50)   request:  name string
+//! USER_LIST (51)     request:  empty; response: count u32, then name string each
+//! ACL_ADD (52)       request:  acl (below)
+//! ACL_REMOVE (53)    request:  acl
+//! ACL_LIST (54)      request:  empty; response: count u32, then acl each
 //!   acl: principal string, kind u8 (0 topic, 1 group), pattern string,
 //!        operations u8 (bits: 1 read, 2 write, 4 create, 8 delete, 16 describe)
 //! ```
-//! 27–32 need a super user (ClusterNotAuthorized otherwise); their empty
+//! 49–54 need a super user (ClusterNotAuthorized otherwise); their empty
 //! responses carry the result in the header's error code.
 
 use super::{api, finish_frame, request_frame, response_frame, DecodeError, ErrorCode, Reader};

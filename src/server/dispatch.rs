@@ -290,7 +290,7 @@ fn authenticate(context: &ShardHandle, session: &Session, id: u32, body: &[u8]) 
     }
 }
 
-/// Users and ACLs (apis 27–32), for super users.
+/// Users and ACLs (apis 49–54), for super users.
 fn administer(context: &ShardHandle, principal: &Principal, header: &RequestHeader, body: &[u8]) -> Vec<u8> {
     use crate::protocol::security as s;
     use crate::security as sec;
