@@ -638,7 +638,7 @@ impl Client {
         let body = self.call_bootstrap("metadata", |id| asked.encode(id))?;
         match MetadataResponse::decode(&body)?.topics.into_iter().find(|t| t.name == name) {
             Some(topic) if topic.error == ErrorCode::TopicNotAuthorized as u16 => {
-                Err(server_error(topic.error, &format!("topic {name}")))
+                Err(server_error(topic.error, format!("topic {name}")))
             }
             _ => Err(ClientError::UnknownTopic(name.into())),
         }

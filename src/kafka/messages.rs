@@ -1196,6 +1196,45 @@ pub fn assignment_partitions(assignment: &[u8]) -> Result<Vec<(String, Vec<i32>)
     array_of(&mut reader, TOPICS_PER_REQUEST_MAX, 6, |reader| Ok((topic(reader)?, partition_indexes(reader)?)))
 }
 
+// ------------------------------------------------------------------- SASL
+
+/// SaslHandshake 1: the mechanism the client wants.
+pub fn decode_sasl_handshake(body: &[u8], version: i16) -> Result<String, DecodeError> {
+    let mut reader = reader_of(body, api::SASL_HANDSHAKE, version);
+    let mechanism = reader.string(MECHANISM_BYTES_MAX)?.to_owned();
+    end(reader)?;
+    Ok(mechanism)
+}
+
+/// Longest SASL mechanism name read.
+pub const MECHANISM_BYTES_MAX: usize = 32;
+
+pub fn encode_sasl_handshake(writer: &mut Writer, error: i16, mechanisms: &[&str]) {
+    writer.i16(error);
+    writer.array(mechanisms.len());
+    for mechanism in mechanisms {
+        writer.string(mechanism);
+    }
+}
+
+/// SaslAuthenticate 0–2: the client's SASL message.
+pub fn decode_sasl_authenticate(body: &[u8], version: i16) -> Result<Vec<u8>, DecodeError> {
+    let mut reader = reader_of(body, api::SASL_AUTHENTICATE, version);
+    let message = reader.bytes(crate::security::scram::SASL_MESSAGE_BYTES_MAX)?.to_vec();
+    end(reader)?;
+    Ok(message)
+}
+
+pub fn encode_sasl_authenticate(writer: &mut Writer, version: i16, error: i16, message: Option<&str>, bytes: &[u8]) {
+    writer.i16(error);
+    writer.nullable_string(message);
+    writer.bytes(bytes);
+    if version >= 1 {
+        writer.i64(0); // session_lifetime_ms: sessions do not expire
+    }
+    writer.tags();
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -1470,43 +1509,4 @@ mod tests {
         ].concat();
         assert_eq!(w.into_inner(), expected, "v11 has no cluster authorized operations");
     }
-}
-
-// ------------------------------------------------------------------- SASL
-
-/// SaslHandshake 1: the mechanism the client wants.
-pub fn decode_sasl_handshake(body: &[u8], version: i16) -> Result<String, DecodeError> {
-    let mut reader = reader_of(body, api::SASL_HANDSHAKE, version);
-    let mechanism = reader.string(MECHANISM_BYTES_MAX)?.to_owned();
-    end(reader)?;
-    Ok(mechanism)
-}
-
-/// Longest SASL mechanism name read.
-pub const MECHANISM_BYTES_MAX: usize = 32;
-
-pub fn encode_sasl_handshake(writer: &mut Writer, error: i16, mechanisms: &[&str]) {
-    writer.i16(error);
-    writer.array(mechanisms.len());
-    for mechanism in mechanisms {
-        writer.string(mechanism);
-    }
-}
-
-/// SaslAuthenticate 0–2: the client's SASL message.
-pub fn decode_sasl_authenticate(body: &[u8], version: i16) -> Result<Vec<u8>, DecodeError> {
-    let mut reader = reader_of(body, api::SASL_AUTHENTICATE, version);
-    let message = reader.bytes(crate::security::scram::SASL_MESSAGE_BYTES_MAX)?.to_vec();
-    end(reader)?;
-    Ok(message)
-}
-
-pub fn encode_sasl_authenticate(writer: &mut Writer, version: i16, error: i16, message: Option<&str>, bytes: &[u8]) {
-    writer.i16(error);
-    writer.nullable_string(message);
-    writer.bytes(bytes);
-    if version >= 1 {
-        writer.i64(0); // session_lifetime_ms: sessions do not expire
-    }
-    writer.tags();
 }

@@ -212,6 +212,7 @@ pub fn decode_acl_list(body: &[u8]) -> Result<Vec<Acl>, DecodeError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use crate::security::Operation;

@@ -15,6 +15,9 @@
 //! broker without an authorizer. The embedded broker is always trusted: it is
 //! the process's own code.
 
+// The exchange and the file decode what peers and disks give: no panics.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 pub mod scram;
 
 use crate::protocol::ErrorCode;

@@ -103,8 +103,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// Random bytes from the kernel.
 pub fn random_bytes(out: &mut [u8]) -> Result<(), String> {
     let mut filled = 0;
-    while filled < out.len() {
-        let rest = &mut out[filled..];
+    while let Some(rest) = out.get_mut(filled..).filter(|rest| !rest.is_empty()) {
         // SAFETY: getrandom(2) writes at most `rest.len()` bytes into `rest`,
         // a live, writable slice.
         let got = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
@@ -199,27 +198,30 @@ pub enum ServerExchange {
 }
 
 /// A SCRAM attribute value: `name=` then up to the next comma.
-fn attribute<'a>(part: Option<&'a str>, name: char) -> Result<&'a str, SaslError> {
+fn attribute(part: Option<&str>, name: char) -> Result<&str, SaslError> {
     let part = part.ok_or(SaslError::Malformed("an attribute is missing"))?;
-    let mut chars = part.chars();
-    match (chars.next(), chars.next()) {
-        (Some(found), Some('=')) if found == name => Ok(&part[2..]),
-        _ => Err(SaslError::Malformed("an attribute is not the one expected")),
-    }
+    let mut prefix = [0u8; 4];
+    let prefix = name.encode_utf8(&mut prefix);
+    part.strip_prefix(&*prefix)
+        .and_then(|rest| rest.strip_prefix('='))
+        .ok_or(SaslError::Malformed("an attribute is not the one expected"))
 }
 
 /// A SCRAM user name with `=2C` and `=3D` decoded.
 fn saslname(name: &str) -> Result<String, SaslError> {
     let mut out = String::with_capacity(name.len());
     let mut rest = name;
-    while let Some(at) = rest.find('=') {
-        out.push_str(&rest[..at]);
-        match rest.get(at..at + 3) {
-            Some("=2C") => out.push(','),
-            Some("=3D") => out.push('='),
-            _ => return Err(SaslError::Malformed("bad escape in the user name")),
+    while let Some((before, after)) = rest.split_once('=') {
+        out.push_str(before);
+        if let Some(tail) = after.strip_prefix("2C") {
+            out.push(',');
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("3D") {
+            out.push('=');
+            rest = tail;
+        } else {
+            return Err(SaslError::Malformed("bad escape in the user name"));
         }
-        rest = &rest[at + 3..];
     }
     out.push_str(rest);
     Ok(out)
@@ -268,7 +270,7 @@ impl ServerExchange {
             ServerExchange::ScramFirst => {
                 let bare = match text.strip_prefix("n,") {
                     // An authzid, if present, must be the user itself (checked below).
-                    Some(rest) => rest.split_once(',').map(|(authzid, bare)| (authzid, bare)),
+                    Some(rest) => rest.split_once(','),
                     None if text.starts_with("y,") || text.starts_with("p=") => {
                         return Err(SaslError::Malformed("channel binding is not supported"))
                     }
@@ -300,7 +302,7 @@ impl ServerExchange {
                 *self = ServerExchange::ScramFinal {
                     user,
                     credential,
-                    gs2_header: text[..text.len() - bare.len()].to_owned(),
+                    gs2_header: text.get(..text.len() - bare.len()).unwrap_or_default().to_owned(),
                     client_first_bare: bare.to_owned(),
                     server_first: server_first.clone(),
                     nonce,

@@ -73,7 +73,7 @@ impl Session {
                 // connection stays trusted (ACLs apply only with it on).
                 let security = &handle.shared.config.security;
                 if security.authentication {
-                    let superuser = security.super_users.iter().any(|s| *s == user);
+                    let superuser = security.super_users.contains(&user);
                     *self.principal.borrow_mut() = Some(Principal::User { name: user.into(), superuser });
                 }
                 Ok((reply, true))
