@@ -76,6 +76,9 @@ const fn support(key: i16, min: i16, max: i16, flexible_from: i16) -> ApiSupport
 /// UNSUPPORTED_VERSION. Transactions, OffsetForLeaderEpoch, telemetry and
 /// KIP-848 are not advertised because they are not built. docs/KAFKA.md says
 /// why each maximum is where it is.
+/// `flexible_from` of an API whose every version is classic (SaslHandshake).
+pub const NEVER_FLEXIBLE: i16 = i16::MAX;
+
 /// SaslHandshake starts at 1: version 0 sends the SASL messages outside
 /// Kafka's framing, which every client since Kafka 1.0 replaces with
 /// SaslAuthenticate.
@@ -98,7 +101,7 @@ pub const SUPPORTED: [ApiSupport; 20] = [
     support(api::DELETE_TOPICS, 1, 5, 4),
     support(api::INIT_PRODUCER_ID, 0, 4, 2),
     support(api::DESCRIBE_CONFIGS, 1, 4, 4),
-    support(api::SASL_HANDSHAKE, 1, 1, i16::MAX),
+    support(api::SASL_HANDSHAKE, 1, 1, NEVER_FLEXIBLE),
     support(api::SASL_AUTHENTICATE, 0, 2, 2),
 ];
 
@@ -286,6 +289,12 @@ mod tests {
     fn every_api_is_advertised_in_both_encodings() {
         for api in SUPPORTED {
             assert!(api.min <= api.max);
+            if api.flexible_from == NEVER_FLEXIBLE {
+                // SaslHandshake: Kafka's schema has no flexible version.
+                assert_eq!(api.key, api::SASL_HANDSHAKE);
+                assert!(!is_flexible(api.key, api.max));
+                continue;
+            }
             assert!(api.min < api.flexible_from, "api {}: a classic version", api.key);
             assert!(api.max >= api.flexible_from, "api {}: a flexible version", api.key);
             assert!(!is_flexible(api.key, api.flexible_from - 1) && is_flexible(api.key, api.flexible_from));

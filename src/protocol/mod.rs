@@ -651,9 +651,9 @@ mod tests {
 
     #[test]
     fn every_error_code_round_trips() {
-        for code in 0..=26u16 {
+        for code in 0..=31u16 {
             assert_eq!(ErrorCode::from_u16(code).unwrap() as u16, code);
         }
-        assert_eq!(ErrorCode::from_u16(27), None);
+        assert_eq!(ErrorCode::from_u16(32), None);
     }
 }
