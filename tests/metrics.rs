@@ -83,28 +83,78 @@ fn metrics_are_scraped_parsed_and_match_what_happened() {
         ShareConsumer::new(Client::connect(&server.address().to_string()).unwrap(), "q", "t", config).unwrap();
     let leased = share.receive(2, Duration::from_millis(100)).unwrap();
     assert_eq!(leased.len(), 2);
+    // One more, rejected: it goes to the dead-letter topic.
+    let rejected = share.receive(1, Duration::from_millis(100)).unwrap();
+    assert_eq!(rejected.len(), 1);
+    share.acknowledge_all(&rejected, ringmq::groups::share::AckKind::Reject).unwrap();
 
     let (status, body) = get(metrics, "/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK");
     let samples = parse(&body);
-    assert_eq!(samples["ringmq_produce_records_total"], 14.0);
+    assert_eq!(samples["ringmq_produce_records_total"], 14.0 + 1.0, "and the dead letter");
     assert!(samples["ringmq_fetch_records_total"] >= 12.0, "10 fetched + 2 leased");
     assert!(samples["ringmq_fsync_round_seconds_count"] >= 1.0, "the durable produce synced");
-    assert_eq!(samples["ringmq_partitions"], 2.0);
+    assert_eq!(samples["ringmq_produce_seconds_count"], 2.0, "one sample per partition produced to");
+    assert!(samples["ringmq_produce_seconds_bucket{le=\"+Inf\"}"] == 2.0);
+    assert_eq!(samples["ringmq_dead_letters_total"], 1.0, "the rejected record was dead-lettered");
+    assert_eq!(samples["ringmq_partitions"], 3.0, "t's two and the dead-letter topic's one");
     assert_eq!(samples["ringmq_partitions_poisoned"], 0.0);
     assert_eq!(samples["ringmq_partition_end_offset{topic=\"t\",partition=\"0\"}"], 10.0);
     assert_eq!(samples["ringmq_group_committed_offset{group=\"readers\",topic=\"t\",partition=\"0\"}"], 3.0);
     assert_eq!(samples["ringmq_group_lag{group=\"readers\",topic=\"t\",partition=\"0\"}"], 7.0);
     let partition = leased[0].partition;
-    let key = format!("ringmq_share_acquired{{group=\"q\",topic=\"t\",partition=\"{partition}\"}}");
-    assert_eq!(samples[&key], 2.0);
-    let end = if partition == 0 { 10.0 } else { 4.0 };
-    let key = format!("ringmq_share_available{{group=\"q\",topic=\"t\",partition=\"{partition}\"}}");
-    assert_eq!(samples[&key], end - 2.0, "the rest of the partition is available");
+    let acquired: f64 = samples.iter().filter(|(k, _)| k.starts_with("ringmq_share_acquired{")).map(|(_, v)| v).sum();
+    assert_eq!(acquired, 2.0, "two leased (the rejected one is archived)");
+    let available: f64 = samples.iter().filter(|(k, _)| k.starts_with("ringmq_share_available{")).map(|(_, v)| v).sum();
+    assert_eq!(available, 14.0 - 3.0, "the rest of both partitions is available");
+    let _ = partition;
     let connections: f64 = samples.iter().filter(|(k, _)| k.starts_with("ringmq_connections{")).map(|(_, v)| v).sum();
     assert!(connections >= 2.0, "two clients are connected");
     assert!(samples.contains_key("ringmq_ring_depth{shard=\"1\"}"));
     let (status, _) = get(metrics, "/other");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
+    server.shutdown().unwrap();
+}
+
+/// Every metric the Grafana dashboard (docs/grafana/ringmq.json) queries is
+/// one the server exports, so a renamed metric cannot leave a panel empty.
+#[test]
+fn the_dashboard_queries_only_exported_metrics() {
+    let dir = temp_dir("metrics-dashboard");
+    let server = start_server(&dir, 1, |config| config.metrics_listen = Some("127.0.0.1:0".parse().unwrap()));
+    let (_, body) = get(server.metrics_address().unwrap(), "/metrics");
+    let families: BTreeSet<&str> = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    let dashboard = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/grafana/ringmq.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let mut queried = BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(at) = rest.find("ringmq_") {
+                let name: String = rest[at..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+                rest = &rest[at + name.len()..];
+                let family = ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix).filter(|f| families.contains(f)))
+                    .unwrap_or(&name)
+                    .to_string();
+                queried.insert(family);
+            }
+        }
+    }
+    assert!(queried.len() >= 15, "the dashboard covers the metrics: {queried:?}");
+    for family in &queried {
+        assert!(families.contains(family.as_str()), "the dashboard queries {family}, which the server does not export");
+    }
+    for wanted in
+        ["ringmq_produce_seconds", "ringmq_group_lag", "ringmq_dead_letters_total", "ringmq_produce_bytes_total"]
+    {
+        assert!(queried.contains(wanted), "the dashboard shows {wanted}");
+    }
     server.shutdown().unwrap();
 }

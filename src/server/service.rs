@@ -142,6 +142,16 @@ pub(crate) async fn start(handle: &Rc<ShardHandle>, principal: &Principal, op: O
             }
         });
     }
+    if matches!(op, Op::Produce { .. }) {
+        let started = std::time::Instant::now();
+        let shared = handle.shared.clone();
+        let reply = start_authorized(handle, op).await;
+        return Box::pin(async move {
+            let reply = reply.await;
+            shared.counters.produce_latency.record(started.elapsed());
+            reply
+        });
+    }
     start_authorized(handle, op).await
 }
 

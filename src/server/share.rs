@@ -418,6 +418,7 @@ impl Shares {
             slot.state.borrow_mut().unarchive(letter);
         }
         if !written.is_empty() {
+            handle.shared.counters.dead_letters.fetch_add(written.len() as u64, std::sync::atomic::Ordering::Relaxed);
             let mut framed = Vec::new();
             for letter in &written {
                 slot.state.borrow_mut().archive(letter.offset, letter.offset);

@@ -29,6 +29,8 @@ pub struct ServerCounters {
     pub forwarded_requests: AtomicU64,
     /// Idempotent batches recognised as retries and not appended again.
     pub duplicate_batches: AtomicU64,
+    /// Records a share group moved to its dead-letter topic.
+    pub dead_letters: AtomicU64,
     pub produce_records: AtomicU64,
     pub produce_bytes: AtomicU64,
     pub fetch_records: AtomicU64,
@@ -43,6 +45,9 @@ pub struct ServerCounters {
     pub refused_connections: AtomicU64,
     /// Duration of every group-commit flush round (its fdatasyncs).
     pub fsync_rounds: Arc<crate::metrics::LatencyHistogram>,
+    /// Produce requests from a network front end: start to acknowledgement,
+    /// per partition entry (acks none included: start to the append).
+    pub produce_latency: crate::metrics::LatencyHistogram,
 }
 
 pub(crate) type ShardMailbox = Mailbox<Message, EventFd>;

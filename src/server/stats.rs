@@ -87,6 +87,17 @@ fn render_counters(out: &mut String, shared: &Shared) {
         "Idempotent batches recognised as resends and not appended again.",
         load(&counters.duplicate_batches),
     );
+    counter(
+        out,
+        "ringmq_dead_letters_total",
+        "Records share groups moved to their dead-letter topics.",
+        load(&counters.dead_letters),
+    );
+    counters.produce_latency.render(
+        out,
+        "ringmq_produce_seconds",
+        "Produce from a network client, per partition: request read to acknowledgement (page cache or fdatasync, by acks).",
+    );
     counters.fsync_rounds.render(
         out,
         "ringmq_fsync_round_seconds",
