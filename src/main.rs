@@ -359,6 +359,66 @@ struct ProduceArgs {
     linger_ms: u64,
     #[arg(long, default_value_t = 256 * 1024)]
     batch_bytes: usize,
+    /// A progress line on standard error: auto (when it is a terminal), always, never.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: ProgressArg,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ProgressArg {
+    Auto,
+    Always,
+    Never,
+}
+
+/// How often a progress line is rewritten.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A progress line on standard error for long commands: records so far and
+/// the rate, rewritten in place at most every [`PROGRESS_INTERVAL`].
+struct Progress {
+    what: &'static str,
+    enabled: bool,
+    started: Instant,
+    shown: Instant,
+    shown_any: bool,
+}
+
+impl Progress {
+    /// `records_on_terminal`: the command prints records to a terminal,
+    /// where a progress line would mix with them (auto leaves it off).
+    fn new(what: &'static str, setting: ProgressArg, records_on_terminal: bool) -> Progress {
+        use std::io::IsTerminal;
+        let enabled = match setting {
+            ProgressArg::Auto => std::io::stderr().is_terminal() && !records_on_terminal,
+            ProgressArg::Always => true,
+            ProgressArg::Never => false,
+        };
+        let now = Instant::now();
+        Progress { what, enabled, started: now, shown: now, shown_any: false }
+    }
+
+    fn tick(&mut self, count: u64) {
+        if self.enabled && self.shown.elapsed() >= PROGRESS_INTERVAL {
+            self.show(count);
+        }
+    }
+
+    fn show(&mut self, count: u64) {
+        let seconds = self.started.elapsed().as_secs_f64().max(1e-9);
+        eprint!("\r{} {count} records ({:.0}/s, {seconds:.1} s)   ", self.what, count as f64 / seconds);
+        let _ = std::io::stderr().flush();
+        self.shown = Instant::now();
+        self.shown_any = true;
+    }
+
+    /// The last figures, and the end of the line.
+    fn finish(&mut self, count: u64) {
+        if self.enabled && (self.shown_any || count > 0) {
+            self.show(count);
+            eprintln!();
+        }
+    }
 }
 
 #[derive(Args)]
@@ -388,6 +448,10 @@ struct ConsumeArgs {
     /// --from says: beginning or end), committing what was printed.
     #[arg(long, conflicts_with = "partition")]
     group: Option<String>,
+    /// A progress line on standard error: auto (when standard error is a
+    /// terminal and the records go elsewhere), always, never.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: ProgressArg,
 }
 
 fn main() -> ExitCode {
@@ -613,6 +677,7 @@ fn produce(bootstrap: &str, args: ProduceArgs) -> Result<(), String> {
     let producer = Producer::on(client, config).map_err(|e| format!("cannot start producing: {e}"))?;
     let key = args.key.as_deref().map(str::as_bytes);
     let mut lines = 0u64;
+    let mut progress = Progress::new("produced", args.progress, false);
     for line in std::io::stdin().lock().split(b'\n') {
         let mut line = line.map_err(|e| format!("reading standard input: {e}"))?;
         if line.last() == Some(&b'\r') {
@@ -620,8 +685,10 @@ fn produce(bootstrap: &str, args: ProduceArgs) -> Result<(), String> {
         }
         producer.send(&args.topic, args.partition, key, &line, &[]).map_err(|e| e.to_string())?;
         lines += 1;
+        progress.tick(lines);
     }
     let report = producer.flush().map_err(|e| e.to_string())?;
+    progress.finish(report.records_acknowledged);
     if report.records_failed > 0 || report.records_acknowledged != lines {
         return Err(format!(
             "{} of {lines} record(s) acknowledged, {} failed: {}",
@@ -677,7 +744,8 @@ fn consume(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut line = Vec::new();
-    loop {
+    let mut progress = Progress::new("consumed", args.progress, std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    let result = (|| loop {
         let mut got_any = false;
         for (partition, fetcher) in &mut fetchers {
             let records = fetcher.poll(poll_wait).map_err(|e| e.to_string())?;
@@ -687,6 +755,7 @@ fn consume(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
                 format.write(&mut line, &args.topic, *partition, &record);
                 out.write_all(&line).map_err(|e| e.to_string())?;
                 printed += 1;
+                progress.tick(printed);
                 if args.max_messages.is_some_and(|max| printed >= max) {
                     return out.flush().map_err(|e| e.to_string());
                 }
@@ -698,7 +767,9 @@ fn consume(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
         } else if timeout.is_some_and(|t| last_data.elapsed() >= t) {
             return Ok(());
         }
-    }
+    })();
+    progress.finish(printed);
+    result
 }
 
 fn consume_group(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
@@ -724,6 +795,7 @@ fn consume_group(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
     let mut last_data = Instant::now();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    let mut progress = Progress::new("consumed", args.progress, std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let result = (|| loop {
         let records = consumer.poll(poll_wait).map_err(|e| e.to_string())?;
         let mut next = std::collections::BTreeMap::new();
@@ -734,6 +806,7 @@ fn consume_group(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
                 out.write_all(&line).map_err(|e| e.to_string())?;
                 next.insert((record.topic.clone(), record.partition), record.record.offset + 1);
                 printed += 1;
+                progress.tick(printed);
                 if args.max_messages.is_some_and(|max| printed >= max) {
                     break 'print true;
                 }
@@ -753,6 +826,7 @@ fn consume_group(bootstrap: &str, args: ConsumeArgs) -> Result<(), String> {
             return Ok(());
         }
     })();
+    progress.finish(printed);
     // Leave, so the rest of the group takes the partitions over at once.
     consumer.close().map_err(|e| e.to_string())?;
     result

@@ -254,6 +254,28 @@ fn bench_prints_json_and_writes_a_percentile_distribution() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--same-thread"));
 }
 
+/// Long commands show a progress line on standard error when asked (and by
+/// default on a terminal), ending with the final count; `never` keeps quiet.
+#[test]
+fn produce_and_consume_show_progress_when_asked() {
+    let dir = common::temp_dir("cli-progress");
+    let (mut server, bootstrap) = serve(&dir, 1);
+    let lines: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+    assert!(ringmq(&bootstrap, &["topic", "create", "bulk"], "").0);
+    let (ok, _, err) = ringmq(&bootstrap, &["produce", "bulk", "--acks", "written", "--progress", "always"], &lines);
+    assert!(ok, "{err}");
+    assert!(err.contains("produced 5000 records ("), "the last progress line counts every record: {err:?}");
+    let consume = ["consume", "bulk", "--timeout-ms", "300", "--progress"];
+    let (ok, out, err) = ringmq(&bootstrap, &[&consume[..], &["always"]].concat(), "");
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 5000);
+    assert!(err.contains("consumed 5000 records ("), "{err:?}");
+    let (ok, out, err) = ringmq(&bootstrap, &[&consume[..], &["never"]].concat(), "");
+    assert!(ok && out.lines().count() == 5000);
+    assert!(!err.contains("records ("), "no progress line with --progress never: {err:?}");
+    assert!(terminate(&mut server).success());
+}
+
 /// A listener beyond loopback without authentication is warned about at
 /// start; with authentication it is not.
 #[test]
