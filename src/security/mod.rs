@@ -343,6 +343,16 @@ impl SecurityView {
         SecurityView { cached: std::cell::RefCell::new((source.version(), source.snapshot())) }
     }
 
+    /// Runs `f` on the current snapshot without taking a reference to it
+    /// (no shared reference count touched on the data path).
+    pub fn with<R>(&self, source: &SharedSecurity, f: impl FnOnce(&Security) -> R) -> R {
+        let version = source.version();
+        if self.cached.borrow().0 != version {
+            *self.cached.borrow_mut() = (version, source.snapshot());
+        }
+        f(&self.cached.borrow().1)
+    }
+
     pub fn current(&self, source: &SharedSecurity) -> Arc<Security> {
         let version = source.version();
         let mut cached = self.cached.borrow_mut();

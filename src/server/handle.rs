@@ -96,6 +96,11 @@ impl ShardHandle {
         self.security.current(&self.shared.security)
     }
 
+    /// Runs `f` on the current users and ACLs, without cloning the snapshot.
+    pub fn with_security<R>(&self, f: impl FnOnce(&crate::security::Security) -> R) -> R {
+        self.security.with(&self.shared.security, f)
+    }
+
     /// The owner of a partition, if it exists.
     pub fn route(&self, topic: &str, partition: u32) -> Result<u16, ErrorCode> {
         self.catalog().route(topic, partition, self.shard_count())

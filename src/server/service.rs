@@ -123,13 +123,14 @@ pub(crate) fn authorize(security: &Security, principal: &Principal, op: &Op) -> 
 /// `principal`: checks it may, routes it and performs its ordered part (the
 /// append, the push into a ring); the future completes the reply.
 pub(crate) async fn start(handle: &Rc<ShardHandle>, principal: &Principal, op: Op) -> ReplyFuture {
-    let security = handle.security();
-    if let Err(code) = authorize(&security, principal, &op) {
-        return ready(Reply::Failed(code));
+    let trusted = matches!(principal, Principal::Trusted | Principal::User { superuser: true, .. });
+    if !trusted {
+        if let Err(code) = handle.with_security(|security| authorize(security, principal, &op)) {
+            return ready(Reply::Failed(code));
+        }
     }
-    if matches!(op, Op::ListGroups)
-        && !matches!(principal, Principal::Trusted | Principal::User { superuser: true, .. })
-    {
+    if matches!(op, Op::ListGroups) && !trusted {
+        let security = handle.security();
         let principal = principal.clone();
         let reply = start_authorized(handle, op).await;
         return Box::pin(async move {
@@ -144,11 +145,11 @@ pub(crate) async fn start(handle: &Rc<ShardHandle>, principal: &Principal, op: O
     }
     if matches!(op, Op::Produce { .. }) {
         let started = std::time::Instant::now();
-        let shared = handle.shared.clone();
-        let reply = start_authorized(handle, op).await;
+        let handle = handle.clone();
+        let reply = start_authorized(&handle, op).await;
         return Box::pin(async move {
             let reply = reply.await;
-            shared.counters.produce_latency.record(started.elapsed());
+            handle.shared.counters.produce_latency.record(started.elapsed());
             reply
         });
     }
