@@ -32,6 +32,8 @@ The library is found through ``$RINGMQ_LIB``, then ``target/release`` and
 library path (``ctypes.util.find_library("ringmq")``).
 """
 
+from __future__ import annotations
+
 import atexit
 import collections
 import ctypes
@@ -41,9 +43,68 @@ import os
 import threading
 import time
 import weakref
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Callable,
+    Deque,
+    Dict,
+    Iterable,
+    List,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+    cast,
+)
 
 from . import _ffi
+
+if TYPE_CHECKING:
+    from ctypes import Array
+    from typing import Literal, TypedDict
+
+    #: What keys, values and header values accept (None is null).
+    _Data = Union[bytes, bytearray, memoryview, str, None]
+    #: A header's key (not null).
+    _HeaderKey = Union[bytes, bytearray, memoryview, str]
+    #: Headers: (key, value) pairs, or a dict (exactly a dict: other mappings are
+    #: iterated as pairs).
+    _Headers = Union[Dict[str, _Data], Dict[bytes, _Data], Iterable[Tuple[_HeaderKey, _Data]]]
+    #: A topic or group name, an address, a mechanism: str or bytes.
+    _Text = Union[str, bytes]
+    #: Where a consumer starts, or where a group's partition without a commit does.
+    _Start = Literal["earliest", "latest"]
+    _AcksLike = Union["Acks", str, int]
+    _AckLike = Union["Ack", str, int]
+
+    class _RecordDict(TypedDict, total=False):
+        """A record of produce_many given as a dict."""
+
+        key: _Data
+        value: _Data
+        headers: Optional[_Headers]
+        timestamp_ms: Optional[int]
+
+    #: (key, value, headers, timestamp_ms) of a record to produce.
+    _RecordParts = Tuple[_Data, _Data, Optional[_Headers], Optional[int]]
+    #: One item of produce_many.
+    _RecordItem = Union[
+        _Data,
+        "Record",
+        "ShareRecord",
+        _RecordDict,
+        Tuple[_Data, _Data],
+        Tuple[_Data, _Data, Optional[_Headers]],
+        Tuple[_Data, _Data, Optional[_Headers], Optional[int]],
+    ]
+    #: Headers as they come back.
+    _HeadersOut = List[Tuple[bytes, Optional[bytes]]]
+
+    _E = TypeVar("_E", bound=enum.IntEnum)
+    _HandleOwnerT = TypeVar("_HandleOwnerT", bound="_HandleOwner")
 
 __version__ = "0.1.0"
 
@@ -239,7 +300,7 @@ class PanicError(Error):
     """RMQ_PANIC: a panic inside the library was caught at the boundary."""
 
 
-_ERRORS = {
+_ERRORS: Dict[int, Type[Error]] = {
     Result.ERROR_NULL: NullPointerError,
     Result.ERROR_INVALID_ARGUMENT: InvalidArgumentError,
     Result.ERROR_IO: IoError,
@@ -297,7 +358,7 @@ class Acks(enum.IntEnum):
     DURABLE = 2
 
 
-def _enum_value(cls, value, what: str) -> int:
+def _enum_value(cls: Type[_E], value: object, what: str) -> int:
     # Validated here: the C functions take these as integers, and the library
     # refuses any other value; a name (any case) or a member is accepted.
     if isinstance(value, str):
@@ -310,7 +371,7 @@ def _enum_value(cls, value, what: str) -> int:
     raise _invalid("%s must be one of %s (or a member of %s), not %r" % (what, names, cls.__name__, value))
 
 
-def _acks(acks) -> int:
+def _acks(acks: _AcksLike) -> int:
     return _enum_value(Acks, acks, "acks")
 
 
@@ -327,11 +388,11 @@ class Ack(enum.IntEnum):
     RENEW = 4
 
 
-def _ack(kind) -> int:
+def _ack(kind: _AckLike) -> int:
     return _enum_value(Ack, kind, "kind")
 
 
-def _data(value, what: str) -> Optional[bytes]:
+def _data(value: object, what: str) -> Optional[bytes]:
     if value is None:
         return None
     if isinstance(value, bytes):
@@ -343,7 +404,7 @@ def _data(value, what: str) -> Optional[bytes]:
     raise TypeError("%s must be bytes, str or None, not %s" % (what, type(value).__name__))
 
 
-def _text(value, what: str) -> bytes:
+def _text(value: object, what: str) -> bytes:
     """A NUL-terminated string argument (topic names, addresses, paths)."""
     if isinstance(value, str):
         data = value.encode("utf-8")
@@ -356,7 +417,7 @@ def _text(value, what: str) -> bytes:
     return data
 
 
-def _integer(value, what: str, low: int, high: int) -> int:
+def _integer(value: object, what: str, low: int, high: int) -> int:
     # ctypes silently truncates out-of-range integers: check before every call.
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError("%s must be an int, not %s" % (what, type(value).__name__))
@@ -379,13 +440,14 @@ def _milliseconds(timeout: float) -> int:
     return int(math.ceil(timeout * 1000))
 
 
-def _headers(headers, keep: list):
+def _headers(headers: Optional[_Headers], keep: List[object]) -> Tuple[Optional[Array[_ffi.HeaderIn]], int]:
     """(HeaderIn array or None, count) of a list of (key, value) pairs or a dict."""
     if not headers:
         return None, 0
-    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
+    pairs: List[Tuple[object, object]] = list(headers.items()) if isinstance(headers, dict) else list(headers)
     array = (_ffi.HeaderIn * len(pairs))()
     keep.append(array)
+    slot: _ffi.HeaderIn
     for slot, pair in zip(array, pairs):
         try:
             key, value = pair
@@ -402,7 +464,7 @@ def _headers(headers, keep: list):
     return array, len(pairs)
 
 
-def _record_parts(item):
+def _record_parts(item: _RecordItem) -> _RecordParts:
     """(key, value, headers, timestamp_ms) of one item of produce_many."""
     if isinstance(item, (Record, ShareRecord)):
         return item.key, item.value, item.headers, item.timestamp
@@ -415,15 +477,16 @@ def _record_parts(item):
         if not 2 <= len(item) <= 4:
             raise TypeError("a record tuple is (key, value[, headers[, timestamp_ms]])")
         padded = item + (None,) * (4 - len(item))
-        return padded
+        return cast("_RecordParts", padded)  # (key, value[, headers[, timestamp_ms]]) padded to 4
     return None, item, None, None
 
 
-def _records_in(items, keep: list):
+def _records_in(items: Sequence[_RecordParts], keep: List[object]) -> Array[_ffi.RecordIn]:
     """A RecordIn array of (key, value, headers, timestamp_ms) tuples; every
     Python object it points into is appended to `keep`."""
     array = (_ffi.RecordIn * len(items))()
     keep.append(array)
+    slot: _ffi.RecordIn
     for slot, (key, value, headers, timestamp_ms) in zip(array, items):
         key = _data(key, "key")
         value = _data(value, "value")
@@ -439,7 +502,7 @@ def _records_in(items, keep: list):
     return array
 
 
-def _partition_in(partition) -> int:
+def _partition_in(partition: Optional[int]) -> int:
     return -1 if partition is None else _integer(partition, "partition", 0, _I32_MAX)
 
 
@@ -454,7 +517,7 @@ class Record(NamedTuple):
     """Milliseconds since the Unix epoch."""
     key: Optional[bytes]
     value: Optional[bytes]
-    headers: List[Tuple[bytes, Optional[bytes]]]
+    headers: _HeadersOut
     topic: str
     partition: int
 
@@ -498,8 +561,8 @@ class GroupDescription(NamedTuple):
     ``partitions`` a list of :class:`GroupPartition` sorted by topic and
     partition."""
 
-    kind: str
-    state: str
+    kind: Union[str, int]  # the code itself when this binding does not know it
+    state: Union[str, int]  # (likewise)
     generation: int
     members: int
     partitions: List[GroupPartition]
@@ -510,21 +573,23 @@ class GroupDescription(NamedTuple):
         return sum(p.lag for p in self.partitions if p.lag is not None)
 
 
-_GROUP_KINDS = {0: "consumer", 1: "share"}
-_GROUP_STATES = {0: "empty", 1: "rebalancing", 2: "stable"}
+_GROUP_KINDS: Dict[int, str] = {0: "consumer", 1: "share"}
+_GROUP_STATES: Dict[int, str] = {0: "empty", 1: "rebalancing", 2: "stable"}
 
 
-def _bytes_at(pointer, length) -> Optional[bytes]:
+def _bytes_at(pointer: Optional[int], length: int) -> Optional[bytes]:
     # NULL (None from a c_void_p field) is null; non-NULL with length 0 is empty.
     if pointer is None:
         return None
     return ctypes.string_at(pointer, length) if length else b""
 
 
-def _copy_record(fetch, index: int, raw, header):
+def _copy_record(
+    fetch: _ffi.Handle, index: int, raw: _ffi.RecordOut, header: _ffi.HeaderOut
+) -> Tuple[int, int, Optional[bytes], Optional[bytes], _HeadersOut]:
     """(offset, timestamp, key, value, headers) of record `index`, copied."""
     _check(_ffi.rmq_fetch_record(fetch, index, ctypes.byref(raw)))
-    headers = []
+    headers: _HeadersOut = []
     for header_index in range(raw.headers_len):
         _check(_ffi.rmq_fetch_record_header(fetch, index, header_index, ctypes.byref(header)))
         key = _bytes_at(header.key, header.key_len)
@@ -532,7 +597,7 @@ def _copy_record(fetch, index: int, raw, header):
     return raw.offset, raw.timestamp_ms, _bytes_at(raw.key, raw.key_len), _bytes_at(raw.value, raw.value_len), headers
 
 
-def _take_records(fetch, topic: str, partition: int) -> List[Record]:
+def _take_records(fetch: _ffi.Handle, topic: str, partition: int) -> List[Record]:
     """Copies every record out of `fetch`, then frees it (always)."""
     try:
         raw = _ffi.RecordOut()
@@ -548,13 +613,13 @@ def _take_records(fetch, topic: str, partition: int) -> List[Record]:
 class _Origins:
     """Reads rmq_fetch_record_origin, decoding each topic name once."""
 
-    def __init__(self, fetch):
+    def __init__(self, fetch: _ffi.Handle) -> None:
         self._fetch = fetch
         self._topic = ctypes.c_void_p()
         self._topic_len = ctypes.c_size_t()
         self._partition = ctypes.c_uint32()
         self._deliveries = ctypes.c_uint16()
-        self._names = {}
+        self._names: Dict[bytes, str] = {}
 
     def __call__(self, index: int) -> Tuple[str, int, int]:
         """(topic, partition, delivery count) of record `index`."""
@@ -575,14 +640,14 @@ class _Origins:
         return topic, self._partition.value, self._deliveries.value
 
 
-def _take_group_records(fetch) -> List[Record]:
+def _take_group_records(fetch: _ffi.Handle) -> List[Record]:
     """Copies every record of a group consumer's poll, with its topic and
     partition, then frees the fetch (always)."""
     try:
         raw = _ffi.RecordOut()
         header = _ffi.HeaderOut()
         origin = _Origins(fetch)
-        records = []
+        records: List[Record] = []
         for index in range(_ffi.rmq_fetch_count(fetch)):
             topic, partition, _ = origin(index)
             records.append(Record(*_copy_record(fetch, index, raw, header), topic, partition))
@@ -600,7 +665,7 @@ class _Owned:
 
     __slots__ = ("_handle", "_free", "_lock", "_idle", "_users", "_what")
 
-    def __init__(self, handle: int, free, what: str):
+    def __init__(self, handle: _ffi.Handle, free: Callable[[_ffi.Handle], Optional[int]], what: str) -> None:
         self._handle = handle
         self._free = free
         self._lock = threading.Lock()
@@ -619,13 +684,13 @@ class _Owned:
             self._users += 1
             return self._handle
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         with self._lock:
             self._users -= 1
             if self._users == 0:
                 self._idle.notify_all()
 
-    def close(self):
+    def close(self) -> Optional[int]:
         """Frees the handle (once); returns what the free function returned."""
         with self._lock:
             handle, self._handle = self._handle, None
@@ -646,8 +711,8 @@ def _new_handle() -> ctypes.c_void_p:
     return ctypes.c_void_p()
 
 
-_live_brokers = weakref.WeakSet()
-_live_clients = weakref.WeakSet()
+_live_brokers: weakref.WeakSet[Broker] = weakref.WeakSet()
+_live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
 @atexit.register
@@ -683,7 +748,14 @@ class Broker:
     also closes every client (and consumer) opened on it first.
     """
 
-    def __init__(self, path, shards=None, busy_poll=False, flush_interval_ms=None, segment_bytes=None):
+    def __init__(
+        self,
+        path: Union[str, bytes, os.PathLike[str], os.PathLike[bytes]],
+        shards: Optional[int] = None,
+        busy_poll: bool = False,
+        flush_interval_ms: Optional[int] = None,
+        segment_bytes: Optional[int] = None,
+    ) -> None:
         path = os.fspath(path)
         data_dir = _text(os.fsencode(path) if isinstance(path, str) else path, "path")
         options = _ffi.BrokerOptions(
@@ -693,8 +765,8 @@ class Broker:
             0 if segment_bytes is None else _integer(segment_bytes, "segment_bytes", 1, _U64_MAX),
         )
         self.path = path
-        self._clients = weakref.WeakSet()
-        self._consumers = weakref.WeakSet()
+        self._clients: weakref.WeakSet[Client] = weakref.WeakSet()
+        self._consumers: weakref.WeakSet[_HandleOwner] = weakref.WeakSet()
         self._lock = threading.Lock()
         out = _new_handle()
         _check(_ffi.rmq_broker_open(data_dir, ctypes.byref(options), ctypes.byref(out)))
@@ -711,7 +783,8 @@ class Broker:
             with self._owned as broker:
                 out = _new_handle()
                 _check(_ffi.rmq_client_open_embedded(broker, ctypes.byref(out)))
-                client = Client(out.value, self, "embedded client of %s" % self.path)
+                # str(): as %s always did, a bytes path shows as b'...'
+                client = Client(out.value, self, "embedded client of %s" % str(self.path))
                 self._clients.add(client)
                 return client
 
@@ -732,15 +805,16 @@ class Broker:
             for client in list(self._clients):
                 client.close()
             _live_brokers.discard(self)
-            _check(self._owned.close())
+            # rmq_broker_close's result: not None, as the handle was open (checked above)
+            _check(cast(int, self._owned.close()))
 
     def __enter__(self) -> "Broker":
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             if not self._owned.closed:
                 for consumer in list(self._consumers):
@@ -792,7 +866,7 @@ class Client:
     the client's queued asynchronous produces.
     """
 
-    def __init__(self, handle, broker, description):
+    def __init__(self, handle: _ffi.Handle, broker: Optional[Broker], description: str) -> None:
         # Private: use Broker.client() or ringmq.connect().
         self._owned = _Owned(handle, _ffi.rmq_client_close, "the client")
         self._broker = broker  # keeps an embedded broker alive as long as its clients
@@ -812,10 +886,10 @@ class Client:
     def __enter__(self) -> "Client":
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self._owned.abandon()
         except Exception:
@@ -826,7 +900,13 @@ class Client:
 
     # topics
 
-    def create_topic(self, name, partitions=1, retention_ms=None, retention_bytes=None) -> None:
+    def create_topic(
+        self,
+        name: _Text,
+        partitions: int = 1,
+        retention_ms: Optional[int] = None,
+        retention_bytes: Optional[int] = None,
+    ) -> None:
         """Creates a topic. Retention None is the broker's default, -1 unlimited."""
         name = _text(name, "name")
         partitions = _integer(partitions, "partitions", 0, _U32_MAX)
@@ -837,7 +917,7 @@ class Client:
         with self._owned as client:
             _check(_ffi.rmq_topic_create(client, name, partitions, retention[0], retention[1]))
 
-    def delete_topic(self, name) -> None:
+    def delete_topic(self, name: _Text) -> None:
         """Deletes a topic and its data."""
         name = _text(name, "name")
         with self._owned as client:
@@ -850,19 +930,20 @@ class Client:
             _check(_ffi.rmq_topics(client, ctypes.byref(out)))
         listing = out.value
         try:
-            topics = []
+            topics: List[Tuple[str, int]] = []
             name = ctypes.c_char_p()
             partitions = ctypes.c_uint32()
             for index in range(_ffi.rmq_topic_list_len(listing)):
                 _check(_ffi.rmq_topic_list_get(listing, index, ctypes.byref(name), ctypes.byref(partitions)))
-                topics.append((name.value.decode("utf-8"), partitions.value))
+                # `name` is never NULL after RMQ_OK (include/ringmq.h)
+                topics.append((cast(bytes, name.value).decode("utf-8"), partitions.value))
             return topics
         finally:
             _ffi.rmq_topic_list_free(listing)
 
     # offsets
 
-    def offsets(self, topic, partition=0) -> Offsets:
+    def offsets(self, topic: _Text, partition: int = 0) -> Offsets:
         """(earliest, latest, durable) offsets of a partition."""
         topic_name = _text(topic, "topic")
         partition = _integer(partition, "partition", 0, _U32_MAX)
@@ -880,7 +961,7 @@ class Client:
             )
         return Offsets(earliest.value, latest.value, durable.value)
 
-    def offset_for_timestamp(self, topic, partition, timestamp_ms) -> Optional[int]:
+    def offset_for_timestamp(self, topic: _Text, partition: int, timestamp_ms: int) -> Optional[int]:
         """The first offset whose timestamp is at or after ``timestamp_ms``
         (milliseconds since the epoch), or None when every record is older."""
         topic_name = _text(topic, "topic")
@@ -893,7 +974,16 @@ class Client:
 
     # producing
 
-    def produce(self, topic, value, key=None, headers=None, partition=None, acks="durable", timestamp_ms=None):
+    def produce(
+        self,
+        topic: _Text,
+        value: _Data,
+        key: _Data = None,
+        headers: Optional[_Headers] = None,
+        partition: Optional[int] = None,
+        acks: _AcksLike = "durable",
+        timestamp_ms: Optional[int] = None,
+    ) -> Optional[int]:
         """Produces one record and waits as ``acks`` asks ('none', 'written',
         'durable'). Returns its offset, or None with acks 'none'.
 
@@ -903,7 +993,13 @@ class Client:
         """
         return self.produce_many(topic, [(key, value, headers, timestamp_ms)], partition=partition, acks=acks)
 
-    def produce_many(self, topic, records, partition=None, acks="durable"):
+    def produce_many(
+        self,
+        topic: _Text,
+        records: Iterable[_RecordItem],
+        partition: Optional[int] = None,
+        acks: _AcksLike = "durable",
+    ) -> Optional[int]:
         """Produces records as one batch (one partition). Each item is a value,
         a ``(key, value[, headers[, timestamp_ms]])`` tuple, a dict with those
         keys, or a :class:`Record`. Returns the first record's offset (the others
@@ -911,7 +1007,7 @@ class Client:
         topic_name = _text(topic, "topic")
         partition = _partition_in(partition)
         acks = _acks(acks)
-        keep = []
+        keep: List[object] = []
         items = [_record_parts(item) for item in records]
         array = _records_in(items, keep)
         offset = ctypes.c_int64(-1)
@@ -920,19 +1016,32 @@ class Client:
         return None if offset.value < 0 else offset.value
 
     def produce_async(
-        self, topic, value, key=None, headers=None, partition=None, acks="durable", timestamp_ms=None
+        self,
+        topic: _Text,
+        value: _Data,
+        key: _Data = None,
+        headers: Optional[_Headers] = None,
+        partition: Optional[int] = None,
+        acks: _AcksLike = "durable",
+        timestamp_ms: Optional[int] = None,
     ) -> "ProduceFuture":
         """Queues one record and returns at once a :class:`ProduceFuture`.
         Produces from one client complete in the order they were queued. Raises
         :class:`WouldBlockError` when the client's asynchronous queue is full."""
         return self.produce_many_async(topic, [(key, value, headers, timestamp_ms)], partition=partition, acks=acks)
 
-    def produce_many_async(self, topic, records, partition=None, acks="durable") -> "ProduceFuture":
+    def produce_many_async(
+        self,
+        topic: _Text,
+        records: Iterable[_RecordItem],
+        partition: Optional[int] = None,
+        acks: _AcksLike = "durable",
+    ) -> "ProduceFuture":
         """As :meth:`produce_many`, queued: returns a :class:`ProduceFuture`."""
         topic_name = _text(topic, "topic")
         partition = _partition_in(partition)
         acks = _acks(acks)
-        keep = []
+        keep: List[object] = []
         items = [_record_parts(item) for item in records]
         array = _records_in(items, keep)  # copied by the library before it returns
         out = _new_handle()
@@ -946,7 +1055,7 @@ class Client:
 
     # consuming
 
-    def fetch(self, topic, partition=0, offset=0, timeout=0.0) -> List[Record]:
+    def fetch(self, topic: _Text, partition: int = 0, offset: int = 0, timeout: float = 0.0) -> List[Record]:
         """The records of a partition from ``offset`` (at most a few MiB),
         waiting up to ``timeout`` seconds for at least one; maybe none."""
         topic_name = _text(topic, "topic")
@@ -958,7 +1067,13 @@ class Client:
             _check(_ffi.rmq_fetch_records(client, topic_name, partition, offset, wait_ms, ctypes.byref(out)))
         return _take_records(out.value, topic_name.decode("utf-8"), partition)
 
-    def consumer(self, topic, partition=0, start="earliest", timeout=1.0) -> "Consumer":
+    def consumer(
+        self,
+        topic: _Text,
+        partition: int = 0,
+        start: Union[_Start, int] = "earliest",
+        timeout: Optional[float] = 1.0,
+    ) -> "Consumer":
         """A :class:`Consumer` of one partition from ``start``: 'earliest',
         'latest' (only new records) or an offset. Iterating it stops after
         ``timeout`` seconds without records (None: never).
@@ -984,7 +1099,7 @@ class Client:
         consumer = Consumer(out.value, topic_name.decode("utf-8"), partition, timeout)
         return self._adopt(consumer)
 
-    def _adopt(self, consumer):
+    def _adopt(self, consumer: _HandleOwnerT) -> _HandleOwnerT:
         if self._broker is not None:
             # A consumer may outlive its client, but an embedded one must not
             # outlive the broker (its calls would never return): the broker
@@ -997,13 +1112,13 @@ class Client:
 
     def group_consumer(
         self,
-        group,
-        topics,
-        session_timeout_ms=None,
-        rebalance_timeout_ms=None,
-        heartbeat_interval_ms=None,
-        offset_reset="earliest",
-        manual_commit=False,
+        group: _Text,
+        topics: Union[_Text, Iterable[_Text]],
+        session_timeout_ms: Optional[int] = None,
+        rebalance_timeout_ms: Optional[int] = None,
+        heartbeat_interval_ms: Optional[int] = None,
+        offset_reset: _Start = "earliest",
+        manual_commit: bool = False,
     ) -> "GroupConsumer":
         """A member of the consumer group ``group`` reading ``topics`` (a list of
         names; one name is accepted too). The broker assigns each partition of
@@ -1053,7 +1168,12 @@ class Client:
         return self._adopt(GroupConsumer(out.value, group_name.decode("utf-8"), topic_names))
 
     def share_consumer(
-        self, group, topic, lease_ms=None, max_deliveries=None, dead_letter_topic=None
+        self,
+        group: _Text,
+        topic: _Text,
+        lease_ms: Optional[int] = None,
+        max_deliveries: Optional[int] = None,
+        dead_letter_topic: Optional[_Text] = None,
     ) -> "ShareConsumer":
         """A member of the share group ``group`` reading ``topic`` as a queue:
         the members of a group receive disjoint records, each under a lease,
@@ -1084,7 +1204,7 @@ class Client:
             )
         return self._adopt(ShareConsumer(out.value, group_name.decode("utf-8"), topic_name.decode("utf-8")))
 
-    def describe_group(self, name) -> "GroupDescription":
+    def describe_group(self, name: _Text) -> "GroupDescription":
         """A :class:`GroupDescription` of a consumer or share group; raises
         :class:`UnknownGroupError` when there is none of that name."""
         group_name = _text(name, "name")
@@ -1100,7 +1220,7 @@ class Client:
                     info, ctypes.byref(kind), ctypes.byref(state), ctypes.byref(generation), ctypes.byref(members)
                 )
             )
-            partitions = []
+            partitions: List[GroupPartition] = []
             entry = _ffi.GroupPartition()
             for index in range(_ffi.rmq_group_info_partitions(info)):
                 _check(_ffi.rmq_group_info_partition(info, index, ctypes.byref(entry)))
@@ -1140,11 +1260,11 @@ class ProduceFuture:
     Freeing it before completion is allowed: the produce still happens.
     """
 
-    def __init__(self, handle):
+    def __init__(self, handle: _ffi.Handle) -> None:
         self._handle = handle
         self._lock = threading.Lock()  # an rmq_pending is used by one thread at a time
-        self._offset = None
-        self._error = None
+        self._offset: Optional[int] = None
+        self._error: Optional[Error] = None
         self._settled = False
 
     def _settle(self, code: int, offset: ctypes.c_int64) -> None:
@@ -1156,7 +1276,7 @@ class ProduceFuture:
         handle, self._handle = self._handle, None
         _ffi.rmq_pending_free(handle)
 
-    def _wait(self, timeout) -> bool:
+    def _wait(self, timeout: Optional[float]) -> bool:
         """Waits up to `timeout` seconds (None: forever); True once settled."""
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         with self._lock:
@@ -1211,7 +1331,7 @@ class ProduceFuture:
     def cancelled(self) -> bool:
         return False
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             handle, self._handle = self._handle, None
             if handle is not None:
@@ -1248,11 +1368,17 @@ class _HandleOwner:
     """What the consumers share: a library handle freed by ``_free`` on close,
     on garbage collection, or at the end of a ``with`` block."""
 
-    _handle = None
+    _handle: Optional[int] = None
+    _broker: Optional[Broker]  # set by each subclass's __init__
 
     @staticmethod
-    def _free(handle) -> None:
+    def _free(handle: _ffi.Handle) -> None:
         raise NotImplementedError
+
+    if TYPE_CHECKING:
+
+        def close(self) -> None:
+            """Defined by each subclass."""
 
     @property
     def closed(self) -> bool:
@@ -1263,13 +1389,13 @@ class _HandleOwner:
         if handle is not None:
             self._free(handle)
 
-    def __enter__(self):
+    def __enter__(self: _HandleOwnerT) -> _HandleOwnerT:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, exc_type: Optional[Type[BaseException]], *exc_info: object) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self._abandon()
         except Exception:
@@ -1285,18 +1411,18 @@ class Consumer(_HandleOwner):
     Close it, or use it as a context manager.
     """
 
-    def __init__(self, handle, topic: str, partition: int, timeout):
+    def __init__(self, handle: _ffi.Handle, topic: str, partition: int, timeout: Optional[float]) -> None:
         # Private: use Client.consumer().
         self._handle = handle
         self._lock = threading.Lock()
-        self._buffer = collections.deque()
-        self._broker = None  # the embedded broker it reads from (kept alive)
+        self._buffer: Deque[Record] = collections.deque()
+        self._broker: Optional[Broker] = None  # the embedded broker it reads from (kept alive)
         self.topic = topic
         self.partition = partition
         self.timeout = timeout
 
     @staticmethod
-    def _free(handle) -> None:
+    def _free(handle: _ffi.Handle) -> None:
         _ffi.rmq_consumer_close(handle)
 
     @property
@@ -1378,11 +1504,11 @@ class GroupConsumer(_HandleOwner):
     group, so the other members take its partitions over at once.
     """
 
-    def __init__(self, handle, group: str, topics: List[str]):
+    def __init__(self, handle: _ffi.Handle, group: str, topics: List[str]) -> None:
         # Private: use Client.group_consumer().
         self._handle = handle
         self._lock = threading.Lock()
-        self._broker = None  # the embedded broker it reads from (kept alive)
+        self._broker: Optional[Broker] = None  # the embedded broker it reads from (kept alive)
         self._generation = 0
         self._assignment_len = 0
         self.group = group
@@ -1429,7 +1555,7 @@ class GroupConsumer(_HandleOwner):
                 raise _closed("the group consumer")
             _check(_ffi.rmq_group_consumer_commit(self._handle))
 
-    def commit_offset(self, topic, partition, next_offset) -> None:
+    def commit_offset(self, topic: _Text, partition: int, next_offset: int) -> None:
         """Commits ``next_offset`` (the next record to read) for one partition."""
         topic_name = _text(topic, "topic")
         partition = _integer(partition, "partition", 0, _U32_MAX)
@@ -1452,10 +1578,10 @@ class GroupConsumer(_HandleOwner):
             _check(_ffi.rmq_group_consumer_close(handle))
 
     @staticmethod
-    def _free(handle) -> None:
+    def _free(handle: _ffi.Handle) -> None:
         _ffi.rmq_group_consumer_close(handle)
 
-    def __exit__(self, exc_type, *exc_info) -> None:
+    def __exit__(self, exc_type: Optional[Type[BaseException]], *exc_info: object) -> None:
         try:
             self.close()
         except Error:
@@ -1479,11 +1605,11 @@ class _ShareFetch:
 
     __slots__ = ("handle", "owner")
 
-    def __init__(self, handle, owner):
+    def __init__(self, handle: _ffi.Handle, owner: object) -> None:
         self.handle = handle
         self.owner = owner  # the receiving consumer's token
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             handle, self.handle = self.handle, None
             if handle is not None:
@@ -1510,7 +1636,19 @@ class ShareRecord:
         "_index",
     )
 
-    def __init__(self, offset, timestamp, key, value, headers, topic, partition, delivery_count, fetch, index):
+    def __init__(
+        self,
+        offset: int,
+        timestamp: int,
+        key: Optional[bytes],
+        value: Optional[bytes],
+        headers: _HeadersOut,
+        topic: str,
+        partition: int,
+        delivery_count: int,
+        fetch: _ShareFetch,
+        index: int,
+    ) -> None:
         self.offset = offset
         self.timestamp = timestamp
         self.key = key
@@ -1554,11 +1692,11 @@ class ShareConsumer(_HandleOwner):
     context manager; records it holds stay leased until their leases expire.
     """
 
-    def __init__(self, handle, group: str, topic: str):
+    def __init__(self, handle: _ffi.Handle, group: str, topic: str) -> None:
         # Private: use Client.share_consumer().
         self._handle = handle
         self._lock = threading.Lock()
-        self._broker = None  # the embedded broker it reads from (kept alive)
+        self._broker: Optional[Broker] = None  # the embedded broker it reads from (kept alive)
         self._token = object()
         self.group = group
         self.topic = topic
@@ -1586,7 +1724,7 @@ class ShareConsumer(_HandleOwner):
         raw = _ffi.RecordOut()
         header = _ffi.HeaderOut()
         origin = _Origins(fetch.handle)
-        records = []
+        records: List[ShareRecord] = []
         for index in range(_ffi.rmq_fetch_count(fetch.handle)):
             topic, partition, deliveries = origin(index)
             offset, timestamp, key, value, headers = _copy_record(fetch.handle, index, raw, header)
@@ -1595,7 +1733,7 @@ class ShareConsumer(_HandleOwner):
             )
         return records
 
-    def acknowledge(self, record: ShareRecord, kind) -> None:
+    def acknowledge(self, record: ShareRecord, kind: _AckLike) -> None:
         """Acknowledges a record this consumer received: ``kind`` is 'accept',
         'release', 'reject' or 'renew' (or an :class:`Ack`). Raises
         :class:`InvalidStateError` when this member no longer holds it (its
@@ -1610,12 +1748,12 @@ class ShareConsumer(_HandleOwner):
                 raise _closed("the share consumer")
             _check(_ffi.rmq_share_acknowledge(self._handle, record._fetch.handle, record._index, kind))
 
-    def acknowledge_all(self, records: Sequence[ShareRecord], kind="accept") -> None:
+    def acknowledge_all(self, records: Sequence[ShareRecord], kind: _AckLike = "accept") -> None:
         """Acknowledges many records the same way, one request per receive
         they came from (instead of one per record). Raises the error of the
         first record that was refused; the others are applied all the same."""
         kind = _ack(kind)
-        by_fetch = collections.OrderedDict()
+        by_fetch: collections.OrderedDict[int, Tuple[_ShareFetch, List[int]]] = collections.OrderedDict()
         for record in records:
             if not isinstance(record, ShareRecord):
                 raise TypeError("records must be ShareRecords, not %s" % type(record).__name__)
@@ -1658,7 +1796,7 @@ class ShareConsumer(_HandleOwner):
             broker._consumers.discard(self)
 
     @staticmethod
-    def _free(handle) -> None:
+    def _free(handle: _ffi.Handle) -> None:
         _ffi.rmq_share_consumer_close(handle)
 
     def __repr__(self) -> str:

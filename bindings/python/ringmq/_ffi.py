@@ -3,10 +3,22 @@
 Nothing here is public: use the classes of the ``ringmq`` package.
 """
 
+from __future__ import annotations
+
 import ctypes
 import ctypes.util
 import os
 import sys
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Tuple
+
+if TYPE_CHECKING:
+    from ctypes import Array, _CArgObject, _CDataType, _NamedFuncPointer, _Pointer
+
+    # How ctypes passes the C types at the boundary:
+    #: an opaque handle (c_void_p): its address, None for NULL.
+    Handle = Optional[int]
+    #: a pointer to an out-parameter, or to one input structure: ctypes.byref(...).
+    Ref = _CArgObject
 
 __all__ = ["lib", "library_path", "find_library", "LIBRARY_ENV"]
 
@@ -20,7 +32,7 @@ else:
     _FILE_NAME = "libringmq.so"
 
 
-def _repository_candidates(start):
+def _repository_candidates(start: str) -> Iterator[str]:
     """target/release and target/debug libraries of every enclosing Cargo project."""
     directory = os.path.dirname(os.path.abspath(start))
     while True:
@@ -35,7 +47,7 @@ def _repository_candidates(start):
         directory = parent
 
 
-def find_library():
+def find_library() -> Tuple[Optional[str], List[str]]:
     """(path or name to load, every place searched), without loading anything.
 
     Order: $RINGMQ_LIB; the library bundled in this package (an installed
@@ -43,7 +55,7 @@ def find_library():
     this package (a development install or a run from the repository);
     ctypes.util.find_library("ringmq") (the system's search path).
     """
-    searched = []
+    searched: List[str] = []
     explicit = os.environ.get(LIBRARY_ENV)
     if explicit:
         return explicit, [explicit]
@@ -62,7 +74,7 @@ def find_library():
     return None, searched
 
 
-def _load():
+def _load() -> Tuple[ctypes.CDLL, str]:
     path, searched = find_library()
     if path is None:
         raise ImportError(
@@ -104,6 +116,12 @@ class BrokerOptions(ctypes.Structure):
         ("segment_bytes", ctypes.c_uint64),
     ]
 
+    if TYPE_CHECKING:  # the Python values ctypes reads and writes
+        shards: int
+        busy_poll: int
+        flush_interval_ms: int
+        segment_bytes: int
+
 
 class HeaderIn(ctypes.Structure):
     """rmq_header as passed in: c_char_p fields keep the bytes objects alive
@@ -117,6 +135,12 @@ class HeaderIn(ctypes.Structure):
         ("value_len", ctypes.c_size_t),
     ]
 
+    if TYPE_CHECKING:  # the Python values ctypes reads and writes
+        key: Optional[bytes]
+        key_len: int
+        value: Optional[bytes]
+        value_len: int
+
 
 class HeaderOut(ctypes.Structure):
     """rmq_header as received: raw pointers borrowed from an rmq_fetch."""
@@ -127,6 +151,12 @@ class HeaderOut(ctypes.Structure):
         ("value", ctypes.c_void_p),
         ("value_len", ctypes.c_size_t),
     ]
+
+    if TYPE_CHECKING:  # the Python values ctypes reads and writes
+        key: Optional[int]
+        key_len: int
+        value: Optional[int]
+        value_len: int
 
 
 class RecordIn(ctypes.Structure):
@@ -142,6 +172,15 @@ class RecordIn(ctypes.Structure):
         ("timestamp_ms", ctypes.c_int64),
     ]
 
+    if TYPE_CHECKING:  # the Python values ctypes reads and writes
+        key: Optional[bytes]
+        key_len: int
+        value: Optional[bytes]
+        value_len: int
+        headers: _Pointer[HeaderIn]
+        headers_len: int
+        timestamp_ms: int
+
 
 class RecordOut(ctypes.Structure):
     """rmq_record"""
@@ -156,6 +195,15 @@ class RecordOut(ctypes.Structure):
         ("headers_len", ctypes.c_size_t),
     ]
 
+    if TYPE_CHECKING:  # the Python values ctypes reads and writes
+        offset: int
+        timestamp_ms: int
+        key: Optional[int]
+        key_len: int
+        value: Optional[int]
+        value_len: int
+        headers_len: int
+
 
 # rmq_completion_callback, for reference. The binding never passes one: it polls
 # rmq_pending handles instead, so no Python code ever runs on the library's
@@ -164,9 +212,11 @@ class RecordOut(ctypes.Structure):
 CompletionCallback = ctypes.CFUNCTYPE(None, ctypes.c_void_p, c_result, ctypes.c_int64, ctypes.c_char_p)
 
 
-def _declare(name, restype, *argtypes):
+def _declare(name: str, restype: Optional[type[_CDataType]], *argtypes: type[_CDataType]) -> _NamedFuncPointer:
+    # Each result is assigned to a name annotated with the Python signature
+    # ctypes gives the C one (argtypes in, restype out): see Handle and Ref.
     try:
-        function = getattr(lib, name)
+        function: _NamedFuncPointer = getattr(lib, name)
     except AttributeError:
         raise ImportError(
             "ringmq: %s has no %s: it is older than this binding. Rebuild it (cargo build "
@@ -177,28 +227,29 @@ def _declare(name, restype, *argtypes):
     return function
 
 
-rmq_last_error = _declare("rmq_last_error", ctypes.c_char_p)
-rmq_version = _declare("rmq_version", ctypes.c_char_p)
+# Both return NUL-terminated strings that are never NULL (include/ringmq.h).
+rmq_last_error: Callable[[], bytes] = _declare("rmq_last_error", ctypes.c_char_p)
+rmq_version: Callable[[], bytes] = _declare("rmq_version", ctypes.c_char_p)
 
-rmq_broker_open = _declare(
+rmq_broker_open: Callable[[bytes, Ref, Ref], int] = _declare(
     "rmq_broker_open", c_result, ctypes.c_char_p, ctypes.POINTER(BrokerOptions), c_handle_p
 )
-rmq_broker_close = _declare("rmq_broker_close", c_result, c_handle)
+rmq_broker_close: Callable[[Handle], int] = _declare("rmq_broker_close", c_result, c_handle)
 
-rmq_client_open_embedded = _declare("rmq_client_open_embedded", c_result, c_handle, c_handle_p)
-rmq_client_connect = _declare("rmq_client_connect", c_result, ctypes.c_char_p, c_handle_p)
-rmq_client_connect_auth = _declare(
+rmq_client_open_embedded: Callable[[Handle, Ref], int] = _declare("rmq_client_open_embedded", c_result, c_handle, c_handle_p)
+rmq_client_connect: Callable[[bytes, Ref], int] = _declare("rmq_client_connect", c_result, ctypes.c_char_p, c_handle_p)
+rmq_client_connect_auth: Callable[[bytes, bytes, bytes, bytes, Ref], int] = _declare(
     "rmq_client_connect_auth", c_result, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, c_handle_p
 )
-rmq_client_close = _declare("rmq_client_close", None, c_handle)
+rmq_client_close: Callable[[Handle], None] = _declare("rmq_client_close", None, c_handle)
 
-rmq_topic_create = _declare(
+rmq_topic_create: Callable[[Handle, bytes, int, int, int], int] = _declare(
     "rmq_topic_create", c_result, c_handle, ctypes.c_char_p, ctypes.c_uint32, ctypes.c_int64, ctypes.c_int64
 )
-rmq_topic_delete = _declare("rmq_topic_delete", c_result, c_handle, ctypes.c_char_p)
-rmq_topics = _declare("rmq_topics", c_result, c_handle, c_handle_p)
-rmq_topic_list_len = _declare("rmq_topic_list_len", ctypes.c_size_t, c_handle)
-rmq_topic_list_get = _declare(
+rmq_topic_delete: Callable[[Handle, bytes], int] = _declare("rmq_topic_delete", c_result, c_handle, ctypes.c_char_p)
+rmq_topics: Callable[[Handle, Ref], int] = _declare("rmq_topics", c_result, c_handle, c_handle_p)
+rmq_topic_list_len: Callable[[Handle], int] = _declare("rmq_topic_list_len", ctypes.c_size_t, c_handle)
+rmq_topic_list_get: Callable[[Handle, int, Ref, Ref], int] = _declare(
     "rmq_topic_list_get",
     c_result,
     c_handle,
@@ -206,9 +257,9 @@ rmq_topic_list_get = _declare(
     ctypes.POINTER(ctypes.c_char_p),
     c_uint32_p,
 )
-rmq_topic_list_free = _declare("rmq_topic_list_free", None, c_handle)
+rmq_topic_list_free: Callable[[Handle], None] = _declare("rmq_topic_list_free", None, c_handle)
 
-rmq_partition_offsets = _declare(
+rmq_partition_offsets: Callable[[Handle, bytes, int, Ref, Ref, Ref], int] = _declare(
     "rmq_partition_offsets",
     c_result,
     c_handle,
@@ -218,11 +269,11 @@ rmq_partition_offsets = _declare(
     c_int64_p,
     c_int64_p,
 )
-rmq_offset_for_timestamp = _declare(
+rmq_offset_for_timestamp: Callable[[Handle, bytes, int, int, Ref], int] = _declare(
     "rmq_offset_for_timestamp", c_result, c_handle, ctypes.c_char_p, ctypes.c_uint32, ctypes.c_int64, c_int64_p
 )
 
-rmq_produce = _declare(
+rmq_produce: Callable[[Handle, bytes, int, Array[RecordIn], int, int, Ref], int] = _declare(
     "rmq_produce",
     c_result,
     c_handle,
@@ -233,7 +284,7 @@ rmq_produce = _declare(
     c_acks,
     c_int64_p,
 )
-rmq_produce_async = _declare(
+rmq_produce_async: Callable[[Handle, bytes, int, Array[RecordIn], int, int, None, Optional[int], Ref], int] = _declare(
     "rmq_produce_async",
     c_result,
     c_handle,
@@ -246,11 +297,11 @@ rmq_produce_async = _declare(
     ctypes.c_void_p,
     c_handle_p,
 )
-rmq_pending_poll = _declare("rmq_pending_poll", c_result, c_handle, c_int64_p)
-rmq_pending_wait = _declare("rmq_pending_wait", c_result, c_handle, ctypes.c_int64, c_int64_p)
-rmq_pending_free = _declare("rmq_pending_free", None, c_handle)
+rmq_pending_poll: Callable[[Handle, Ref], int] = _declare("rmq_pending_poll", c_result, c_handle, c_int64_p)
+rmq_pending_wait: Callable[[Handle, int, Ref], int] = _declare("rmq_pending_wait", c_result, c_handle, ctypes.c_int64, c_int64_p)
+rmq_pending_free: Callable[[Handle], None] = _declare("rmq_pending_free", None, c_handle)
 
-rmq_fetch_records = _declare(
+rmq_fetch_records: Callable[[Handle, bytes, int, int, int, Ref], int] = _declare(
     "rmq_fetch_records",
     c_result,
     c_handle,
@@ -260,19 +311,19 @@ rmq_fetch_records = _declare(
     ctypes.c_uint32,
     c_handle_p,
 )
-rmq_fetch_count = _declare("rmq_fetch_count", ctypes.c_size_t, c_handle)
-rmq_fetch_record = _declare("rmq_fetch_record", c_result, c_handle, ctypes.c_size_t, ctypes.POINTER(RecordOut))
-rmq_fetch_record_header = _declare(
+rmq_fetch_count: Callable[[Handle], int] = _declare("rmq_fetch_count", ctypes.c_size_t, c_handle)
+rmq_fetch_record: Callable[[Handle, int, Ref], int] = _declare("rmq_fetch_record", c_result, c_handle, ctypes.c_size_t, ctypes.POINTER(RecordOut))
+rmq_fetch_record_header: Callable[[Handle, int, int, Ref], int] = _declare(
     "rmq_fetch_record_header", c_result, c_handle, ctypes.c_size_t, ctypes.c_size_t, ctypes.POINTER(HeaderOut)
 )
-rmq_fetch_free = _declare("rmq_fetch_free", None, c_handle)
+rmq_fetch_free: Callable[[Handle], None] = _declare("rmq_fetch_free", None, c_handle)
 
-rmq_consumer_open = _declare(
+rmq_consumer_open: Callable[[Handle, bytes, int, int, Ref], int] = _declare(
     "rmq_consumer_open", c_result, c_handle, ctypes.c_char_p, ctypes.c_uint32, ctypes.c_int64, c_handle_p
 )
-rmq_consumer_poll = _declare("rmq_consumer_poll", c_result, c_handle, ctypes.c_uint32, c_handle_p)
-rmq_consumer_position = _declare("rmq_consumer_position", ctypes.c_uint64, c_handle)
-rmq_consumer_close = _declare("rmq_consumer_close", None, c_handle)
+rmq_consumer_poll: Callable[[Handle, int, Ref], int] = _declare("rmq_consumer_poll", c_result, c_handle, ctypes.c_uint32, c_handle_p)
+rmq_consumer_position: Callable[[Handle], int] = _declare("rmq_consumer_position", ctypes.c_uint64, c_handle)
+rmq_consumer_close: Callable[[Handle], None] = _declare("rmq_consumer_close", None, c_handle)
 
 # --- consumer groups, share groups, group descriptions ---------------------------------
 
@@ -288,6 +339,13 @@ class GroupOptions(ctypes.Structure):
         ("manual_commit", ctypes.c_uint32),
     ]
 
+    if TYPE_CHECKING:  # the Python values ctypes reads and writes
+        session_timeout_ms: int
+        rebalance_timeout_ms: int
+        heartbeat_interval_ms: int
+        offset_reset_latest: int
+        manual_commit: int
+
 
 class ShareOptions(ctypes.Structure):
     """rmq_share_options (zero/NULL fields take the defaults)"""
@@ -297,6 +355,11 @@ class ShareOptions(ctypes.Structure):
         ("max_deliveries", ctypes.c_uint16),
         ("dead_letter_topic", ctypes.c_char_p),
     ]
+
+    if TYPE_CHECKING:  # the Python values ctypes reads and writes
+        lease_ms: int
+        max_deliveries: int
+        dead_letter_topic: Optional[bytes]
 
 
 class GroupPartition(ctypes.Structure):
@@ -314,8 +377,19 @@ class GroupPartition(ctypes.Structure):
         ("archived", ctypes.c_uint64),
     ]
 
+    if TYPE_CHECKING:  # the Python values ctypes reads and writes
+        topic: Optional[int]
+        topic_len: int
+        partition: int
+        committed: int
+        end: int
+        lag: int
+        available: int
+        acquired: int
+        archived: int
 
-rmq_group_consumer_open = _declare(
+
+rmq_group_consumer_open: Callable[[Handle, bytes, Array[ctypes.c_char_p], int, Ref, Ref], int] = _declare(
     "rmq_group_consumer_open",
     c_result,
     c_handle,
@@ -325,16 +399,16 @@ rmq_group_consumer_open = _declare(
     ctypes.POINTER(GroupOptions),
     c_handle_p,
 )
-rmq_group_consumer_poll = _declare("rmq_group_consumer_poll", c_result, c_handle, ctypes.c_uint32, c_handle_p)
-rmq_group_consumer_commit = _declare("rmq_group_consumer_commit", c_result, c_handle)
-rmq_group_consumer_commit_offset = _declare(
+rmq_group_consumer_poll: Callable[[Handle, int, Ref], int] = _declare("rmq_group_consumer_poll", c_result, c_handle, ctypes.c_uint32, c_handle_p)
+rmq_group_consumer_commit: Callable[[Handle], int] = _declare("rmq_group_consumer_commit", c_result, c_handle)
+rmq_group_consumer_commit_offset: Callable[[Handle, bytes, int, int], int] = _declare(
     "rmq_group_consumer_commit_offset", c_result, c_handle, ctypes.c_char_p, ctypes.c_uint32, ctypes.c_uint64
 )
-rmq_group_consumer_generation = _declare("rmq_group_consumer_generation", ctypes.c_uint32, c_handle)
-rmq_group_consumer_assignment_len = _declare("rmq_group_consumer_assignment_len", ctypes.c_size_t, c_handle)
-rmq_group_consumer_close = _declare("rmq_group_consumer_close", c_result, c_handle)
+rmq_group_consumer_generation: Callable[[Handle], int] = _declare("rmq_group_consumer_generation", ctypes.c_uint32, c_handle)
+rmq_group_consumer_assignment_len: Callable[[Handle], int] = _declare("rmq_group_consumer_assignment_len", ctypes.c_size_t, c_handle)
+rmq_group_consumer_close: Callable[[Handle], int] = _declare("rmq_group_consumer_close", c_result, c_handle)
 
-rmq_fetch_record_origin = _declare(
+rmq_fetch_record_origin: Callable[[Handle, int, Ref, Ref, Ref, Ref], int] = _declare(
     "rmq_fetch_record_origin",
     c_result,
     c_handle,
@@ -345,7 +419,7 @@ rmq_fetch_record_origin = _declare(
     ctypes.POINTER(ctypes.c_uint16),
 )
 
-rmq_share_consumer_open = _declare(
+rmq_share_consumer_open: Callable[[Handle, bytes, bytes, Ref, Ref], int] = _declare(
     "rmq_share_consumer_open",
     c_result,
     c_handle,
@@ -354,13 +428,13 @@ rmq_share_consumer_open = _declare(
     ctypes.POINTER(ShareOptions),
     c_handle_p,
 )
-rmq_share_receive = _declare(
+rmq_share_receive: Callable[[Handle, int, int, Ref], int] = _declare(
     "rmq_share_receive", c_result, c_handle, ctypes.c_uint32, ctypes.c_uint32, c_handle_p
 )
-rmq_share_acknowledge = _declare(
+rmq_share_acknowledge: Callable[[Handle, Handle, int, int], int] = _declare(
     "rmq_share_acknowledge", c_result, c_handle, c_handle, ctypes.c_size_t, ctypes.c_uint32
 )
-rmq_share_acknowledge_many = _declare(
+rmq_share_acknowledge_many: Callable[[Handle, Handle, Array[ctypes.c_size_t], int, int, Optional[Array[ctypes.c_int]]], int] = _declare(
     "rmq_share_acknowledge_many",
     c_result,
     c_handle,
@@ -370,10 +444,10 @@ rmq_share_acknowledge_many = _declare(
     ctypes.c_uint32,
     ctypes.POINTER(c_result),
 )
-rmq_share_consumer_close = _declare("rmq_share_consumer_close", None, c_handle)
+rmq_share_consumer_close: Callable[[Handle], None] = _declare("rmq_share_consumer_close", None, c_handle)
 
-rmq_group_describe = _declare("rmq_group_describe", c_result, c_handle, ctypes.c_char_p, c_handle_p)
-rmq_group_info_summary = _declare(
+rmq_group_describe: Callable[[Handle, bytes, Ref], int] = _declare("rmq_group_describe", c_result, c_handle, ctypes.c_char_p, c_handle_p)
+rmq_group_info_summary: Callable[[Handle, Ref, Ref, Ref, Ref], int] = _declare(
     "rmq_group_info_summary",
     c_result,
     c_handle,
@@ -382,8 +456,8 @@ rmq_group_info_summary = _declare(
     c_uint32_p,
     ctypes.POINTER(ctypes.c_size_t),
 )
-rmq_group_info_partitions = _declare("rmq_group_info_partitions", ctypes.c_size_t, c_handle)
-rmq_group_info_partition = _declare(
+rmq_group_info_partitions: Callable[[Handle], int] = _declare("rmq_group_info_partitions", ctypes.c_size_t, c_handle)
+rmq_group_info_partition: Callable[[Handle, int, Ref], int] = _declare(
     "rmq_group_info_partition", c_result, c_handle, ctypes.c_size_t, ctypes.POINTER(GroupPartition)
 )
-rmq_group_info_free = _declare("rmq_group_info_free", None, c_handle)
+rmq_group_info_free: Callable[[Handle], None] = _declare("rmq_group_info_free", None, c_handle)
