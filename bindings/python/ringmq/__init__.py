@@ -50,6 +50,7 @@ from typing import (
     Dict,
     Iterable,
     List,
+    Mapping,
     NamedTuple,
     Optional,
     Sequence,
@@ -70,9 +71,10 @@ if TYPE_CHECKING:
     _Data = Union[bytes, bytearray, memoryview, str, None]
     #: A header's key (not null).
     _HeaderKey = Union[bytes, bytearray, memoryview, str]
-    #: Headers: (key, value) pairs, or a dict (exactly a dict: other mappings are
-    #: iterated as pairs).
-    _Headers = Union[Dict[str, _Data], Dict[bytes, _Data], Iterable[Tuple[_HeaderKey, _Data]]]
+    #: Headers: (key, value) pairs, or a dict. Mapping rather than Dict so that a
+    #: dict[str, bytes] (say) is accepted (Dict is invariant); but _headers tests for
+    #: a dict exactly, and iterates any other mapping as if it held pairs.
+    _Headers = Union[Mapping[str, _Data], Mapping[bytes, _Data], Iterable[Tuple[_HeaderKey, _Data]]]
     #: A topic or group name, an address, a mechanism: str or bytes.
     _Text = Union[str, bytes]
     #: Where a consumer starts, or where a group's partition without a commit does.
@@ -444,7 +446,12 @@ def _headers(headers: Optional[_Headers], keep: List[object]) -> Tuple[Optional[
     """(HeaderIn array or None, count) of a list of (key, value) pairs or a dict."""
     if not headers:
         return None, 0
-    pairs: List[Tuple[object, object]] = list(headers.items()) if isinstance(headers, dict) else list(headers)
+    pairs: List[Tuple[object, object]] = (
+        list(headers.items())
+        if isinstance(headers, dict)
+        # pairs (or a mapping that is not a dict: each item is refused below unless it is a pair)
+        else list(cast("Iterable[Tuple[object, object]]", headers))
+    )
     array = (_ffi.HeaderIn * len(pairs))()
     keep.append(array)
     slot: _ffi.HeaderIn
