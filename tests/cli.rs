@@ -12,16 +12,23 @@ use std::time::{Duration, Instant};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ringmq");
 
-/// Starts `ringmq serve` and waits for its "listening" line; returns the address.
-fn serve(data_dir: &std::path::Path, shards: u16) -> (Child, String) {
-    let mut child = Command::new(BINARY)
-        .args(["serve", "--listen", "127.0.0.1:0", "--kafka-listen", "off", "--shards", &shards.to_string()])
+/// Spawns `ringmq serve ARGS --data-dir DIR` with its output piped.
+fn spawn_serve(args: &[&str], data_dir: &std::path::Path) -> Child {
+    Command::new(BINARY)
+        .arg("serve")
+        .args(args)
         .arg("--data-dir")
         .arg(data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Starts `ringmq serve` and waits for its "listening" line; returns the address.
+fn serve(data_dir: &std::path::Path, shards: u16) -> (Child, String) {
+    let shards = shards.to_string();
+    let mut child = spawn_serve(&["--listen", "127.0.0.1:0", "--kafka-listen", "off", "--shards", &shards], data_dir);
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert!(line.starts_with("ringmq listening on "), "unexpected first line: {line:?}");
@@ -282,15 +289,9 @@ fn produce_and_consume_show_progress_when_asked() {
 fn serving_beyond_loopback_without_authentication_prints_a_warning() {
     for (authentication, warned) in [("off", true), ("required", false)] {
         let dir = common::temp_dir(&format!("cli-exposed-{authentication}"));
-        let mut child = Command::new(BINARY)
-            .args(["serve", "--listen", "0.0.0.0:0", "--kafka-listen", "off", "--shards", "1"])
-            .args(["--authentication", authentication])
-            .arg("--data-dir")
-            .arg(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let args =
+            ["--listen", "0.0.0.0:0", "--kafka-listen", "off", "--shards", "1", "--authentication", authentication];
+        let mut child = spawn_serve(&args, &dir);
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert!(line.starts_with("ringmq listening on "), "{line}");
@@ -307,14 +308,7 @@ fn serving_beyond_loopback_without_authentication_prints_a_warning() {
 #[test]
 fn bench_produces_through_the_kafka_listener() {
     let dir = common::temp_dir("cli-bench-kafka");
-    let mut server = Command::new(BINARY)
-        .args(["serve", "--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--shards", "2"])
-        .arg("--data-dir")
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut server = spawn_serve(&["--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--shards", "2"], &dir);
     let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     let bootstrap = first["ringmq listening on ".len()..].split(' ').next().unwrap().to_string();
