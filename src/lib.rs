@@ -33,4 +33,5 @@ pub mod metrics;
 pub mod protocol;
 pub mod security;
 pub mod server;
+pub mod snapshot;
 pub mod sync;

@@ -29,6 +29,8 @@ use std::sync::{Arc, Mutex};
 
 /// The file under the data directory.
 pub const SECURITY_FILE: &str = "security.json";
+/// The key the users and ACLs are sealed under in it.
+const SECURITY_KEY: &str = "security";
 /// Most users and most ACLs kept.
 pub const USERS_MAX: usize = 10_000;
 pub const ACLS_MAX: usize = 10_000;
@@ -238,12 +240,6 @@ impl Security {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Envelope {
-    crc32: u32,
-    security: Box<serde_json::value::RawValue>,
-}
-
 /// The security state every shard reads: a version counter (one atomic load
 /// per look) and the snapshot behind a mutex taken only when it changed.
 pub struct SharedSecurity {
@@ -282,7 +278,9 @@ impl SharedSecurity {
     pub fn load(data_dir: &Path) -> Result<SharedSecurity, String> {
         let path = data_dir.join(SECURITY_FILE);
         let security = match std::fs::read(&path) {
-            Ok(bytes) => decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))?,
+            Ok(bytes) => {
+                crate::snapshot::unseal(&bytes, SECURITY_KEY).map_err(|e| format!("{}: {e}", path.display()))?
+            }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Security::default(),
             Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
         };
@@ -308,8 +306,8 @@ impl SharedSecurity {
         if change(&mut next).map_err(UpdateError::Refused)? == Changed::No {
             return Ok(Changed::No);
         }
-        let bytes =
-            encode(&next).map_err(|e| UpdateError::Storage(format!("cannot encode the security state: {e}")))?;
+        let bytes = crate::snapshot::seal(SECURITY_KEY, &next)
+            .map_err(|e| UpdateError::Storage(format!("cannot encode the security state: {e}")))?;
         crate::io::write_durably(&self.path, &bytes)
             .map_err(|e| UpdateError::Storage(format!("cannot write {}: {e}", self.path.display())))?;
         *state = Arc::new(next);
@@ -318,48 +316,15 @@ impl SharedSecurity {
     }
 }
 
-fn encode(security: &Security) -> Result<Vec<u8>, serde_json::Error> {
-    let inner = serde_json::to_string(security)?;
-    let crc32 = crc32fast::hash(inner.as_bytes());
-    Ok(format!("{{\n  \"crc32\": {crc32},\n  \"security\": {inner}\n}}\n").into_bytes())
-}
-
-fn decode(bytes: &[u8]) -> Result<Security, String> {
-    let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    let found = crc32fast::hash(envelope.security.get().as_bytes());
-    if found != envelope.crc32 {
-        return Err(format!("checksum mismatch: file says {:#010x}, contents give {found:#010x}", envelope.crc32));
-    }
-    serde_json::from_str(envelope.security.get()).map_err(|e| e.to_string())
-}
-
 /// One thread's cached snapshot of a [`SharedSecurity`].
-pub struct SecurityView {
-    cached: std::cell::RefCell<(u64, Arc<Security>)>,
-}
+pub type SecurityView = crate::snapshot::SnapshotView<Security>;
 
-impl SecurityView {
-    pub fn new(source: &SharedSecurity) -> SecurityView {
-        SecurityView { cached: std::cell::RefCell::new((source.version(), source.snapshot())) }
+impl crate::snapshot::Published<Security> for SharedSecurity {
+    fn version(&self) -> u64 {
+        SharedSecurity::version(self)
     }
-
-    /// Runs `f` on the current snapshot without taking a reference to it
-    /// (no shared reference count touched on the data path).
-    pub fn with<R>(&self, source: &SharedSecurity, f: impl FnOnce(&Security) -> R) -> R {
-        let version = source.version();
-        if self.cached.borrow().0 != version {
-            *self.cached.borrow_mut() = (version, source.snapshot());
-        }
-        f(&self.cached.borrow().1)
-    }
-
-    pub fn current(&self, source: &SharedSecurity) -> Arc<Security> {
-        let version = source.version();
-        let mut cached = self.cached.borrow_mut();
-        if cached.0 != version {
-            *cached = (version, source.snapshot());
-        }
-        cached.1.clone()
+    fn snapshot(&self) -> Arc<Security> {
+        SharedSecurity::snapshot(self)
     }
 }
 

@@ -56,37 +56,15 @@ pub struct TopicConfig {
     pub created_at_ms: i64,
 }
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    crc32: u32,
-    #[serde(borrow, default)]
-    meta: Option<&'a serde_json::value::RawValue>,
-    #[serde(borrow, default)]
-    topic: Option<&'a serde_json::value::RawValue>,
-}
-
-/// Serializes `value` under `key` ("meta" or "topic") with a CRC-32 of its exact bytes.
-fn seal<T: Serialize>(key: &str, value: &T) -> io::Result<Vec<u8>> {
-    let inner = serde_json::to_string(value).map_err(io::Error::other)?;
-    let crc32 = crc32fast::hash(inner.as_bytes());
-    Ok(format!("{{\n  \"crc32\": {crc32},\n  \"{key}\": {inner}\n}}\n").into_bytes())
-}
-
-/// Reads what [`seal`] wrote, checking the CRC.
+/// Reads a file [`seal`] wrote, naming the file in any error.
 fn unseal<T: for<'de> Deserialize<'de>>(path: &Path, key: &str) -> io::Result<T> {
     let bytes = fs::read(path)?;
-    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {what}", path.display()));
-    let envelope: Envelope = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
-    let raw = if key == "meta" { envelope.meta } else { envelope.topic };
-    let raw = raw.ok_or_else(|| invalid(format!("no \"{key}\" object")))?;
-    let found = crc32fast::hash(raw.get().as_bytes());
-    if found != envelope.crc32 {
-        return Err(invalid(format!(
-            "checksum mismatch: file says {:#010x}, contents give {found:#010x}",
-            envelope.crc32
-        )));
-    }
-    serde_json::from_str(raw.get()).map_err(|e| invalid(e.to_string()))
+    crate::snapshot::unseal(&bytes, key)
+        .map_err(|what| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {what}", path.display())))
+}
+
+fn seal<T: Serialize>(key: &str, value: &T) -> io::Result<Vec<u8>> {
+    crate::snapshot::seal(key, value).map_err(io::Error::other)
 }
 
 use crate::io::{sync_dir_now as sync_dir, write_durably};
@@ -161,24 +139,15 @@ impl Catalog {
     }
 }
 
-/// One thread's cached snapshot of a [`SharedCatalog`]: one atomic load per
-/// look, a new snapshot only when the version changed.
-pub(crate) struct CatalogView {
-    cached: std::cell::RefCell<(u64, Arc<Catalog>)>,
-}
+/// One thread's cached snapshot of a [`SharedCatalog`].
+pub(crate) type CatalogView = crate::snapshot::SnapshotView<Catalog>;
 
-impl CatalogView {
-    pub fn new(source: &SharedCatalog) -> CatalogView {
-        CatalogView { cached: std::cell::RefCell::new((source.version(), source.snapshot())) }
+impl crate::snapshot::Published<Catalog> for SharedCatalog {
+    fn version(&self) -> u64 {
+        SharedCatalog::version(self)
     }
-
-    pub fn current(&self, source: &SharedCatalog) -> Arc<Catalog> {
-        let version = source.version();
-        let mut cached = self.cached.borrow_mut();
-        if cached.0 != version {
-            *cached = (version, source.snapshot());
-        }
-        cached.1.clone()
+    fn snapshot(&self) -> Arc<Catalog> {
+        SharedCatalog::snapshot(self)
     }
 }
 
