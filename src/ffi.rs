@@ -73,6 +73,10 @@ pub enum rmq_result {
     /// The user's ACLs do not allow this on the topic or group, or it is for
     /// super users; nothing changed.
     RMQ_ERROR_NOT_AUTHORIZED = 21,
+    /// TLS failed: the server's certificate was refused (unknown CA, expired,
+    /// wrong name), the server refused the client's, or a TLS file did not
+    /// load (`rmq_client_connect_tls`; `rmq_last_error` says which).
+    RMQ_ERROR_TLS = 22,
     /// A panic inside the library was caught at the boundary.
     RMQ_PANIC = 99,
 }
@@ -110,6 +114,7 @@ fn client_error(error: ClientError) -> rmq_result {
         ClientError::UnknownTopic(_) => rmq_result::RMQ_ERROR_UNKNOWN_TOPIC,
         ClientError::InvalidArgument(_) => rmq_result::RMQ_ERROR_INVALID_ARGUMENT,
         ClientError::Protocol(_) => rmq_result::RMQ_ERROR_BROKER,
+        ClientError::Tls(_) => rmq_result::RMQ_ERROR_TLS,
         ClientError::Server { .. } => match error.code() {
             Some(ErrorCode::UnknownTopicOrPartition) => rmq_result::RMQ_ERROR_UNKNOWN_TOPIC,
             Some(ErrorCode::TopicAlreadyExists) => rmq_result::RMQ_ERROR_TOPIC_EXISTS,
@@ -467,6 +472,79 @@ pub unsafe extern "C" fn rmq_client_connect_auth(
         let credentials =
             crate::client::Credentials { user: user.into(), password: password.into(), mechanism: mechanism.into() };
         match Client::connect_as(bootstrap, Some(credentials)) {
+            Ok(client) => {
+                // SAFETY: `out` is non-NULL and writable.
+                unsafe { *out = new_client(Arc::new(client)) };
+                rmq_result::RMQ_OK
+            }
+            Err(error) => client_error(error),
+        }
+    })
+}
+
+/// [`rmq_client_connect`] over TLS: every connection checks the server's
+/// certificate against the CAs in `ca_file` (PEM; NULL: the system's bundle)
+/// and the bootstrap address's host. `cert_file` and `key_file` (PEM, both or
+/// neither) are the client's own certificate, for servers that require one.
+/// With `user` non-NULL, every connection also authenticates as
+/// [`rmq_client_connect_auth`] does (`mechanism` NULL: SCRAM-SHA-256). A
+/// refused certificate, on either side, is RMQ_ERROR_TLS.
+///
+/// # Safety
+/// `bootstrap` is NUL-terminated; `ca_file`, `cert_file`, `key_file`,
+/// `user`, `password` and `mechanism` are each NULL or NUL-terminated
+/// (`password` non-NULL when `user` is); `out` is writable.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn rmq_client_connect_tls(
+    bootstrap: *const c_char,
+    ca_file: *const c_char,
+    cert_file: *const c_char,
+    key_file: *const c_char,
+    user: *const c_char,
+    password: *const c_char,
+    mechanism: *const c_char,
+    out: *mut *mut rmq_client,
+) -> rmq_result {
+    guard(|| {
+        // SAFETY: per contract.
+        let bootstrap = try_ffi!(unsafe { text(bootstrap, "bootstrap") });
+        // Each of these is NULL or NUL-terminated per contract.
+        let optional = |pointer: *const c_char, what: &str| -> Result<Option<String>, rmq_result> {
+            if pointer.is_null() {
+                return Ok(None);
+            }
+            // SAFETY: non-NULL, NUL-terminated per contract.
+            match unsafe { text(pointer, what) } {
+                Ok(value) => Ok(Some(value.to_owned())),
+                Err(code) => Err(code),
+            }
+        };
+        let ca_file = try_ffi!(optional(ca_file, "ca_file"));
+        let cert_file = try_ffi!(optional(cert_file, "cert_file"));
+        let key_file = try_ffi!(optional(key_file, "key_file"));
+        let user = try_ffi!(optional(user, "user"));
+        let mechanism = try_ffi!(optional(mechanism, "mechanism"));
+        let credentials = match user {
+            Some(user) => {
+                // SAFETY: per contract (non-NULL when user is).
+                let password = try_ffi!(unsafe { text(password, "password") });
+                let mechanism = mechanism.unwrap_or_else(|| crate::security::scram::SCRAM_SHA_256.to_owned());
+                Some(crate::client::Credentials { user, password: password.into(), mechanism })
+            }
+            None => None,
+        };
+        if out.is_null() {
+            return fail(rmq_result::RMQ_ERROR_NULL, "out is NULL");
+        }
+        let tls = crate::client::ClientTls {
+            ca_file: ca_file.map(Into::into),
+            cert_file: cert_file.map(Into::into),
+            key_file: key_file.map(Into::into),
+            server_name: None,
+        };
+        let options = crate::client::ConnectOptions { credentials, tls: Some(tls) };
+        match Client::connect_with(bootstrap, &options) {
             Ok(client) => {
                 // SAFETY: `out` is non-NULL and writable.
                 unsafe { *out = new_client(Arc::new(client)) };

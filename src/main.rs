@@ -24,18 +24,34 @@ struct Cli {
     /// SCRAM-SHA-256 (default; the password never crosses the wire) or PLAIN.
     #[arg(long, global = true, env = "RINGMQ_SASL_MECHANISM", default_value = "SCRAM-SHA-256")]
     sasl_mechanism: String,
+    /// Connect with TLS, checking the server's certificate against the
+    /// system's CAs (or --tls-ca) and the bootstrap host (or --tls-server-name).
+    #[arg(long, global = true, env = "RINGMQ_TLS")]
+    tls: bool,
+    /// PEM CA certificates the server's certificate must chain to (implies --tls).
+    #[arg(long, global = true, env = "RINGMQ_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// PEM certificate to present to a server that requires client certificates (implies --tls).
+    #[arg(long, global = true, env = "RINGMQ_TLS_CLIENT_CERT", value_name = "FILE")]
+    tls_client_cert: Option<PathBuf>,
+    /// PEM private key of --tls-client-cert.
+    #[arg(long, global = true, env = "RINGMQ_TLS_CLIENT_KEY", value_name = "FILE")]
+    tls_client_key: Option<PathBuf>,
+    /// The name the server's certificate must carry, when not the bootstrap host.
+    #[arg(long, global = true, env = "RINGMQ_TLS_SERVER_NAME", value_name = "NAME")]
+    tls_server_name: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
-/// The credentials client commands authenticate with (--user, RINGMQ_PASSWORD).
-static CREDENTIALS: std::sync::OnceLock<Option<ringmq::client::Credentials>> = std::sync::OnceLock::new();
+/// How client commands connect: TLS (--tls…) and credentials (--user, RINGMQ_PASSWORD).
+static CONNECT: std::sync::OnceLock<ringmq::client::ConnectOptions> = std::sync::OnceLock::new();
 
-fn credentials() -> Option<ringmq::client::Credentials> {
-    CREDENTIALS.get().cloned().flatten()
+fn connect_options() -> ringmq::client::ConnectOptions {
+    CONNECT.get().cloned().unwrap_or_default()
 }
 
-fn set_credentials(cli: &Cli) -> Result<(), String> {
+fn set_connect_options(cli: &Cli) -> Result<(), String> {
     let credentials = match &cli.user {
         None => None,
         Some(user) => {
@@ -44,7 +60,18 @@ fn set_credentials(cli: &Cli) -> Result<(), String> {
             Some(ringmq::client::Credentials { user: user.clone(), password, mechanism: cli.sasl_mechanism.clone() })
         }
     };
-    let _ = CREDENTIALS.set(credentials);
+    let wants_tls = cli.tls
+        || cli.tls_ca.is_some()
+        || cli.tls_client_cert.is_some()
+        || cli.tls_client_key.is_some()
+        || cli.tls_server_name.is_some();
+    let tls = wants_tls.then(|| ringmq::client::ClientTls {
+        ca_file: cli.tls_ca.clone(),
+        cert_file: cli.tls_client_cert.clone(),
+        key_file: cli.tls_client_key.clone(),
+        server_name: cli.tls_server_name.clone(),
+    });
+    let _ = CONNECT.set(ringmq::client::ConnectOptions { credentials, tls });
     Ok(())
 }
 
@@ -240,6 +267,17 @@ struct ServeArgs {
     /// Users allowed everything, who alone manage users and ACLs (comma-separated).
     #[arg(long, env = "RINGMQ_SUPER_USERS", value_delimiter = ',')]
     super_users: Option<Vec<String>>,
+    /// PEM certificate chain (leaf first): both listeners speak TLS
+    /// (with --tls-key; off by default). docs/SECURITY.md.
+    #[arg(long, env = "RINGMQ_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "RINGMQ_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificates: every client must present a certificate issued
+    /// by one of them (mutual TLS).
+    #[arg(long, env = "RINGMQ_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
     /// HOST:PORT of the Kafka wire protocol listener (default 127.0.0.1:9092;
     /// `off`: none). Every shard accepts on it.
     #[arg(long, env = "RINGMQ_KAFKA_LISTEN")]
@@ -456,7 +494,7 @@ struct ConsumeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(message) = set_credentials(&cli) {
+    if let Err(message) = set_connect_options(&cli) {
         eprintln!("ringmq: {message}");
         return ExitCode::FAILURE;
     }
@@ -533,6 +571,15 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         Some(other) => return Err(format!("--authentication {other}: expected required or off")),
     };
     config.security.super_users = args.super_users.or(file.super_users).unwrap_or_default();
+    let client_ca_file = args.tls_client_ca.or(file.tls_client_ca);
+    config.security.tls = match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
+        (Some(cert_file), Some(key_file)) => {
+            Some(ringmq::security::tls::ServerTls { cert_file, key_file, client_ca_file })
+        }
+        (None, None) if client_ca_file.is_some() => return Err("--tls-client-ca needs --tls-cert and --tls-key".into()),
+        (None, None) => None,
+        _ => return Err("TLS needs both --tls-cert and --tls-key".into()),
+    };
     // From the environment only, so the password is not in the process list.
     if let Ok(user) = std::env::var("RINGMQ_BOOTSTRAP_USER") {
         let (name, password) = user
@@ -594,7 +641,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
 }
 
 fn connect(bootstrap: &str) -> Result<Client, String> {
-    Client::connect_as(bootstrap, credentials()).map_err(|e| connect_error(bootstrap, e))
+    Client::connect_with(bootstrap, &connect_options()).map_err(|e| connect_error(bootstrap, e))
 }
 
 /// A connection failure, saying what to do about it.
@@ -607,6 +654,16 @@ fn connect_error(bootstrap: &str, error: ringmq::client::ClientError) -> String 
         ),
         Some(ErrorCode::AuthenticationRequired) => {
             format!("the server at {bootstrap} requires authentication: give --user NAME with RINGMQ_PASSWORD set")
+        }
+        _ if matches!(error, ringmq::client::ClientError::Tls(_)) => format!(
+            "TLS with the server at {bootstrap} failed: {error} (check --tls-ca and --tls-server-name against the \
+             server's certificate, and --tls-client-cert if it requires one)"
+        ),
+        _ if matches!(&error, ringmq::client::ClientError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof) => {
+            format!(
+                "the server at {bootstrap} closed the connection: {error} (if it speaks TLS, connect with --tls; \
+                 if it wants a client certificate, give --tls-client-cert and --tls-client-key)"
+            )
         }
         _ => format!("cannot reach the server at {bootstrap}: {error} (is `ringmq serve` running there?)"),
     }
@@ -995,7 +1052,7 @@ fn bench(bootstrap: &str, args: BenchArgs) -> Result<(), String> {
         in_flight: args.in_flight,
         reference: args.reference,
         kafka: args.kafka,
-        credentials: credentials(),
+        connect: connect_options(),
     };
     let report = bench::run(config.clone())?;
     if args.json {

@@ -76,8 +76,8 @@ pub struct BenchConfig {
     /// Produce over the Kafka listener at this address (the topic is still
     /// created through `bootstrap`).
     pub kafka: Option<String>,
-    /// TCP: every connection authenticates with these.
-    pub credentials: Option<crate::client::Credentials>,
+    /// TCP: TLS and credentials of every connection.
+    pub connect: crate::client::ConnectOptions,
 }
 
 /// What a run measured.
@@ -432,7 +432,7 @@ fn produce_and_consume_embedded(run: &Run, client: EmbeddedClient, quota: u64) -
 
 fn produce_tcp(run: &Run, bootstrap: &str, partitions: Vec<u32>, quota: u64) -> Result<(), String> {
     let config = &run.config;
-    let client = Client::connect_as(bootstrap, config.credentials.clone()).map_err(|e| e.to_string())?;
+    let client = Client::connect_with(bootstrap, &config.connect).map_err(|e| e.to_string())?;
     let metadata = client.refresh_metadata().map_err(|e| e.to_string())?;
     let host = bootstrap.parse::<SocketAddr>().map(|a| a.ip()).unwrap_or([127, 0, 0, 1].into());
     let owners = client.topic(&config.topic).map_err(|e| e.to_string())?.partition_shards.clone();
@@ -467,8 +467,7 @@ fn produce_tcp(run: &Run, bootstrap: &str, partitions: Vec<u32>, quota: u64) -> 
             Some(index) => index,
             None => {
                 let port = metadata.shards[shard as usize].port;
-                let connection = Connection::connect_as(SocketAddr::new(host, port), config.credentials.as_ref())
-                    .map_err(|e| e.to_string())?;
+                let connection = client.connect_to(SocketAddr::new(host, port)).map_err(|e| e.to_string())?;
                 connections.push((shard, connection, VecDeque::new()));
                 connections.len() - 1
             }
@@ -504,23 +503,16 @@ fn produce_tcp(run: &Run, bootstrap: &str, partitions: Vec<u32>, quota: u64) -> 
     Ok(())
 }
 
-/// Whether a response is waiting on the socket (a zero-timeout peek).
+/// Whether a response is waiting (a zero-timeout look).
 fn connection_readable(connection: &mut Connection) -> bool {
-    let stream = connection.stream_mut();
-    let _ = stream.set_nonblocking(true);
-    let mut byte = [0u8; 1];
-    let readable = matches!(stream.peek(&mut byte), Ok(n) if n > 0);
-    let _ = stream.set_nonblocking(false);
-    readable
+    connection.readable()
 }
 
 /// Reads partitions from offset 0 until told to stop.
 fn consume(run: &Run, target: &Target, partitions: Vec<u32>) -> Result<(), String> {
     let config = &run.config;
     let mut client = match target {
-        Target::Tcp(bootstrap) => {
-            Some(Client::connect_as(bootstrap, config.credentials.clone()).map_err(|e| e.to_string())?)
-        }
+        Target::Tcp(bootstrap) => Some(Client::connect_with(bootstrap, &config.connect).map_err(|e| e.to_string())?),
         Target::Embedded(_) => None,
     };
     let mut offsets = vec![0u64; partitions.len()];
@@ -592,8 +584,10 @@ pub fn run(config: BenchConfig) -> Result<BenchReport, String> {
     if config.kafka.is_some() && (config.bootstrap.is_none() || config.workload != Workload::Produce) {
         return Err("--kafka is for produce runs against a server (not --embedded)".into());
     }
-    if config.kafka.is_some() && config.credentials.is_some() {
-        return Err("--kafka does not authenticate: run it against a listener without --authentication".into());
+    if config.kafka.is_some() && (config.connect.credentials.is_some() || config.connect.tls.is_some()) {
+        return Err(
+            "--kafka speaks neither SASL nor TLS: run it against a listener without --authentication or TLS".into()
+        );
     }
     if config.count.is_none() && config.duration.is_none() {
         return Err("give --count N or --duration S".into());
@@ -654,7 +648,7 @@ pub fn run(config: BenchConfig) -> Result<BenchReport, String> {
 fn create_topic(config: &BenchConfig, target: &Target) -> Result<(), String> {
     let created = match target {
         Target::Tcp(bootstrap) => {
-            let client = Client::connect_as(bootstrap, config.credentials.clone()).map_err(|e| e.to_string())?;
+            let client = Client::connect_with(bootstrap, &config.connect).map_err(|e| e.to_string())?;
             client.create_topic(&config.topic, config.partitions, Retention::Unlimited, Retention::Unlimited)
         }
         Target::Embedded(client) => {

@@ -23,10 +23,13 @@ mod partitioner;
 mod producer;
 pub mod sender;
 pub mod share;
+pub mod socket;
 pub mod transport;
 
+pub use crate::security::tls::ClientTls;
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{Producer, ProducerConfig, ProducerReport};
+pub use socket::Socket;
 pub use transport::Transport;
 
 use crate::batch::{self, Batch};
@@ -39,6 +42,7 @@ use crate::protocol::produce::{ProduceRequest, ProduceResponse};
 use crate::protocol::producer_id::{InitProducerIdRequest, InitProducerIdResponse};
 use crate::protocol::topic::{CreateTopicRequest, DeleteTopicRequest, RETENTION_DEFAULT, RETENTION_UNLIMITED};
 use crate::protocol::{self, api, ErrorCode, ResponseHeader};
+use crate::security::tls::ClientTlsConfig;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -46,8 +50,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-/// How long a client waits to connect.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub use socket::CONNECT_TIMEOUT;
 
 /// Errors of the client.
 #[derive(Debug)]
@@ -64,6 +67,9 @@ pub enum ClientError {
     /// A topic or partition the metadata does not know.
     UnknownTopic(String),
     InvalidArgument(String),
+    /// TLS failed: a certificate one side refused, a handshake that could not
+    /// agree, or the TLS settings themselves (a file that does not load).
+    Tls(String),
 }
 
 impl ClientError {
@@ -87,6 +93,7 @@ impl fmt::Display for ClientError {
             ClientError::Protocol(message) => write!(f, "protocol error: {message}"),
             ClientError::UnknownTopic(message) => write!(f, "unknown topic or partition: {message}"),
             ClientError::InvalidArgument(message) => write!(f, "invalid argument: {message}"),
+            ClientError::Tls(message) => write!(f, "TLS: {message}"),
         }
     }
 }
@@ -95,7 +102,10 @@ impl std::error::Error for ClientError {}
 
 impl From<io::Error> for ClientError {
     fn from(error: io::Error) -> Self {
-        ClientError::Io(error)
+        match socket::tls_failure(&error) {
+            Some(failure) => ClientError::Tls(failure.to_string()),
+            None => ClientError::Io(error),
+        }
     }
 }
 
@@ -127,7 +137,7 @@ pub fn proves_not_appended(error: &ClientError) -> bool {
 
 /// One connection to one shard.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Socket,
     next_correlation_id: u32,
     /// Correlation ids sent and not yet answered, oldest first.
     outstanding: std::collections::VecDeque<u32>,
@@ -163,10 +173,29 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// How a client reaches a server beyond its address: TLS and credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Every connection authenticates with these, when given.
+    pub credentials: Option<Credentials>,
+    /// Every connection speaks TLS, when given.
+    pub tls: Option<ClientTls>,
+}
+
 impl Connection {
     /// Connects and, with credentials, authenticates before anything else.
     pub fn connect_as(address: SocketAddr, credentials: Option<&Credentials>) -> Result<Connection> {
-        let mut connection = Connection::connect(address)?;
+        Connection::open(address, None, credentials)
+    }
+
+    /// Connects (with TLS when `tls` is given: the handshake completes
+    /// here) and, with credentials, authenticates before anything else.
+    pub fn open(
+        address: SocketAddr,
+        tls: Option<&ClientTlsConfig>,
+        credentials: Option<&Credentials>,
+    ) -> Result<Connection> {
+        let mut connection = Connection::from_socket(Socket::connect(address, tls)?);
         if let Some(credentials) = credentials {
             connection.authenticate(credentials)?;
         }
@@ -213,15 +242,17 @@ impl Connection {
     }
 
     pub fn connect(address: SocketAddr) -> Result<Connection> {
-        let stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)?;
-        stream.set_nodelay(true)?;
-        Ok(Connection {
+        Ok(Connection::from_socket(Socket::connect(address, None)?))
+    }
+
+    fn from_socket(stream: Socket) -> Connection {
+        Connection {
             stream,
             next_correlation_id: 0,
             outstanding: Default::default(),
             partial: Vec::new(),
             read_timeout: None,
-        })
+        }
     }
 
     /// Sends a frame built by `encode(correlation_id)`; returns the id.
@@ -252,7 +283,7 @@ impl Connection {
     pub fn receive_within(&mut self, timeout: Duration) -> Result<Option<(ResponseHeader, Vec<u8>)>> {
         let deadline = std::time::Instant::now() + timeout;
         let frame = self.read_frame(Some(deadline));
-        self.stream.set_read_timeout(self.read_timeout)?;
+        self.stream.tcp().set_read_timeout(self.read_timeout)?;
         match frame? {
             Some(frame) => self.parse_frame(&frame).map(Some),
             None => Ok(None),
@@ -268,6 +299,12 @@ impl Connection {
                 Some(length) => {
                     let declared = u32::from_be_bytes([length[0], length[1], length[2], length[3]]) as usize;
                     if !(protocol::RESPONSE_HEADER_BYTES..=protocol::RESPONSE_BYTES_MAX).contains(&declared) {
+                        // A TLS record header (alert or handshake, version 3.x).
+                        if !self.stream.is_tls() && matches!(length, [0x15 | 0x16, 0x03, ..]) {
+                            return Err(ClientError::Tls(
+                                "the server speaks TLS and this connection does not: connect with TLS".into(),
+                            ));
+                        }
                         return Err(ClientError::Protocol(format!("response length {declared} out of range")));
                     }
                     let total = protocol::LENGTH_BYTES + declared;
@@ -284,9 +321,9 @@ impl Connection {
                     if left.is_zero() {
                         return Ok(None);
                     }
-                    self.stream.set_read_timeout(Some(left))?;
+                    self.stream.tcp().set_read_timeout(Some(left))?;
                 }
-                None => self.stream.set_read_timeout(self.read_timeout)?,
+                None => self.stream.tcp().set_read_timeout(self.read_timeout)?,
             }
             let start = self.partial.len();
             self.partial.resize(start + want, 0);
@@ -331,19 +368,38 @@ impl Connection {
     }
 
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.stream.set_read_timeout(timeout)?;
+        self.stream.tcp().set_read_timeout(timeout)?;
         self.read_timeout = timeout;
         Ok(())
     }
 
-    /// The socket, for tests that speak raw bytes.
+    /// The TCP socket, for tests that speak raw bytes (under TLS, bytes
+    /// written to it directly break the session).
     pub fn stream_mut(&mut self) -> &mut TcpStream {
-        &mut self.stream
+        self.stream.tcp_mut()
     }
 
-    /// A second handle on the socket (e.g. a writer thread while this one reads).
+    /// A second handle on the TCP socket (e.g. a writer thread while this one
+    /// reads); plain connections only, since TLS state cannot be shared.
     pub fn try_clone_stream(&self) -> Result<TcpStream> {
-        Ok(self.stream.try_clone()?)
+        if self.stream.is_tls() {
+            return Err(ClientError::InvalidArgument("a TLS connection's socket cannot be cloned".into()));
+        }
+        Ok(self.stream.tcp().try_clone()?)
+    }
+
+    /// Whether a response has (at least partly) arrived: a zero-timeout
+    /// look at the socket and at what TLS has decrypted already.
+    pub fn readable(&mut self) -> bool {
+        if !self.partial.is_empty() || self.stream.buffered() {
+            return true;
+        }
+        let stream = self.stream.tcp();
+        let _ = stream.set_nonblocking(true);
+        let mut byte = [0u8; 1];
+        let readable = matches!(stream.peek(&mut byte), Ok(n) if n > 0);
+        let _ = stream.set_nonblocking(false);
+        readable
     }
 
     /// Reads the next response without matching it to a request sent through
@@ -446,6 +502,12 @@ pub struct Client {
     freed: Condvar,
     /// Every connection authenticates with these, when given.
     credentials: Option<Credentials>,
+    /// What the client was connected with (for [`Client::options`]).
+    options: ConnectOptions,
+    /// The bootstrap address as given (its host is the TLS server name).
+    bootstrap: String,
+    /// Every connection speaks TLS with this, when given.
+    tls: Option<ClientTlsConfig>,
 }
 
 /// A connection lent out by the pool; returned when dropped, or closed when
@@ -505,12 +567,27 @@ impl Client {
 
     /// [`Client::connect`], every connection authenticating with `credentials`.
     pub fn connect_as(bootstrap: &str, credentials: Option<Credentials>) -> Result<Client> {
+        Client::connect_with(bootstrap, &ConnectOptions { credentials, tls: None })
+    }
+
+    /// [`Client::connect`] with TLS and credentials as `options` say. The
+    /// server's certificate must carry the bootstrap address's host (or
+    /// [`ClientTls::server_name`]).
+    pub fn connect_with(bootstrap: &str, options: &ConnectOptions) -> Result<Client> {
         let address = bootstrap
             .to_socket_addrs()
             .map_err(|e| ClientError::InvalidArgument(format!("cannot resolve {bootstrap}: {e}")))?
             .next()
             .ok_or_else(|| ClientError::InvalidArgument(format!("{bootstrap} resolves to no address")))?;
-        let mut connection = Connection::connect_as(address, credentials.as_ref())?;
+        let tls = match &options.tls {
+            Some(tls) => {
+                let host = bootstrap.rsplit_once(':').map_or(bootstrap, |(host, _)| host);
+                Some(tls.load(host).map_err(ClientError::Tls)?)
+            }
+            None => None,
+        };
+        let credentials = options.credentials.clone();
+        let mut connection = Connection::open(address, tls.as_ref(), credentials.as_ref())?;
         let body = connection.call("hello", |id| HelloRequest { client_name: "ringmq-rust".into() }.encode(id))?;
         let hello = HelloResponse::decode(&body)?;
         let client = Client {
@@ -521,6 +598,9 @@ impl Client {
             pool: Mutex::new(Pool::default()),
             freed: Condvar::new(),
             credentials,
+            options: options.clone(),
+            bootstrap: bootstrap.to_owned(),
+            tls,
         };
         {
             let mut pool = lock(&client.pool);
@@ -545,6 +625,23 @@ impl Client {
         self.credentials.as_ref()
     }
 
+    /// The bootstrap address as it was given.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// What the client was connected with (a second client made with them
+    /// reaches the server the same way).
+    pub fn options(&self) -> &ConnectOptions {
+        &self.options
+    }
+
+    /// A new connection to `address` (one of the server's), with this
+    /// client's TLS and credentials.
+    pub fn connect_to(&self, address: SocketAddr) -> Result<Connection> {
+        Connection::open(address, self.tls.as_ref(), self.credentials.as_ref())
+    }
+
     /// Lends a connection to `endpoint`: an idle one, a new one while fewer
     /// than [`CONNECTIONS_PER_SHARD_MAX`] are open, or the next one returned.
     fn lease(&self, endpoint: Endpoint) -> Result<Lease<'_>> {
@@ -561,7 +658,7 @@ impl Client {
                 // From here the lease owns the slot: its drop gives it back,
                 // also when connecting fails.
                 let mut lease = Lease { client: self, endpoint, generation, connection: None };
-                lease.connection = Some(Connection::connect_as(self.address_of(endpoint)?, self.credentials.as_ref())?);
+                lease.connection = Some(self.connect_to(self.address_of(endpoint)?)?);
                 return Ok(lease);
             }
             pool = self.freed.wait(pool).unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -853,7 +950,7 @@ impl Client {
     /// returns without waiting for the answer: for requests the server holds
     /// for a long time (a JoinGroup until its rebalance completes).
     pub fn start(&self, context: &str, encode: impl FnOnce(u32) -> Vec<u8>) -> Result<PendingCall> {
-        let mut connection = Connection::connect_as(self.bootstrap_address, self.credentials.as_ref())?;
+        let mut connection = self.connect_to(self.bootstrap_address)?;
         connection.send(encode)?;
         Ok(PendingCall { connection, context: context.to_owned() })
     }

@@ -166,7 +166,7 @@ impl Transport for Client {
     }
 
     fn independent(&self) -> Result<Arc<dyn Transport>> {
-        Ok(Arc::new(Client::connect_as(&self.bootstrap_address().to_string(), self.credentials().cloned())?))
+        Ok(Arc::new(Client::connect_with(self.bootstrap(), self.options())?))
     }
 }
 

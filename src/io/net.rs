@@ -36,7 +36,7 @@ impl Listener {
     pub async fn accept(&self) -> io::Result<(Stream, SocketAddr)> {
         let (stream, peer) = self.inner.accept().await?;
         stream.set_nodelay(true)?;
-        Ok((Stream { inner: stream }, peer))
+        Ok((Stream { inner: stream, tls: None }, peer))
     }
 
     /// Stops the listener: a pending `accept` completes with an error, so the
@@ -63,15 +63,54 @@ pub fn bind_std(address: SocketAddr, reuse_port: bool) -> io::Result<std::net::T
     Ok(socket.into())
 }
 
-/// A connected TCP stream.
+/// Ciphertext bytes asked of the socket per read on a TLS connection.
+pub const TLS_READ_BYTES: usize = 64 * 1024;
+/// Plaintext handed to TLS at a time when writing: the ciphertext of this
+/// much is what one socket write carries.
+pub const TLS_WRITE_BYTES: usize = 256 * 1024;
+
+/// A connected TCP stream, plain or TLS (server side).
 pub struct Stream {
     inner: tokio_uring::net::TcpStream,
+    tls: Option<Tls>,
+}
+
+/// The TLS state of a server connection. Its reader and its writer are two
+/// tasks on one thread: each borrows the session only between awaits, and
+/// socket writes of TLS records (handshake and alerts from the reader,
+/// responses from the writer) take `sending`, so records leave in the order
+/// rustls made them.
+struct Tls {
+    session: std::cell::RefCell<rustls::ServerConnection>,
+    sending: tokio::sync::Mutex<()>,
+    /// The ciphertext buffer, kept between reads.
+    received: std::cell::Cell<Option<Vec<u8>>>,
 }
 
 impl Stream {
+    /// Serves TLS on this connection with `config`: the handshake happens on
+    /// the first read, and every byte read or written afterwards is
+    /// decrypted or encrypted.
+    pub fn into_tls(self, config: std::sync::Arc<rustls::ServerConfig>) -> io::Result<Stream> {
+        let mut session = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
+        // Writes are bounded by TLS_WRITE_BYTES per round instead.
+        session.set_buffer_limit(None);
+        let tls = Tls {
+            session: std::cell::RefCell::new(session),
+            sending: tokio::sync::Mutex::new(()),
+            received: std::cell::Cell::new(None),
+        };
+        Ok(Stream { inner: self.inner, tls: Some(tls) })
+    }
+
     /// Reads into the spare capacity of `buffer` (after its length); returns the
-    /// bytes read (0 at end of stream) and the buffer.
+    /// bytes read (0 at end of stream) and the buffer. Under TLS, the bytes
+    /// are plaintext, and may be more than `want`.
     pub async fn read(&self, mut buffer: BytesMut, want: usize) -> (io::Result<usize>, BytesMut) {
+        if let Some(tls) = &self.tls {
+            let result = self.read_tls(tls, &mut buffer, want).await;
+            return (result, buffer);
+        }
         buffer.reserve(want);
         let start = buffer.len();
         let end = buffer.capacity();
@@ -79,10 +118,110 @@ impl Stream {
         (result, slice.into_inner())
     }
 
+    async fn read_tls(&self, tls: &Tls, buffer: &mut BytesMut, want: usize) -> io::Result<usize> {
+        let start = buffer.len();
+        buffer.reserve(want);
+        loop {
+            // Plaintext already decrypted goes first.
+            let closed = {
+                let mut session = tls.session.borrow_mut();
+                let mut reader = session.reader();
+                loop {
+                    match std::io::BufRead::fill_buf(&mut reader) {
+                        Ok([]) => break true,
+                        Ok(bytes) => {
+                            let length = bytes.len();
+                            buffer.extend_from_slice(bytes);
+                            std::io::BufRead::consume(&mut reader, length);
+                        }
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => break false,
+                        Err(error) => return Err(error),
+                    }
+                }
+            };
+            if buffer.len() > start || closed {
+                return Ok(buffer.len() - start);
+            }
+            let mut ciphertext = tls.received.take().unwrap_or_else(|| Vec::with_capacity(TLS_READ_BYTES));
+            ciphertext.clear();
+            let (result, returned) = self.inner.read(ciphertext).await;
+            let read = result?;
+            if read == 0 {
+                // The peer closed without close_notify. Frames carry their
+                // own lengths, so nothing can be cut short unnoticed.
+                return Ok(0);
+            }
+            let mut unread = returned.get(..read).unwrap_or_default();
+            let failed = {
+                let mut session = tls.session.borrow_mut();
+                let mut failed = None;
+                while !unread.is_empty() && failed.is_none() {
+                    if let Err(error) = session.read_tls(&mut unread) {
+                        failed = Some(error);
+                    } else if let Err(error) = session.process_new_packets() {
+                        // rustls has queued the alert that tells the peer why.
+                        failed = Some(io::Error::new(io::ErrorKind::InvalidData, error));
+                    }
+                    // Take the plaintext now: rustls buffers little of it.
+                    let mut reader = session.reader();
+                    while let Ok(bytes) = std::io::BufRead::fill_buf(&mut reader) {
+                        if bytes.is_empty() {
+                            break;
+                        }
+                        let length = bytes.len();
+                        buffer.extend_from_slice(bytes);
+                        std::io::BufRead::consume(&mut reader, length);
+                    }
+                }
+                failed
+            };
+            tls.received.set(Some(returned));
+            // Handshake messages, session tickets, alerts.
+            self.send_tls(tls).await?;
+            if let Some(error) = failed {
+                return Err(error);
+            }
+        }
+    }
+
+    /// Sends whatever TLS records the session has queued.
+    async fn send_tls(&self, tls: &Tls) -> io::Result<()> {
+        let _sending = tls.sending.lock().await;
+        self.send_queued(tls).await
+    }
+
+    /// [`Stream::send_tls`] with `sending` already held.
+    async fn send_queued(&self, tls: &Tls) -> io::Result<()> {
+        loop {
+            let mut records = Vec::new();
+            {
+                let mut session = tls.session.borrow_mut();
+                while session.wants_write() {
+                    session.write_tls(&mut records)?;
+                }
+            }
+            if records.is_empty() {
+                return Ok(());
+            }
+            self.inner.write_all(records).await.0?;
+        }
+    }
+
     /// Writes every buffer, in order, with as few `writev`s as the socket
     /// allows (at most [`WRITEV_BUFFERS_MAX`] buffers each). The buffers are
-    /// consumed: nothing is copied into one.
+    /// consumed: nothing is copied into one (under TLS they are encrypted,
+    /// [`TLS_WRITE_BYTES`] at a time).
     pub async fn write_all_vectored(&self, buffers: Vec<FileBytes>) -> io::Result<()> {
+        if let Some(tls) = &self.tls {
+            let _sending = tls.sending.lock().await;
+            for buffer in &buffers {
+                for chunk in buffer.chunks(TLS_WRITE_BYTES) {
+                    std::io::Write::write_all(&mut tls.session.borrow_mut().writer(), chunk)?;
+                    self.send_queued(tls).await?;
+                }
+            }
+            return Ok(());
+        }
         let mut pending: std::collections::VecDeque<Slice<FileBytes>> =
             buffers.into_iter().filter(|b| !b.is_empty()).map(|b| BoundedBuf::slice(b, ..)).collect();
         while !pending.is_empty() {
@@ -112,13 +251,20 @@ impl Stream {
         Ok(())
     }
 
-    pub async fn write_all(&self, bytes: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        let (result, slice) = self.inner.write_all(bytes).await;
-        (result, slice)
+    pub async fn write_all(&self, bytes: Vec<u8>) -> io::Result<()> {
+        if self.tls.is_some() {
+            return self.write_all_vectored(vec![FileBytes::Owned(bytes)]).await;
+        }
+        self.inner.write_all(bytes).await.0
     }
 
-    /// Ends writing: the peer reads the end of the stream after what was sent.
-    pub fn finish_writing(&self) {
+    /// Ends writing: the peer reads the end of the stream after what was
+    /// sent (under TLS, after a close_notify).
+    pub async fn finish_writing(&self) {
+        if let Some(tls) = &self.tls {
+            tls.session.borrow_mut().send_close_notify();
+            let _ = self.send_tls(tls).await;
+        }
         let _ = self.inner.shutdown(std::net::Shutdown::Write);
     }
 

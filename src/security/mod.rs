@@ -19,6 +19,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod scram;
+pub mod tls;
 
 use crate::protocol::ErrorCode;
 use serde::{Deserialize, Serialize};

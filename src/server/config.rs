@@ -86,6 +86,8 @@ pub struct SecurityConfig {
     /// A user (name, password) created at start if it does not exist yet:
     /// how the first super user comes to be.
     pub bootstrap_user: Option<(String, String)>,
+    /// TLS on both listeners (off by default).
+    pub tls: Option<crate::security::tls::ServerTls>,
 }
 
 /// Settings of the Kafka wire protocol listener (docs/KAFKA.md).
@@ -185,6 +187,9 @@ pub struct ConfigFile {
     pub max_connections: Option<usize>,
     pub authentication: Option<String>,
     pub super_users: Option<Vec<String>>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl ConfigFile {

@@ -119,10 +119,10 @@ pub(crate) async fn refuse(stream: Stream, protocol: Protocol) {
         return;
     };
     let answer = dispatch::error_response(header.correlation_id, ErrorCode::ResourceLimit);
-    if stream.write_all(answer).await.0.is_err() {
+    if stream.write_all(answer).await.is_err() {
         return;
     }
-    stream.finish_writing();
+    stream.finish_writing().await;
     let deadline = crate::io::sleep(REFUSAL_WAIT);
     futures_util::pin_mut!(deadline);
     let mut drained = 0;

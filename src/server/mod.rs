@@ -268,6 +268,10 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
     catalog::open_meta(&config.data_dir, config.shards)?;
     let catalog = SharedCatalog::load(&config.data_dir)?;
     let security = open_security(&config)?;
+    let tls = match &config.security.tls {
+        Some(tls) => Some(tls.load().map_err(StartError::Refused)?),
+        None => None,
+    };
     let (address, native): (Option<SocketAddr>, Vec<Option<(TcpListener, TcpListener)>>) = match config.listen {
         Some(listen) => {
             let (address, listeners) = bind_listeners(&config, listen)?;
@@ -306,6 +310,7 @@ pub fn start(config: ServerConfig) -> Result<ServerHandle, StartError> {
         config,
         catalog,
         security,
+        tls,
         shard_ports,
         kafka_advertised,
         counters: ServerCounters::default(),

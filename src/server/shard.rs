@@ -242,6 +242,16 @@ impl ShardContext {
             }
             match accepted {
                 Ok((stream, _peer)) => {
+                    let stream = match &self.shared().tls {
+                        Some(config) => match stream.into_tls(config.clone()) {
+                            Ok(stream) => stream,
+                            Err(error) => {
+                                eprintln!("ringmq: shard {}: cannot start TLS: {error}", self.id());
+                                continue;
+                            }
+                        },
+                        None => stream,
+                    };
                     if !self.shared().open_connection() {
                         self.refuse(stream, protocol);
                         continue;

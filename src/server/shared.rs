@@ -57,6 +57,8 @@ pub(crate) struct Shared {
     pub config: ServerConfig,
     pub catalog: SharedCatalog,
     pub security: crate::security::SharedSecurity,
+    /// TLS on every listener (`None`: plain TCP).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     pub mailboxes: Vec<ShardMailbox>,
     pub shard_ports: Vec<u16>,
     /// Host and port the Kafka listener's Metadata reports (`None`: no
