@@ -1,0 +1,206 @@
+"""Kafka clients over TLS to the Kafka listener, with client certificates and SASL.
+
+Makes a CA, a server certificate (localhost, 127.0.0.1), a client
+certificate and a second CA nobody trusts with the ``openssl`` command, then
+starts ``ringmq serve`` with TLS on both listeners, client certificates
+required (``--tls-client-ca``) and SASL required. confluent-kafka
+(SASL_SSL, SCRAM-SHA-256) and kafka-python (SASL_SSL, PLAIN) produce and
+consume; a client without a certificate and a client that does not trust the
+server's CA are refused, and nothing they sent is written. The ``ringmq``
+CLI connects with ``--tls-ca``/``--tls-client-cert``, and without ``--tls``
+is told the server speaks TLS.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import uuid
+
+import confluent_kafka
+import kafka
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WAIT_S = 20
+ADMIN, ADMIN_PASSWORD = "admin", "admin-secret"
+
+
+def unique(prefix):
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:8])
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=WAIT_S)
+
+
+def make_pki(directory):
+    """CA, server and client certificates signed by it, and a rogue CA (PEM files)."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    for ca in ("ca", "rogue-ca"):
+        openssl("req", "-x509", *ec, "-keyout", os.path.join(directory, ca + ".key"),
+                "-out", os.path.join(directory, ca + ".pem"), "-days", "30", "-subj", "/CN=" + ca)
+    for name, alt_names in (("server", "DNS:localhost,IP:127.0.0.1"), ("client", "DNS:client.example")):
+        path = lambda suffix: os.path.join(directory, name + suffix)
+        openssl("req", *ec, "-keyout", path(".key"), "-out", path(".csr"), "-subj", "/CN=" + name)
+        with open(path(".ext"), "w") as extensions:
+            extensions.write("subjectAltName=%s\n" % alt_names)
+        openssl("x509", "-req", "-in", path(".csr"), "-CA", os.path.join(directory, "ca.pem"),
+                "-CAkey", os.path.join(directory, "ca.key"), "-CAcreateserial", "-out", path(".pem"),
+                "-days", "30", "-extfile", path(".ext"))
+
+
+class KafkaTls(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.binary = os.environ.get("RINGMQ_BIN", str(REPO_ROOT / "target" / "debug" / "ringmq"))
+        if not os.path.exists(cls.binary):
+            raise AssertionError("no ringmq server at %s (build it, or set RINGMQ_BIN)" % cls.binary)
+        if shutil.which("openssl") is None:
+            raise AssertionError("the openssl command is missing: apt-get install openssl")
+        cls.directory = tempfile.mkdtemp(prefix="ringmq-kafka-tls-")
+        cls.pki = os.path.join(cls.directory, "pki")
+        os.mkdir(cls.pki)
+        make_pki(cls.pki)
+        environment = dict(os.environ, RINGMQ_BOOTSTRAP_USER="%s:%s" % (ADMIN, ADMIN_PASSWORD))
+        cls.server = subprocess.Popen(
+            [cls.binary, "serve", "--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--shards", "2",
+             "--authentication", "required", "--super-users", ADMIN,
+             "--tls-cert", cls.file("server.pem"), "--tls-key", cls.file("server.key"),
+             "--tls-client-ca", cls.file("ca.pem"),
+             "--data-dir", os.path.join(cls.directory, "data")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+        )
+        native = kafka_address = None
+        deadline = time.time() + WAIT_S
+        while (native is None or kafka_address is None) and time.time() < deadline:
+            line = cls.server.stdout.readline()
+            if not line:
+                break
+            if line.startswith("ringmq listening on "):
+                native = line.split()[3]
+            elif line.startswith("ringmq kafka listening on "):
+                kafka_address = line.split()[4]
+        if native is None or kafka_address is None:
+            cls.server.kill()
+            raise AssertionError("the server did not print both addresses: %s" % cls.server.stderr.read())
+        threading.Thread(target=cls.server.stdout.read, daemon=True).start()
+        threading.Thread(target=cls.server.stderr.read, daemon=True).start()
+        cls.native = native
+        cls.bootstrap = kafka_address
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.terminate()
+        try:
+            cls.server.wait(timeout=WAIT_S)
+        finally:
+            shutil.rmtree(cls.directory, ignore_errors=True)
+        if cls.server.returncode != 0:
+            raise AssertionError("the server exited with %s" % cls.server.returncode)
+
+    @classmethod
+    def file(cls, name):
+        return os.path.join(cls.pki, name)
+
+    def cli(self, *args, tls=True, check=True):
+        flags = ["--tls-ca", self.file("ca.pem"), "--tls-client-cert", self.file("client.pem"),
+                 "--tls-client-key", self.file("client.key")] if tls else []
+        result = subprocess.run([self.binary, "--bootstrap", self.native, "--user", ADMIN, *flags, *args],
+                                capture_output=True, text=True, timeout=WAIT_S,
+                                env=dict(os.environ, RINGMQ_PASSWORD=ADMIN_PASSWORD))
+        if check and result.returncode != 0:
+            raise AssertionError("ringmq %s failed: %s" % (" ".join(args), result.stderr))
+        return result
+
+    def topic_exists(self, topic):
+        listed = self.cli("topic", "list").stdout
+        return any(line.split()[:1] == [topic] for line in listed.splitlines())
+
+    def confluent_config(self, ca="ca.pem", client_certificate=True):
+        config = {
+            "bootstrap.servers": self.bootstrap, "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": ADMIN, "sasl.password": ADMIN_PASSWORD,
+            "ssl.ca.location": self.file(ca),
+        }
+        if client_certificate:
+            config["ssl.certificate.location"] = self.file("client.pem")
+            config["ssl.key.location"] = self.file("client.key")
+        return config
+
+    def test_confluent_kafka_produces_and_consumes_over_tls_with_scram(self):
+        topic = unique("tls-confluent")
+        producer = confluent_kafka.Producer({**self.confluent_config(), "linger.ms": 5})
+        errors = []
+        for i in range(50):
+            producer.produce(topic, value=b"v%d" % i * 100, on_delivery=lambda err, _: err and errors.append(err))
+        self.assertEqual(producer.flush(WAIT_S), 0)
+        self.assertEqual(errors, [])
+        consumer = confluent_kafka.Consumer({**self.confluent_config(), "group.id": unique("g"),
+                                             "auto.offset.reset": "earliest"})
+        consumer.subscribe([topic])
+        values = []
+        deadline = time.time() + WAIT_S
+        while len(values) < 50 and time.time() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                values.append(message.value())
+        consumer.close()
+        self.assertEqual(values, [b"v%d" % i * 100 for i in range(50)])
+
+    def test_kafka_python_produces_and_consumes_over_tls_with_plain(self):
+        topic = unique("tls-kp")
+        config = dict(bootstrap_servers=self.bootstrap, security_protocol="SASL_SSL", sasl_mechanism="PLAIN",
+                      sasl_plain_username=ADMIN, sasl_plain_password=ADMIN_PASSWORD,
+                      ssl_cafile=self.file("ca.pem"), ssl_certfile=self.file("client.pem"),
+                      ssl_keyfile=self.file("client.key"))
+        producer = kafka.KafkaProducer(**config)
+        for i in range(10):
+            producer.send(topic, b"k%d" % i).get(timeout=WAIT_S)
+        producer.close()
+        consumer = kafka.KafkaConsumer(topic, group_id=unique("g"), auto_offset_reset="earliest",
+                                       consumer_timeout_ms=WAIT_S * 1000, **config)
+        values = []
+        for message in consumer:
+            values.append(message.value)
+            if len(values) == 10:
+                break
+        consumer.close()
+        self.assertEqual(values, [b"k%d" % i for i in range(10)])
+
+    def refused(self, config):
+        """Produces one record with `config`; returns the client's error codes. Asserts nothing was written."""
+        failures = []
+        topic = unique("tls-never")
+        producer = confluent_kafka.Producer({**config, "message.timeout.ms": 3000, "error_cb": failures.append,
+                                             "log_level": 0})
+        delivered = []
+        producer.produce(topic, b"x", on_delivery=lambda err, _: delivered.append(err))
+        producer.flush(10)
+        self.assertTrue(delivered and delivered[0] is not None, "the record was not delivered")
+        self.assertFalse(self.topic_exists(topic))
+        return {failure.code() for failure in failures}
+
+    def test_a_client_without_a_certificate_is_refused(self):
+        codes = self.refused(self.confluent_config(client_certificate=False))
+        self.assertTrue(codes & {confluent_kafka.KafkaError._SSL, confluent_kafka.KafkaError._TRANSPORT,
+                                 confluent_kafka.KafkaError._ALL_BROKERS_DOWN}, codes)
+
+    def test_a_client_that_does_not_trust_the_servers_ca_refuses_it(self):
+        codes = self.refused(self.confluent_config(ca="rogue-ca.pem"))
+        self.assertIn(confluent_kafka.KafkaError._SSL, codes)
+
+    def test_the_cli_connects_with_tls_and_without_it_is_told_to(self):
+        topic = unique("tls-cli")
+        self.cli("topic", "create", topic, "--partitions", "2")
+        self.assertTrue(self.topic_exists(topic))
+        plain = self.cli("topic", "list", tls=False, check=False)
+        self.assertNotEqual(plain.returncode, 0)
+        self.assertIn("speaks TLS", plain.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
