@@ -2,10 +2,11 @@
 # Builds and runs the C and C++ bindings tests against the already built
 # library (target/debug/libringmq.so) and server (target/debug/ringmq):
 #   - bindings/c/embedded.c  embedded broker from C, under valgrind
-#   - bindings/c/client.c    a server over TCP from C, under valgrind
+#   - bindings/c/client.c    a server over TCP from C, and one over TLS with
+#                            client certificates, under valgrind
 #   - bindings/c/groups.c    consumer groups, share groups and group descriptions
 #                            from C on an embedded broker, under valgrind
-#   - bindings/cpp/test.cpp  the C++ wrapper, embedded and against the server, under valgrind
+#   - bindings/cpp/test.cpp  the C++ wrapper, embedded and against both servers, under valgrind
 # The server runs on an ephemeral loopback port with a temporary data
 # directory, and must exit 0 on SIGTERM. Build the Rust side first (this script
 # never runs cargo). Last line: "bindings: N passed, M failed".
@@ -31,12 +32,14 @@ command -v g++ >/dev/null || fail "g++ not found"
 command -v valgrind >/dev/null || fail "valgrind not found"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ringmq-bindings.XXXXXX")
-server_pid=
+server_pids=()
 cleanup() {
-    if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
+    for pid in "${server_pids[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -KILL "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -55,30 +58,62 @@ for job in $(jobs -p); do
     wait "$job" || fail "compilation failed"
 done
 
-# --- server ----------------------------------------------------------------------
+# --- servers ---------------------------------------------------------------------
+# start_server NAME ARGS...: starts `ringmq serve` with ARGS, waits for its
+# address (into $address) and records its pid in $server_pids.
+server_pids=()
+start_server() {
+    local name=$1
+    shift
+    "$server" serve --listen 127.0.0.1:0 --kafka-listen off --shards 2 --data-dir "$tmp/$name-data" "$@" \
+        >"$tmp/$name.out" 2>"$tmp/$name.err" &
+    local pid=$!
+    server_pids+=("$pid")
+    address=
+    for _ in $(seq 100); do
+        if [[ -s $tmp/$name.out ]]; then
+            local line
+            line=$(head -n 1 "$tmp/$name.out")
+            if [[ $line =~ ^ringmq\ listening\ on\ ([^ ]+)\ \( ]]; then
+                address=${BASH_REMATCH[1]}
+                break
+            fi
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ -z $address ]]; then
+        cat "$tmp/$name.out" "$tmp/$name.err" >&2 || true
+        fail "the $name server did not report its address"
+    fi
+    echo "$name server listening on $address (pid $pid)"
+}
+
 # The bootstrap user lets the programs check credentials (authentication is
 # off, so connections without them are trusted; credentials given are checked).
-RINGMQ_BOOTSTRAP_USER=bindings:bindings-pw \
-"$server" serve --listen 127.0.0.1:0 --kafka-listen off --shards 2 --data-dir "$tmp/server-data" \
-    >"$tmp/server.out" 2>"$tmp/server.err" &
-server_pid=$!
-address=
-for _ in $(seq 100); do
-    if [[ -s $tmp/server.out ]]; then
-        line=$(head -n 1 "$tmp/server.out")
-        if [[ $line =~ ^ringmq\ listening\ on\ ([^ ]+)\ \( ]]; then
-            address=${BASH_REMATCH[1]}
-            break
-        fi
-    fi
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
+RINGMQ_BOOTSTRAP_USER=bindings:bindings-pw start_server server
+plain_address=$address
+
+# A second server with TLS and client certificates required; the certificates
+# (a CA, a server certificate for 127.0.0.1, a client certificate, and a CA
+# nobody trusts) are made here with openssl.
+command -v openssl >/dev/null || fail "openssl not found"
+pki=$tmp/pki
+mkdir -p "$pki"
+ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+for ca in ca rogue-ca; do
+    openssl req -x509 "${ec[@]}" -keyout "$pki/$ca.key" -out "$pki/$ca.pem" -days 30 -subj "/CN=$ca" 2>/dev/null
 done
-if [[ -z $address ]]; then
-    cat "$tmp/server.out" "$tmp/server.err" >&2 || true
-    fail "the server did not report its address"
-fi
-echo "server listening on $address (pid $server_pid)"
+for pair in server:IP:127.0.0.1 client:DNS:client.example; do
+    name=${pair%%:*}
+    openssl req "${ec[@]}" -keyout "$pki/$name.key" -out "$pki/$name.csr" -subj "/CN=$name" 2>/dev/null
+    echo "subjectAltName=${pair#*:}" >"$pki/$name.ext"
+    openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial \
+        -out "$pki/$name.pem" -days 30 -extfile "$pki/$name.ext" 2>/dev/null
+done
+start_server tls --tls-cert "$pki/server.pem" --tls-key "$pki/server.key" --tls-client-ca "$pki/ca.pem"
+tls_address=$address
+address=$plain_address
 
 # --- programs --------------------------------------------------------------------
 export LD_LIBRARY_PATH="$PWD/target/debug${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -102,28 +137,32 @@ run() {
 }
 
 run c-embedded "${valgrind[@]}" "$out/embedded" "$tmp/embedded-data"
-run c-client "${valgrind[@]}" "$out/client" "$address"
+run c-client "${valgrind[@]}" "$out/client" "$address" "$tls_address" "$pki"
 run c-groups "${valgrind[@]}" "$out/groups" "$tmp/groups-data"
-run cpp-test "${valgrind[@]}" "$out/cpp-test" "$address"
+run cpp-test "${valgrind[@]}" "$out/cpp-test" "$address" "$tls_address" "$pki"
 
-# --- stop the server: SIGTERM, a clean exit --------------------------------------
-kill -TERM "$server_pid"
-for _ in $(seq 100); do
-    kill -0 "$server_pid" 2>/dev/null || break
-    sleep 0.1
+# --- stop the servers: SIGTERM, a clean exit -------------------------------------
+for pid in "${server_pids[@]}"; do
+    kill -TERM "$pid"
 done
-if kill -0 "$server_pid" 2>/dev/null; then
-    cat "$tmp/server.err" >&2
-    fail "the server did not stop within 10 s of SIGTERM"
-fi
-server_status=0
-wait "$server_pid" || server_status=$?
-server_pid=
-if [[ $server_status -ne 0 ]]; then
-    cat "$tmp/server.err" >&2
-    fail "the server exited with status $server_status after SIGTERM"
-fi
-echo "server stopped cleanly"
+for pid in "${server_pids[@]}"; do
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        cat "$tmp"/*.err >&2
+        fail "server $pid did not stop within 10 s of SIGTERM"
+    fi
+    server_status=0
+    wait "$pid" || server_status=$?
+    if [[ $server_status -ne 0 ]]; then
+        cat "$tmp"/*.err >&2
+        fail "server $pid exited with status $server_status after SIGTERM"
+    fi
+done
+server_pids=()
+echo "servers stopped cleanly"
 
 echo "bindings: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -124,6 +124,12 @@ typedef enum {
    */
   RMQ_ERROR_NOT_AUTHORIZED = 21,
   /*
+   TLS failed: the server's certificate was refused (unknown CA, expired,
+   wrong name), the server refused the client's, or a TLS file did not
+   load (`rmq_client_connect_tls`; `rmq_last_error` says which).
+   */
+  RMQ_ERROR_TLS = 22,
+  /*
    A panic inside the library was caught at the boundary.
    */
   RMQ_PANIC = 99,
@@ -429,6 +435,29 @@ rmq_result rmq_client_connect_auth(const char *bootstrap,
                                    const char *password,
                                    const char *mechanism,
                                    rmq_client **out);
+
+/*
+ [`rmq_client_connect`] over TLS: every connection checks the server's
+ certificate against the CAs in `ca_file` (PEM; NULL: the system's bundle)
+ and the bootstrap address's host. `cert_file` and `key_file` (PEM, both or
+ neither) are the client's own certificate, for servers that require one.
+ With `user` non-NULL, every connection also authenticates as
+ [`rmq_client_connect_auth`] does (`mechanism` NULL: SCRAM-SHA-256). A
+ refused certificate, on either side, is RMQ_ERROR_TLS.
+
+ # Safety
+ `bootstrap` is NUL-terminated; `ca_file`, `cert_file`, `key_file`,
+ `user`, `password` and `mechanism` are each NULL or NUL-terminated
+ (`password` non-NULL when `user` is); `out` is writable.
+ */
+rmq_result rmq_client_connect_tls(const char *bootstrap,
+                                  const char *ca_file,
+                                  const char *cert_file,
+                                  const char *key_file,
+                                  const char *user,
+                                  const char *password,
+                                  const char *mechanism,
+                                  rmq_client **out);
 
 /*
  Waits for the client's queued asynchronous produces, then frees it. NULL is

@@ -322,12 +322,59 @@ static size_t read_partition(const rmq_client *client, const char *topic, int pa
     return (size_t)next;
 }
 
+/* A server with TLS and client certificates required (run-tests.sh makes the
+ * certificates in `pki` with openssl): refused certificates are
+ * RMQ_ERROR_TLS; trusted ones produce and fetch. */
+static void over_tls(const char *bootstrap, const char *pki) {
+    const int64_t T0_TLS = 1700000000000;
+    char ca[512], rogue[512], cert[512], key[512], absent[512];
+    snprintf(ca, sizeof ca, "%s/ca.pem", pki);
+    snprintf(rogue, sizeof rogue, "%s/rogue-ca.pem", pki);
+    snprintf(cert, sizeof cert, "%s/client.pem", pki);
+    snprintf(key, sizeof key, "%s/client.key", pki);
+    snprintf(absent, sizeof absent, "%s/absent.pem", pki);
+    rmq_client *const sentinel = (rmq_client *)(uintptr_t)0x1;
+    rmq_client *client = sentinel;
+    EXPECT_ERROR(RMQ_ERROR_TLS, rmq_client_connect_tls(bootstrap, rogue, cert, key, NULL, NULL, NULL, &client));
+    EXPECT(strstr(rmq_last_error(), "UnknownIssuer") != NULL);
+    EXPECT_ERROR(RMQ_ERROR_TLS, rmq_client_connect_tls(bootstrap, ca, NULL, NULL, NULL, NULL, NULL, &client));
+    EXPECT(strstr(rmq_last_error(), "CertificateRequired") != NULL);
+    EXPECT_ERROR(RMQ_ERROR_TLS, rmq_client_connect_tls(bootstrap, absent, cert, key, NULL, NULL, NULL, &client));
+    EXPECT(strstr(rmq_last_error(), "absent.pem") != NULL);
+    EXPECT_ERROR(RMQ_ERROR_TLS, rmq_client_connect(bootstrap, &client));
+    EXPECT_ERROR(RMQ_ERROR_NULL, rmq_client_connect_tls(bootstrap, ca, cert, key, "user", NULL, NULL, &client));
+    EXPECT(client == sentinel);
+    CHECK(rmq_client_connect_tls(bootstrap, ca, cert, key, NULL, NULL, NULL, &client));
+    char topic[64];
+    snprintf(topic, sizeof topic, "c-tls-%ld", (long)getpid());
+    CHECK(rmq_topic_create(client, topic, 2, -2, -1));
+    static uint8_t value[200000]; /* a record of many TLS records */
+    for (size_t i = 0; i < sizeof value; i++) {
+        value[i] = (uint8_t)(i * 7);
+    }
+    rmq_record_in record = {.key = (const uint8_t *)"k", .key_len = 1, .value = value, .value_len = sizeof value,
+                            .headers = NULL, .headers_len = 0, .timestamp_ms = T0_TLS};
+    int64_t base = -1;
+    CHECK(rmq_produce(client, topic, 1, &record, 1, RMQ_ACKS_DURABLE, &base));
+    EXPECT(base == 0);
+    rmq_fetch *fetch = NULL;
+    CHECK(rmq_fetch_records(client, topic, 1, 0, 1000, &fetch));
+    EXPECT(rmq_fetch_count(fetch) == 1);
+    rmq_record out;
+    CHECK(rmq_fetch_record(fetch, 0, &out));
+    EXPECT(out.value_len == sizeof value && memcmp(out.value, value, sizeof value) == 0);
+    rmq_fetch_free(fetch);
+    CHECK(rmq_topic_delete(client, topic));
+    rmq_client_close(client);
+}
+
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s HOST:PORT\n", argv[0]);
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s HOST:PORT TLS_HOST:PORT PKI_DIR\n", argv[0]);
         return 2;
     }
     const char *bootstrap = argv[1];
+    over_tls(argv[2], argv[3]);
     char topic[64];
     snprintf(topic, sizeof topic, "c-client-%ld", (long)getpid());
     const int64_t T0 = 1700000000000; /* explicit timestamps, well in the past */

@@ -489,6 +489,13 @@ struct TopicInfo {
 };
 
 /// A client, embedded or over TCP, with the same functions for both.
+/// TLS files of a client (PEM paths; empty: not given). See Client::connect.
+struct Tls {
+    std::string ca_file;
+    std::string cert_file;
+    std::string key_file;
+};
+
 class Client {
 public:
     /// Called once, on the client's worker thread, when an asynchronous produce
@@ -519,6 +526,24 @@ public:
         rmq_client *client = nullptr;
         detail::check(rmq_client_connect_auth(address.c_str(), name.c_str(), secret.c_str(), how.c_str(), &client),
                       "rmq_client_connect_auth");
+        return Client(client);
+    }
+
+    /// A client of the server at `bootstrap` over TLS: the server's
+    /// certificate must chain to a CA in `tls.ca_file` (PEM; empty: the
+    /// system's bundle) and carry the bootstrap host; `tls.cert_file` and
+    /// `tls.key_file` (both or neither) are the client's own certificate.
+    /// With a non-empty `user`, every connection also authenticates. A
+    /// refused certificate, on either side, throws an Error with RMQ_ERROR_TLS.
+    static Client connect(std::string_view bootstrap, const Tls &tls, std::string_view user = {},
+                          std::string_view password = {}, std::string_view mechanism = "SCRAM-SHA-256") {
+        std::string address(bootstrap), name(user), secret(password), how(mechanism);
+        auto optional = [](const std::string &text) { return text.empty() ? nullptr : text.c_str(); };
+        rmq_client *client = nullptr;
+        detail::check(rmq_client_connect_tls(address.c_str(), optional(tls.ca_file), optional(tls.cert_file),
+                                             optional(tls.key_file), optional(name), optional(secret), how.c_str(),
+                                             &client),
+                      "rmq_client_connect_tls");
         return Client(client);
     }
 

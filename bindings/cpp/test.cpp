@@ -729,11 +729,23 @@ void server(const std::string &bootstrap) {
     client.delete_topic(topic);
 }
 
+// A server with TLS and client certificates required; `pki` holds the
+// certificates run-tests.sh made.
+void server_tls(const std::string &bootstrap, const std::string &pki) {
+    const ringmq::Tls trusted{pki + "/ca.pem", pki + "/client.pem", pki + "/client.key"};
+    EXPECT_ERROR(RMQ_ERROR_TLS, ringmq::Client::connect(bootstrap, ringmq::Tls{pki + "/rogue-ca.pem", trusted.cert_file,
+                                                                                trusted.key_file}));
+    EXPECT_ERROR(RMQ_ERROR_TLS, ringmq::Client::connect(bootstrap, ringmq::Tls{trusted.ca_file, "", ""}));
+    EXPECT_ERROR(RMQ_ERROR_TLS, ringmq::Client::connect(bootstrap));
+    ringmq::Client client = ringmq::Client::connect(bootstrap, trusted);
+    exercise(client, "tls");
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
-    if (argc > 2) {
-        std::fprintf(stderr, "usage: %s [HOST:PORT]\n", argv[0]);
+    if (argc != 1 && argc != 2 && argc != 4) {
+        std::fprintf(stderr, "usage: %s [HOST:PORT [TLS_HOST:PORT PKI_DIR]]\n", argv[0]);
         return 2;
     }
     std::string base = (std::filesystem::temp_directory_path() / "ringmq-cpp-XXXXXX").string();
@@ -743,8 +755,11 @@ int main(int argc, char **argv) {
     }
     try {
         embedded(base);
-        if (argc == 2) {
+        if (argc >= 2) {
             server(argv[1]);
+        }
+        if (argc == 4) {
+            server_tls(argv[2], argv[3]);
         }
     } catch (const ringmq::Error &error) {
         std::fprintf(stderr, "unexpected ringmq::Error (code %d): %s\n", (int)error.code(), error.what());
@@ -759,7 +774,7 @@ int main(int argc, char **argv) {
         std::fprintf(stderr, "cpp: %d of %d checks failed\n", failures, checks);
         return 1;
     }
-    std::printf("cpp: ok, %d checks (embedded%s, ringmq %s)\n", checks, argc == 2 ? " and server" : "",
+    std::printf("cpp: ok, %d checks (embedded%s, ringmq %s)\n", checks, argc == 4 ? ", server and TLS server" : argc == 2 ? " and server" : "",
                 std::string(ringmq::version()).c_str());
     return 0;
 }

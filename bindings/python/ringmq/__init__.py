@@ -117,6 +117,7 @@ __all__ = [
     "Client",
     "AuthenticationError",
     "NotAuthorizedError",
+    "TlsError",
     "Consumer",
     "GroupConsumer",
     "ShareConsumer",
@@ -188,6 +189,7 @@ class Result(enum.IntEnum):
     ERROR_LOCKED = 19
     ERROR_AUTHENTICATION = 20
     ERROR_NOT_AUTHORIZED = 21
+    ERROR_TLS = 22
     PANIC = 99
 
 
@@ -298,6 +300,12 @@ class NotAuthorizedError(Error, PermissionError):
     or group (or it is for super users); nothing changed."""
 
 
+class TlsError(Error):
+    """RMQ_ERROR_TLS: the server's certificate was refused (unknown CA,
+    expired, not for this host), the server refused the client's, or a TLS
+    file did not load; the message says which."""
+
+
 class PanicError(Error):
     """RMQ_PANIC: a panic inside the library was caught at the boundary."""
 
@@ -323,6 +331,7 @@ _ERRORS: Dict[int, Type[Error]] = {
     Result.ERROR_LOCKED: LockedError,
     Result.ERROR_AUTHENTICATION: AuthenticationError,
     Result.ERROR_NOT_AUTHORIZED: NotAuthorizedError,
+    Result.ERROR_TLS: TlsError,
     Result.PANIC: PanicError,
 }
 
@@ -839,11 +848,20 @@ class Broker:
 # --- client ------------------------------------------------------------------------------
 
 
+def _optional_text(value: Optional[str], what: str) -> Optional[bytes]:
+    return None if value is None else _text(value, what)
+
+
 def connect(
     bootstrap: str,
     user: Optional[str] = None,
     password: Optional[str] = None,
     mechanism: str = "SCRAM-SHA-256",
+    *,
+    tls: bool = False,
+    tls_ca: Optional[str] = None,
+    tls_cert: Optional[str] = None,
+    tls_key: Optional[str] = None,
 ) -> "Client":
     """A client connected over TCP to the ringmq server at ``"HOST:PORT"``.
 
@@ -851,13 +869,27 @@ def connect(
     ``mechanism`` (``"SCRAM-SHA-256"``, where the password never crosses the
     wire, or ``"PLAIN"``); refused credentials raise
     :class:`AuthenticationError`.
+
+    With ``tls=True`` (implied by any ``tls_*`` argument) every connection
+    speaks TLS, checking the server's certificate against the CAs in the PEM
+    file ``tls_ca`` (default: the system's bundle) and the bootstrap host;
+    ``tls_cert`` and ``tls_key`` (PEM, both or neither) are the client's own
+    certificate for servers that require one. TLS failures raise
+    :class:`TlsError`.
     """
     address = _text(bootstrap, "bootstrap")
     out = _new_handle()
-    if user is None and password is None:
-        _check(_ffi.rmq_client_connect(address, ctypes.byref(out)))
-    elif user is None or password is None:
+    if (user is None) != (password is None):
         raise InvalidArgumentError(Result.ERROR_INVALID_ARGUMENT, "give both user and password, or neither")
+    if (tls_cert is None) != (tls_key is None):
+        raise InvalidArgumentError(Result.ERROR_INVALID_ARGUMENT, "give both tls_cert and tls_key, or neither")
+    if tls or tls_ca is not None or tls_cert is not None:
+        _check(_ffi.rmq_client_connect_tls(
+            address, _optional_text(tls_ca, "tls_ca"), _optional_text(tls_cert, "tls_cert"), _optional_text(tls_key, "tls_key"),
+            _optional_text(user, "user"), _optional_text(password, "password"), _text(mechanism, "mechanism"),
+            ctypes.byref(out)))
+    elif user is None or password is None:
+        _check(_ffi.rmq_client_connect(address, ctypes.byref(out)))
     else:
         _check(_ffi.rmq_client_connect_auth(
             address, _text(user, "user"), _text(password, "password"), _text(mechanism, "mechanism"),

@@ -241,6 +241,13 @@ rmq_client_connect: Callable[[bytes, Ref], int] = _declare("rmq_client_connect",
 rmq_client_connect_auth: Callable[[bytes, bytes, bytes, bytes, Ref], int] = _declare(
     "rmq_client_connect_auth", c_result, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, c_handle_p
 )
+rmq_client_connect_tls: Callable[
+    [bytes, Optional[bytes], Optional[bytes], Optional[bytes], Optional[bytes], Optional[bytes], Optional[bytes], Ref],
+    int,
+] = _declare(
+    "rmq_client_connect_tls", c_result, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+    ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, c_handle_p
+)
 rmq_client_close: Callable[[Handle], None] = _declare("rmq_client_close", None, c_handle)
 
 rmq_topic_create: Callable[[Handle, bytes, int, int, int], int] = _declare(

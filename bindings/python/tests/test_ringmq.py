@@ -524,6 +524,74 @@ class AuthenticatedTcpTest(RunningServer, unittest.TestCase):
                 reader.produce(topic, b"still refused")
 
 
+def make_pki(directory):
+    """With the openssl command: a CA, a server certificate for 127.0.0.1 and
+    a client certificate signed by it, and a CA nobody trusts (PEM files)."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    path = lambda name: os.path.join(directory, name)  # noqa: E731
+    for ca in ("ca", "rogue-ca"):
+        openssl("req", "-x509", *ec, "-keyout", path(ca + ".key"), "-out", path(ca + ".pem"), "-days", "30",
+                "-subj", "/CN=" + ca)
+    for name, alt_names in (("server", "IP:127.0.0.1"), ("client", "DNS:client.example")):
+        openssl("req", *ec, "-keyout", path(name + ".key"), "-out", path(name + ".csr"), "-subj", "/CN=" + name)
+        with open(path(name + ".ext"), "w") as extensions:
+            extensions.write("subjectAltName=%s\n" % alt_names)
+        openssl("x509", "-req", "-in", path(name + ".csr"), "-CA", path("ca.pem"), "-CAkey", path("ca.key"),
+                "-CAcreateserial", "-out", path(name + ".pem"), "-days", "30", "-extfile", path(name + ".ext"))
+
+
+class TlsTcpTest(RunningServer, ClientBehaviour, unittest.TestCase):
+    """The whole client behaviour over TLS, with client certificates required
+    (`--tls-cert`, `--tls-key`, `--tls-client-ca`); refused certificates
+    raise TlsError."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = tempfile.mkdtemp(prefix="ringmq-python-pki-")
+        make_pki(cls.pki)
+        cls.server_args = ["--tls-cert", cls.file("server.pem"), "--tls-key", cls.file("server.key"),
+                           "--tls-client-ca", cls.file("ca.pem")]
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            shutil.rmtree(cls.pki, ignore_errors=True)
+
+    @classmethod
+    def file(cls, name):
+        return os.path.join(cls.pki, name)
+
+    def connect(self, ca="ca.pem", certificate="client"):
+        return ringmq.connect(self.address, tls_ca=self.file(ca),
+                              tls_cert=certificate and self.file(certificate + ".pem"),
+                              tls_key=certificate and self.file(certificate + ".key"))
+
+    def setUp(self):
+        self.client = self.connect()
+        self.addCleanup(self.client.close)
+
+    def test_refused_certificates_raise_tls_error(self):
+        with self.assertRaises(ringmq.TlsError) as raised:
+            self.connect(ca="rogue-ca.pem")
+        self.assertIn("UnknownIssuer", str(raised.exception))
+        with self.assertRaises(ringmq.TlsError) as raised:
+            self.connect(certificate=None)
+        self.assertIn("CertificateRequired", str(raised.exception))
+        with self.assertRaises(ringmq.TlsError) as raised:
+            ringmq.connect(self.address)
+        self.assertIn("speaks TLS", str(raised.exception))
+        with self.assertRaises(ringmq.TlsError):
+            ringmq.connect(self.address, tls_ca=self.file("absent.pem"))
+        with self.assertRaises(ringmq.InvalidArgumentError):
+            ringmq.connect(self.address, tls_ca=self.file("ca.pem"), tls_cert=self.file("client.pem"))
+
+
 class TcpTest(RunningServer, ClientBehaviour, unittest.TestCase):
     """The same behaviour through `ringmq.connect` to a `ringmq serve` process."""
 
