@@ -657,7 +657,13 @@ impl BatchBuilder {
 
     /// A builder whose buffer starts with room for `capacity` bytes of records.
     pub fn with_capacity(capacity: usize) -> BatchBuilder {
-        let mut buffer = Vec::with_capacity(BATCH_HEADER_BYTES + capacity);
+        BatchBuilder::reusing(Vec::with_capacity(BATCH_HEADER_BYTES + capacity))
+    }
+
+    /// A builder writing into `buffer`'s allocation (emptied first): a
+    /// sender that hands each finished batch back does not allocate one per batch.
+    pub fn reusing(mut buffer: Vec<u8>) -> BatchBuilder {
+        buffer.clear();
         buffer.resize(BATCH_HEADER_BYTES, 0);
         BatchBuilder {
             buffer,

@@ -78,7 +78,7 @@ fn set_connect_options(cli: &Cli) -> Result<(), String> {
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker (loopback only and ./ringmq-data unless told otherwise).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create, list, describe and delete topics.
     #[command(subcommand)]
     Topic(TopicCommand),
@@ -499,7 +499,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Topic(command) => topic(&cli.bootstrap, command),
         Command::Produce(args) => produce(&cli.bootstrap, args),
         Command::Consume(args) if args.group.is_some() => consume_group(&cli.bootstrap, args),

@@ -144,6 +144,8 @@ pub struct Connection {
     /// Bytes of the next response frame read so far: a read with a deadline
     /// ([`Connection::receive_within`]) may stop in the middle of a frame.
     partial: Vec<u8>,
+    /// Bytes of `partial` read so far (the rest of it is zeroed space).
+    filled: usize,
     /// The read timeout the owner set ([`Connection::set_read_timeout`]).
     read_timeout: Option<Duration>,
 }
@@ -251,6 +253,7 @@ impl Connection {
             next_correlation_id: 0,
             outstanding: Default::default(),
             partial: Vec::new(),
+            filled: 0,
             read_timeout: None,
         }
     }
@@ -273,7 +276,7 @@ impl Connection {
     /// Reads the next response frame: header and body.
     pub fn receive(&mut self) -> Result<(ResponseHeader, Vec<u8>)> {
         match self.read_frame(None)? {
-            Some(frame) => self.parse_frame(&frame),
+            Some(frame) => self.parse_frame(frame),
             None => Err(ClientError::Io(io::Error::new(io::ErrorKind::TimedOut, "no response in time"))),
         }
     }
@@ -285,7 +288,7 @@ impl Connection {
         let frame = self.read_frame(Some(deadline));
         self.stream.tcp().set_read_timeout(self.read_timeout)?;
         match frame? {
-            Some(frame) => self.parse_frame(&frame).map(Some),
+            Some(frame) => self.parse_frame(frame).map(Some),
             None => Ok(None),
         }
     }
@@ -294,27 +297,31 @@ impl Connection {
     /// deadline passes. The length is checked before anything is allocated.
     fn read_frame(&mut self, deadline: Option<std::time::Instant>) -> Result<Option<Vec<u8>>> {
         loop {
-            let want = match self.partial.get(..protocol::LENGTH_BYTES) {
-                None => protocol::LENGTH_BYTES - self.partial.len(),
-                Some(length) => {
-                    let declared = u32::from_be_bytes([length[0], length[1], length[2], length[3]]) as usize;
-                    if !(protocol::RESPONSE_HEADER_BYTES..=protocol::RESPONSE_BYTES_MAX).contains(&declared) {
-                        // A TLS record header (alert or handshake, version 3.x).
-                        if !self.stream.is_tls() && matches!(length, [0x15 | 0x16, 0x03, ..]) {
-                            return Err(ClientError::Tls(
-                                "the server speaks TLS and this connection does not: connect with TLS".into(),
-                            ));
+            let want =
+                match self.partial.get(..protocol::LENGTH_BYTES).filter(|_| self.filled >= protocol::LENGTH_BYTES) {
+                    None => protocol::LENGTH_BYTES - self.filled,
+                    Some(length) => {
+                        let declared = u32::from_be_bytes([length[0], length[1], length[2], length[3]]) as usize;
+                        if !(protocol::RESPONSE_HEADER_BYTES..=protocol::RESPONSE_BYTES_MAX).contains(&declared) {
+                            // A TLS record header (alert or handshake, version 3.x).
+                            if !self.stream.is_tls() && matches!(length, [0x15 | 0x16, 0x03, ..]) {
+                                return Err(ClientError::Tls(
+                                    "the server speaks TLS and this connection does not: connect with TLS".into(),
+                                ));
+                            }
+                            return Err(ClientError::Protocol(format!("response length {declared} out of range")));
                         }
-                        return Err(ClientError::Protocol(format!("response length {declared} out of range")));
+                        let total = protocol::LENGTH_BYTES + declared;
+                        if self.filled >= total {
+                            let mut frame = std::mem::take(&mut self.partial);
+                            self.partial = frame.get(total..self.filled).unwrap_or_default().to_vec();
+                            self.filled = self.partial.len();
+                            frame.truncate(total);
+                            return Ok(Some(frame));
+                        }
+                        total - self.filled
                     }
-                    let total = protocol::LENGTH_BYTES + declared;
-                    if self.partial.len() >= total {
-                        let rest = self.partial.split_off(total);
-                        return Ok(Some(std::mem::replace(&mut self.partial, rest)));
-                    }
-                    total - self.partial.len()
-                }
-            };
+                };
             match deadline {
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -325,10 +332,14 @@ impl Connection {
                 }
                 None => self.stream.tcp().set_read_timeout(self.read_timeout)?,
             }
-            let start = self.partial.len();
-            self.partial.resize(start + want, 0);
-            let read = self.stream.read(self.partial.get_mut(start..).unwrap_or_default());
-            self.partial.truncate(start + *read.as_ref().unwrap_or(&0));
+            // Zeroed once: reads that return less than asked (a TLS record
+            // at a time) do not clear the rest again.
+            let start = self.filled;
+            if self.partial.len() < start + want {
+                self.partial.resize(start + want, 0);
+            }
+            let read = self.stream.read(self.partial.get_mut(start..start + want).unwrap_or_default());
+            self.filled = start + *read.as_ref().unwrap_or(&0);
             match read {
                 Ok(0) => {
                     let error = io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection");
@@ -344,8 +355,11 @@ impl Connection {
         }
     }
 
-    fn parse_frame(&mut self, frame: &[u8]) -> Result<(ResponseHeader, Vec<u8>)> {
-        let (header, body) = protocol::parse_response(frame)?;
+    /// The header, and the body in the frame's own buffer (no copy into a
+    /// second one: a fetch answer is up to a megabyte or more).
+    fn parse_frame(&mut self, mut frame: Vec<u8>) -> Result<(ResponseHeader, Vec<u8>)> {
+        let (header, body) = protocol::parse_response(&frame)?;
+        let header_bytes = frame.len() - body.len();
         if let Some(expected) = self.outstanding.pop_front() {
             if expected != header.correlation_id {
                 return Err(ClientError::Protocol(format!(
@@ -354,7 +368,8 @@ impl Connection {
                 )));
             }
         }
-        Ok((header, body.to_vec()))
+        frame.drain(..header_bytes);
+        Ok((header, frame))
     }
 
     /// Sends one request and returns its body, or the server's error.
@@ -391,7 +406,7 @@ impl Connection {
     /// Whether a response has (at least partly) arrived: a zero-timeout
     /// look at the socket and at what TLS has decrypted already.
     pub fn readable(&mut self) -> bool {
-        if !self.partial.is_empty() || self.stream.buffered() {
+        if self.filled > 0 || self.stream.buffered() {
             return true;
         }
         let stream = self.stream.tcp();
@@ -937,13 +952,15 @@ impl Client {
     /// without holding up the client's other callers.
     pub fn fetch(&self, request: &FetchRequest) -> Result<FetchResult> {
         let context = format!("fetch {}/{} at {}", request.topic, request.partition, request.offset);
-        let body = self.call_owner(&request.topic, request.partition, &context, |id| request.encode(id))?;
+        let mut body = self.call_owner(&request.topic, request.partition, &context, |id| request.encode(id))?;
         let response = FetchResponse::decode(&body)?;
-        Ok(FetchResult {
-            high_watermark: response.high_watermark as u64,
-            earliest: response.earliest as u64,
-            records: response.records.to_vec(),
-        })
+        let (high_watermark, earliest) = (response.high_watermark as u64, response.earliest as u64);
+        // The records stay in the answer's buffer: the fields before them go.
+        let records = response.records.len();
+        let start = response.records.as_ptr() as usize - body.as_ptr() as usize;
+        body.truncate(start + records);
+        body.drain(..start);
+        Ok(FetchResult { high_watermark, earliest, records: body })
     }
 
     /// Sends one request on a connection of its own (not the pool's) and

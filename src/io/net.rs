@@ -64,7 +64,7 @@ pub fn bind_std(address: SocketAddr, reuse_port: bool) -> io::Result<std::net::T
 }
 
 /// Ciphertext bytes asked of the socket per read on a TLS connection.
-pub const TLS_READ_BYTES: usize = 64 * 1024;
+pub const TLS_READ_BYTES: usize = 256 * 1024;
 /// Plaintext handed to TLS at a time when writing: the ciphertext of this
 /// much is what one socket write carries.
 pub const TLS_WRITE_BYTES: usize = 256 * 1024;

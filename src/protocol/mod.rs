@@ -369,7 +369,12 @@ pub fn parse_request_header(after_length: &[u8]) -> Result<RequestHeader, Decode
 
 /// Starts a request frame; finish it with [`finish_frame`].
 pub fn request_frame(api_key: u16, api_version: u16, correlation_id: u32) -> Writer {
-    let mut writer = Writer::with_capacity(64);
+    request_frame_in(Vec::with_capacity(64), api_key, api_version, correlation_id)
+}
+
+/// [`request_frame`] written into `buffer`'s allocation.
+pub fn request_frame_in(buffer: Vec<u8>, api_key: u16, api_version: u16, correlation_id: u32) -> Writer {
+    let mut writer = Writer::reusing(buffer);
     writer.u32(0);
     writer.u16(api_key);
     writer.u16(api_version);
@@ -515,6 +520,11 @@ pub struct Writer {
 impl Writer {
     pub fn with_capacity(capacity: usize) -> Writer {
         Writer { bytes: Vec::with_capacity(capacity) }
+    }
+    /// A writer into `bytes`, emptied first (its allocation is reused).
+    pub fn reusing(mut bytes: Vec<u8>) -> Writer {
+        bytes.clear();
+        Writer { bytes }
     }
     /// Room for `additional` more bytes.
     pub fn reserve(&mut self, additional: usize) {

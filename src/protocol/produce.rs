@@ -5,7 +5,7 @@
 //! response: entries [error u16, base_offset i64]   (same order as the request;
 //!           base_offset -1 on error). With acks 0 there is no response at all.
 
-use super::{api, finish_frame, request_frame, response_frame, DecodeError, ErrorCode, Reader};
+use super::{api, finish_frame, response_frame, DecodeError, ErrorCode, Reader};
 use super::{PRODUCE_ENTRIES_MAX, TOPIC_NAME_WIRE_BYTES_MAX};
 use crate::log::Acks;
 
@@ -50,8 +50,14 @@ pub struct ProduceRequest<'a> {
 impl<'a> ProduceRequest<'a> {
     /// Encodes a request from `(topic, partition, batch)` entries.
     pub fn encode(correlation_id: u32, acks: Acks, entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
+        ProduceRequest::encode_in(Vec::new(), correlation_id, acks, entries)
+    }
+
+    /// [`ProduceRequest::encode`] into `buffer`'s allocation (a sender that
+    /// reuses one buffer does not allocate, and fault in, a frame per request).
+    pub fn encode_in(buffer: Vec<u8>, correlation_id: u32, acks: Acks, entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
         let size: usize = entries.iter().map(|(topic, _, batch)| topic.len() + batch.len() + 10).sum();
-        let mut writer = request_frame(api::PRODUCE, 0, correlation_id);
+        let mut writer = super::request_frame_in(buffer, api::PRODUCE, 0, correlation_id);
         writer.reserve(size + 5);
         writer.u8(acks_to_u8(acks));
         writer.count(entries.len());
