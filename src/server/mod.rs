@@ -226,13 +226,28 @@ fn kafka_advertised(advertise: Option<&str>, bound: SocketAddr) -> Result<(Strin
     }
 }
 
-/// Pins the calling thread to `core` (modulo the cores available).
-fn pin_to_core(core: usize) {
+/// The CPUs this process may run on, in order: its affinity mask, which is
+/// a container's cpuset or a `taskset` (empty if it cannot be read).
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data, zeroed is a valid empty set;
+    // sched_getaffinity writes at most its size into it, and CPU_ISSET only
+    // reads it, for indices below CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize).filter(|&cpu| libc::CPU_ISSET(cpu, &set)).collect()
+    }
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_to_cpu(cpu: usize) {
     // SAFETY: cpu_set_t is plain data, zeroed is a valid empty set; CPU_SET and
     // sched_setaffinity only touch that set and the calling thread.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(core % libc::CPU_SETSIZE as usize, &mut set);
+        libc::CPU_SET(cpu % libc::CPU_SETSIZE as usize, &mut set);
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
 }
@@ -354,15 +369,18 @@ fn spawn_shards(
     listeners: Vec<ShardListeners>,
     ready: mpsc::Sender<Result<(), ShardError>>,
 ) -> Result<Vec<std::thread::JoinHandle<Result<(), ShardError>>>, StartError> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Shard i takes the i-th CPU the process may use (so in a container
+    // limited to CPUs 4-5, shards go to 4 and 5, not to 0 and 1).
+    let cpus = allowed_cpus();
     let mut threads = Vec::with_capacity(listeners.len());
     for (shard, listeners) in listeners.into_iter().enumerate() {
         let (shared, ready) = (shared.clone(), ready.clone());
+        let cpu = cpus.get(shard % cpus.len().max(1)).copied();
         let thread = std::thread::Builder::new()
             .name(format!("ringmq-shard-{shard}"))
             .spawn(move || {
-                if shared.config.pin_threads {
-                    pin_to_core(shard % cores);
+                if let (true, Some(cpu)) = (shared.config.pin_threads, cpu) {
+                    pin_to_cpu(cpu);
                 }
                 shard::run(shard as u16, shared, listeners, ready)
             })
