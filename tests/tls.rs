@@ -242,6 +242,14 @@ fn required_client_certificates_refuse_missing_expired_and_unknown_ones_and_appl
 
     let client = connect(&address, client_tls(&pki, "ca.pem", Some("client"))).expect("a valid client certificate");
     assert!(client.topics_listing().is_empty(), "nothing the refused clients sent was applied");
+    // Each refusal is counted for the operator (ringmq_tls_failures_total),
+    // once its connection has ended.
+    let counted = || server.counters().tls_failures.load(std::sync::atomic::Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while counted() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(counted(), 3);
     client.create_topic("mutual", 2, Default::default(), Default::default()).unwrap();
     for partition in 0..2 {
         assert_eq!(client.produce("mutual", partition, &batch(3, 100, 9), Acks::Written).unwrap(), Some(0));
@@ -272,6 +280,54 @@ fn tls_and_sasl_together() {
     let client = Client::connect_with(&address, &options("admin-pw")).unwrap();
     client.create_topic("both", 1, Default::default(), Default::default()).unwrap();
     assert_eq!(client.produce("both", 0, &batch(2, 10, 1), Acks::Durable).unwrap(), Some(0));
+    server.shutdown().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_cli_and_both_bench_producers_connect_over_tls() {
+    let dir = temp_dir("tls-cli");
+    let pki = pki(&dir.join("pki"));
+    let server = start_server(&dir.join("data"), 2, |config| {
+        config.security.tls = Some(server_tls(&pki, "server", false));
+        config.kafka.listen = Some("127.0.0.1:0".parse().unwrap());
+    });
+    let native = format!("localhost:{}", server.address().port());
+    let kafka = format!("localhost:{}", server.kafka_address().unwrap().port());
+    let ca = pki.path("ca.pem");
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ringmq"))
+            .args(["--bootstrap", &native, "--tls-ca", ca.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let bench = ["--count", "3000", "--batch-records", "100", "--message-size", "64", "--json"];
+    for (topic, kafka_flag) in [("bench-native", None), ("bench-kafka", Some(kafka.as_str()))] {
+        let mut args = vec!["bench", "produce", "--topic", topic, "--partitions", "2"];
+        args.extend(bench);
+        if let Some(address) = kafka_flag {
+            args.extend(["--kafka", address]);
+        }
+        let output = cli(&args);
+        assert!(output.status.success(), "{topic}: {}", String::from_utf8_lossy(&output.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(report["records"], 3000, "{report}");
+    }
+    let client = connect(&native, client_tls(&pki, "ca.pem", None)).unwrap();
+    for topic in ["bench-native", "bench-kafka"] {
+        let landed: i64 = (0..2).map(|partition| client.list_offsets(topic, partition, -1).unwrap().latest).sum();
+        assert_eq!(landed, 3000, "records in {topic}");
+    }
+    let listed = cli(&["topic", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("bench-kafka"));
+    // The CLI without TLS is told what to do.
+    let plain = std::process::Command::new(env!("CARGO_BIN_EXE_ringmq"))
+        .args(["--bootstrap", &native, "topic", "list"])
+        .output()
+        .unwrap();
+    assert!(!plain.status.success());
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("speaks TLS"), "{plain:?}");
     server.shutdown().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -5,11 +5,12 @@
 //! only by the protocol path in the server.
 
 use super::{build_batch, histogram, instant_ns, record_us, Pacer, Run, Workload};
+use crate::client::Socket;
 use crate::kafka::{api, Reader, Writer, SIZE_BYTES};
 use crate::log::Acks;
 use std::collections::VecDeque;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::ToSocketAddrs;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -85,7 +86,7 @@ fn produce_error(body: &[u8]) -> Result<i16, String> {
     Ok(0)
 }
 
-fn receive(stream: &mut TcpStream, body: &mut Vec<u8>) -> Result<(), String> {
+fn receive(stream: &mut Socket, body: &mut Vec<u8>) -> Result<(), String> {
     let lost = |e: std::io::Error| format!("the Kafka listener's connection failed: {e}");
     let mut size = [0u8; SIZE_BYTES];
     stream.read_exact(&mut size).map_err(lost)?;
@@ -101,9 +102,16 @@ fn receive(stream: &mut TcpStream, body: &mut Vec<u8>) -> Result<(), String> {
 /// records to its partitions, `in_flight` requests at a time.
 pub(super) fn produce(run: &Run, address: &str, partitions: Vec<u32>, quota: u64) -> Result<(), String> {
     let config = &run.config;
+    let cannot = |e: &dyn std::fmt::Display| format!("cannot connect to the Kafka listener at {address}: {e}");
+    let resolved = address.to_socket_addrs().map_err(|e| cannot(&e))?.next().ok_or_else(|| cannot(&"no address"))?;
+    let tls = match &config.connect.tls {
+        Some(tls) => {
+            Some(tls.load(address.rsplit_once(':').map_or(address, |(host, _)| host)).map_err(|e| cannot(&e))?)
+        }
+        None => None,
+    };
     let mut stream =
-        TcpStream::connect(address).map_err(|e| format!("cannot connect to the Kafka listener at {address}: {e}"))?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        Socket::connect(resolved, tls.as_ref()).map_err(|e| cannot(&crate::client::ClientError::from(e)))?;
     let rate = config.rate.map(|r| r as f64 / config.producers as f64);
     let depth = if rate.is_some() { usize::MAX } else { config.in_flight.max(1) };
     let mut pacer = Pacer::new(rate, config.batch_records);
@@ -111,7 +119,7 @@ pub(super) fn produce(run: &Run, address: &str, partitions: Vec<u32>, quota: u64
     let mut pending: VecDeque<Instant> = VecDeque::new();
     let mut body = Vec::new();
     let acknowledged = config.acks != Acks::None;
-    let mut receive_one = |stream: &mut TcpStream, pending: &mut VecDeque<Instant>, local: &mut _| {
+    let mut receive_one = |stream: &mut Socket, pending: &mut VecDeque<Instant>, local: &mut _| {
         receive(stream, &mut body)?;
         let scheduled = pending.pop_front().unwrap_or_else(Instant::now);
         match produce_error(&body)? {

@@ -103,6 +103,10 @@ impl Stream {
         Ok(Stream { inner: self.inner, tls: Some(tls) })
     }
 
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// Reads into the spare capacity of `buffer` (after its length); returns the
     /// bytes read (0 at end of stream) and the buffer. Under TLS, the bytes
     /// are plaintext, and may be more than `want`.

@@ -261,7 +261,13 @@ async fn read_requests(
         let (result, returned) = stream.read(buffer, want).await;
         buffer = returned;
         match result {
-            Ok(0) | Err(_) => return,
+            Ok(0) => return,
+            Err(error) => {
+                if stream.is_tls() && error.kind() == std::io::ErrorKind::InvalidData {
+                    context.shared.counters.tls_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                return;
+            }
             Ok(_) => {}
         }
     }

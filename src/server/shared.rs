@@ -43,6 +43,9 @@ pub struct ServerCounters {
     pub fetch_mapped_bytes: AtomicU64,
     /// Connections refused because the broker served `max_connections`.
     pub refused_connections: AtomicU64,
+    /// TLS connections that ended on a TLS failure (a refused certificate,
+    /// a failed handshake, a record that did not decrypt, plain bytes).
+    pub tls_failures: AtomicU64,
     /// Duration of every group-commit flush round (its fdatasyncs).
     pub fsync_rounds: Arc<crate::metrics::LatencyHistogram>,
     /// Produce requests from a network front end: start to acknowledgement,

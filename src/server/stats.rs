@@ -83,6 +83,12 @@ fn render_counters(out: &mut String, shared: &Shared) {
     );
     counter(
         out,
+        "ringmq_tls_failures_total",
+        "TLS connections ended by a TLS failure: a refused certificate, a failed handshake, a bad record, plain bytes.",
+        load(&counters.tls_failures),
+    );
+    counter(
+        out,
         "ringmq_duplicate_batches_total",
         "Idempotent batches recognised as resends and not appended again.",
         load(&counters.duplicate_batches),
