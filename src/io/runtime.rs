@@ -27,7 +27,7 @@ impl fmt::Display for RuntimeError {
         };
         write!(
             f,
-            "ringmq cannot start: {cause} ({}); run it on Linux 5.11+ with `sysctl kernel.io_uring_disabled=0` \
+            "cannot start: {cause} ({}); run it on Linux 5.11+ with `sysctl kernel.io_uring_disabled=0` \
              and, in a container, a seccomp profile that allows io_uring_setup/io_uring_enter/io_uring_register \
              (docs/CONTAINERS.md)",
             self.source
