@@ -180,8 +180,15 @@ impl Stream {
                 failed
             };
             tls.received.set(Some(returned));
-            // Handshake messages, session tickets, alerts.
-            self.send_tls(tls).await?;
+            // Handshake messages, session tickets, alerts. When the writer
+            // is sending, it sends these too (it drains everything queued
+            // before it lets go), so the reader never waits on the writer:
+            // a peer that writes without reading stalls only its own answers.
+            if tls.session.borrow().wants_write() {
+                if let Ok(_sending) = tls.sending.try_lock() {
+                    self.send_queued(tls).await?;
+                }
+            }
             if let Some(error) = failed {
                 return Err(error);
             }
