@@ -426,15 +426,24 @@ pub unsafe extern "C" fn rmq_client_connect(bootstrap: *const c_char, out: *mut 
         if out.is_null() {
             return fail(rmq_result::RMQ_ERROR_NULL, "out is NULL");
         }
-        match Client::connect(bootstrap) {
-            Ok(client) => {
-                // SAFETY: `out` is non-NULL and writable.
-                unsafe { *out = new_client(Arc::new(client)) };
-                rmq_result::RMQ_OK
-            }
-            Err(error) => client_error(error),
-        }
+        // SAFETY: `out` was checked non-NULL above and is writable per contract.
+        unsafe { connected(Client::connect(bootstrap), out) }
     })
+}
+
+/// Writes a connected client to `out`, or reports why it could not connect.
+///
+/// # Safety
+/// `out` is non-NULL and writable.
+unsafe fn connected(result: crate::client::Result<Client>, out: *mut *mut rmq_client) -> rmq_result {
+    match result {
+        Ok(client) => {
+            // SAFETY: per this function's contract.
+            unsafe { *out = new_client(Arc::new(client)) };
+            rmq_result::RMQ_OK
+        }
+        Err(error) => client_error(error),
+    }
 }
 
 /// [`rmq_client_connect`], every connection authenticating as `user` with
@@ -471,14 +480,8 @@ pub unsafe extern "C" fn rmq_client_connect_auth(
         }
         let credentials =
             crate::client::Credentials { user: user.into(), password: password.into(), mechanism: mechanism.into() };
-        match Client::connect_as(bootstrap, Some(credentials)) {
-            Ok(client) => {
-                // SAFETY: `out` is non-NULL and writable.
-                unsafe { *out = new_client(Arc::new(client)) };
-                rmq_result::RMQ_OK
-            }
-            Err(error) => client_error(error),
-        }
+        // SAFETY: `out` was checked non-NULL above and is writable per contract.
+        unsafe { connected(Client::connect_as(bootstrap, Some(credentials)), out) }
     })
 }
 
@@ -544,14 +547,8 @@ pub unsafe extern "C" fn rmq_client_connect_tls(
             server_name: None,
         };
         let options = crate::client::ConnectOptions { credentials, tls: Some(tls) };
-        match Client::connect_with(bootstrap, &options) {
-            Ok(client) => {
-                // SAFETY: `out` is non-NULL and writable.
-                unsafe { *out = new_client(Arc::new(client)) };
-                rmq_result::RMQ_OK
-            }
-            Err(error) => client_error(error),
-        }
+        // SAFETY: `out` was checked non-NULL above and is writable per contract.
+        unsafe { connected(Client::connect_with(bootstrap, &options), out) }
     })
 }
 

@@ -12,12 +12,9 @@ skipped.
 """
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 import unittest
 import uuid
@@ -32,8 +29,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "bindings" / "python"))
 import ringmq  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import serve  # noqa: E402
+from serve import WAIT_S, Serve  # noqa: E402
+
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
-WAIT_S = 20
 
 
 def unique(prefix):
@@ -43,46 +43,18 @@ def unique(prefix):
 class KafkaListener(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        binary = os.environ.get("RINGMQ_BIN", str(REPO_ROOT / "target" / "debug" / "ringmq"))
-        if not os.path.exists(binary):
-            raise AssertionError("no ringmq server at %s (build it, or set RINGMQ_BIN)" % binary)
+        serve.binary()
         if shutil.which("kcat") is None:
             raise AssertionError("kcat is missing: apt-get install kcat")
-        cls.directory = tempfile.mkdtemp(prefix="ringmq-kafka-clients-")
-        cls.server = subprocess.Popen(
-            [binary, "serve", "--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--shards", "2",
-             "--data-dir", os.path.join(cls.directory, "data")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        native = kafka_address = None
-        deadline = time.time() + WAIT_S
-        while (native is None or kafka_address is None) and time.time() < deadline:
-            line = cls.server.stdout.readline()
-            if not line:
-                break
-            if line.startswith("ringmq listening on "):
-                native = line.split()[3]
-            elif line.startswith("ringmq kafka listening on "):
-                kafka_address = line.split()[4]
-        if native is None or kafka_address is None:
-            cls.server.kill()
-            raise AssertionError("the server did not print both addresses: %s" % cls.server.stderr.read())
-        # Keep draining stdout so the server never blocks on a full pipe.
-        threading.Thread(target=cls.server.stdout.read, daemon=True).start()
-        cls.native_address = native
-        cls.bootstrap = kafka_address
+        cls.server = Serve("ringmq-kafka-clients-")
+        native = cls.native_address = cls.server.native
+        cls.bootstrap = cls.server.kafka
         cls.native = ringmq.connect(native)
 
     @classmethod
     def tearDownClass(cls):
         cls.native.close()
-        cls.server.terminate()
-        try:
-            cls.server.wait(timeout=WAIT_S)
-        finally:
-            shutil.rmtree(cls.directory, ignore_errors=True)
-        if cls.server.returncode != 0:
-            raise AssertionError("the server exited with %s" % cls.server.returncode)
+        cls.server.stop()
 
     # ---------------------------------------------------------------- helpers
 

@@ -9,10 +9,8 @@ refused, and nothing is written.
 """
 
 import os
-import shutil
 import subprocess
-import tempfile
-import threading
+import sys
 import time
 import unittest
 import uuid
@@ -22,8 +20,10 @@ import confluent_kafka
 import kafka
 import kafka.errors
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-WAIT_S = 20
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import serve  # noqa: E402
+from serve import WAIT_S, Serve  # noqa: E402
+
 ADMIN, ADMIN_PASSWORD = "admin", "admin-secret"
 USER, PASSWORD = "alice", "alice-secret"
 MECHANISMS = ["PLAIN", "SCRAM-SHA-256"]
@@ -36,34 +36,11 @@ def unique(prefix):
 class KafkaSasl(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.binary = os.environ.get("RINGMQ_BIN", str(REPO_ROOT / "target" / "debug" / "ringmq"))
-        if not os.path.exists(cls.binary):
-            raise AssertionError("no ringmq server at %s (build it, or set RINGMQ_BIN)" % cls.binary)
-        cls.directory = tempfile.mkdtemp(prefix="ringmq-kafka-sasl-")
-        environment = dict(os.environ, RINGMQ_BOOTSTRAP_USER="%s:%s" % (ADMIN, ADMIN_PASSWORD))
-        cls.server = subprocess.Popen(
-            [cls.binary, "serve", "--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--shards", "2",
-             "--authentication", "required", "--super-users", ADMIN,
-             "--data-dir", os.path.join(cls.directory, "data")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
-        )
-        native = kafka_address = None
-        deadline = time.time() + WAIT_S
-        while (native is None or kafka_address is None) and time.time() < deadline:
-            line = cls.server.stdout.readline()
-            if not line:
-                break
-            if line.startswith("ringmq listening on "):
-                native = line.split()[3]
-            elif line.startswith("ringmq kafka listening on "):
-                kafka_address = line.split()[4]
-        if native is None or kafka_address is None:
-            cls.server.kill()
-            raise AssertionError("the server did not print both addresses: %s" % cls.server.stderr.read())
-        threading.Thread(target=cls.server.stdout.read, daemon=True).start()
-        threading.Thread(target=cls.server.stderr.read, daemon=True).start()
-        cls.native = native
-        cls.bootstrap = kafka_address
+        cls.binary = serve.binary()
+        cls.server = Serve("ringmq-kafka-sasl-", "--authentication", "required", "--super-users", ADMIN,
+                           env={"RINGMQ_BOOTSTRAP_USER": "%s:%s" % (ADMIN, ADMIN_PASSWORD)})
+        cls.native = cls.server.native
+        cls.bootstrap = cls.server.kafka
         cls.cli("user", "add", USER, new_password=PASSWORD)
         cls.cli("acl", "add", "--principal", USER, "--topic", "sasl-*",
                 "--operation", "read,write,create,describe")
@@ -71,13 +48,7 @@ class KafkaSasl(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.server.terminate()
-        try:
-            cls.server.wait(timeout=WAIT_S)
-        finally:
-            shutil.rmtree(cls.directory, ignore_errors=True)
-        if cls.server.returncode != 0:
-            raise AssertionError("the server exited with %s" % cls.server.returncode)
+        cls.server.stop()
 
     @classmethod
     def cli(cls, *args, user=ADMIN, password=ADMIN_PASSWORD, new_password=None, check=True):

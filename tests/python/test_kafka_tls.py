@@ -14,18 +14,20 @@ is told the server speaks TLS.
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
-import threading
 import time
 import unittest
 import uuid
+from pathlib import Path
 
 import confluent_kafka
 import kafka
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-WAIT_S = 20
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import serve  # noqa: E402
+from serve import WAIT_S, Serve  # noqa: E402
+
 ADMIN, ADMIN_PASSWORD = "admin", "admin-secret"
 
 
@@ -56,51 +58,27 @@ def make_pki(directory):
 class KafkaTls(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.binary = os.environ.get("RINGMQ_BIN", str(REPO_ROOT / "target" / "debug" / "ringmq"))
-        if not os.path.exists(cls.binary):
-            raise AssertionError("no ringmq server at %s (build it, or set RINGMQ_BIN)" % cls.binary)
+        cls.binary = serve.binary()
         if shutil.which("openssl") is None:
             raise AssertionError("the openssl command is missing: apt-get install openssl")
-        cls.directory = tempfile.mkdtemp(prefix="ringmq-kafka-tls-")
-        cls.pki = os.path.join(cls.directory, "pki")
-        os.mkdir(cls.pki)
+        cls.directory = tempfile.mkdtemp(prefix="ringmq-kafka-tls-pki-")
+        cls.pki = cls.directory
         make_pki(cls.pki)
-        environment = dict(os.environ, RINGMQ_BOOTSTRAP_USER="%s:%s" % (ADMIN, ADMIN_PASSWORD))
-        cls.server = subprocess.Popen(
-            [cls.binary, "serve", "--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--shards", "2",
-             "--authentication", "required", "--super-users", ADMIN,
-             "--tls-cert", cls.file("server.pem"), "--tls-key", cls.file("server.key"),
-             "--tls-client-ca", cls.file("ca.pem"),
-             "--data-dir", os.path.join(cls.directory, "data")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+        cls.server = Serve(
+            "ringmq-kafka-tls-", "--authentication", "required", "--super-users", ADMIN,
+            "--tls-cert", cls.file("server.pem"), "--tls-key", cls.file("server.key"),
+            "--tls-client-ca", cls.file("ca.pem"),
+            env={"RINGMQ_BOOTSTRAP_USER": "%s:%s" % (ADMIN, ADMIN_PASSWORD)},
         )
-        native = kafka_address = None
-        deadline = time.time() + WAIT_S
-        while (native is None or kafka_address is None) and time.time() < deadline:
-            line = cls.server.stdout.readline()
-            if not line:
-                break
-            if line.startswith("ringmq listening on "):
-                native = line.split()[3]
-            elif line.startswith("ringmq kafka listening on "):
-                kafka_address = line.split()[4]
-        if native is None or kafka_address is None:
-            cls.server.kill()
-            raise AssertionError("the server did not print both addresses: %s" % cls.server.stderr.read())
-        threading.Thread(target=cls.server.stdout.read, daemon=True).start()
-        threading.Thread(target=cls.server.stderr.read, daemon=True).start()
-        cls.native = native
-        cls.bootstrap = kafka_address
+        cls.native = cls.server.native
+        cls.bootstrap = cls.server.kafka
 
     @classmethod
     def tearDownClass(cls):
-        cls.server.terminate()
         try:
-            cls.server.wait(timeout=WAIT_S)
+            cls.server.stop()
         finally:
             shutil.rmtree(cls.directory, ignore_errors=True)
-        if cls.server.returncode != 0:
-            raise AssertionError("the server exited with %s" % cls.server.returncode)
 
     @classmethod
     def file(cls, name):

@@ -1,0 +1,60 @@
+"""A `ringmq serve` process for the Kafka client tests: both listeners on
+ephemeral loopback ports, data in a fresh temporary directory."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WAIT_S = 20
+
+
+def binary():
+    path = os.environ.get("RINGMQ_BIN", str(REPO_ROOT / "target" / "debug" / "ringmq"))
+    if not os.path.exists(path):
+        raise AssertionError("no ringmq server at %s (build it, or set RINGMQ_BIN)" % path)
+    return path
+
+
+class Serve:
+    """Starts the server with `args` (after the listeners and the data
+    directory) and `env` added to the environment; `native` and `kafka` are
+    the addresses it printed. `stop()` asks for a clean exit and checks it."""
+
+    def __init__(self, prefix, *args, env=None):
+        self.directory = tempfile.mkdtemp(prefix=prefix)
+        self.process = subprocess.Popen(
+            [binary(), "serve", "--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--shards", "2",
+             "--data-dir", os.path.join(self.directory, "data"), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, **(env or {})),
+        )
+        self.native = self.kafka = None
+        deadline = time.time() + WAIT_S
+        while (self.native is None or self.kafka is None) and time.time() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            if line.startswith("ringmq listening on "):
+                self.native = line.split()[3]
+            elif line.startswith("ringmq kafka listening on "):
+                self.kafka = line.split()[4]
+        if self.native is None or self.kafka is None:
+            self.process.kill()
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise AssertionError("the server did not print both addresses: %s" % self.process.stderr.read())
+        # Keep draining both pipes so the server never blocks on a full one.
+        threading.Thread(target=self.process.stdout.read, daemon=True).start()
+        threading.Thread(target=self.process.stderr.read, daemon=True).start()
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=WAIT_S)
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        if self.process.returncode != 0:
+            raise AssertionError("the server exited with %s" % self.process.returncode)
