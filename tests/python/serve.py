@@ -58,3 +58,15 @@ class Serve:
             shutil.rmtree(self.directory, ignore_errors=True)
         if self.process.returncode != 0:
             raise AssertionError("the server exited with %s" % self.process.returncode)
+
+
+def poll_values(consumer, count):
+    """Values of the first `count` records a subscribed confluent-kafka
+    consumer delivers (fewer if they do not come within WAIT_S)."""
+    values = []
+    deadline = time.time() + WAIT_S
+    while len(values) < count and time.time() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and message.error() is None:
+            values.append(message.value())
+    return values

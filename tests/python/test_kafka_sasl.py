@@ -11,7 +11,6 @@ refused, and nothing is written.
 import os
 import subprocess
 import sys
-import time
 import unittest
 import uuid
 from pathlib import Path
@@ -88,12 +87,7 @@ class KafkaSasl(unittest.TestCase):
                 consumer = confluent_kafka.Consumer({**self.confluent_config(mechanism), "group.id": unique("g"),
                                                      "auto.offset.reset": "earliest"})
                 consumer.subscribe([topic])
-                values = []
-                deadline = time.time() + WAIT_S
-                while len(values) < 20 and time.time() < deadline:
-                    message = consumer.poll(0.5)
-                    if message is not None and message.error() is None:
-                        values.append(message.value())
+                values = serve.poll_values(consumer, 20)
                 consumer.commit(asynchronous=False)
                 consumer.close()
                 self.assertEqual(values, [b"v%d" % i for i in range(20)])

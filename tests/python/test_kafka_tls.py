@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 import uuid
 from pathlib import Path
@@ -120,12 +119,7 @@ class KafkaTls(unittest.TestCase):
         consumer = confluent_kafka.Consumer({**self.confluent_config(), "group.id": unique("g"),
                                              "auto.offset.reset": "earliest"})
         consumer.subscribe([topic])
-        values = []
-        deadline = time.time() + WAIT_S
-        while len(values) < 50 and time.time() < deadline:
-            message = consumer.poll(0.5)
-            if message is not None and message.error() is None:
-                values.append(message.value())
+        values = serve.poll_values(consumer, 50)
         consumer.close()
         self.assertEqual(values, [b"v%d" % i * 100 for i in range(50)])
 
