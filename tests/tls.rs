@@ -331,3 +331,35 @@ fn the_cli_and_both_bench_producers_connect_over_tls() {
     server.shutdown().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bytes_after_a_close_notify_do_not_stall_the_shard() {
+    let dir = temp_dir("tls-close-notify");
+    let pki = pki(&dir.join("pki"));
+    // One shard: a stuck connection would stall every other one.
+    let server =
+        start_server(&dir.join("data"), 1, |config| config.security.tls = Some(server_tls(&pki, "server", false)));
+    // A real session: handshake, then close_notify with more bytes after it
+    // than rustls takes in one read_tls, all in one write.
+    let tls = client_tls(&pki, "ca.pem", None).load("localhost").unwrap();
+    let mut session = rustls::ClientConnection::new(tls.config.clone(), tls.server_name.clone()).unwrap();
+    let mut raw = std::net::TcpStream::connect(server.address()).unwrap();
+    raw.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    while session.is_handshaking() {
+        session.complete_io(&mut raw).unwrap();
+    }
+    session.send_close_notify();
+    let mut bytes = Vec::new();
+    while session.wants_write() {
+        session.write_tls(&mut bytes).unwrap();
+    }
+    bytes.resize(bytes.len() + 60 * 1024, 0);
+    let _ = raw.write_all(&bytes);
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut raw, &mut answer);
+    let client = connect(&format!("localhost:{}", server.address().port()), client_tls(&pki, "ca.pem", None))
+        .expect("the shard still serves");
+    client.create_topic("after", 1, Default::default(), Default::default()).unwrap();
+    server.shutdown().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

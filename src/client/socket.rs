@@ -87,7 +87,14 @@ impl TlsSocket {
         for chunk in bytes.chunks(TLS_SEAL_BYTES) {
             self.session.writer().write_all(chunk)?;
             while self.session.wants_write() {
-                self.session.write_tls(&mut self.socket)?;
+                match self.session.write_tls(&mut self.socket) {
+                    // Sealed records are sent exactly once: an interrupted
+                    // send is retried here, never by a caller that would
+                    // seal the same plaintext again.
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) => return Err(error),
+                    Ok(_) => {}
+                }
             }
         }
         Ok(())

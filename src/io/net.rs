@@ -63,8 +63,11 @@ pub fn bind_std(address: SocketAddr, reuse_port: bool) -> io::Result<std::net::T
     Ok(socket.into())
 }
 
-/// Ciphertext bytes asked of the socket per read on a TLS connection.
+/// Ciphertext bytes asked of the socket per read on a busy TLS connection
+/// (one whose last read filled its buffer).
 pub const TLS_READ_BYTES: usize = 256 * 1024;
+/// The same for a connection whose reads are small: one TLS record and more.
+pub const TLS_READ_IDLE_BYTES: usize = 17 * 1024;
 /// Plaintext handed to TLS at a time when writing: the ciphertext of this
 /// much is what one socket write carries.
 pub const TLS_WRITE_BYTES: usize = 256 * 1024;
@@ -146,7 +149,7 @@ impl Stream {
             if buffer.len() > start || closed {
                 return Ok(buffer.len() - start);
             }
-            let mut ciphertext = tls.received.take().unwrap_or_else(|| Vec::with_capacity(TLS_READ_BYTES));
+            let mut ciphertext = tls.received.take().unwrap_or_else(|| Vec::with_capacity(TLS_READ_IDLE_BYTES));
             ciphertext.clear();
             let (result, returned) = self.inner.read(ciphertext).await;
             let read = result?;
@@ -159,12 +162,20 @@ impl Stream {
             let failed = {
                 let mut session = tls.session.borrow_mut();
                 let mut failed = None;
-                while !unread.is_empty() && failed.is_none() {
-                    if let Err(error) = session.read_tls(&mut unread) {
-                        failed = Some(error);
-                    } else if let Err(error) = session.process_new_packets() {
-                        // rustls has queued the alert that tells the peer why.
-                        failed = Some(io::Error::new(io::ErrorKind::InvalidData, error));
+                let mut closed = false;
+                while !unread.is_empty() && failed.is_none() && !closed {
+                    match session.read_tls(&mut unread) {
+                        Err(error) => failed = Some(error),
+                        // After a close_notify rustls takes nothing more:
+                        // what follows it is ignored (and must not be
+                        // offered again, or this loop would never end).
+                        Ok(0) => closed = true,
+                        Ok(_) => {
+                            if let Err(error) = session.process_new_packets() {
+                                // rustls has queued the alert that tells the peer why.
+                                failed = Some(io::Error::new(io::ErrorKind::InvalidData, error));
+                            }
+                        }
                     }
                     // Take the plaintext now: rustls buffers little of it.
                     let mut reader = session.reader();
@@ -179,29 +190,32 @@ impl Stream {
                 }
                 failed
             };
-            tls.received.set(Some(returned));
+            // A connection that fills its buffer keeps a large one; one
+            // that reads little keeps a small one (idle TLS connections
+            // are many: 10,000 of them must not hold 256 KiB each).
+            let keep = if read == returned.capacity() { TLS_READ_BYTES } else { TLS_READ_IDLE_BYTES };
+            tls.received.set(Some(if returned.capacity() == keep { returned } else { Vec::with_capacity(keep) }));
             // Handshake messages, session tickets, alerts. When the writer
             // is sending, it sends these too (it drains everything queued
             // before it lets go), so the reader never waits on the writer:
             // a peer that writes without reading stalls only its own answers.
-            if tls.session.borrow().wants_write() {
-                if let Ok(_sending) = tls.sending.try_lock() {
-                    self.send_queued(tls).await?;
+            let sent = if tls.session.borrow().wants_write() {
+                match tls.sending.try_lock() {
+                    Ok(_sending) => self.send_queued(tls).await,
+                    Err(_) => Ok(()),
                 }
-            }
+            } else {
+                Ok(())
+            };
+            // A TLS failure is reported as such even if its alert could not be sent.
             if let Some(error) = failed {
                 return Err(error);
             }
+            sent?;
         }
     }
 
-    /// Sends whatever TLS records the session has queued.
-    async fn send_tls(&self, tls: &Tls) -> io::Result<()> {
-        let _sending = tls.sending.lock().await;
-        self.send_queued(tls).await
-    }
-
-    /// [`Stream::send_tls`] with `sending` already held.
+    /// Sends whatever TLS records the session has queued; `sending` is held.
     async fn send_queued(&self, tls: &Tls) -> io::Result<()> {
         loop {
             let mut records = Vec::new();
@@ -273,8 +287,10 @@ impl Stream {
     /// sent (under TLS, after a close_notify).
     pub async fn finish_writing(&self) {
         if let Some(tls) = &self.tls {
+            // Under the lock, so it cannot land between a response's records.
+            let _sending = tls.sending.lock().await;
             tls.session.borrow_mut().send_close_notify();
-            let _ = self.send_tls(tls).await;
+            let _ = self.send_queued(tls).await;
         }
         let _ = self.inner.shutdown(std::net::Shutdown::Write);
     }

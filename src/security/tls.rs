@@ -133,7 +133,14 @@ impl ClientTls {
                             SYSTEM_CA_BUNDLES.join(" or ")
                         )
                     })?;
-                roots(&bundle, "system CA bundle")?
+                // A system bundle may hold certificates webpki cannot
+                // parse; they are skipped, as every TLS client does.
+                let mut roots = rustls::RootCertStore::empty();
+                let (added, _ignored) = roots.add_parsable_certificates(certificates(&bundle, "system CA bundle")?);
+                if added == 0 {
+                    return Err(format!("system CA bundle {}: no usable CA certificate in it", bundle.display()));
+                }
+                roots
             }
         };
         let builder = rustls::ClientConfig::builder_with_provider(provider())

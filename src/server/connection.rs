@@ -47,6 +47,10 @@ pub(crate) async fn serve(context: Rc<ShardHandle>, stream: Rc<Stream>, protocol
     let session = Session::new(&context);
     read_requests(&context, &session, &stream, sender, protocol).await;
     let _ = writer.await;
+    if stream.is_tls() {
+        // A close_notify, so a TLS client tells this end from a cut.
+        stream.finish_writing().await;
+    }
 }
 
 /// The most bytes the answer to `frame` can hold: a fetch's `max_bytes`
