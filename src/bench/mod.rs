@@ -505,7 +505,7 @@ fn produce_tcp(run: &Run, bootstrap: &str, partitions: Vec<u32>, quota: u64) -> 
             pending.push_back(scheduled);
             // Paced runs read acknowledgements as they come, without waiting.
             if rate.is_some() {
-                while !pending.is_empty() && connection_readable(connection) {
+                while !pending.is_empty() && connection.readable() {
                     receive_one(connection, pending, &mut local)?;
                 }
             }
@@ -522,11 +522,6 @@ fn produce_tcp(run: &Run, bootstrap: &str, partitions: Vec<u32>, quota: u64) -> 
     }
     run.merge(&local);
     Ok(())
-}
-
-/// Whether a response is waiting (a zero-timeout look).
-fn connection_readable(connection: &mut Connection) -> bool {
-    connection.readable()
 }
 
 /// Reads partitions from offset 0 until told to stop.

@@ -130,22 +130,7 @@ impl Stream {
         buffer.reserve(want);
         loop {
             // Plaintext already decrypted goes first.
-            let closed = {
-                let mut session = tls.session.borrow_mut();
-                let mut reader = session.reader();
-                loop {
-                    match std::io::BufRead::fill_buf(&mut reader) {
-                        Ok([]) => break true,
-                        Ok(bytes) => {
-                            let length = bytes.len();
-                            buffer.extend_from_slice(bytes);
-                            std::io::BufRead::consume(&mut reader, length);
-                        }
-                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => break false,
-                        Err(error) => return Err(error),
-                    }
-                }
-            };
+            let closed = take_plaintext(&mut tls.session.borrow_mut(), buffer)?;
             if buffer.len() > start || closed {
                 return Ok(buffer.len() - start);
             }
@@ -178,14 +163,8 @@ impl Stream {
                         }
                     }
                     // Take the plaintext now: rustls buffers little of it.
-                    let mut reader = session.reader();
-                    while let Ok(bytes) = std::io::BufRead::fill_buf(&mut reader) {
-                        if bytes.is_empty() {
-                            break;
-                        }
-                        let length = bytes.len();
-                        buffer.extend_from_slice(bytes);
-                        std::io::BufRead::consume(&mut reader, length);
+                    if let Err(error) = take_plaintext(&mut session, buffer) {
+                        failed = failed.or(Some(error));
                     }
                 }
                 failed
@@ -298,6 +277,24 @@ impl Stream {
     /// Ends reading: a pending read returns 0, so the connection drains and closes.
     pub fn stop_reading(&self) {
         let _ = self.inner.shutdown(std::net::Shutdown::Read);
+    }
+}
+
+/// Moves the plaintext rustls has decrypted to the end of `buffer`; true
+/// when the peer has closed the session (close_notify).
+fn take_plaintext(session: &mut rustls::ServerConnection, buffer: &mut BytesMut) -> io::Result<bool> {
+    let mut reader = session.reader();
+    loop {
+        match std::io::BufRead::fill_buf(&mut reader) {
+            Ok([]) => return Ok(true),
+            Ok(bytes) => {
+                let length = bytes.len();
+                buffer.extend_from_slice(bytes);
+                std::io::BufRead::consume(&mut reader, length);
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(error) => return Err(error),
+        }
     }
 }
 

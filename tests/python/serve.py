@@ -50,6 +50,21 @@ class Serve:
         threading.Thread(target=self.process.stdout.read, daemon=True).start()
         threading.Thread(target=self.process.stderr.read, daemon=True).start()
 
+    def cli(self, *args, user, password, env=None, check=True):
+        """Runs the ``ringmq`` CLI against this server as `user`; with
+        `check`, a failure raises with its stderr."""
+        environment = dict(os.environ, RINGMQ_PASSWORD=password, **(env or {}))
+        result = subprocess.run([binary(), "--bootstrap", self.native, "--user", user, *args],
+                                capture_output=True, text=True, env=environment, timeout=WAIT_S)
+        if check and result.returncode != 0:
+            raise AssertionError("ringmq %s failed: %s" % (" ".join(args), result.stderr))
+        return result
+
+    def topic_exists(self, topic, *flags, user, password):
+        """Whether `ringmq topic list` (with `flags`) lists `topic`."""
+        listed = self.cli(*flags, "topic", "list", user=user, password=password).stdout
+        return any(line.split()[:1] == [topic] for line in listed.splitlines())
+
     def stop(self):
         self.process.terminate()
         try:

@@ -8,8 +8,6 @@ a wrong password, no SASL at all, and a topic the ACLs do not cover are each
 refused, and nothing is written.
 """
 
-import os
-import subprocess
 import sys
 import unittest
 import uuid
@@ -35,7 +33,6 @@ def unique(prefix):
 class KafkaSasl(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.binary = serve.binary()
         cls.server = Serve("ringmq-kafka-sasl-", "--authentication", "required", "--super-users", ADMIN,
                            env={"RINGMQ_BOOTSTRAP_USER": "%s:%s" % (ADMIN, ADMIN_PASSWORD)})
         cls.native = cls.server.native
@@ -51,18 +48,11 @@ class KafkaSasl(unittest.TestCase):
 
     @classmethod
     def cli(cls, *args, user=ADMIN, password=ADMIN_PASSWORD, new_password=None, check=True):
-        environment = dict(os.environ, RINGMQ_PASSWORD=password)
-        if new_password is not None:
-            environment["RINGMQ_NEW_PASSWORD"] = new_password
-        result = subprocess.run([cls.binary, "--bootstrap", cls.native, "--user", user, *args],
-                                capture_output=True, text=True, env=environment, timeout=WAIT_S)
-        if check and result.returncode != 0:
-            raise AssertionError("ringmq %s failed: %s" % (" ".join(args), result.stderr))
-        return result
+        env = {"RINGMQ_NEW_PASSWORD": new_password} if new_password is not None else None
+        return cls.server.cli(*args, user=user, password=password, env=env, check=check)
 
     def topic_exists(self, topic):
-        listed = self.cli("topic", "list").stdout
-        return any(line.split()[:1] == [topic] for line in listed.splitlines())
+        return self.server.topic_exists(topic, user=ADMIN, password=ADMIN_PASSWORD)
 
     def confluent_config(self, mechanism, password=PASSWORD):
         return {

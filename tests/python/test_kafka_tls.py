@@ -57,7 +57,7 @@ def make_pki(directory):
 class KafkaTls(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.binary = serve.binary()
+        serve.binary()
         if shutil.which("openssl") is None:
             raise AssertionError("the openssl command is missing: apt-get install openssl")
         cls.directory = tempfile.mkdtemp(prefix="ringmq-kafka-tls-pki-")
@@ -83,19 +83,16 @@ class KafkaTls(unittest.TestCase):
     def file(cls, name):
         return os.path.join(cls.pki, name)
 
+    def tls_flags(self):
+        return ["--tls-ca", self.file("ca.pem"), "--tls-client-cert", self.file("client.pem"),
+                "--tls-client-key", self.file("client.key")]
+
     def cli(self, *args, tls=True, check=True):
-        flags = ["--tls-ca", self.file("ca.pem"), "--tls-client-cert", self.file("client.pem"),
-                 "--tls-client-key", self.file("client.key")] if tls else []
-        result = subprocess.run([self.binary, "--bootstrap", self.native, "--user", ADMIN, *flags, *args],
-                                capture_output=True, text=True, timeout=WAIT_S,
-                                env=dict(os.environ, RINGMQ_PASSWORD=ADMIN_PASSWORD))
-        if check and result.returncode != 0:
-            raise AssertionError("ringmq %s failed: %s" % (" ".join(args), result.stderr))
-        return result
+        flags = self.tls_flags() if tls else []
+        return self.server.cli(*flags, *args, user=ADMIN, password=ADMIN_PASSWORD, check=check)
 
     def topic_exists(self, topic):
-        listed = self.cli("topic", "list").stdout
-        return any(line.split()[:1] == [topic] for line in listed.splitlines())
+        return self.server.topic_exists(topic, *self.tls_flags(), user=ADMIN, password=ADMIN_PASSWORD)
 
     def confluent_config(self, ca="ca.pem", client_certificate=True):
         config = {
